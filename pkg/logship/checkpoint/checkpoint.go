@@ -1,0 +1,224 @@
+// Package checkpoint persists, per container stream, the file position up to
+// which CloudWatch has accepted every line.
+//
+// Positions live in one JSON file in the state directory, replaced
+// atomically (write to a temporary file, fsync, rename, fsync the
+// directory), so a crash at any instant leaves either the old or the new
+// state. Commit returns only once the position is durable: a shipper that
+// commits after each accepted batch and before sending the next repeats at
+// most the batch in flight after kill -9. Concurrent commits from many
+// streams share one write (group commit).
+package checkpoint
+
+import (
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"github.com/nodekit/nodekit/pkg/logship/tail"
+)
+
+// FileName is the state file inside the state directory.
+const FileName = "positions.json"
+
+// Position says how far a stream's current file was shipped.
+type Position struct {
+	Path   string        `json:"path"`
+	ID     tail.Identity `json:"id"`
+	Offset int64         `json:"offset"`
+}
+
+type state struct {
+	Version   int                 `json:"version"`
+	Positions map[string]Position `json:"positions"`
+}
+
+// Store holds positions in memory and writes them from Run. Its methods are
+// safe for concurrent use.
+type Store struct {
+	path   string
+	logger *slog.Logger
+
+	mu        sync.Mutex
+	positions map[string]Position
+	gen       uint64 // bumped by every change
+	written   uint64 // last generation on disk
+	writeErr  error  // outcome of the last write
+	done      chan struct{}
+	kick      chan struct{}
+	stopped   chan struct{}
+}
+
+// Open loads the state in dir, creating dir if needed. A corrupt state file
+// is kept aside as positions.json.corrupt and logged: the files are then read
+// again from their start, which repeats lines but loses none.
+func Open(dir string, logger *slog.Logger) (*Store, error) {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return nil, fmt.Errorf("creating state directory %s: %w", dir, err)
+	}
+	s := &Store{
+		path:      filepath.Join(dir, FileName),
+		logger:    logger,
+		positions: map[string]Position{},
+		done:      make(chan struct{}),
+		kick:      make(chan struct{}, 1),
+		stopped:   make(chan struct{}),
+	}
+	data, err := os.ReadFile(s.path)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return s, nil
+	case err != nil:
+		return nil, fmt.Errorf("reading positions %s: %w", s.path, err)
+	}
+	var st state
+	if err := json.Unmarshal(data, &st); err != nil || st.Version != 1 {
+		aside := s.path + ".corrupt"
+		logger.Error("positions file unreadable, starting over; files will be read from their start", "path", s.path, "kept_as", aside, "err", err)
+		if err := os.Rename(s.path, aside); err != nil {
+			return nil, fmt.Errorf("moving aside corrupt positions %s: %w", s.path, err)
+		}
+		return s, nil
+	}
+	if st.Positions != nil {
+		s.positions = st.Positions
+	}
+	return s, nil
+}
+
+// Get returns the position saved for key.
+func (s *Store) Get(key string) (Position, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	p, ok := s.positions[key]
+	return p, ok
+}
+
+// Keys lists every key with a saved position.
+func (s *Store) Keys() []string {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	keys := make([]string, 0, len(s.positions))
+	for k := range s.positions {
+		keys = append(keys, k)
+	}
+	return keys
+}
+
+// Commit saves pos for key and waits until it is on disk (or ctx ends, or
+// the store stops). Run must be running.
+func (s *Store) Commit(ctx context.Context, key string, pos Position) error {
+	return s.change(ctx, func(m map[string]Position) { m[key] = pos })
+}
+
+// Delete forgets key (its stream is finished) and waits until that is on
+// disk.
+func (s *Store) Delete(ctx context.Context, key string) error {
+	return s.change(ctx, func(m map[string]Position) { delete(m, key) })
+}
+
+func (s *Store) change(ctx context.Context, f func(map[string]Position)) error {
+	s.mu.Lock()
+	f(s.positions)
+	s.gen++
+	want := s.gen
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
+	for {
+		s.mu.Lock()
+		if s.written >= want {
+			err := s.writeErr
+			s.mu.Unlock()
+			return err
+		}
+		done := s.done
+		s.mu.Unlock()
+		select {
+		case <-done:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for positions to be saved: %w", ctx.Err())
+		case <-s.stopped:
+			return errors.New("positions store stopped before saving")
+		}
+	}
+}
+
+// Run writes changes until ctx ends, then writes once more and returns.
+func (s *Store) Run(ctx context.Context) error {
+	defer close(s.stopped)
+	for {
+		select {
+		case <-ctx.Done():
+			s.flush()
+			return nil
+		case <-s.kick:
+			s.flush()
+		}
+	}
+}
+
+// flush writes the current state if it changed since the last write and
+// wakes every waiter.
+func (s *Store) flush() {
+	s.mu.Lock()
+	if s.written == s.gen {
+		s.mu.Unlock()
+		return
+	}
+	gen := s.gen
+	data, err := json.Marshal(state{Version: 1, Positions: maps.Clone(s.positions)})
+	s.mu.Unlock()
+	if err == nil {
+		err = writeAtomic(s.path, data)
+	}
+	if err != nil {
+		s.logger.Error("saving positions failed; lines may be shipped again after a restart", "path", s.path, "err", err)
+	}
+	s.mu.Lock()
+	s.written = gen
+	s.writeErr = err
+	close(s.done)
+	s.done = make(chan struct{})
+	s.mu.Unlock()
+}
+
+func writeAtomic(path string, data []byte) error {
+	dir := filepath.Dir(path)
+	tmp, err := os.CreateTemp(dir, ".positions-*")
+	if err != nil {
+		return fmt.Errorf("creating temporary positions file in %s: %w", dir, err)
+	}
+	defer os.Remove(tmp.Name()) // no-op after the rename
+	if _, err := tmp.Write(data); err != nil {
+		tmp.Close()
+		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Sync(); err != nil {
+		tmp.Close()
+		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
+	}
+	if err := tmp.Close(); err != nil {
+		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
+	}
+	if err := os.Rename(tmp.Name(), path); err != nil {
+		return fmt.Errorf("replacing %s: %w", path, err)
+	}
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("opening %s to sync it: %w", dir, err)
+	}
+	defer d.Close()
+	if err := d.Sync(); err != nil {
+		return fmt.Errorf("syncing directory %s: %w", dir, err)
+	}
+	return nil
+}

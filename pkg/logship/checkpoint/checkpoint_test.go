@@ -1,0 +1,184 @@
+package checkpoint
+
+import (
+	"bufio"
+	"context"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"testing"
+
+	"github.com/nodekit/nodekit/pkg/logship/tail"
+)
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+// run starts s.Run and stops it when the test ends.
+func run(t *testing.T, s *Store) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+	})
+}
+
+func TestCommitRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	pos := Position{Path: "/var/log/pods/a/0.log", ID: tail.Identity{Dev: 1, Ino: 2, FPLen: 3, FP: 4}, Offset: 99}
+	if err := s.Commit(context.Background(), "a", pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Commit(context.Background(), "b", pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	// Commit returned: the position must already be on disk.
+	s2, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	got, ok := s2.Get("a")
+	if !ok || got != pos {
+		t.Fatalf("reloaded %+v %v, want %+v", got, ok, pos)
+	}
+	if _, ok := s2.Get("b"); ok {
+		t.Fatal("deleted key came back")
+	}
+}
+
+func TestCommitWaitsForRun(t *testing.T) {
+	s, err := Open(t.TempDir(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	if err := s.Commit(ctx, "a", Position{Offset: 1}); err == nil {
+		t.Fatal("commit returned without a writer running")
+	}
+}
+
+func TestConcurrentCommits(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	var wg sync.WaitGroup
+	for w := range 8 {
+		wg.Go(func() {
+			for i := range 50 {
+				if err := s.Commit(context.Background(), fmt.Sprint("k", w), Position{Offset: int64(i)}); err != nil {
+					t.Error(err)
+				}
+			}
+		})
+	}
+	wg.Wait()
+	s2, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	for w := range 8 {
+		if p, _ := s2.Get(fmt.Sprint("k", w)); p.Offset != 49 {
+			t.Errorf("k%d offset %d, want 49", w, p.Offset)
+		}
+	}
+}
+
+func TestCorruptFileSetAside(t *testing.T) {
+	for _, content := range []string{"{not json", `{"version":7}`, ""} {
+		dir := t.TempDir()
+		if err := os.WriteFile(filepath.Join(dir, FileName), []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		s, err := Open(dir, discard())
+		if err != nil {
+			t.Fatalf("%q: %v", content, err)
+		}
+		if len(s.Keys()) != 0 {
+			t.Fatalf("%q: keys from a corrupt file", content)
+		}
+		if _, err := os.Stat(filepath.Join(dir, FileName+".corrupt")); err != nil {
+			t.Fatalf("%q: corrupt file not kept: %v", content, err)
+		}
+	}
+}
+
+// TestKillDuringCommits kills a process that commits in a tight loop, then
+// checks the state file is whole and holds at least the last offset the
+// process reported as committed.
+func TestKillDuringCommits(t *testing.T) {
+	if os.Getenv("CHECKPOINT_HELPER_DIR") != "" {
+		helper()
+		return
+	}
+	for round := range 3 {
+		dir := t.TempDir()
+		cmd := exec.Command(os.Args[0], "-test.run=^TestKillDuringCommits$")
+		cmd.Env = append(os.Environ(), "CHECKPOINT_HELPER_DIR="+dir)
+		out, err := cmd.StdoutPipe()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if err := cmd.Start(); err != nil {
+			t.Fatal(err)
+		}
+		sc := bufio.NewScanner(out)
+		var last int64
+		for sc.Scan() {
+			n, err := strconv.ParseInt(sc.Text(), 10, 64)
+			if err != nil {
+				continue
+			}
+			last = n
+			if n >= int64(200+round*37) {
+				break
+			}
+		}
+		_ = cmd.Process.Kill()
+		_ = cmd.Wait()
+		s, err := Open(dir, discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		if _, err := os.Stat(filepath.Join(dir, FileName+".corrupt")); err == nil {
+			t.Fatal("state file was corrupt after kill -9")
+		}
+		p, ok := s.Get("stream")
+		if !ok || p.Offset < last {
+			t.Fatalf("after kill: offset %d (present %v), last committed %d", p.Offset, ok, last)
+		}
+	}
+}
+
+func helper() {
+	s, err := Open(os.Getenv("CHECKPOINT_HELPER_DIR"), discard())
+	if err != nil {
+		panic(err)
+	}
+	go s.Run(context.Background()) //nolint: killed with the process
+	for i := int64(1); ; i++ {
+		if err := s.Commit(context.Background(), "stream", Position{Path: "p", Offset: i}); err != nil {
+			panic(err)
+		}
+		fmt.Println(i)
+	}
+}

@@ -1,0 +1,321 @@
+package parse
+
+import (
+	"bytes"
+	"fmt"
+	"regexp"
+	"strings"
+	"testing"
+	"time"
+)
+
+type got struct {
+	Time   int64
+	Stream Stream
+	Log    string
+	Pos    int64
+	Part   bool
+}
+
+// feed runs lines through a parser, computing file offsets as a reader would.
+func feed(t testing.TB, format Format, max int, lines ...string) ([]got, *Parser) {
+	t.Helper()
+	var out []got
+	p := New(format, max, func(e Entry) {
+		out = append(out, got{e.Time, e.Stream, string(e.Log), e.Pos, e.Part})
+	})
+	var off int64
+	for _, l := range lines {
+		end := off + int64(len(l)) + 1
+		p.Line([]byte(l), off, end)
+		off = end
+	}
+	return out, p
+}
+
+func ts(s string) int64 {
+	t, err := time.Parse(time.RFC3339Nano, s)
+	if err != nil {
+		panic(err)
+	}
+	return t.UnixNano()
+}
+
+func TestParse(t *testing.T) {
+	const t1 = "2026-11-21T10:00:00.123456789Z"
+	const t2 = "2026-11-21T10:00:01Z"
+	frag := strings.Repeat("a", 16384)
+	tests := []struct {
+		name   string
+		format Format
+		max    int
+		lines  []string
+		want   []got
+	}{
+		{
+			name:  "cri_full_lines",
+			lines: []string{t1 + " stdout F hello world", t2 + " stderr F oops"},
+			want: []got{
+				{ts(t1), Stdout, "hello world", 1, false},
+				{ts(t2), Stderr, "oops", 2, false},
+			},
+		},
+		{
+			name:  "cri_empty_message",
+			lines: []string{t1 + " stdout F ", t1 + " stdout F"},
+			want:  []got{{ts(t1), Stdout, "", 1, false}, {ts(t1), Stdout, "", 2, false}},
+		},
+		{
+			name:  "cri_16k_fragments_join_to_40k",
+			lines: []string{t1 + " stdout P " + frag, t2 + " stdout P " + frag, t2 + " stdout F " + frag[:8192]},
+			want:  []got{{ts(t1), Stdout, frag + frag + frag[:8192], 3, false}},
+		},
+		{
+			name: "cri_interleaved_streams_keep_restart_before_open_fragment",
+			lines: []string{
+				t1 + " stdout P first-",  // 0..48
+				t1 + " stderr F err",     // 48..92
+				t1 + " stdout F second", // 92..138
+			},
+			want: []got{
+				{ts(t1), Stderr, "err", 0, false},
+				{ts(t1), Stdout, "first-second", 3, false},
+			},
+		},
+		{
+			name:  "cri_tag_extensions",
+			lines: []string{t1 + " stdout F:x msg"},
+			want:  []got{{ts(t1), Stdout, "msg", 1, false}},
+		},
+		{
+			name:  "cri_numeric_zone",
+			lines: []string{"2026-11-21T12:00:00.5+02:00 stdout F z"},
+			want:  []got{{ts("2026-11-21T10:00:00.5Z"), Stdout, "z", 1, false}},
+		},
+		{
+			name:   "cri_garbage_line_is_raw",
+			format: CRI,
+			lines:  []string{"not a cri line", t1 + " stdbad F x"},
+			want:   []got{{0, Stdout, "not a cri line", 1, false}, {0, Stdout, t1 + " stdbad F x", 2, false}},
+		},
+		{
+			name:  "cri_over_limit_split_in_order",
+			max:   10,
+			lines: []string{t1 + " stdout P 0123456", t1 + " stdout F 789abcdefghijklmnopq"},
+			want: []got{
+				{ts(t1), Stdout, "0123456789", 0, true},
+				{ts(t1), Stdout, "abcdefghij", 0, true},
+				{ts(t1), Stdout, "klmnopq", 2, false},
+			},
+		},
+		{
+			name:  "docker_lines",
+			lines: []string{`{"log":"hello\n","stream":"stdout","time":"` + t1 + `"}`, `{"log":"e \"q\" \u00e9\t\n","stream":"stderr","time":"` + t2 + `"}`},
+			want:  []got{{ts(t1), Stdout, "hello", 1, false}, {ts(t2), Stderr, "e \"q\" é\t", 2, false}},
+		},
+		{
+			name: "docker_no_newline_joined",
+			lines: []string{
+				`{"log":"part1 ","stream":"stdout","time":"` + t1 + `"}`,
+				`{"log":"part2\n","stream":"stdout","time":"` + t2 + `"}`,
+			},
+			want: []got{{ts(t1), Stdout, "part1 part2", 2, false}},
+		},
+		{
+			name:  "docker_field_order_and_extra_fields",
+			lines: []string{`{"time":"` + t1 + `","attrs":{"a":[1,{"b":"}"}]},"stream":"stderr","log":"x\n"}`},
+			want:  []got{{ts(t1), Stderr, "x", 1, false}},
+		},
+		{
+			name:  "docker_surrogate_pairs",
+			lines: []string{`{"log":"\ud83d\ude00 \ud800\n","stream":"stdout","time":"` + t1 + `"}`},
+			want:  []got{{ts(t1), Stdout, "😀 \uFFFD", 1, false}},
+		},
+		{
+			name:   "docker_broken_json_is_raw",
+			format: Docker,
+			lines:  []string{`{"log":"unterminated`},
+			want:   []got{{0, Stdout, `{"log":"unterminated`, 1, false}},
+		},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			out, _ := feed(t, tc.format, tc.max, tc.lines...)
+			// want[i].Pos counts lines: the end of line N (0 is the file start).
+			ends := []int64{0}
+			for _, l := range tc.lines {
+				ends = append(ends, ends[len(ends)-1]+int64(len(l))+1)
+			}
+			for i := range tc.want {
+				tc.want[i].Pos = ends[tc.want[i].Pos]
+			}
+			if len(out) != len(tc.want) {
+				t.Fatalf("got %d entries, want %d: %+v", len(out), len(tc.want), trim(out))
+			}
+			for i := range out {
+				if out[i] != tc.want[i] {
+					t.Errorf("entry %d:\n got %+v\nwant %+v", i, trim(out[i:i+1]), trim(tc.want[i:i+1]))
+				}
+			}
+		})
+	}
+}
+
+func trim(gs []got) []got {
+	out := append([]got(nil), gs...)
+	for i := range out {
+		if len(out[i].Log) > 80 {
+			out[i].Log = fmt.Sprintf("%s...(%d bytes)", out[i].Log[:40], len(out[i].Log))
+		}
+	}
+	return out
+}
+
+func TestTwoMegabyteLineSplitsIntoOrderedParts(t *testing.T) {
+	const t1 = "2026-11-21T10:00:00Z"
+	var want bytes.Buffer
+	var lines []string
+	for i := 0; want.Len() < 2<<20; i++ {
+		frag := strings.Repeat(string(rune('a'+i%26)), 16384)
+		want.WriteString(frag)
+		lines = append(lines, t1+" stdout P "+frag)
+	}
+	lines = append(lines, t1+" stdout F end")
+	want.WriteString("end")
+	out, _ := feed(t, Unknown, 1<<20, lines...)
+	var joined bytes.Buffer
+	for i, g := range out {
+		if len(g.Log) > 1<<20 {
+			t.Fatalf("part %d is %d bytes, over the limit", i, len(g.Log))
+		}
+		if g.Part != (i < len(out)-1) {
+			t.Fatalf("part %d: Part=%v", i, g.Part)
+		}
+		joined.WriteString(g.Log)
+	}
+	if len(out) != 3 {
+		t.Errorf("got %d parts, want 3", len(out))
+	}
+	if !bytes.Equal(joined.Bytes(), want.Bytes()) {
+		t.Fatalf("parts do not join back to the line (%d vs %d bytes)", joined.Len(), want.Len())
+	}
+}
+
+func TestFlushEmitsOpenFragments(t *testing.T) {
+	out, p := feed(t, Unknown, 0, "2026-11-21T10:00:00Z stdout P tail-without-end")
+	if len(out) != 0 || !p.Pending() {
+		t.Fatalf("fragment emitted early: %+v", out)
+	}
+	var flushed []string
+	p.emit = func(e Entry) { flushed = append(flushed, string(e.Log)) }
+	p.Flush(100)
+	if len(flushed) != 1 || flushed[0] != "tail-without-end" {
+		t.Fatalf("flush gave %q", flushed)
+	}
+}
+
+func TestParseTime(t *testing.T) {
+	for _, s := range []string{
+		"2026-11-21T10:00:00Z", "2026-11-21T10:00:00.1Z", "2024-02-29T23:59:59.999999999Z",
+		"1969-12-31T23:59:59.5Z", "2026-11-21T10:00:00.123-07:30", "0001-01-01T00:00:00Z",
+	} {
+		want, err := time.Parse(time.RFC3339Nano, s)
+		if err != nil {
+			t.Fatal(err)
+		}
+		got, ok := ParseTime([]byte(s))
+		if !ok || got != want.UnixNano() {
+			t.Errorf("ParseTime(%q) = %d, %v; want %d", s, got, ok, want.UnixNano())
+		}
+	}
+	for _, s := range []string{"", "2026-13-01T00:00:00Z", "2023-02-29T00:00:00Z", "2026-11-21 10:00:00Z", "2026-11-21T10:00:00.Z", "2026-11-21T10:00:00+0200"} {
+		if _, ok := ParseTime([]byte(s)); ok {
+			t.Errorf("ParseTime(%q) accepted", s)
+		}
+	}
+}
+
+func TestMultiline(t *testing.T) {
+	var out []got
+	m := NewMultiline(regexp.MustCompile(`^\d{4}-`), 0, func(e Entry) {
+		out = append(out, got{e.Time, e.Stream, string(e.Log), e.Pos, e.Part})
+	})
+	p := New(CRI, 0, m.Add)
+	lines := []string{
+		"2026-11-21T10:00:00Z stdout F 2026-11-21 ERROR boom",
+		"2026-11-21T10:00:00Z stdout F \tat com.x.Y(Y.java:1)",
+		"2026-11-21T10:00:00Z stdout F \tat com.x.Z(Z.java:2)",
+		"2026-11-21T10:00:01Z stdout F 2026-11-21 INFO next",
+	}
+	var off int64
+	for _, l := range lines {
+		p.Line([]byte(l), off, off+int64(len(l))+1)
+		off += int64(len(l)) + 1
+	}
+	if len(out) != 1 || out[0].Log != "2026-11-21 ERROR boom\n\tat com.x.Y(Y.java:1)\n\tat com.x.Z(Z.java:2)" {
+		t.Fatalf("joined: %+v", out)
+	}
+	if !m.Pending() {
+		t.Fatal("last message should still be open")
+	}
+	m.Flush()
+	if len(out) != 2 || out[1].Log != "2026-11-21 INFO next" || out[1].Pos != off {
+		t.Fatalf("after flush: %+v", out)
+	}
+}
+
+// checkEntries is the fuzz oracle: bounded sizes and restart offsets that
+// never move backwards nor beyond the input.
+func checkEntries(t *testing.T, format Format, data []byte) {
+	const max = 64
+	var last int64
+	var total int64
+	p := New(format, max, func(e Entry) {
+		if len(e.Log) > max {
+			t.Fatalf("entry of %d bytes over limit %d", len(e.Log), max)
+		}
+		if e.Pos < last || e.Pos > total {
+			t.Fatalf("pos %d after %d (input %d)", e.Pos, last, total)
+		}
+		last = e.Pos
+	})
+	var off int64
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		total = off + int64(len(l)) + 1
+		p.Line(l, off, total)
+		off = total
+	}
+	p.Flush(total)
+}
+
+func FuzzCRI(f *testing.F) {
+	f.Add([]byte("2026-11-21T10:00:00Z stdout P abc\n2026-11-21T10:00:00Z stderr F x\n2026-11-21T10:00:00Z stdout F def"))
+	f.Add([]byte("2026-11-21T10:00:00.999+01:00 stdout F:y " + strings.Repeat("z", 200)))
+	f.Fuzz(func(t *testing.T, data []byte) { checkEntries(t, CRI, data) })
+}
+
+func FuzzDocker(f *testing.F) {
+	f.Add([]byte(`{"log":"a\u00e9\ud83d\ude00","stream":"stderr","time":"2026-11-21T10:00:00Z"}` + "\n" + `{"log":"b\n","stream":"stderr","time":"2026-11-21T10:00:00Z"}`))
+	f.Add([]byte(`{"x":{"y":[1,2,{"z":"}"}]},"log":"\\\"\n"}`))
+	f.Fuzz(func(t *testing.T, data []byte) { checkEntries(t, Docker, data) })
+}
+
+func BenchmarkParseCRI(b *testing.B) {
+	line := []byte("2026-11-21T10:00:00.123456789Z stdout F " + strings.Repeat("x", 70))
+	p := New(CRI, 0, func(Entry) {})
+	b.SetBytes(int64(len(line) + 1))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		p.Line(line, int64(i), int64(i+1))
+	}
+}
+
+func BenchmarkParseDocker(b *testing.B) {
+	line := []byte(`{"log":"` + strings.Repeat("x", 70) + `\n","stream":"stdout","time":"2026-11-21T10:00:00.123456789Z"}`)
+	p := New(Docker, 0, func(Entry) {})
+	b.SetBytes(int64(len(line) + 1))
+	b.ReportAllocs()
+	for i := 0; b.Loop(); i++ {
+		p.Line(line, int64(i), int64(i+1))
+	}
+}

@@ -1,0 +1,164 @@
+package record
+
+import (
+	"bytes"
+	"encoding/json"
+	"strings"
+	"testing"
+	"time"
+	"unicode/utf8"
+)
+
+var meta = Kubernetes{
+	PodName: "web-1", NamespaceName: "shop", PodID: "uid-1", Host: "node-a",
+	ContainerName: "app", DockerID: "abc123", ContainerImage: "nginx:1", Labels: map[string]string{"app": "web", "tier": "front"},
+}
+
+type decoded struct {
+	Log        string     `json:"log"`
+	Stream     string     `json:"stream"`
+	Time       string     `json:"time"`
+	Kubernetes Kubernetes `json:"kubernetes"`
+}
+
+func encodeAll(t *testing.T, max int, msg []byte, timeRaw string) []decoded {
+	t.Helper()
+	e, err := New(meta, max)
+	if err != nil {
+		t.Fatal(err)
+	}
+	type span struct{ s, e int }
+	var spans []span
+	now := func() time.Time { return time.Date(2026, 11, 21, 10, 0, 0, 5, time.UTC) }
+	buf := e.Append([]byte("junk-before"), msg, "stderr", []byte(timeRaw), now, func(s, en int) { spans = append(spans, span{s, en}) })
+	var recs []decoded
+	for _, sp := range spans {
+		rec := buf[sp.s:sp.e]
+		if len(rec) > max {
+			t.Fatalf("record of %d bytes over %d", len(rec), max)
+		}
+		if !utf8.Valid(rec) {
+			t.Fatalf("record is not valid UTF-8: %q", rec)
+		}
+		var d decoded
+		if err := json.Unmarshal(rec, &d); err != nil {
+			t.Fatalf("record is not JSON: %v: %s", err, rec)
+		}
+		recs = append(recs, d)
+	}
+	return recs
+}
+
+func TestRecords(t *testing.T) {
+	tests := []struct {
+		name    string
+		max     int
+		msg     string
+		timeRaw string
+		want    []string
+	}{
+		{"plain", 4096, "hello world", "2026-11-21T10:00:00.1Z", []string{"hello world"}},
+		{"escapes", 4096, "a\"b\\c\n\t\x01\u2028é", "2026-11-21T10:00:00Z", []string{"a\"b\\c\n\t\x01\u2028é"}},
+		{"invalid_utf8_replaced", 4096, "ok\xff\xfe end \xe2\x82", "2026-11-21T10:00:00Z", []string{"ok\uFFFD\uFFFD end \uFFFD\uFFFD"}},
+		{"empty", 4096, "", "2026-11-21T10:00:00Z", []string{""}},
+		{"missing_time_uses_now", 4096, "x", "", []string{"x"}},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			recs := encodeAll(t, tc.max, []byte(tc.msg), tc.timeRaw)
+			if len(recs) != len(tc.want) {
+				t.Fatalf("got %d records, want %d", len(recs), len(tc.want))
+			}
+			for i, r := range recs {
+				if r.Log != tc.want[i] {
+					t.Errorf("log %d = %q, want %q", i, r.Log, tc.want[i])
+				}
+				if r.Stream != "stderr" || r.Kubernetes.PodName != "web-1" || r.Kubernetes.Labels["tier"] != "front" {
+					t.Errorf("record fields wrong: %+v", r)
+				}
+				wantTime := tc.timeRaw
+				if wantTime == "" {
+					wantTime = "2026-11-21T10:00:00.000000005Z"
+				}
+				if r.Time != wantTime {
+					t.Errorf("time = %q, want %q", r.Time, wantTime)
+				}
+			}
+		})
+	}
+}
+
+func TestSplitKeepsOrderAndLimit(t *testing.T) {
+	for _, unit := range []string{"a", "é", "😀", "\x01", "\"", "\xff"} {
+		t.Run(strings.ToValidUTF8(unit, "invalid"), func(t *testing.T) {
+			msg := strings.Repeat(unit+"0123456789", 3000)
+			recs := encodeAll(t, 1024, []byte(msg), "2026-11-21T10:00:00Z")
+			var joined strings.Builder
+			for _, r := range recs {
+				joined.WriteString(r.Log)
+			}
+			if want := replaceInvalid(msg); joined.String() != want {
+				t.Fatalf("parts do not join back (%d vs %d bytes)", joined.Len(), len(want))
+			}
+			if len(recs) < 2 {
+				t.Fatalf("expected a split, got %d records", len(recs))
+			}
+		})
+	}
+}
+
+func TestNewRejectsTinyLimit(t *testing.T) {
+	if _, err := New(meta, 200); err == nil {
+		t.Fatal("want error for a limit smaller than the metadata")
+	}
+}
+
+func FuzzAppendEscaped(f *testing.F) {
+	f.Add([]byte("a\"\\\n\xff\u2028😀"), 7)
+	f.Fuzz(func(t *testing.T, src []byte, budget int) {
+		if budget < 6 || budget > 1<<16 {
+			return
+		}
+		var all []byte
+		rest := src
+		for len(rest) > 0 {
+			out, n := AppendEscaped(nil, rest, budget)
+			if len(out) > budget || n == 0 {
+				t.Fatalf("budget %d: wrote %d, consumed %d", budget, len(out), n)
+			}
+			all = append(all, out...)
+			rest = rest[n:]
+		}
+		var s string
+		if err := json.Unmarshal(append(append([]byte{'"'}, all...), '"'), &s); err != nil {
+			t.Fatalf("not a JSON string body: %v", err)
+		}
+		if !utf8.ValidString(s) || (utf8.Valid(src) && !bytes.Equal([]byte(s), src)) {
+			t.Fatalf("round trip: %q -> %q", src, s)
+		}
+	})
+}
+
+func BenchmarkAppend(b *testing.B) {
+	e, err := New(meta, 1<<20)
+	if err != nil {
+		b.Fatal(err)
+	}
+	msg := []byte(strings.Repeat("x", 70))
+	ts := []byte("2026-11-21T10:00:00.123456789Z")
+	buf := make([]byte, 0, 1<<20)
+	b.SetBytes(int64(len(msg)))
+	b.ReportAllocs()
+	for b.Loop() {
+		buf = e.Append(buf[:0], msg, "stdout", ts, time.Now, func(int, int) {})
+	}
+}
+
+// replaceInvalid replaces each invalid byte (not each run) with U+FFFD.
+func replaceInvalid(s string) string {
+	var b strings.Builder
+	for _, r := range s {
+		b.WriteRune(r)
+	}
+	return b.String()
+}

@@ -1,0 +1,88 @@
+// Package tail follows one container log file across rotations and hands
+// out its complete lines with their file offsets.
+//
+// A file is known by its Identity (device, inode and a fingerprint of its
+// first bytes), not by its path: kubelet rotates by renaming 0.log to
+// 0.log.<timestamp> and the runtime reopens a fresh 0.log, copytruncate
+// rotation keeps the inode but restarts the content, and a reused inode
+// number gets a new fingerprint. A Follower reads a rotated file to its end
+// before moving on, finds a copytruncate copy to read what the truncation
+// took, and gives up a deleted file only after a bounded time.
+package tail
+
+import (
+	"errors"
+	"fmt"
+	"hash/fnv"
+	"io"
+	"os"
+	"syscall"
+)
+
+// FingerprintBytes is how much of a file's head identifies it.
+const FingerprintBytes = 512
+
+// Identity tells files apart even when paths and inode numbers are reused.
+type Identity struct {
+	Dev uint64 `json:"dev"`
+	Ino uint64 `json:"ino"`
+	// FPLen bytes at the head of the file hash to FP (FNV-1a). FPLen grows
+	// up to FingerprintBytes as a young file grows.
+	FPLen int    `json:"fp_len"`
+	FP    uint64 `json:"fp"`
+}
+
+func (id Identity) String() string {
+	return fmt.Sprintf("%d:%d:%d:%x", id.Dev, id.Ino, id.FPLen, id.FP)
+}
+
+// SameFile reports whether id and other name the same inode.
+func (id Identity) SameFile(other Identity) bool { return id.Dev == other.Dev && id.Ino == other.Ino }
+
+// Identify computes f's identity from its inode and head.
+func Identify(f *os.File) (Identity, error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return Identity{}, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	id := inode(fi)
+	id.FPLen, id.FP, err = fingerprint(f, FingerprintBytes)
+	if err != nil {
+		return Identity{}, fmt.Errorf("fingerprinting %s: %w", f.Name(), err)
+	}
+	return id, nil
+}
+
+func inode(fi os.FileInfo) Identity {
+	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
+		return Identity{Dev: uint64(st.Dev), Ino: st.Ino}
+	}
+	return Identity{}
+}
+
+func fingerprint(f *os.File, n int) (int, uint64, error) {
+	buf := make([]byte, n)
+	got, err := f.ReadAt(buf, 0)
+	if err != nil && !errors.Is(err, io.EOF) {
+		return 0, 0, err
+	}
+	h := fnv.New64a()
+	h.Write(buf[:got])
+	return got, h.Sum64(), nil
+}
+
+// Matches reports whether f is the file id was taken from: same inode and
+// the same first id.FPLen bytes. A copy made by copytruncate matches with
+// sameInode false.
+func Matches(f *os.File, id Identity) (match, sameInode bool, err error) {
+	fi, err := f.Stat()
+	if err != nil {
+		return false, false, fmt.Errorf("stat %s: %w", f.Name(), err)
+	}
+	sameInode = inode(fi).SameFile(id)
+	n, fp, err := fingerprint(f, id.FPLen)
+	if err != nil {
+		return false, sameInode, fmt.Errorf("fingerprinting %s: %w", f.Name(), err)
+	}
+	return n == id.FPLen && fp == id.FP, sameInode, nil
+}
