@@ -1,0 +1,138 @@
+package caller
+
+import (
+	"context"
+	"errors"
+	"io"
+	"log/slog"
+	"sync"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// fakePods is an in-memory informer index.
+type fakePods struct {
+	mu   sync.Mutex
+	byIP map[string][]*corev1.Pod
+	// looked is signalled on every ByIP call so tests can wait for a lookup.
+	looked chan string
+}
+
+func (f *fakePods) ByIP(ip string) []*corev1.Pod {
+	f.mu.Lock()
+	pods := f.byIP[ip]
+	f.mu.Unlock()
+	if f.looked != nil {
+		f.looked <- ip
+	}
+	return pods
+}
+
+func (f *fakePods) set(ip string, pods ...*corev1.Pod) {
+	f.mu.Lock()
+	f.byIP[ip] = pods
+	f.mu.Unlock()
+}
+
+var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
+
+func mkpod(uid string, phase corev1.PodPhase, age time.Duration, terminating bool) *corev1.Pod {
+	p := &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: uid, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(t0.Add(-age))},
+		Status:     corev1.PodStatus{Phase: phase},
+	}
+	if terminating {
+		now := metav1.NewTime(t0)
+		p.DeletionTimestamp = &now
+	}
+	return p
+}
+
+func TestEligible(t *testing.T) {
+	running := corev1.PodRunning
+	tests := []struct {
+		name string
+		pods []*corev1.Pod
+		want []string
+	}{
+		{name: "none", want: []string{}},
+		{name: "finished never match", pods: []*corev1.Pod{mkpod("done", corev1.PodSucceeded, 0, false), mkpod("failed", corev1.PodFailed, 0, false)}, want: []string{}},
+		{name: "host network never matches", pods: []*corev1.Pod{func() *corev1.Pod { p := mkpod("host", running, 0, false); p.Spec.HostNetwork = true; return p }()}, want: []string{}},
+		{name: "running beats pending even if older", pods: []*corev1.Pod{mkpod("pending", corev1.PodPending, 0, false), mkpod("run", running, time.Hour, false)}, want: []string{"run", "pending"}},
+		{name: "non-terminating beats terminating", pods: []*corev1.Pod{mkpod("old-term", running, 0, true), mkpod("new", running, time.Hour, false)}, want: []string{"new", "old-term"}},
+		{name: "newest wins", pods: []*corev1.Pod{mkpod("old", running, time.Hour, false), mkpod("new", running, time.Minute, false)}, want: []string{"new", "old"}},
+		{name: "terminating alone still matches", pods: []*corev1.Pod{mkpod("term", running, 0, true)}, want: []string{"term"}},
+		{name: "tie broken by uid", pods: []*corev1.Pod{mkpod("a", running, 0, false), mkpod("b", running, 0, false)}, want: []string{"b", "a"}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got := Eligible(tt.pods)
+			uids := make([]string, 0, len(got))
+			for _, p := range got {
+				uids = append(uids, string(p.UID))
+			}
+			if len(uids) != len(tt.want) {
+				t.Fatalf("Eligible = %v, want %v", uids, tt.want)
+			}
+			for i := range uids {
+				if uids[i] != tt.want[i] {
+					t.Fatalf("Eligible = %v, want %v", uids, tt.want)
+				}
+			}
+		})
+	}
+}
+
+func TestResolveKnown(t *testing.T) {
+	pods := &fakePods{byIP: map[string][]*corev1.Pod{}}
+	pods.set("10.0.0.1", mkpod("old", corev1.PodRunning, time.Hour, true), mkpod("new", corev1.PodRunning, 0, false))
+	r := New(pods, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	p, err := r.Resolve(context.Background(), "10.0.0.1")
+	if err != nil || p.UID != "new" {
+		t.Fatalf("Resolve = %v, %v; want pod new", p, err)
+	}
+}
+
+func TestResolveWaitsForInformerEvent(t *testing.T) {
+	pods := &fakePods{byIP: map[string][]*corev1.Pod{}, looked: make(chan string, 10)}
+	r := New(pods, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	type result struct {
+		p   *corev1.Pod
+		err error
+	}
+	done := make(chan result, 1)
+	go func() {
+		p, err := r.Resolve(context.Background(), "10.0.0.2")
+		done <- result{p, err}
+	}()
+	<-pods.looked // the first lookup found nothing; the resolver now waits
+	// An unrelated event wakes it, it looks again and keeps waiting.
+	r.EventHandler().OnAdd(nil, false)
+	<-pods.looked
+	pods.set("10.0.0.2", mkpod("late", corev1.PodRunning, 0, false))
+	r.EventHandler().OnUpdate(nil, nil)
+	<-pods.looked
+	res := <-done
+	if res.err != nil || res.p.UID != "late" {
+		t.Fatalf("Resolve = %v, %v; want pod late", res.p, res.err)
+	}
+}
+
+func TestResolveGivesUp(t *testing.T) {
+	pods := &fakePods{byIP: map[string][]*corev1.Pod{}}
+	pods.set("10.0.0.3", mkpod("finished", corev1.PodSucceeded, 0, false))
+	r := New(pods, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, err := r.Resolve(context.Background(), "10.0.0.3"); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("Resolve error = %v, want ErrUnknown", err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	r = New(pods, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if _, err := r.Resolve(ctx, "10.0.0.3"); !errors.Is(err, context.Canceled) {
+		t.Fatalf("Resolve error = %v, want context.Canceled", err)
+	}
+}
