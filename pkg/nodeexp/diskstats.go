@@ -1,0 +1,148 @@
+package nodeexp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs/blockdevice"
+)
+
+// diskstatsCollector reports /proc/diskstats per whole disk, plus
+// node_disk_info and node_disk_filesystem_info from sysfs and udev.
+type diskstatsCollector struct {
+	fs       blockdevice.FS
+	udevPath string
+	exclude  *regexp.Regexp
+	logger   *slog.Logger
+	descs    [17]*prometheus.Desc
+	types    [17]prometheus.ValueType
+	info     *prometheus.Desc
+	fsInfo   *prometheus.Desc
+}
+
+var diskstatsNames = [17][2]string{
+	{"reads_completed_total", "The total number of reads completed successfully."},
+	{"reads_merged_total", "The total number of reads merged."},
+	{"read_bytes_total", "The total number of bytes read successfully."},
+	{"read_time_seconds_total", "The total number of seconds spent by all reads."},
+	{"writes_completed_total", "The total number of writes completed successfully."},
+	{"writes_merged_total", "The number of writes merged."},
+	{"written_bytes_total", "The total number of bytes written successfully."},
+	{"write_time_seconds_total", "This is the total number of seconds spent by all writes."},
+	{"io_now", "The number of I/Os currently in progress."},
+	{"io_time_seconds_total", "Total seconds spent doing I/Os."},
+	{"io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os."},
+	{"discards_completed_total", "The total number of discards completed successfully."},
+	{"discards_merged_total", "The total number of discards merged."},
+	{"discarded_sectors_total", "The total number of sectors discarded successfully."},
+	{"discard_time_seconds_total", "This is the total number of seconds spent by all discards."},
+	{"flush_requests_total", "The total number of flush requests completed successfully"},
+	{"flush_requests_time_seconds_total", "This is the total number of seconds spent by all flush requests."},
+}
+
+const (
+	sectorSize     = 512   // /proc/diskstats counts 512-byte sectors whatever the device
+	secondsPerTick = 0.001 // and milliseconds
+)
+
+func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (Collector, error) {
+	fs, err := blockdevice.NewFS(cfg.ProcPath, cfg.SysPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening block devices under %q and %q: %w", cfg.ProcPath, cfg.SysPath, err)
+	}
+	re, err := regexp.Compile(cfg.DiskstatsDeviceExclude)
+	if err != nil {
+		return nil, fmt.Errorf("compiling diskstats device-exclude: %w", err)
+	}
+	c := &diskstatsCollector{
+		fs:       fs,
+		udevPath: cfg.UdevDataPath,
+		exclude:  re,
+		logger:   logger,
+		info: prometheus.NewDesc("node_disk_info", "Info of /sys/block/<block_device>.",
+			[]string{"device", "major", "minor", "path", "wwn", "model", "serial", "revision", "rotational"}, nil),
+		fsInfo: prometheus.NewDesc("node_disk_filesystem_info", "Info about disk filesystem.",
+			[]string{"device", "type", "usage", "uuid", "version"}, nil),
+	}
+	for i, n := range diskstatsNames {
+		c.descs[i] = prometheus.NewDesc("node_disk_"+n[0], n[1], []string{"device"}, nil)
+		c.types[i] = prometheus.CounterValue
+	}
+	c.types[8] = prometheus.GaugeValue // io_now
+	return c, nil
+}
+
+func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	stats, err := c.fs.ProcDiskstats()
+	if err != nil {
+		return fmt.Errorf("couldn't get diskstats: %w", err)
+	}
+	for _, s := range stats {
+		dev := s.DeviceName
+		if c.exclude.MatchString(dev) {
+			continue
+		}
+		udev := c.udevProps(s.MajorNumber, s.MinorNumber)
+		serial := udev["SCSI_IDENT_SERIAL"]
+		if serial == "" {
+			serial = udev["ID_SERIAL_SHORT"]
+		}
+		if serial == "" {
+			serial = udev["ID_SERIAL"]
+		}
+		rot := "0"
+		if r, err := c.fs.SysBlockDeviceRotational(dev); err == nil && r == 1 {
+			rot = "1"
+		}
+		send(ch, c.info, prometheus.GaugeValue, 1, dev,
+			strconv.FormatUint(uint64(s.MajorNumber), 10), strconv.FormatUint(uint64(s.MinorNumber), 10),
+			udev["ID_PATH"], udev["ID_WWN"], udev["ID_MODEL"], serial, udev["ID_REVISION"], rot)
+		// Older kernels print fewer columns: only report what exists
+		// (IoStatsCount includes major, minor and name).
+		n := s.IoStatsCount - 3
+		for i, v := range [17]float64{
+			float64(s.ReadIOs), float64(s.ReadMerges), float64(s.ReadSectors) * sectorSize, float64(s.ReadTicks) * secondsPerTick,
+			float64(s.WriteIOs), float64(s.WriteMerges), float64(s.WriteSectors) * sectorSize, float64(s.WriteTicks) * secondsPerTick,
+			float64(s.IOsInProgress), float64(s.IOsTotalTicks) * secondsPerTick, float64(s.WeightedIOTicks) * secondsPerTick,
+			float64(s.DiscardIOs), float64(s.DiscardMerges), float64(s.DiscardSectors), float64(s.DiscardTicks) * secondsPerTick,
+			float64(s.FlushRequestsCompleted), float64(s.TimeSpentFlushing) * secondsPerTick,
+		} {
+			if i >= n {
+				break
+			}
+			send(ch, c.descs[i], c.types[i], v, dev)
+		}
+		if t := udev["ID_FS_TYPE"]; t != "" {
+			send(ch, c.fsInfo, prometheus.GaugeValue, 1, dev, t, udev["ID_FS_USAGE"], udev["ID_FS_UUID"], udev["ID_FS_VERSION"])
+		}
+	}
+	return nil
+}
+
+// udevProps reads the E: (environment) lines of udev's database entry for a
+// block device; a missing database (containers, no udev) yields no labels.
+func (c *diskstatsCollector) udevProps(major, minor uint32) map[string]string {
+	b, err := os.ReadFile(filepath.Join(c.udevPath, fmt.Sprintf("b%d:%d", major, minor)))
+	if err != nil {
+		return nil
+	}
+	props := map[string]string{}
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		if kv, ok := strings.CutPrefix(s.Text(), "E:"); ok {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				props[k] = strings.ToValidUTF8(v, "\uFFFD")
+			}
+		}
+	}
+	return props
+}

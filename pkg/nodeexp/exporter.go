@@ -1,0 +1,238 @@
+// Package nodeexp is nodekit's node exporter: a set of collectors that read
+// /proc and /sys (through prometheus/procfs where it can) and serve the
+// node_* families exactly as node_exporter names, types, documents and
+// labels them, so that the node-mixin alerts, the kubernetes-mixin rules and
+// the "Node Exporter Full" dashboard work unchanged.
+//
+// Unlike node_exporter, every collector runs under a per-scrape deadline
+// (derived from Prometheus' X-Prometheus-Scrape-Timeout-Seconds header): a
+// collector that misses it is reported with node_scrape_collector_success 0
+// for that scrape, and the response is never held up by it.
+package nodeexp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"maps"
+	"net/http"
+	"slices"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/promhttp"
+)
+
+// Collector gathers one group of metrics. Update is called once per scrape,
+// possibly concurrently with itself when scrapes overlap, so implementations
+// keep their per-scrape state on the stack. Update must honour ctx: when ctx
+// is done the scrape has stopped listening and anything sent later is
+// dropped.
+type Collector interface {
+	Update(ctx context.Context, ch chan<- prometheus.Metric) error
+}
+
+// ErrNoData tells the exporter that the collector found nothing to report on
+// this node (a kernel feature that is absent, a file that does not exist):
+// success is 0 but it is logged at debug level only.
+var ErrNoData = errors.New("collector returned no data")
+
+var (
+	scrapeDurationDesc = prometheus.NewDesc(
+		"node_scrape_collector_duration_seconds",
+		"node_exporter: Duration of a collector scrape.",
+		[]string{"collector"}, nil,
+	)
+	scrapeSuccessDesc = prometheus.NewDesc(
+		"node_scrape_collector_success",
+		"node_exporter: Whether a collector succeeded.",
+		[]string{"collector"}, nil,
+	)
+)
+
+// Exporter runs a fixed set of collectors under a deadline. It is safe for
+// concurrent scrapes.
+type Exporter struct {
+	names      []string // sorted, for a stable exposition and log order
+	collectors map[string]Collector
+	logger     *slog.Logger
+	timeout    time.Duration
+	offset     time.Duration
+	// firstScrape is closed after the first complete scrape: nodeexp is ready
+	// once it has collected once.
+	firstOnce   sync.Once
+	firstScrape chan struct{}
+}
+
+// NewExporter builds the collectors enabled in cfg plus any extra ones
+// (such as the pod collector, which needs a Kubernetes client the caller
+// owns). It starts nothing.
+func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*Exporter, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	cs := make(map[string]Collector)
+	for name, f := range factories() {
+		if !cfg.enabled(name) {
+			continue
+		}
+		c, err := f(&cfg, logger.With("collector", name))
+		if err != nil {
+			return nil, fmt.Errorf("creating collector %q: %w", name, err)
+		}
+		cs[name] = c
+	}
+	for name, c := range extra {
+		if _, dup := cs[name]; dup {
+			return nil, fmt.Errorf("collector %q registered twice", name)
+		}
+		cs[name] = c
+	}
+	return &Exporter{
+		names:       slices.Sorted(maps.Keys(cs)),
+		collectors:  cs,
+		logger:      logger,
+		timeout:     cfg.ScrapeTimeout,
+		offset:      cfg.ScrapeTimeoutOffset,
+		firstScrape: make(chan struct{}),
+	}, nil
+}
+
+// Collectors returns the names of the enabled collectors, sorted.
+func (e *Exporter) Collectors() []string { return slices.Clone(e.names) }
+
+// Scraped is closed once the first scrape has completed.
+func (e *Exporter) Scraped() <-chan struct{} { return e.firstScrape }
+
+// Deadline returns how long a scrape may take, given the value of the
+// X-Prometheus-Scrape-Timeout-Seconds header (empty when absent). The offset
+// leaves Prometheus time to receive the body before its own timeout fires.
+func (e *Exporter) Deadline(header string) time.Duration {
+	d := e.timeout
+	if header == "" {
+		return d
+	}
+	secs, err := strconv.ParseFloat(header, 64)
+	if err != nil || secs <= 0 || secs > 3600 {
+		return d
+	}
+	h := time.Duration(secs*float64(time.Second)) - e.offset
+	if h <= 0 {
+		// An offset larger than the timeout would leave nothing: keep
+		// half of what Prometheus grants instead.
+		h = time.Duration(secs * float64(time.Second) / 2)
+	}
+	if d > 0 && d < h {
+		return d
+	}
+	return h
+}
+
+// Handler serves the exposition: the collectors' metrics under the deadline
+// derived from each request, followed by the families in self (the
+// exporter's own process and Go metrics; may be nil).
+func (e *Exporter) Handler(self prometheus.Gatherer, errorLog promhttp.Logger) http.Handler {
+	opts := promhttp.HandlerOpts{
+		ErrorLog:      errorLog,
+		ErrorHandling: promhttp.ContinueOnError,
+	}
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		ctx := r.Context()
+		if d := e.Deadline(r.Header.Get("X-Prometheus-Scrape-Timeout-Seconds")); d > 0 {
+			var cancel context.CancelFunc
+			ctx, cancel = context.WithTimeout(ctx, d)
+			defer cancel()
+		}
+		reg := prometheus.NewRegistry()
+		if err := reg.Register(&scrape{e: e, ctx: ctx}); err != nil {
+			http.Error(w, "registering scrape: "+err.Error(), http.StatusInternalServerError)
+			return
+		}
+		gs := prometheus.Gatherers{reg}
+		if self != nil {
+			gs = append(gs, self)
+		}
+		promhttp.HandlerFor(gs, opts).ServeHTTP(w, r)
+	})
+}
+
+// Gatherer returns a gatherer running one scrape under ctx, for tests and
+// for tools that do not go through HTTP.
+func (e *Exporter) Gatherer(ctx context.Context) prometheus.Gatherer {
+	reg := prometheus.NewRegistry()
+	// Registering an unchecked collector into a fresh registry cannot fail.
+	_ = reg.Register(&scrape{e: e, ctx: ctx})
+	return reg
+}
+
+// scrape is one scrape's view of the exporter; it is an unchecked collector
+// (Describe sends nothing) because the metric set depends on the node.
+type scrape struct {
+	e   *Exporter
+	ctx context.Context
+}
+
+func (s *scrape) Describe(chan<- *prometheus.Desc) {}
+
+func (s *scrape) Collect(ch chan<- prometheus.Metric) {
+	var wg sync.WaitGroup
+	for _, name := range s.e.names {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			s.run(name, s.e.collectors[name], ch)
+		}()
+	}
+	wg.Wait()
+	s.e.firstOnce.Do(func() { close(s.e.firstScrape) })
+}
+
+// run forwards one collector's metrics until it finishes or the scrape's
+// deadline passes. The collector's goroutine owns buf and closes it when
+// Update returns; after a missed deadline a drainer keeps reading buf so
+// the collector is never blocked on a send and exits as soon as Update does.
+func (s *scrape) run(name string, c Collector, out chan<- prometheus.Metric) {
+	start := time.Now()
+	buf := make(chan prometheus.Metric, 64)
+	var err error
+	go func() {
+		defer close(buf)
+		err = c.Update(s.ctx, buf)
+	}()
+	success := 1.0
+	done := false
+	for !done {
+		select {
+		case m, ok := <-buf:
+			if !ok {
+				done = true
+				break
+			}
+			out <- m
+		case <-s.ctx.Done():
+			go func() {
+				for range buf {
+				}
+			}()
+			s.e.logger.Warn("collector missed the scrape deadline", "collector", name, "err", s.ctx.Err())
+			success = 0
+			done = true
+		}
+	}
+	if success == 1 {
+		// buf is closed, so Update has returned and err is safe to read.
+		switch {
+		case errors.Is(err, ErrNoData):
+			s.e.logger.Debug("collector returned no data", "collector", name, "err", err)
+			success = 0
+		case err != nil:
+			s.e.logger.Error("collector failed", "collector", name, "err", err)
+			success = 0
+		}
+	}
+	out <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), name)
+	out <- prometheus.MustNewConstMetric(scrapeSuccessDesc, prometheus.GaugeValue, success, name)
+}

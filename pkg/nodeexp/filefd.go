@@ -1,0 +1,47 @@
+package nodeexp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// filefdCollector reports /proc/sys/fs/file-nr.
+type filefdCollector struct {
+	path               string
+	allocated, maximum *prometheus.Desc
+}
+
+func newFilefdCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
+	return &filefdCollector{
+		path:      filepath.Join(cfg.ProcPath, "sys/fs/file-nr"),
+		allocated: prometheus.NewDesc("node_filefd_allocated", "File descriptor statistics: allocated.", nil, nil),
+		maximum:   prometheus.NewDesc("node_filefd_maximum", "File descriptor statistics: maximum.", nil, nil),
+	}, nil
+}
+
+func (c *filefdCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	b, err := os.ReadFile(c.path)
+	if err != nil {
+		return fmt.Errorf("couldn't get file-nr: %w", err)
+	}
+	// file-nr is "allocated unused maximum".
+	f := strings.Fields(string(b))
+	if len(f) != 3 {
+		return fmt.Errorf("malformed %s: %q", c.path, b)
+	}
+	alloc, err1 := strconv.ParseFloat(f[0], 64)
+	maxFD, err2 := strconv.ParseFloat(f[2], 64)
+	if err1 != nil || err2 != nil {
+		return fmt.Errorf("malformed %s: %q", c.path, b)
+	}
+	send(ch, c.allocated, prometheus.GaugeValue, alloc)
+	send(ch, c.maximum, prometheus.GaugeValue, maxFD)
+	return nil
+}

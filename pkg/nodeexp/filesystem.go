@@ -1,0 +1,269 @@
+package nodeexp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+	"golang.org/x/sys/unix"
+)
+
+// StatfsFunc is the statfs(2) call; tests replace it to fake hung mounts.
+type StatfsFunc func(path string, buf *unix.Statfs_t) error
+
+// filesystemCollector reports space and inodes of every mount, one statfs
+// goroutine per mount. A statfs that does not return within MountTimeout
+// (NFS server gone, FUSE daemon hung) marks the mount point stuck: it is
+// reported with node_filesystem_device_error 1 and not stat'ed again until
+// the pending call returns, so a hung mount costs one goroutine, not one per
+// scrape, and never delays the scrape.
+type filesystemCollector struct {
+	procfs    procfs.FS
+	rootPath  string
+	mpExclude *regexp.Regexp
+	fsExclude *regexp.Regexp
+	timeout   time.Duration
+	statfs    StatfsFunc
+	logger    *slog.Logger
+
+	size, free, avail, files, filesFree, purgeable, ro, devErr, mountInfo *prometheus.Desc
+
+	mu    sync.Mutex
+	stuck map[string]bool // mount points with a statfs still pending
+}
+
+var filesystemLabels = []string{"device", "mountpoint", "fstype", "device_error"}
+
+func newFilesystemCollector(cfg *Config, logger *slog.Logger) (Collector, error) {
+	fs, err := procfs.NewFS(cfg.ProcPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
+	}
+	mp, err := regexp.Compile(cfg.MountPointsExclude)
+	if err != nil {
+		return nil, fmt.Errorf("compiling mount-points-exclude: %w", err)
+	}
+	ft, err := regexp.Compile(cfg.FSTypesExclude)
+	if err != nil {
+		return nil, fmt.Errorf("compiling fs-types-exclude: %w", err)
+	}
+	statfs := cfg.Statfs
+	if statfs == nil {
+		statfs = unix.Statfs
+	}
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("node_filesystem_"+name, help, filesystemLabels, nil)
+	}
+	return &filesystemCollector{
+		procfs:    fs,
+		rootPath:  cfg.RootPath,
+		mpExclude: mp,
+		fsExclude: ft,
+		timeout:   cfg.MountTimeout,
+		statfs:    statfs,
+		logger:    logger,
+		size:      d("size_bytes", "Filesystem size in bytes."),
+		free:      d("free_bytes", "Filesystem free space in bytes."),
+		avail:     d("avail_bytes", "Filesystem space available to non-root users in bytes."),
+		files:     d("files", "Filesystem total file nodes."),
+		filesFree: d("files_free", "Filesystem total free file nodes."),
+		purgeable: d("purgeable_bytes", "Filesystem space available including purgeable space (MacOS specific)."),
+		ro:        d("readonly", "Filesystem read-only status."),
+		devErr:    d("device_error", "Whether an error occurred while getting statistics for the given device."),
+		mountInfo: prometheus.NewDesc("node_filesystem_mount_info", "Filesystem mount information.",
+			[]string{"device", "major", "minor", "mountpoint"}, nil),
+		stuck: make(map[string]bool),
+	}, nil
+}
+
+type mountLabels struct {
+	device, mountPoint, fsType, deviceError, major, minor string
+}
+
+type statResult struct {
+	buf unix.Statfs_t
+	err error
+}
+
+type pendingStat struct {
+	labels mountLabels
+	ro     float64
+	res    chan statResult // nil when the mount is already known stuck
+	done   *bool           // set under mu when the statfs returned
+}
+
+func (c *filesystemCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	mounts, err := c.procfs.GetProcMounts(1)
+	if errors.Is(err, os.ErrNotExist) {
+		// No access to PID 1 (not in the host PID namespace): use our own view.
+		mounts, err = c.procfs.GetMounts()
+	}
+	if err != nil {
+		return fmt.Errorf("couldn't get mount points: %w", err)
+	}
+	var pending []pendingStat
+	seen := map[mountLabels]bool{}
+	for _, m := range mounts {
+		l, err := c.labels(m)
+		if err != nil {
+			c.logger.Debug("skipping mount", "mountpoint", m.MountPoint, "err", err)
+			continue
+		}
+		if c.mpExclude.MatchString(l.mountPoint) || c.fsExclude.MatchString(l.fsType) || seen[l] {
+			continue
+		}
+		seen[l] = true
+		p := pendingStat{labels: l, ro: readOnly(m)}
+		c.mu.Lock()
+		stuck := c.stuck[l.mountPoint]
+		c.mu.Unlock()
+		if !stuck {
+			p.res, p.done = c.startStat(l.mountPoint)
+		}
+		pending = append(pending, p)
+	}
+	timer := time.NewTimer(c.timeout)
+	defer timer.Stop()
+	timedOut := false
+	for _, p := range pending {
+		var r statResult
+		switch {
+		case p.res == nil:
+			r.err = errStuck
+		case timedOut:
+			select {
+			case r = <-p.res:
+			default:
+				r.err = c.markStuck(p)
+			}
+		default:
+			select {
+			case r = <-p.res:
+			case <-timer.C:
+				timedOut = true
+				select {
+				case r = <-p.res:
+				default:
+					r.err = c.markStuck(p)
+				}
+			case <-ctx.Done():
+				return fmt.Errorf("statfs of %s: %w", p.labels.mountPoint, ctx.Err())
+			}
+		}
+		c.emit(ch, p, r)
+	}
+	return nil
+}
+
+// errStuck is reported in the device_error label as node_exporter does.
+var errStuck = errors.New("mountpoint timeout")
+
+func (c *filesystemCollector) startStat(mountPoint string) (chan statResult, *bool) {
+	res := make(chan statResult, 1) // never blocks the statfs goroutine
+	done := new(bool)
+	path := filepath.Join(c.rootPath, mountPoint)
+	go func() {
+		var r statResult
+		r.err = c.statfs(path, &r.buf)
+		c.mu.Lock()
+		*done = true
+		if c.stuck[mountPoint] {
+			c.logger.Info("mount point recovered, monitoring resumes", "mountpoint", mountPoint)
+			delete(c.stuck, mountPoint)
+		}
+		c.mu.Unlock()
+		res <- r
+	}()
+	return res, done
+}
+
+func (c *filesystemCollector) markStuck(p pendingStat) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if !*p.done {
+		c.logger.Warn("mount point timed out, it is being labeled as stuck and will not be monitored until statfs returns", "mountpoint", p.labels.mountPoint)
+		c.stuck[p.labels.mountPoint] = true
+	}
+	return errStuck
+}
+
+func (c *filesystemCollector) emit(ch chan<- prometheus.Metric, p pendingStat, r statResult) {
+	l := p.labels
+	if r.err != nil {
+		l.deviceError = r.err.Error()
+		c.logger.Debug("error on statfs() system call", "mountpoint", l.mountPoint, "err", r.err)
+	}
+	lv := []string{l.device, l.mountPoint, l.fsType, l.deviceError}
+	devErr := 0.0
+	if r.err != nil {
+		devErr = 1
+	}
+	send(ch, c.devErr, prometheus.GaugeValue, devErr, lv...)
+	send(ch, c.ro, prometheus.GaugeValue, p.ro, lv...)
+	if r.err != nil {
+		return
+	}
+	bs := float64(r.buf.Bsize)
+	send(ch, c.size, prometheus.GaugeValue, float64(r.buf.Blocks)*bs, lv...)
+	send(ch, c.free, prometheus.GaugeValue, float64(r.buf.Bfree)*bs, lv...)
+	send(ch, c.avail, prometheus.GaugeValue, float64(r.buf.Bavail)*bs, lv...)
+	send(ch, c.files, prometheus.GaugeValue, float64(r.buf.Files), lv...)
+	send(ch, c.filesFree, prometheus.GaugeValue, float64(r.buf.Ffree), lv...)
+	send(ch, c.mountInfo, prometheus.GaugeValue, 1, l.device, l.major, l.minor, l.mountPoint)
+	// node_exporter reports purgeable space (a macOS notion) as 0 on Linux;
+	// kept so the family set matches.
+	send(ch, c.purgeable, prometheus.GaugeValue, 0, lv...)
+}
+
+func (c *filesystemCollector) labels(m *procfs.MountInfo) (mountLabels, error) {
+	majStr, minStr, ok := strings.Cut(m.MajorMinorVer, ":")
+	maj, err1 := strconv.Atoi(majStr)
+	mnr, err2 := strconv.Atoi(minStr)
+	if !ok || err1 != nil || err2 != nil {
+		return mountLabels{}, fmt.Errorf("malformed major:minor %q", m.MajorMinorVer)
+	}
+	mp := strings.NewReplacer(`\040`, " ", `\011`, "\t").Replace(m.MountPoint)
+	return mountLabels{
+		device:     strings.ToValidUTF8(m.Source, "\uFFFD"),
+		mountPoint: strings.ToValidUTF8(c.stripRoot(mp), "\uFFFD"),
+		fsType:     strings.ToValidUTF8(m.FSType, "\uFFFD"),
+		major:      strconv.Itoa(maj),
+		minor:      strconv.Itoa(mnr),
+	}, nil
+}
+
+// stripRoot turns a mount point seen from a container with the host's root
+// at --path.rootfs back into the host's path.
+func (c *filesystemCollector) stripRoot(mp string) string {
+	root := filepath.Clean(c.rootPath)
+	if root == "/" {
+		return mp
+	}
+	if mp == root {
+		return "/"
+	}
+	if rest, ok := strings.CutPrefix(mp, root+"/"); ok {
+		return "/" + rest
+	}
+	return mp
+}
+
+func readOnly(m *procfs.MountInfo) float64 {
+	_, ro := m.Options["ro"]
+	_, sro := m.SuperOptions["ro"]
+	_, ero := m.SuperOptions["emergency_ro"]
+	if ro || sro || ero {
+		return 1
+	}
+	return 0
+}

@@ -1,0 +1,39 @@
+package nodeexp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+)
+
+// loadavgCollector reports /proc/loadavg.
+type loadavgCollector struct {
+	fs    procfs.FS
+	descs [3]*prometheus.Desc
+}
+
+func newLoadavgCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
+	fs, err := procfs.NewFS(cfg.ProcPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
+	}
+	return &loadavgCollector{fs: fs, descs: [3]*prometheus.Desc{
+		prometheus.NewDesc("node_load1", "1m load average.", nil, nil),
+		prometheus.NewDesc("node_load5", "5m load average.", nil, nil),
+		prometheus.NewDesc("node_load15", "15m load average.", nil, nil),
+	}}, nil
+}
+
+func (c *loadavgCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	l, err := c.fs.LoadAvg()
+	if err != nil {
+		return fmt.Errorf("couldn't get load: %w", err)
+	}
+	send(ch, c.descs[0], prometheus.GaugeValue, l.Load1)
+	send(ch, c.descs[1], prometheus.GaugeValue, l.Load5)
+	send(ch, c.descs[2], prometheus.GaugeValue, l.Load15)
+	return nil
+}

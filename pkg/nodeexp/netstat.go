@@ -1,0 +1,126 @@
+package nodeexp
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// netstatCollector reports the protocol counters of /proc/net/netstat,
+// /proc/net/snmp and /proc/net/snmp6 matching --collector.netstat.fields as
+// node_netstat_<Protocol>_<Field> (untyped, as node_exporter does).
+// procfs only parses these per process into fixed structs, and the field set
+// grows with every kernel, so they are parsed generically here.
+type netstatCollector struct {
+	procPath string
+	fields   *regexp.Regexp
+	descs    descCache
+}
+
+func newNetstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
+	re, err := regexp.Compile(cfg.NetstatFields)
+	if err != nil {
+		return nil, fmt.Errorf("compiling netstat fields %q: %w", cfg.NetstatFields, err)
+	}
+	return &netstatCollector{procPath: cfg.ProcPath, fields: re}, nil
+}
+
+type netStat struct {
+	proto, field string
+	value        float64
+}
+
+func (c *netstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	var all []netStat
+	for _, f := range []string{"net/netstat", "net/snmp"} {
+		b, err := os.ReadFile(filepath.Join(c.procPath, f))
+		if err != nil {
+			return fmt.Errorf("couldn't get %s: %w", f, err)
+		}
+		st, err := parseNetStats(b, c.fields)
+		if err != nil {
+			return fmt.Errorf("couldn't parse %s: %w", f, err)
+		}
+		all = append(all, st...)
+	}
+	// snmp6 is missing when IPv6 is disabled; that is not an error.
+	b, err := os.ReadFile(filepath.Join(c.procPath, "net/snmp6"))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+	case err != nil:
+		return fmt.Errorf("couldn't get SNMP6 stats: %w", err)
+	default:
+		all = append(all, parseSNMP6(b, c.fields)...)
+	}
+	for _, s := range all {
+		d := c.descs.get("node_netstat_"+s.proto+"_"+s.field, "Statistic "+s.proto+s.field+".")
+		send(ch, d, prometheus.UntypedValue, s.value)
+	}
+	return nil
+}
+
+// parseNetStats parses the pairs of "Proto: names..." / "Proto: values..."
+// lines of /proc/net/netstat and /proc/net/snmp.
+func parseNetStats(b []byte, keep *regexp.Regexp) ([]netStat, error) {
+	var out []netStat
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		names := strings.Fields(s.Text())
+		if !s.Scan() {
+			return nil, fmt.Errorf("header line %q without values", names)
+		}
+		values := strings.Fields(s.Text())
+		if len(names) == 0 || len(names) != len(values) || names[0] != values[0] {
+			return nil, fmt.Errorf("field count mismatch for %q", names)
+		}
+		proto := strings.TrimSuffix(names[0], ":")
+		for i := 1; i < len(names); i++ {
+			if !keep.MatchString(proto+"_"+names[i]) || !validMetricSuffix(proto+"_"+names[i]) {
+				continue
+			}
+			v, err := strconv.ParseFloat(values[i], 64)
+			if err != nil {
+				return nil, fmt.Errorf("invalid value %q for %s %s: %w", values[i], proto, names[i], err)
+			}
+			out = append(out, netStat{proto: proto, field: names[i], value: v})
+		}
+	}
+	return out, s.Err()
+}
+
+// parseSNMP6 parses "Ip6InReceives  1" lines: the protocol is everything up
+// to and including the first "6".
+func parseSNMP6(b []byte, keep *regexp.Regexp) []netStat {
+	var out []netStat
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		f := strings.Fields(s.Text())
+		if len(f) < 2 {
+			continue
+		}
+		i := strings.Index(f[0], "6")
+		if i < 0 {
+			continue
+		}
+		proto, field := f[0][:i+1], f[0][i+1:]
+		if !keep.MatchString(proto+"_"+field) || !validMetricSuffix(proto+"_"+field) {
+			continue
+		}
+		v, err := strconv.ParseFloat(f[1], 64)
+		if err != nil {
+			continue
+		}
+		out = append(out, netStat{proto: proto, field: field, value: v})
+	}
+	return out
+}

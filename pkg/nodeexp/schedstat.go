@@ -1,0 +1,49 @@
+package nodeexp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+)
+
+// schedstatCollector reports per-CPU scheduler statistics from
+// /proc/schedstat (absent when the kernel lacks CONFIG_SCHEDSTATS).
+type schedstatCollector struct {
+	fs                          procfs.FS
+	running, waiting, timeslice *prometheus.Desc
+}
+
+func newSchedstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
+	fs, err := procfs.NewFS(cfg.ProcPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
+	}
+	l := []string{"cpu"}
+	return &schedstatCollector{
+		fs:        fs,
+		running:   prometheus.NewDesc("node_schedstat_running_seconds_total", "Number of seconds CPU spent running a process.", l, nil),
+		waiting:   prometheus.NewDesc("node_schedstat_waiting_seconds_total", "Number of seconds spent by processing waiting for this CPU.", l, nil),
+		timeslice: prometheus.NewDesc("node_schedstat_timeslices_total", "Number of timeslices executed by CPU.", l, nil),
+	}, nil
+}
+
+func (c *schedstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	s, err := c.fs.Schedstat()
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("schedstat: %w", ErrNoData)
+	}
+	if err != nil {
+		return fmt.Errorf("couldn't get /proc/schedstat: %w", err)
+	}
+	for _, cpu := range s.CPUs {
+		send(ch, c.running, prometheus.CounterValue, float64(cpu.RunningNanoseconds)/1e9, cpu.CPUNum)
+		send(ch, c.waiting, prometheus.CounterValue, float64(cpu.WaitingNanoseconds)/1e9, cpu.CPUNum)
+		send(ch, c.timeslice, prometheus.CounterValue, float64(cpu.RunTimeslices), cpu.CPUNum)
+	}
+	return nil
+}

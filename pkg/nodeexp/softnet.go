@@ -1,0 +1,53 @@
+package nodeexp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"strconv"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+)
+
+// softnetCollector reports /proc/net/softnet_stat per CPU.
+type softnetCollector struct {
+	fs                                                                     procfs.FS
+	processed, dropped, squeezed, collision, rps, flowLimit, backlogLength *prometheus.Desc
+}
+
+func newSoftnetCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
+	fs, err := procfs.NewFS(cfg.ProcPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
+	}
+	l := []string{"cpu"}
+	return &softnetCollector{
+		fs:            fs,
+		processed:     prometheus.NewDesc("node_softnet_processed_total", "Number of processed packets", l, nil),
+		dropped:       prometheus.NewDesc("node_softnet_dropped_total", "Number of dropped packets", l, nil),
+		squeezed:      prometheus.NewDesc("node_softnet_times_squeezed_total", "Number of times processing packets ran out of quota", l, nil),
+		collision:     prometheus.NewDesc("node_softnet_cpu_collision_total", "Number of collision occur while obtaining device lock while transmitting", l, nil),
+		rps:           prometheus.NewDesc("node_softnet_received_rps_total", "Number of times cpu woken up received_rps", l, nil),
+		flowLimit:     prometheus.NewDesc("node_softnet_flow_limit_count_total", "Number of times flow limit has been reached", l, nil),
+		backlogLength: prometheus.NewDesc("node_softnet_backlog_len", "Softnet backlog status", l, nil),
+	}, nil
+}
+
+func (c *softnetCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	stats, err := c.fs.NetSoftnetStat()
+	if err != nil {
+		return fmt.Errorf("could not get softnet statistics: %w", err)
+	}
+	for _, s := range stats {
+		cpu := strconv.FormatUint(uint64(s.Index), 10)
+		send(ch, c.processed, prometheus.CounterValue, float64(s.Processed), cpu)
+		send(ch, c.dropped, prometheus.CounterValue, float64(s.Dropped), cpu)
+		send(ch, c.squeezed, prometheus.CounterValue, float64(s.TimeSqueezed), cpu)
+		send(ch, c.collision, prometheus.CounterValue, float64(s.CPUCollision), cpu)
+		send(ch, c.rps, prometheus.CounterValue, float64(s.ReceivedRps), cpu)
+		send(ch, c.flowLimit, prometheus.CounterValue, float64(s.FlowLimitCount), cpu)
+		send(ch, c.backlogLength, prometheus.GaugeValue, float64(s.SoftnetBacklogLen), cpu)
+	}
+	return nil
+}

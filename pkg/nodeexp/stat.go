@@ -1,0 +1,46 @@
+package nodeexp
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+)
+
+// statCollector reports the system-wide counters of /proc/stat.
+type statCollector struct {
+	fs                                         procfs.FS
+	intr, ctxt, forks, btime, running, blocked *prometheus.Desc
+}
+
+func newStatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
+	fs, err := procfs.NewFS(cfg.ProcPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
+	}
+	return &statCollector{
+		fs:      fs,
+		intr:    prometheus.NewDesc("node_intr_total", "Total number of interrupts serviced.", nil, nil),
+		ctxt:    prometheus.NewDesc("node_context_switches_total", "Total number of context switches.", nil, nil),
+		forks:   prometheus.NewDesc("node_forks_total", "Total number of forks.", nil, nil),
+		btime:   prometheus.NewDesc("node_boot_time_seconds", "Node boot time, in unixtime.", nil, nil),
+		running: prometheus.NewDesc("node_procs_running", "Number of processes in runnable state.", nil, nil),
+		blocked: prometheus.NewDesc("node_procs_blocked", "Number of processes blocked waiting for I/O to complete.", nil, nil),
+	}, nil
+}
+
+func (c *statCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	s, err := c.fs.Stat()
+	if err != nil {
+		return fmt.Errorf("couldn't get /proc/stat: %w", err)
+	}
+	send(ch, c.intr, prometheus.CounterValue, float64(s.IRQTotal))
+	send(ch, c.ctxt, prometheus.CounterValue, float64(s.ContextSwitches))
+	send(ch, c.forks, prometheus.CounterValue, float64(s.ProcessCreated))
+	send(ch, c.btime, prometheus.GaugeValue, float64(s.BootTime))
+	send(ch, c.running, prometheus.GaugeValue, float64(s.ProcessesRunning))
+	send(ch, c.blocked, prometheus.GaugeValue, float64(s.ProcessesBlocked))
+	return nil
+}
