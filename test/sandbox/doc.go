@@ -9,7 +9,7 @@
 //	pod ns nk-<id>-podN                 node ns nk-<id>-node
 //	eth0  100.96.0.N/32   <-- veth -->  caliN  (MAC ee:ee:ee:ee:ee:ee, proxy_arp=1)
 //	default via 169.254.1.1 dev eth0    route 100.96.0.N/32 dev caliN
-//	                                    eth0 (dummy) 100.64.0.1/32  = the node IP
+//	                                    eth0 (dummy, or ifb) 100.64.0.1/32 = the node IP
 //	                                    lo 127.0.0.1, 169.254.169.254/32 (for the IMDS emulator)
 //	                                    net.ipv4.ip_forward=1
 //
@@ -27,6 +27,18 @@
 // in-process server or client live in the node or a pod. [Namespace.Command]
 // runs a program through `ip netns exec`, which also remounts /sys for the
 // namespace. Every process found in a sandbox namespace is killed on Close.
+//
+// Programs forked from inside Do inherit the namespace, so iptables rules
+// (github.com/coreos/go-iptables runs the iptables binary) are installed in
+// the node with:
+//
+//	err := sb.Node().Do(func() error {
+//		ipt, err := iptables.New()
+//		if err != nil {
+//			return err
+//		}
+//		return ipt.AppendUnique("nat", "PREROUTING", rule...)
+//	})
 //
 // # Cleanup
 //

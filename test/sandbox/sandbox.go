@@ -89,6 +89,10 @@ type Sandbox struct {
 	lock   *os.File
 	node   *Node
 
+	// life is held shared while a pod is added or deleted and exclusively
+	// by Close, so Close never pulls the node out from under them.
+	life sync.RWMutex
+
 	mu     sync.Mutex
 	pods   []*Pod
 	last   int // index of the last pod created; indexes are never reused
@@ -233,6 +237,8 @@ func (sb *Sandbox) setupNode(ctx context.Context) error {
 
 // AddPod creates a pod namespace wired to the node with the next index and IP.
 func (sb *Sandbox) AddPod(ctx context.Context) (*Pod, error) {
+	sb.life.RLock()
+	defer sb.life.RUnlock()
 	sb.mu.Lock()
 	if sb.closed {
 		sb.mu.Unlock()
@@ -258,9 +264,6 @@ func (sb *Sandbox) AddPod(ctx context.Context) (*Pod, error) {
 
 	sb.mu.Lock()
 	defer sb.mu.Unlock()
-	if sb.closed {
-		return nil, errors.Join(fmt.Errorf("adding a pod to sandbox %s: sandbox closed", sb.id), p.remove(ctx))
-	}
 	sb.pods = append(sb.pods, p)
 	sb.logger.Debug("pod added", "pod", p.Name(), "ip", ip, "veth", p.hostVeth)
 	return p, nil
@@ -336,6 +339,8 @@ func (p *Pod) wire() error {
 // index and IP are not reused by this sandbox.
 func (p *Pod) Delete(ctx context.Context) error {
 	sb := p.sb
+	sb.life.RLock()
+	defer sb.life.RUnlock()
 	sb.mu.Lock()
 	i := slices.Index(sb.pods, p)
 	if i < 0 {
@@ -371,6 +376,8 @@ func (p *Pod) remove(ctx context.Context) error {
 // this process still holds in a namespace keep that (now nameless)
 // namespace alive until they are closed; the veths are removed regardless.
 func (sb *Sandbox) Close() error {
+	sb.life.Lock()
+	defer sb.life.Unlock()
 	sb.mu.Lock()
 	if sb.closed {
 		sb.mu.Unlock()

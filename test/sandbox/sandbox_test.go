@@ -18,6 +18,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 	"golang.org/x/sys/unix"
 )
@@ -452,5 +453,85 @@ func TestConfigValidation(t *testing.T) {
 				t.Errorf("config %+v accepted", tt.cfg)
 			}
 		})
+	}
+}
+
+func TestProgramsForkedInDoRunInTheNamespace(t *testing.T) {
+	sb := Start(t, Config{Pods: 1})
+	pod := sb.Pods()[0]
+	// Proven harmlessly first: cali1 exists only in the node namespace.
+	err := sb.Node().Do(func() error {
+		out, err := exec.Command("ip", "link", "show", pod.HostVeth()).CombinedOutput()
+		if err != nil {
+			return fmt.Errorf("%w: %s", err, out)
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatalf("a program started inside node.Do does not see %s, so it is not in the node namespace: %v", pod.HostVeth(), err)
+	}
+
+	const chain = "NK-SANDBOX-TEST"
+	err = sb.Node().Do(func() error {
+		ipt, err := iptables.New()
+		if err != nil {
+			return err
+		}
+		return ipt.NewChain("nat", chain)
+	})
+	if err != nil {
+		t.Fatalf("creating chain %s in the node namespace: %v", chain, err)
+	}
+	tests := []struct {
+		name string
+		ns   *Namespace
+		want bool
+	}{
+		{"node", sb.Node().Namespace, true},
+		{"pod", pod.Namespace, false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			out, err := tt.ns.Command(t.Context(), "iptables", "-w", "-t", "nat", "-S").CombinedOutput()
+			if err != nil {
+				t.Fatalf("iptables -S in %s: %v: %s", tt.ns.Name(), err, out)
+			}
+			if got := strings.Contains(string(out), chain); got != tt.want {
+				t.Errorf("chain %s in %s: %v, want %v:\n%s", chain, tt.ns.Name(), got, tt.want, out)
+			}
+		})
+	}
+}
+
+// BenchmarkPodToNodeHTTP measures one HTTP request from a pod to a server in
+// the node namespace over a kept-alive connection: the floor under any
+// metaproxy latency measured in the sandbox.
+func BenchmarkPodToNodeHTTP(b *testing.B) {
+	sb := Start(b, Config{Pods: 1})
+	l, err := sb.Node().Listen("tcp", MetadataIP+":80")
+	if err != nil {
+		b.Fatal(err)
+	}
+	srv := &http.Server{
+		Handler:           http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) { io.WriteString(w, "ok") }),
+		ReadHeaderTimeout: 5 * time.Second,
+	}
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		srv.Serve(l)
+	}()
+	defer func() {
+		srv.Close()
+		<-done
+	}()
+	c := sb.Pods()[0].HTTPClient()
+	for b.Loop() {
+		resp, err := c.Get("http://" + MetadataIP + "/")
+		if err != nil {
+			b.Fatal(err)
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
 	}
 }

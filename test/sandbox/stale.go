@@ -122,6 +122,10 @@ func CleanStale(ctx context.Context, stateDir string, logger *slog.Logger) error
 		return fmt.Errorf("listing %s: %w", stateDir, err)
 	}
 	for _, e := range files {
+		if strings.HasPrefix(e.Name(), ".") && strings.HasSuffix(e.Name(), ".tmp") {
+			removeUnlocked(filepath.Join(stateDir, e.Name()))
+			continue
+		}
 		if id, ok := strings.CutSuffix(e.Name(), ".json"); ok {
 			if _, seen := nsByID[id]; !seen {
 				nsByID[id] = nil
@@ -167,4 +171,23 @@ func CleanStale(ctx context.Context, stateDir string, logger *slog.Logger) error
 		release()
 	}
 	return errors.Join(errs...)
+}
+
+// removeUnlocked removes a state file left half-made by a process that died
+// between creating and publishing it. A file is only ever unlocked for the
+// instant between its creation and its flock, so one that is a minute old and
+// unlocked is abandoned.
+func removeUnlocked(path string) {
+	f, err := os.Open(path)
+	if err != nil {
+		return
+	}
+	defer f.Close()
+	fi, err := f.Stat()
+	if err != nil || time.Since(fi.ModTime()) < time.Minute {
+		return
+	}
+	if unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB) == nil {
+		os.Remove(path)
+	}
 }
