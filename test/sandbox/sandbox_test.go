@@ -20,6 +20,7 @@ import (
 
 	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
+	"golang.org/x/sync/errgroup"
 	"golang.org/x/sys/unix"
 )
 
@@ -533,5 +534,38 @@ func BenchmarkPodToNodeHTTP(b *testing.B) {
 		}
 		io.Copy(io.Discard, resp.Body)
 		resp.Body.Close()
+	}
+}
+
+func TestConcurrentPods(t *testing.T) {
+	sb := Start(t, Config{})
+	const n = 8
+	var g errgroup.Group
+	for range n {
+		g.Go(func() error {
+			_, err := sb.AddPod(t.Context())
+			return err
+		})
+	}
+	if err := g.Wait(); err != nil {
+		t.Fatal(err)
+	}
+	l, err := sb.Node().Listen("tcp", MetadataIP+":80")
+	if err != nil {
+		t.Fatal(err)
+	}
+	serveWhoAmI(t, l)
+	seen := map[netip.Addr]bool{}
+	for _, p := range sb.Pods() {
+		if seen[p.IP()] {
+			t.Errorf("IP %s given to two pods", p.IP())
+		}
+		seen[p.IP()] = true
+		if got := get(t, p.HTTPClient(), "http://"+MetadataIP+"/"); got != p.IP().String() {
+			t.Errorf("%s: server saw %q, want %s", p.Name(), got, p.IP())
+		}
+	}
+	if len(seen) != n {
+		t.Errorf("got %d pods, want %d", len(seen), n)
 	}
 }
