@@ -238,7 +238,7 @@ func (n *Namespace) HTTPClient() *http.Client {
 // `ip netns exec` (which execs name in place, so cmd.Process is the program
 // itself, and mounts a /sys that belongs to the namespace). The child gets
 // SIGKILL if this process dies, and Close kills whatever still runs in the
-// namespace.
+// namespace; callers still Wait for what they Start, to reap it.
 func (n *Namespace) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
 	cmd := exec.CommandContext(ctx, "ip", append([]string{"netns", "exec", n.name, name}, args...)...)
 	// Pdeathsig fires when the forking thread exits; the Go runtime only ends

@@ -186,7 +186,7 @@ func (sb *Sandbox) Node() *Node { return sb.node }
 // the "node" (container logs, kubeconfigs, state dirs).
 func (sb *Sandbox) Dir() string { return sb.dir }
 
-// Pods returns the live pods in creation order.
+// Pods returns the live pods in the order they were added.
 func (sb *Sandbox) Pods() []*Pod {
 	sb.mu.Lock()
 	defer sb.mu.Unlock()

@@ -36,7 +36,7 @@ type state struct {
 func statePath(dir, id string) string { return filepath.Join(dir, id+".json") }
 
 // lockState creates the state file for id already locked: it is written and
-// flocked under a temporary name and then renamed, so no other process can
+// flocked under a temporary name and then linked to its real name, so no other process can
 // ever see it unlocked while its owner lives. The returned file holds the
 // lock until closed (the kernel drops it when the process dies, even on
 // SIGKILL).
@@ -60,9 +60,12 @@ func lockState(dir string, st state) (*os.File, error) {
 	if err := json.NewEncoder(f).Encode(st); err != nil {
 		return fail(fmt.Errorf("writing sandbox state file %s: %w", tmp, err))
 	}
-	if err := os.Rename(tmp, statePath(dir, st.ID)); err != nil {
+	// Link, not rename: it keeps the locked inode and, unlike rename, never
+	// replaces a live sandbox's file should two ids ever collide.
+	if err := os.Link(tmp, statePath(dir, st.ID)); err != nil {
 		return fail(fmt.Errorf("publishing sandbox state file for %s: %w", st.ID, err))
 	}
+	os.Remove(tmp)
 	return f, nil
 }
 
@@ -86,8 +89,8 @@ func claimStale(dir, id string) (dead bool, st state, release func(), err error)
 		}
 		return false, st, nil, fmt.Errorf("locking sandbox state file %s: %w", path, err)
 	}
-	// A broken file (e.g. a crash mid-write is impossible thanks to the
-	// rename, but someone may have edited it) still names a dead sandbox.
+	// A broken file (a crash mid-write cannot publish one, but someone may
+	// have edited it) still names a dead sandbox.
 	_ = json.NewDecoder(f).Decode(&st)
 	st.ID = id
 	return true, st, func() {
