@@ -163,6 +163,7 @@ type factory func(cfg *Config, logger *slog.Logger) (Collector, error)
 // package level.
 func factories() map[string]factory {
 	return map[string]factory{
+		"arp":        newARPCollector,
 		"conntrack":  newConntrackCollector,
 		"cpu":        newCPUCollector,
 		"diskstats":  newDiskstatsCollector,
@@ -183,6 +184,7 @@ func factories() map[string]factory {
 		"textfile":   newTextfileCollector,
 		"time":       newTimeCollector,
 		"timex":      newTimexCollector,
+		"udp_queues": newUDPQueuesCollector,
 		"uname":      newUnameCollector,
 		"vmstat":     newVmstatCollector,
 	}

@@ -90,8 +90,9 @@ func (c *netclassCollector) Update(_ context.Context, ch chan<- prometheus.Metri
 		prop("mtu_bytes", i.MTU, g)
 		prop("name_assign_type", i.NameAssignType, g)
 		prop("net_dev_group", i.NetDevGroup, g)
-		if i.Speed != nil && *i.Speed >= 0 {
-			// sysfs reports Mbit/s; node_exporter exports bytes/s.
+		if i.Speed != nil {
+			// sysfs reports Mbit/s; node_exporter exports bytes/s, and
+			// (by default) also the -1 "unknown" speed as -125000.
 			b := *i.Speed * 1000 * 1000 / 8
 			prop("speed_bytes", &b, g)
 		}

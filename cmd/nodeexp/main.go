@@ -1,0 +1,147 @@
+// Command nodeexp is nodekit's node exporter: node_exporter's node_* families
+// under node_exporter's flag names, plus per-pod nodeexp_pod_* metrics from
+// the pods' cgroups.
+package main
+
+import (
+	"context"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/exporter-toolkit/web"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nodekit/nodekit/pkg/agent"
+	"github.com/nodekit/nodekit/pkg/kube"
+	"github.com/nodekit/nodekit/pkg/nodeexp"
+	"github.com/nodekit/nodekit/pkg/nodeexp/podstats"
+)
+
+func main() { agent.Main("nodeexp", run) }
+
+type options struct {
+	common        agent.Flags
+	node          nodeexp.Config
+	listenAddress string
+	webConfigFile string
+	telemetryPath string
+	enablePprof   bool
+}
+
+func parse(args []string, out io.Writer) (*options, error) {
+	o := &options{node: nodeexp.DefaultConfig()}
+	fs := flag.NewFlagSet("nodeexp", flag.ContinueOnError)
+	o.common.Register(fs)
+	o.node.RegisterFlags(fs, "pods")
+	fs.StringVar(&o.listenAddress, "web.listen-address", ":9100", "Address on which to expose metrics and web interface.")
+	fs.StringVar(&o.webConfigFile, "web.config.file", "", "Path to configuration file that can enable TLS or authentication (exporter-toolkit format).")
+	fs.StringVar(&o.telemetryPath, "web.telemetry-path", "/metrics", "Path under which to expose metrics.")
+	fs.BoolVar(&o.enablePprof, "web.enable-pprof", false, "Serve /debug/pprof/ on the metrics port (off: profiles can leak memory contents).")
+	if err := agent.ParseFlags(fs, args, out); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, &agent.UsageError{Err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if err := o.node.Validate(); err != nil {
+		return nil, &agent.UsageError{Err: err}
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	o, err := parse(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if o.common.ShowVersion {
+		fmt.Fprintln(stdout, agent.VersionLine("nodeexp"))
+		return nil
+	}
+	logger, err := o.common.NewLogger(os.Stderr)
+	if err != nil {
+		return &agent.UsageError{Err: err}
+	}
+	if o.webConfigFile != "" {
+		if err := web.Validate(o.webConfigFile); err != nil {
+			return &agent.UsageError{Err: fmt.Errorf("--web.config.file %s: %w", o.webConfigFile, err)}
+		}
+	}
+
+	g, ctx := errgroup.WithContext(ctx)
+	reg := prometheus.NewRegistry()
+	ops := agent.NewOps(agent.OpsConfig{Addr: o.listenAddress, EnablePprof: o.enablePprof}, reg, logger)
+
+	extra := map[string]nodeexp.Collector{}
+	if o.node.Enabled("pods") {
+		if err := o.common.RequireNodeName(); err != nil {
+			return &agent.UsageError{Err: fmt.Errorf("%w (or pass --no-collector.pods)", err)}
+		}
+		client, err := kube.NewClient(o.common.Kubeconfig, "nodekit-nodeexp")
+		if err != nil {
+			return fmt.Errorf("creating kubernetes client: %w", err)
+		}
+		pods, err := kube.NewPods(client, o.common.NodeName, logger)
+		if err != nil {
+			return fmt.Errorf("creating pod informer for node %s: %w", o.common.NodeName, err)
+		}
+		synced := ops.Gate("pods")
+		g.Go(func() error { return pods.Run(ctx) })
+		g.Go(func() error {
+			if err := pods.WaitForSync(ctx); err != nil {
+				return fmt.Errorf("waiting for pod informer: %w", err)
+			}
+			synced.Set(true)
+			return nil
+		})
+		extra["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup")}, pods, logger.With("collector", "pods"))
+	}
+	exp, err := nodeexp.NewExporter(o.node, logger, extra)
+	if err != nil {
+		return fmt.Errorf("creating node collectors: %w", err)
+	}
+	logger.Info("starting nodeexp", "version", agent.Version(), "collectors", exp.Collectors())
+
+	scraped := ops.Gate("first-scrape")
+	g.Go(func() error {
+		select {
+		case <-exp.Scraped():
+			scraped.Set(true)
+		case <-ctx.Done():
+		}
+		return nil
+	})
+
+	mux := http.NewServeMux()
+	mux.Handle(o.telemetryPath, exp.Handler(reg, slog.NewLogLogger(logger.Handler(), slog.LevelError)))
+	mux.Handle("/", ops.Handler()) // /healthz, /readyz, pprof when asked
+
+	ln, err := net.Listen("tcp", o.listenAddress)
+	if err != nil {
+		return fmt.Errorf("listening on %s: %w", o.listenAddress, err)
+	}
+	srv := agent.NewHTTPServer(mux)
+	g.Go(func() error {
+		flags := &web.FlagConfig{WebConfigFile: &o.webConfigFile, WebListenAddresses: &[]string{o.listenAddress}}
+		if err := web.Serve(ln, srv, flags, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			return fmt.Errorf("serving on %s: %w", o.listenAddress, err)
+		}
+		return nil
+	})
+	g.Go(func() error {
+		<-ctx.Done()
+		sctx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
+		defer cancel()
+		return srv.Shutdown(sctx)
+	})
+	return g.Wait()
+}

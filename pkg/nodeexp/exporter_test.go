@@ -1,0 +1,366 @@
+package nodeexp
+
+import (
+	"bytes"
+	"context"
+	"flag"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/http/httptest"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp/podstats"
+)
+
+var update = flag.Bool("update", false, "rewrite testdata/golden.prom from the current output")
+
+const fixtures = "testdata/fixtures"
+
+// fixtureConfig points every collector at the fixture trees.
+func fixtureConfig(t testing.TB) Config {
+	t.Helper()
+	cfg := DefaultConfig()
+	cfg.ProcPath = filepath.Join(fixtures, "proc")
+	cfg.SysPath = filepath.Join(fixtures, "sys")
+	cfg.RootPath = filepath.Join(fixtures, "root")
+	cfg.UdevDataPath = filepath.Join(fixtures, "udev")
+	cfg.TextfileDirectories = []string{filepath.Join(fixtures, "textfile")}
+	cfg.Statfs = fixtureStatfs(cfg.RootPath)
+	return cfg
+}
+
+// fixtureStatfs answers statfs for the fixture's mountinfo: fixed sizes, and
+// ESTALE for the NFS mount, like a server that went away.
+func fixtureStatfs(root string) StatfsFunc {
+	return func(path string, buf *unix.Statfs_t) error {
+		mp := "/" + strings.TrimPrefix(strings.TrimPrefix(path, root), "/")
+		if mp == "/mnt/nfs" {
+			return unix.ESTALE
+		}
+		*buf = unix.Statfs_t{Bsize: 4096, Blocks: 1000, Bfree: 600, Bavail: 500, Files: 100, Ffree: 40}
+		if mp == "/" {
+			buf.Blocks = 66053021
+		}
+		return nil
+	}
+}
+
+type fakePods map[types.UID]*corev1.Pod
+
+func (f fakePods) ByUID(uid types.UID) (*corev1.Pod, bool) {
+	p, ok := f[uid]
+	return p, ok
+}
+
+func pod(ns, name, uid string) *corev1.Pod {
+	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)}}
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+// newFixtureExporter builds the full default collector set plus the pod
+// collector on the fixtures, with the syscall-based collectors faked so the
+// output is the same on every machine.
+func newFixtureExporter(t testing.TB) *Exporter {
+	t.Helper()
+	cfg := fixtureConfig(t)
+	pods := fakePods{
+		"11111111-1111-1111-1111-111111111111": pod("kube-system", "coredns-0", "11111111-1111-1111-1111-111111111111"),
+		"22222222-2222-2222-2222-222222222222": pod("shop", "cart-7d9", "22222222-2222-2222-2222-222222222222"),
+		"33333333-3333-3333-3333-333333333333": pod("batch", "report-x1", "33333333-3333-3333-3333-333333333333"),
+	}
+	extra := map[string]Collector{
+		"pods": podstats.New(podstats.Config{CgroupRoot: filepath.Join(cfg.SysPath, "fs/cgroup")}, pods, discard()),
+	}
+	e, err := NewExporter(cfg, discard(), extra)
+	if err != nil {
+		t.Fatalf("NewExporter: %v", err)
+	}
+	e.collectors["time"].(*timeCollector).clock = func() time.Time { return time.Unix(1700000000, 500000000).UTC() }
+	e.collectors["timex"].(*timexCollector).adjtimex = func(tx *unix.Timex) (int, error) {
+		*tx = unix.Timex{Offset: -1500, Freq: 655360, Maxerror: 16000, Esterror: 8000, Status: 0x2001, Constant: 2, Tick: 10000, Tai: 37}
+		return 0, nil
+	}
+	e.collectors["uname"].(*unameCollector).uname = func(u *unix.Utsname) error {
+		copy(u.Sysname[:], "Linux")
+		copy(u.Release[:], "6.1.0-test")
+		copy(u.Version[:], "#1 SMP")
+		copy(u.Machine[:], "x86_64")
+		copy(u.Nodename[:], "node-a")
+		copy(u.Domainname[:], "(none)")
+		return nil
+	}
+	return e
+}
+
+// exposition renders families as text, without the scrape durations (which
+// differ on every run).
+func exposition(t testing.TB, mfs []*dto.MetricFamily) []byte {
+	t.Helper()
+	var buf bytes.Buffer
+	for _, mf := range mfs {
+		if mf.GetName() == "node_scrape_collector_duration_seconds" {
+			continue
+		}
+		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
+			t.Fatalf("encoding %s: %v", mf.GetName(), err)
+		}
+	}
+	return buf.Bytes()
+}
+
+func TestGoldenFixtures(t *testing.T) {
+	// A checkout sets the file's mtime to the checkout time; pin it so
+	// node_textfile_mtime_seconds is stable.
+	pinned := time.Unix(1700000000, 0)
+	if err := os.Chtimes(filepath.Join(fixtures, "textfile", "app.prom"), pinned, pinned); err != nil {
+		t.Fatal(err)
+	}
+	e := newFixtureExporter(t)
+	mfs, err := e.Gatherer(context.Background()).Gather()
+	if err != nil {
+		t.Fatalf("Gather: %v", err)
+	}
+	got := exposition(t, mfs)
+	golden := filepath.Join("testdata", "golden.prom")
+	if *update {
+		if err := os.WriteFile(golden, got, 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	want, err := os.ReadFile(golden)
+	if err != nil {
+		t.Fatalf("reading golden file (run with -update to create it): %v", err)
+	}
+	if !bytes.Equal(got, want) {
+		t.Errorf("exposition differs from %s (run go test -update and review the diff):\n%s", golden, lineDiff(string(want), string(got)))
+	}
+}
+
+// lineDiff lists the lines only in want (-) or only in got (+).
+func lineDiff(want, got string) string {
+	in := func(s string) map[string]bool {
+		m := map[string]bool{}
+		for _, l := range strings.Split(s, "\n") {
+			m[l] = true
+		}
+		return m
+	}
+	w, g := in(want), in(got)
+	var b strings.Builder
+	for _, l := range strings.Split(want, "\n") {
+		if !g[l] {
+			b.WriteString("- " + l + "\n")
+		}
+	}
+	for _, l := range strings.Split(got, "\n") {
+		if !w[l] {
+			b.WriteString("+ " + l + "\n")
+		}
+	}
+	return b.String()
+}
+
+// blockingStatfs is a statfs that never returns until release is closed,
+// like a hard NFS mount whose server is gone.
+type blockingStatfs struct {
+	entered chan string
+	release chan struct{}
+}
+
+func (b *blockingStatfs) statfs(path string, buf *unix.Statfs_t) error {
+	b.entered <- path
+	<-b.release
+	*buf = unix.Statfs_t{Bsize: 4096, Blocks: 1}
+	return nil
+}
+
+func TestScrapeDeadlineWithHungStatfs(t *testing.T) {
+	hung := &blockingStatfs{entered: make(chan string, 16), release: make(chan struct{})}
+	defer close(hung.release)
+	cfg := fixtureConfig(t)
+	cfg.Statfs = hung.statfs
+	cfg.MountTimeout = time.Hour // only the scrape deadline can end the wait
+	cfg.Collectors = map[string]bool{"timex": false, "time": false, "uname": false}
+	e, err := NewExporter(cfg, discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	srv := httptest.NewServer(e.Handler(nil, nil))
+	defer srv.Close()
+
+	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Prometheus-Scrape-Timeout-Seconds", "0.7")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatalf("scrape: %v", err)
+	}
+	body, err := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if err != nil {
+		t.Fatal(err)
+	}
+	// The response is complete while every statfs is still blocked: the
+	// release channel has not been closed yet.
+	select {
+	case <-hung.release:
+		t.Fatal("statfs was released before the scrape returned")
+	default:
+	}
+	if len(hung.entered) == 0 {
+		t.Fatal("statfs was never called")
+	}
+	out := string(body)
+	for _, want := range []string{
+		`node_scrape_collector_success{collector="filesystem"} 0`,
+		`node_scrape_collector_success{collector="meminfo"} 1`,
+		`node_memory_MemTotal_bytes `,
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("scrape output lacks %q", want)
+		}
+	}
+}
+
+func TestStuckMountReportedAsDeviceError(t *testing.T) {
+	hung := &blockingStatfs{entered: make(chan string, 16), release: make(chan struct{})}
+	cfg := fixtureConfig(t)
+	real := fixtureStatfs(cfg.RootPath)
+	// Only /mnt/nfs hangs; the others answer at once.
+	cfg.Statfs = func(path string, buf *unix.Statfs_t) error {
+		if strings.HasSuffix(path, "/mnt/nfs") {
+			return hung.statfs(path, buf)
+		}
+		return real(path, buf)
+	}
+	cfg.MountTimeout = 50 * time.Millisecond
+	c, err := newFilesystemCollector(&cfg, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(collectorAdapter{c})
+	want := `
+# HELP node_filesystem_device_error Whether an error occurred while getting statistics for the given device.
+# TYPE node_filesystem_device_error gauge
+node_filesystem_device_error{device="/dev/vda",device_error="",fstype="ext4",mountpoint="/"} 0
+node_filesystem_device_error{device="/dev/vdb",device_error="",fstype="ext4",mountpoint="/var/lib/kubelet"} 0
+node_filesystem_device_error{device="/dev/vdc",device_error="",fstype="ext4",mountpoint="/mnt/read only"} 0
+node_filesystem_device_error{device="nfs.example:/export",device_error="mountpoint timeout",fstype="nfs4",mountpoint="/mnt/nfs"} 1
+node_filesystem_device_error{device="tmpfs",device_error="",fstype="tmpfs",mountpoint="/run"} 0
+`
+	// Twice: the first scrape times the mount out, the second finds it
+	// marked stuck and does not call statfs again.
+	for i := range 2 {
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "node_filesystem_device_error"); err != nil {
+			t.Fatalf("scrape %d: %v", i, err)
+		}
+	}
+	if n := len(hung.entered); n != 1 {
+		t.Errorf("hung statfs called %d times, want 1", n)
+	}
+	// Once the call returns, the mount point is monitored again.
+	close(hung.release)
+	fc := c.(*filesystemCollector)
+	for deadline := time.Now().Add(10 * time.Second); ; {
+		fc.mu.Lock()
+		stuck := fc.stuck["/mnt/nfs"]
+		fc.mu.Unlock()
+		if !stuck {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("mount point still marked stuck after statfs returned")
+		}
+		time.Sleep(5 * time.Millisecond)
+	}
+}
+
+// collectorAdapter runs one Collector as a prometheus.Collector.
+type collectorAdapter struct{ c Collector }
+
+func (collectorAdapter) Describe(chan<- *prometheus.Desc) {}
+func (a collectorAdapter) Collect(ch chan<- prometheus.Metric) {
+	_ = a.c.Update(context.Background(), ch)
+}
+
+func TestDeadline(t *testing.T) {
+	e := &Exporter{timeout: 10 * time.Second, offset: 500 * time.Millisecond}
+	for _, tc := range []struct {
+		name, header string
+		want         time.Duration
+	}{
+		{"no header uses flag", "", 10 * time.Second},
+		{"header minus offset", "5", 4500 * time.Millisecond},
+		{"capped by flag", "30", 10 * time.Second},
+		{"offset larger than timeout halves", "0.4", 200 * time.Millisecond},
+		{"garbage header ignored", "soon", 10 * time.Second},
+		{"negative header ignored", "-3", 10 * time.Second},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := e.Deadline(tc.header); got != tc.want {
+				t.Errorf("Deadline(%q) = %v, want %v", tc.header, got, tc.want)
+			}
+		})
+	}
+}
+
+func TestHandlerGzipAndSelfMetrics(t *testing.T) {
+	cfg := fixtureConfig(t)
+	cfg.Collectors = map[string]bool{}
+	for name := range factories() {
+		cfg.Collectors[name] = name == "loadavg"
+	}
+	e, err := NewExporter(cfg, discard(), nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	self := prometheus.NewRegistry()
+	self.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "nodeexp_test_self", Help: "x"}))
+	srv := httptest.NewServer(e.Handler(self, nil))
+	defer srv.Close()
+	req, _ := http.NewRequest(http.MethodGet, srv.URL, nil)
+	req.Header.Set("Accept-Encoding", "gzip")
+	tr := &http.Transport{DisableCompression: true}
+	resp, err := (&http.Client{Transport: tr}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if got := resp.Header.Get("Content-Encoding"); got != "gzip" {
+		t.Errorf("Content-Encoding = %q, want gzip", got)
+	}
+	resp, err = srv.Client().Get(srv.URL)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{"node_load1 ", "nodeexp_test_self 0", `node_scrape_collector_success{collector="loadavg"} 1`} {
+		if !bytes.Contains(body, []byte(want)) {
+			t.Errorf("response lacks %q", want)
+		}
+	}
+	select {
+	case <-e.Scraped():
+	default:
+		t.Error("Scraped() not closed after a scrape")
+	}
+}

@@ -1,0 +1,261 @@
+// Package podstats is nodeexp's pod collector: per-pod resource usage read
+// from the pod-level cgroups the kubelet creates under kubepods (both the
+// systemd and the cgroupfs cgroup drivers; cgroup v2, or v1 where that is
+// what the node runs), labelled with namespace, pod and uid from the node's
+// pod informer.
+//
+// The pod-level cgroup aggregates every container of the pod, whichever
+// runtime created them (containerd "cri-containerd-<id>.scope", CRI-O
+// "crio-<id>.scope", docker "docker-<id>.scope" under systemd, bare ids
+// under cgroupfs), so one directory per pod is read and container scopes
+// never need to be enumerated. Metric names start with nodeexp_pod_ so they
+// never collide with the kubelet's cAdvisor container_* series.
+package podstats
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// PodLookup finds a pod of this node by UID; *kube.Pods implements it.
+type PodLookup interface {
+	ByUID(uid types.UID) (*corev1.Pod, bool)
+}
+
+// Config selects the cgroup hierarchy to read.
+type Config struct {
+	// CgroupRoot is where the cgroup filesystem is mounted, usually
+	// /sys/fs/cgroup (under --path.sysfs when running in a container).
+	CgroupRoot string
+}
+
+// Collector reports nodeexp_pod_* per pod. It is safe for concurrent use.
+type Collector struct {
+	root   string
+	pods   PodLookup
+	logger *slog.Logger
+	d      descs
+}
+
+type descs struct {
+	cpu, periods, throttledPeriods, throttled, memUsage, workingSet, oom, pids, ioRead, ioWrite *prometheus.Desc
+	psi                                                                                         map[string]*prometheus.Desc
+}
+
+var podLabels = []string{"namespace", "pod", "uid"}
+
+// New returns a pod collector. pods may be nil, in which case series carry
+// only the uid label's value (namespace and pod empty).
+func New(cfg Config, pods PodLookup, logger *slog.Logger) *Collector {
+	d := func(name, help string) *prometheus.Desc {
+		return prometheus.NewDesc("nodeexp_pod_"+name, help, podLabels, nil)
+	}
+	c := &Collector{root: cfg.CgroupRoot, pods: pods, logger: logger}
+	c.d = descs{
+		cpu:              d("cpu_usage_seconds_total", "CPU time consumed by all containers of the pod, from the pod cgroup."),
+		periods:          d("cpu_cfs_periods_total", "Elapsed CFS enforcement periods of the pod cgroup."),
+		throttledPeriods: d("cpu_cfs_throttled_periods_total", "CFS periods in which the pod cgroup was throttled."),
+		throttled:        d("cpu_cfs_throttled_seconds_total", "Total time the pod cgroup was throttled by its CPU limit."),
+		memUsage:         d("memory_usage_bytes", "Memory charged to the pod cgroup, including page cache."),
+		workingSet:       d("memory_working_set_bytes", "Memory usage minus inactive file cache: what the kubelet compares with eviction thresholds."),
+		oom:              d("oom_kills_total", "Processes of the pod killed by the OOM killer."),
+		pids:             d("pids", "Number of tasks in the pod cgroup."),
+		ioRead:           d("io_read_bytes_total", "Bytes read from block devices by the pod cgroup."),
+		ioWrite:          d("io_written_bytes_total", "Bytes written to block devices by the pod cgroup."),
+		psi:              map[string]*prometheus.Desc{},
+	}
+	for _, r := range []string{"cpu", "memory", "io"} {
+		c.d.psi[r+"_some"] = d("pressure_"+r+"_waiting_seconds_total", "Total time in seconds that tasks of the pod waited for "+r+" (PSI some).")
+		c.d.psi[r+"_full"] = d("pressure_"+r+"_stalled_seconds_total", "Total time in seconds no task of the pod could make progress for lack of "+r+" (PSI full).")
+	}
+	return c
+}
+
+// podDirRE matches a pod-level cgroup: "pod<uid>" (cgroupfs driver) or
+// "kubepods[-<qos>]-pod<uid with _>.slice" (systemd driver).
+var podDirRE = regexp.MustCompile(`^(?:kubepods(?:-burstable|-besteffort)?-)?pod([0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12})(?:\.slice)?$`)
+
+// podCgroup is one pod's cgroup path relative to a hierarchy root.
+type podCgroup struct {
+	uid string
+	rel string
+}
+
+// findPods lists the pod cgroups under base (a v2 root or one v1
+// controller's root) for both drivers and all QoS classes.
+func findPods(base string) []podCgroup {
+	var out []podCgroup
+	for _, top := range []string{"kubepods.slice", "kubepods"} {
+		for _, qos := range []string{"", "burstable", "besteffort"} {
+			dir := top
+			if qos != "" {
+				if top == "kubepods.slice" {
+					dir = filepath.Join(top, "kubepods-"+qos+".slice")
+				} else {
+					dir = filepath.Join(top, qos)
+				}
+			}
+			entries, err := os.ReadDir(filepath.Join(base, dir))
+			if err != nil {
+				continue
+			}
+			for _, e := range entries {
+				if !e.IsDir() {
+					continue
+				}
+				m := podDirRE.FindStringSubmatch(e.Name())
+				if m == nil {
+					continue
+				}
+				out = append(out, podCgroup{uid: strings.ReplaceAll(m[1], "_", "-"), rel: filepath.Join(dir, e.Name())})
+			}
+		}
+	}
+	return out
+}
+
+// Update reports every pod cgroup found on this scrape.
+func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	if _, err := os.Stat(filepath.Join(c.root, "cgroup.controllers")); err == nil {
+		return c.updateV2(ctx, ch)
+	}
+	if _, err := os.Stat(filepath.Join(c.root, "cpuacct")); err == nil {
+		return c.updateV1(ctx, ch)
+	}
+	return fmt.Errorf("no cgroup v2 or v1 hierarchy under %s", c.root)
+}
+
+func (c *Collector) labels(uid string) []string {
+	if c.pods != nil {
+		if p, ok := c.pods.ByUID(types.UID(uid)); ok {
+			return []string{p.Namespace, p.Name, uid}
+		}
+	}
+	return []string{"", "", uid}
+}
+
+// emitter sends one pod's values; a failed read of one file skips that
+// family only, because pods vanish while being read.
+type emitter struct {
+	ch     chan<- prometheus.Metric
+	labels []string
+}
+
+func (e emitter) send(d *prometheus.Desc, t prometheus.ValueType, v float64) {
+	m, err := prometheus.NewConstMetric(d, t, v, e.labels...)
+	if err != nil {
+		m = prometheus.NewInvalidMetric(d, err)
+	}
+	e.ch <- m
+}
+
+func (c *Collector) updateV2(ctx context.Context, ch chan<- prometheus.Metric) error {
+	for _, p := range findPods(c.root) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		dir := filepath.Join(c.root, p.rel)
+		e := emitter{ch: ch, labels: c.labels(p.uid)}
+		var kv keyValues
+		if kv.read(filepath.Join(dir, "cpu.stat")) {
+			if v, ok := kv.get("usage_usec"); ok {
+				e.send(c.d.cpu, prometheus.CounterValue, v/1e6)
+			}
+			if v, ok := kv.get("nr_periods"); ok {
+				e.send(c.d.periods, prometheus.CounterValue, v)
+			}
+			if v, ok := kv.get("nr_throttled"); ok {
+				e.send(c.d.throttledPeriods, prometheus.CounterValue, v)
+			}
+			if v, ok := kv.get("throttled_usec"); ok {
+				e.send(c.d.throttled, prometheus.CounterValue, v/1e6)
+			}
+		}
+		if cur, err := readFloat(filepath.Join(dir, "memory.current")); err == nil {
+			e.send(c.d.memUsage, prometheus.GaugeValue, cur)
+			if kv.read(filepath.Join(dir, "memory.stat")) {
+				inactive, _ := kv.get("inactive_file")
+				e.send(c.d.workingSet, prometheus.GaugeValue, max(cur-inactive, 0))
+			}
+		}
+		if kv.read(filepath.Join(dir, "memory.events")) {
+			if v, ok := kv.get("oom_kill"); ok {
+				e.send(c.d.oom, prometheus.CounterValue, v)
+			}
+		}
+		if v, err := readFloat(filepath.Join(dir, "pids.current")); err == nil {
+			e.send(c.d.pids, prometheus.GaugeValue, v)
+		}
+		if r, w, ok := readIOStatV2(filepath.Join(dir, "io.stat")); ok {
+			e.send(c.d.ioRead, prometheus.CounterValue, r)
+			e.send(c.d.ioWrite, prometheus.CounterValue, w)
+		}
+		for _, res := range []string{"cpu", "memory", "io"} {
+			some, full, ok := readPressure(filepath.Join(dir, res+".pressure"))
+			if !ok {
+				continue
+			}
+			e.send(c.d.psi[res+"_some"], prometheus.CounterValue, some)
+			if full >= 0 {
+				e.send(c.d.psi[res+"_full"], prometheus.CounterValue, full)
+			}
+		}
+	}
+	return nil
+}
+
+// updateV1 reads the per-controller hierarchies of cgroup v1. Pods are
+// discovered in cpuacct; the other controllers hold the same relative path.
+func (c *Collector) updateV1(ctx context.Context, ch chan<- prometheus.Metric) error {
+	ctrl := func(name, rel, file string) string { return filepath.Join(c.root, name, rel, file) }
+	for _, p := range findPods(filepath.Join(c.root, "cpuacct")) {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
+		e := emitter{ch: ch, labels: c.labels(p.uid)}
+		var kv keyValues
+		if v, err := readFloat(ctrl("cpuacct", p.rel, "cpuacct.usage")); err == nil {
+			e.send(c.d.cpu, prometheus.CounterValue, v/1e9)
+		}
+		if kv.read(ctrl("cpu", p.rel, "cpu.stat")) {
+			if v, ok := kv.get("nr_periods"); ok {
+				e.send(c.d.periods, prometheus.CounterValue, v)
+			}
+			if v, ok := kv.get("nr_throttled"); ok {
+				e.send(c.d.throttledPeriods, prometheus.CounterValue, v)
+			}
+			if v, ok := kv.get("throttled_time"); ok {
+				e.send(c.d.throttled, prometheus.CounterValue, v/1e9)
+			}
+		}
+		if cur, err := readFloat(ctrl("memory", p.rel, "memory.usage_in_bytes")); err == nil {
+			e.send(c.d.memUsage, prometheus.GaugeValue, cur)
+			if kv.read(ctrl("memory", p.rel, "memory.stat")) {
+				inactive, _ := kv.get("total_inactive_file")
+				e.send(c.d.workingSet, prometheus.GaugeValue, max(cur-inactive, 0))
+			}
+		}
+		if kv.read(ctrl("memory", p.rel, "memory.oom_control")) {
+			if v, ok := kv.get("oom_kill"); ok {
+				e.send(c.d.oom, prometheus.CounterValue, v)
+			}
+		}
+		if v, err := readFloat(ctrl("pids", p.rel, "pids.current")); err == nil {
+			e.send(c.d.pids, prometheus.GaugeValue, v)
+		}
+		if r, w, ok := readBlkioV1(ctrl("blkio", p.rel, "blkio.throttle.io_service_bytes_recursive")); ok {
+			e.send(c.d.ioRead, prometheus.CounterValue, r)
+			e.send(c.d.ioWrite, prometheus.CounterValue, w)
+		}
+	}
+	return nil
+}
