@@ -3,7 +3,6 @@ package awsemu
 import (
 	"context"
 	"errors"
-	"net/http/httptest"
 	"testing"
 	"time"
 
@@ -30,14 +29,7 @@ func startEmu(t *testing.T, opts Options) (*Emulator, string) {
 	if opts.Now == nil {
 		opts.Now = func() time.Time { return testNow }
 	}
-	e := New(opts)
-	srv := httptest.NewServer(e)
-	t.Cleanup(func() {
-		// Release any blackholed request first: Close waits for them.
-		e.ClearFaults()
-		srv.Close()
-	})
-	return e, srv.URL
+	return StartServer(t, opts)
 }
 
 // fastRetryer retries like the SDK's standard retryer but without backoff

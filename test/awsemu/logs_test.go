@@ -348,10 +348,15 @@ func TestPutLogEventsStoresInOrderAndIgnoresSequenceToken(t *testing.T) {
 func TestLogsResourceErrors(t *testing.T) {
 	t.Parallel()
 	_, url := startEmu(t, Options{})
-	client := newLogsClient(url, 1)
+	runResourceErrorCases(t, newLogsClient(url, 1), testNow, func(string) (string, bool) { return "", false })
+}
+
+// runResourceErrorCases checks error codes and messages against any
+// backend; skip names cases that backend is known to answer differently.
+func runResourceErrorCases(t *testing.T, client *cloudwatchlogs.Client, clock time.Time, skip func(name string) (string, bool)) {
 	ctx := testContext(t)
 	mustCreate(ctx, t, client, "exists", "stream")
-	now := testNow.UnixMilli()
+	now := clock.UnixMilli()
 	tests := []struct {
 		name     string
 		call     func() error
@@ -412,6 +417,10 @@ func TestLogsResourceErrors(t *testing.T) {
 		}, "InvalidParameterException", "Cannot order by LastEventTime with a logStreamNamePrefix."},
 	}
 	for _, tc := range tests {
+		if why, ok := skip(tc.name); ok {
+			t.Logf("not compared: %s: %s", tc.name, why)
+			continue
+		}
 		t.Run(tc.name, func(t *testing.T) {
 			code, msg, ok := apiError(tc.call())
 			if !ok || code != tc.wantCode || msg != tc.wantMsg {
