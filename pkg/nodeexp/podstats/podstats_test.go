@@ -1,0 +1,268 @@
+package podstats
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+	"golang.org/x/sys/unix"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+)
+
+type fakePods map[types.UID]*corev1.Pod
+
+func (f fakePods) ByUID(uid types.UID) (*corev1.Pod, bool) {
+	p, ok := f[uid]
+	return p, ok
+}
+
+func (f fakePods) add(ns, name, uid string) {
+	f[types.UID(uid)] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)}}
+}
+
+func writeFiles(t testing.TB, dir string, files map[string]string) {
+	t.Helper()
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	for name, content := range files {
+		if err := os.WriteFile(filepath.Join(dir, name), []byte(content), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+}
+
+// podDirV2 is where the kubelet puts a pod's cgroup for a driver and QoS
+// class ("" is Guaranteed).
+func podDirV2(driver, qos, uid string) string {
+	if driver == "systemd" {
+		u := strings.ReplaceAll(uid, "-", "_")
+		if qos == "" {
+			return filepath.Join("kubepods.slice", "kubepods-pod"+u+".slice")
+		}
+		return filepath.Join("kubepods.slice", "kubepods-"+qos+".slice", "kubepods-"+qos+"-pod"+u+".slice")
+	}
+	return filepath.Join("kubepods", qos, "pod"+uid)
+}
+
+// writePodV2 writes a cgroup v2 pod cgroup with values derived from n, and
+// one container scope in it.
+func writePodV2(t testing.TB, root, driver, qos, uid string, n int) {
+	t.Helper()
+	dir := filepath.Join(root, podDirV2(driver, qos, uid))
+	writeFiles(t, dir, map[string]string{
+		"cpu.stat":        fmt.Sprintf("usage_usec %d\nuser_usec 1\nsystem_usec 1\nnr_periods %d\nnr_throttled %d\nthrottled_usec %d\nnr_bursts 0\nburst_usec 0\n", n*1000000, n*10, n, n*250000),
+		"memory.current":  fmt.Sprintf("%d\n", n*1000),
+		"memory.stat":     fmt.Sprintf("anon 10\nfile 20\nkernel 0\nactive_anon 1\ninactive_anon 1\nactive_file 1\ninactive_file %d\nunevictable 0\n", n*100),
+		"memory.events":   fmt.Sprintf("low 0\nhigh 0\nmax 3\noom 1\noom_kill %d\noom_group_kill 0\n", n),
+		"pids.current":    fmt.Sprintf("%d\n", n),
+		"io.stat":         fmt.Sprintf("8:0 rbytes=%d wbytes=%d rios=1 wios=1 dbytes=0 dios=0\n", n*4096, n*512),
+		"cpu.pressure":    fmt.Sprintf("some avg10=0.00 avg60=0.00 avg300=0.00 total=%d\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=%d\n", n*1000000, n*500000),
+		"memory.pressure": "some avg10=0.00 avg60=0.00 avg300=0.00 total=0\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=0\n",
+		"io.pressure":     "some avg10=0.00 avg60=0.00 avg300=0.00 total=2000000\nfull avg10=0.00 avg60=0.00 avg300=0.00 total=1000000\n",
+	})
+	scope := map[string]string{"systemd": "cri-containerd-0123abcd.scope", "cgroupfs": "0123abcd"}[driver]
+	writeFiles(t, filepath.Join(dir, scope), map[string]string{"cpu.stat": "usage_usec 1\n"})
+}
+
+func newV2Root(t testing.TB) string {
+	t.Helper()
+	root := t.TempDir()
+	writeFiles(t, root, map[string]string{"cgroup.controllers": "cpuset cpu io memory pids\n"})
+	return root
+}
+
+func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
+
+type adapter struct{ c *Collector }
+
+func (adapter) Describe(chan<- *prometheus.Desc) {}
+func (a adapter) Collect(ch chan<- prometheus.Metric) {
+	if err := a.c.Update(context.Background(), ch); err != nil {
+		ch <- prometheus.NewInvalidMetric(prometheus.NewDesc("update_error", "", nil, nil), err)
+	}
+}
+
+func TestV2BothDriversAndQoS(t *testing.T) {
+	for _, driver := range []string{"systemd", "cgroupfs"} {
+		t.Run(driver, func(t *testing.T) {
+			root := newV2Root(t)
+			pods := fakePods{}
+			pods.add("default", "web", "0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41")
+			pods.add("default", "api", "1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52")
+			writePodV2(t, root, driver, "", "0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41", 1)
+			writePodV2(t, root, driver, "burstable", "1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52", 2)
+			// Unknown to the informer (a static pod's config UID): still reported.
+			writePodV2(t, root, driver, "besteffort", "2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63", 3)
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(adapter{New(Config{CgroupRoot: root}, pods, discard())})
+			want := `
+# HELP nodeexp_pod_cpu_usage_seconds_total CPU time consumed by all containers of the pod, from the pod cgroup.
+# TYPE nodeexp_pod_cpu_usage_seconds_total counter
+nodeexp_pod_cpu_usage_seconds_total{namespace="",pod="",uid="2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63"} 3
+nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 2
+nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 1
+# HELP nodeexp_pod_memory_working_set_bytes Memory usage minus inactive file cache: what the kubelet compares with eviction thresholds.
+# TYPE nodeexp_pod_memory_working_set_bytes gauge
+nodeexp_pod_memory_working_set_bytes{namespace="",pod="",uid="2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63"} 2700
+nodeexp_pod_memory_working_set_bytes{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 1800
+nodeexp_pod_memory_working_set_bytes{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 900
+# HELP nodeexp_pod_cpu_cfs_throttled_seconds_total Total time the pod cgroup was throttled by its CPU limit.
+# TYPE nodeexp_pod_cpu_cfs_throttled_seconds_total counter
+nodeexp_pod_cpu_cfs_throttled_seconds_total{namespace="",pod="",uid="2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63"} 0.75
+nodeexp_pod_cpu_cfs_throttled_seconds_total{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 0.5
+nodeexp_pod_cpu_cfs_throttled_seconds_total{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 0.25
+# HELP nodeexp_pod_pressure_io_stalled_seconds_total Total time in seconds no task of the pod could make progress for lack of io (PSI full).
+# TYPE nodeexp_pod_pressure_io_stalled_seconds_total counter
+nodeexp_pod_pressure_io_stalled_seconds_total{namespace="",pod="",uid="2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63"} 1
+nodeexp_pod_pressure_io_stalled_seconds_total{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 1
+nodeexp_pod_pressure_io_stalled_seconds_total{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 1
+`
+			if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+				"nodeexp_pod_cpu_usage_seconds_total", "nodeexp_pod_memory_working_set_bytes",
+				"nodeexp_pod_cpu_cfs_throttled_seconds_total", "nodeexp_pod_pressure_io_stalled_seconds_total"); err != nil {
+				t.Error(err)
+			}
+			// Every family is reported for every pod.
+			if n, err := testutil.GatherAndCount(reg); err != nil || n != 3*16 {
+				t.Errorf("GatherAndCount = %d, %v; want %d series", n, err, 3*16)
+			}
+		})
+	}
+}
+
+func TestV1(t *testing.T) {
+	root := t.TempDir()
+	uid := "0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"
+	rel := filepath.Join("kubepods.slice", "kubepods-burstable.slice", "kubepods-burstable-pod"+strings.ReplaceAll(uid, "-", "_")+".slice")
+	writeFiles(t, filepath.Join(root, "cpuacct", rel), map[string]string{"cpuacct.usage": "2500000000\n"})
+	writeFiles(t, filepath.Join(root, "cpu", rel), map[string]string{"cpu.stat": "nr_periods 10\nnr_throttled 2\nthrottled_time 300000000\n"})
+	writeFiles(t, filepath.Join(root, "memory", rel), map[string]string{
+		"memory.usage_in_bytes": "10000\n",
+		"memory.stat":           "cache 5\ninactive_file 1\ntotal_inactive_file 4000\n",
+		"memory.oom_control":    "oom_kill_disable 0\nunder_oom 0\noom_kill 2\n",
+	})
+	writeFiles(t, filepath.Join(root, "pids", rel), map[string]string{"pids.current": "7\n"})
+	writeFiles(t, filepath.Join(root, "blkio", rel), map[string]string{"blkio.throttle.io_service_bytes_recursive": "8:0 Read 100\n8:0 Write 20\n8:0 Sync 120\n8:16 Read 1\n8:16 Write 2\nTotal 123\n"})
+	pods := fakePods{}
+	pods.add("kube-system", "coredns", uid)
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(adapter{New(Config{CgroupRoot: root}, pods, discard())})
+	l := `{namespace="kube-system",pod="coredns",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"}`
+	want := fmt.Sprintf(`
+# HELP nodeexp_pod_cpu_usage_seconds_total CPU time consumed by all containers of the pod, from the pod cgroup.
+# TYPE nodeexp_pod_cpu_usage_seconds_total counter
+nodeexp_pod_cpu_usage_seconds_total%[1]s 2.5
+# HELP nodeexp_pod_cpu_cfs_throttled_seconds_total Total time the pod cgroup was throttled by its CPU limit.
+# TYPE nodeexp_pod_cpu_cfs_throttled_seconds_total counter
+nodeexp_pod_cpu_cfs_throttled_seconds_total%[1]s 0.3
+# HELP nodeexp_pod_memory_working_set_bytes Memory usage minus inactive file cache: what the kubelet compares with eviction thresholds.
+# TYPE nodeexp_pod_memory_working_set_bytes gauge
+nodeexp_pod_memory_working_set_bytes%[1]s 6000
+# HELP nodeexp_pod_oom_kills_total Processes of the pod killed by the OOM killer.
+# TYPE nodeexp_pod_oom_kills_total counter
+nodeexp_pod_oom_kills_total%[1]s 2
+# HELP nodeexp_pod_io_read_bytes_total Bytes read from block devices by the pod cgroup.
+# TYPE nodeexp_pod_io_read_bytes_total counter
+nodeexp_pod_io_read_bytes_total%[1]s 101
+# HELP nodeexp_pod_io_written_bytes_total Bytes written to block devices by the pod cgroup.
+# TYPE nodeexp_pod_io_written_bytes_total counter
+nodeexp_pod_io_written_bytes_total%[1]s 22
+# HELP nodeexp_pod_pids Number of tasks in the pod cgroup.
+# TYPE nodeexp_pod_pids gauge
+nodeexp_pod_pids%[1]s 7
+`, l)
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
+		"nodeexp_pod_cpu_usage_seconds_total", "nodeexp_pod_cpu_cfs_throttled_seconds_total", "nodeexp_pod_memory_working_set_bytes",
+		"nodeexp_pod_oom_kills_total", "nodeexp_pod_io_read_bytes_total", "nodeexp_pod_io_written_bytes_total", "nodeexp_pod_pids"); err != nil {
+		t.Error(err)
+	}
+}
+
+func TestMalformedFilesDoNotPanic(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		files map[string]string
+	}{
+		{"empty files", map[string]string{"cpu.stat": "", "memory.current": "", "memory.stat": "", "io.stat": "\n\n", "cpu.pressure": ""}},
+		{"garbage", map[string]string{"cpu.stat": "usage_usec\n\x00\xff", "memory.current": "max", "io.stat": "8:0 rbytes=x wbytes\n", "cpu.pressure": "some total=\nfull\n"}},
+		{"negative working set", map[string]string{"memory.current": "10", "memory.stat": "inactive_file 50\n"}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			root := newV2Root(t)
+			writeFiles(t, filepath.Join(root, "kubepods", "pod0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"), tc.files)
+			ch := make(chan prometheus.Metric, 100)
+			if err := New(Config{CgroupRoot: root}, nil, discard()).Update(context.Background(), ch); err != nil {
+				t.Fatalf("Update: %v", err)
+			}
+			close(ch)
+			for m := range ch {
+				if m.Desc().String() == New(Config{}, nil, discard()).d.workingSet.String() {
+					if v := testutil.ToFloat64(prometheus.Collector(constCollector{m})); v < 0 {
+						t.Errorf("working set %v < 0", v)
+					}
+				}
+			}
+		})
+	}
+}
+
+type constCollector struct{ m prometheus.Metric }
+
+func (c constCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.Desc() }
+func (c constCollector) Collect(ch chan<- prometheus.Metric)  { ch <- c.m }
+
+func TestNoCgroupHierarchy(t *testing.T) {
+	err := New(Config{CgroupRoot: t.TempDir()}, nil, discard()).Update(context.Background(), make(chan prometheus.Metric, 1))
+	if err == nil {
+		t.Fatal("Update on an empty root succeeded, want an error")
+	}
+}
+
+func BenchmarkPodCollector100(b *testing.B) {
+	root := newV2Root(b)
+	pods := fakePods{}
+	for i := range 100 {
+		uid := fmt.Sprintf("%08x-0000-4000-8000-%012x", i, i)
+		pods.add("bench", fmt.Sprintf("pod-%d", i), uid)
+		driver := []string{"systemd", "cgroupfs"}[i%2]
+		qos := []string{"", "burstable", "besteffort"}[i%3]
+		writePodV2(b, root, driver, qos, uid, i+1)
+	}
+	c := New(Config{CgroupRoot: root}, pods, discard())
+	ch := make(chan prometheus.Metric, 4096)
+	b.ReportAllocs()
+	before := cpuTime(b)
+	for b.Loop() {
+		if err := c.Update(context.Background(), ch); err != nil {
+			b.Fatal(err)
+		}
+		if len(ch) != 100*16 {
+			b.Fatalf("got %d metrics, want %d", len(ch), 100*16)
+		}
+		for len(ch) > 0 {
+			<-ch
+		}
+	}
+	// The machine running benchmarks is often busy: CPU time per scrape is
+	// the figure that does not depend on what else runs.
+	b.ReportMetric(float64((cpuTime(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
+}
+
+// cpuTime is the process's user+system CPU time.
+func cpuTime(tb testing.TB) time.Duration {
+	var ru unix.Rusage
+	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
+		tb.Fatal(err)
+	}
+	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
