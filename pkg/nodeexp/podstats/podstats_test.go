@@ -219,7 +219,7 @@ func TestMalformedFilesDoNotPanic(t *testing.T) {
 type constCollector struct{ m prometheus.Metric }
 
 func (c constCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.Desc() }
-func (c constCollector) Collect(ch chan<- prometheus.Metric)  { ch <- c.m }
+func (c constCollector) Collect(ch chan<- prometheus.Metric) { ch <- c.m }
 
 func TestNoCgroupHierarchy(t *testing.T) {
 	err := New(Config{CgroupRoot: t.TempDir()}, nil, discard()).Update(context.Background(), make(chan prometheus.Metric, 1))
