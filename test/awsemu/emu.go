@@ -43,7 +43,8 @@ type Options struct {
 	// Now is the emulator's clock; defaults to time.Now. It decides event
 	// ages in PutLogEvents, credential expirations and IMDS token expiry.
 	// Fault latency is real time regardless, because it delays real sockets.
-	Now    func() time.Time
+	Now func() time.Time
+	// Logger receives a debug line per request; nil discards.
 	Logger *slog.Logger
 	IMDS   IMDSConfig
 }
@@ -145,6 +146,8 @@ func (e *Emulator) AccountID() string { return e.accountID }
 
 // ServeHTTP routes a request to STS, CloudWatch Logs, IMDS or the admin API.
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	e.logger.Debug("request", "method", r.Method, "path", r.URL.Path,
+		"target", r.Header.Get("X-Amz-Target"), "remote", r.RemoteAddr)
 	switch {
 	case strings.HasPrefix(r.Header.Get("X-Amz-Target"), logsTargetPrefix):
 		e.serveLogs(w, r)

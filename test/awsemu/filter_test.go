@@ -2,6 +2,8 @@ package awsemu
 
 import (
 	"errors"
+	"net/http"
+	"strings"
 	"testing"
 )
 
@@ -125,6 +127,32 @@ func FuzzCompileFilter(f *testing.F) {
 		m, err := compileFilter(pattern)
 		if err == nil {
 			m(msg)
+		}
+	})
+}
+
+// FuzzLogsRequest feeds arbitrary bodies to every CloudWatch Logs operation:
+// bad input must be answered, never panic.
+func FuzzLogsRequest(f *testing.F) {
+	f.Add("PutLogEvents", `{"logGroupName":"g","logStreamName":"s","logEvents":[{"timestamp":1,"message":"x"}]}`)
+	f.Add("FilterLogEvents", `{"logGroupName":"g","filterPattern":"{ $.a = 1 }","nextToken":"ZS8xLzI"}`)
+	f.Add("GetLogEvents", `{"logGroupName":"g","logStreamName":"s","nextToken":"f/1/2","limit":0}`)
+	f.Add("DescribeLogStreams", `{"logGroupName":"g","nextToken":"bz8x"}`)
+	e := New(Options{})
+	for _, body := range []string{`{"logGroupName":"g"}`} {
+		_, _ = e.createLogGroup([]byte(body))
+		_, _ = e.createLogStream([]byte(`{"logGroupName":"g","logStreamName":"s"}`))
+	}
+	f.Fuzz(func(t *testing.T, op, body string) {
+		req, err := http.NewRequest(http.MethodPost, "/", strings.NewReader(body))
+		if err != nil {
+			return
+		}
+		req.Header.Set("X-Amz-Target", logsTargetPrefix+op)
+		rec := newRecorder()
+		e.ServeHTTP(rec, req)
+		if rec.status == 0 {
+			t.Fatalf("%s %q: no status", op, body)
 		}
 	})
 }
