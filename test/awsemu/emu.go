@@ -19,8 +19,10 @@
 package awsemu
 
 import (
+	"context"
 	"crypto/rand"
 	"encoding/hex"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -72,9 +74,12 @@ type Emulator struct {
 	now       func() time.Time
 	logger    *slog.Logger
 
-	mu     sync.Mutex
-	counts map[string]int
-	faults map[string]*faultState
+	mu sync.Mutex
+	// changed is closed and replaced whenever state changes (a request
+	// arrives or finishes), waking WaitFor callers.
+	changed chan struct{}
+	counts  map[string]int
+	faults  map[string]*faultState
 
 	// CloudWatch Logs.
 	groups   map[string]*logGroup
@@ -100,6 +105,7 @@ func New(opts Options) *Emulator {
 		accountID:   opts.AccountID,
 		now:         opts.Now,
 		logger:      opts.Logger,
+		changed:     make(chan struct{}),
 		counts:      map[string]int{},
 		faults:      map[string]*faultState{},
 		groups:      map[string]*logGroup{},
@@ -148,6 +154,7 @@ func (e *Emulator) AccountID() string { return e.accountID }
 func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	e.logger.Debug("request", "method", r.Method, "path", r.URL.Path,
 		"target", r.Header.Get("X-Amz-Target"), "remote", r.RemoteAddr)
+	defer e.notify()
 	switch {
 	case strings.HasPrefix(r.Header.Get("X-Amz-Target"), logsTargetPrefix):
 		e.serveLogs(w, r)
@@ -168,7 +175,11 @@ func (e *Emulator) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 // 169.254.169.254 should expose, so pods cannot reach the admin API or STS
 // through the metadata address.
 func (e *Emulator) IMDSHandler() http.Handler {
-	return http.HandlerFunc(e.serveIMDS)
+	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		e.logger.Debug("imds request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
+		defer e.notify()
+		e.serveIMDS(w, r)
+	})
 }
 
 // AdminHandler serves only the admin API (fault injection and counters).
@@ -193,6 +204,48 @@ func (e *Emulator) Counts() map[string]int {
 		out[k] = v
 	}
 	return out
+}
+
+// notify wakes every WaitFor caller to re-check its condition.
+func (e *Emulator) notify() {
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	close(e.changed)
+	e.changed = make(chan struct{})
+}
+
+// WaitFor blocks until cond returns true or ctx ends. cond is evaluated now
+// and again after every request the emulator receives or answers, so tests
+// can wait for "the agent has shipped 10 events" without sleeping. cond may
+// call the Emulator's accessors (Events, Count, STSCalls...).
+func (e *Emulator) WaitFor(ctx context.Context, cond func() bool) error {
+	for {
+		e.mu.Lock()
+		ch := e.changed
+		e.mu.Unlock()
+		if cond() {
+			return nil
+		}
+		select {
+		case <-ch:
+		case <-ctx.Done():
+			return fmt.Errorf("waiting for emulator state: %w", context.Cause(ctx))
+		}
+	}
+}
+
+// WaitEvents waits until group/stream holds at least n events and returns
+// them.
+func (e *Emulator) WaitEvents(ctx context.Context, group, stream string, n int) ([]Event, error) {
+	var evs []Event
+	err := e.WaitFor(ctx, func() bool {
+		evs = e.Events(group, stream)
+		return len(evs) >= n
+	})
+	if err != nil {
+		return evs, fmt.Errorf("waiting for %d events in %s/%s (have %d): %w", n, group, stream, len(evs), err)
+	}
+	return evs, nil
 }
 
 // newRequestID returns a random UUID-shaped id, like x-amzn-RequestId.

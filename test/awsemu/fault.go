@@ -178,6 +178,9 @@ const (
 func (e *Emulator) admit(r *http.Request, op string) faultAction {
 	e.mu.Lock()
 	e.counts[op]++
+	// Tell waiters a request arrived, even one a fault will hold.
+	close(e.changed)
+	e.changed = make(chan struct{})
 	fs, ok := e.faults[op]
 	if !ok {
 		fs, ok = e.faults["*"]

@@ -112,12 +112,9 @@ func TestClearingBlackholeReleasesRequests(t *testing.T) {
 		_, err := client.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String("g")})
 		done <- err
 	}()
-	// Wait (bounded) for the request to be held by the emulator.
-	for i := 0; e.Count("CreateLogGroup") == 0; i++ {
-		if i > 1000 {
-			t.Fatal("request never reached the emulator")
-		}
-		time.Sleep(5 * time.Millisecond)
+	// Wait for the request to be held by the emulator.
+	if err := e.WaitFor(ctx, func() bool { return e.Count("CreateLogGroup") == 1 }); err != nil {
+		t.Fatal(err)
 	}
 	e.SetFault("CreateLogGroup", Fault{})
 	if err := <-done; err != nil {

@@ -77,7 +77,6 @@ func (s *statusRecorder) Write(b []byte) (int, error) {
 }
 
 func (e *Emulator) serveIMDS(w http.ResponseWriter, r *http.Request) {
-	e.logger.Debug("imds request", "method", r.Method, "path", r.URL.Path, "remote", r.RemoteAddr)
 	rec := &statusRecorder{ResponseWriter: w}
 	defer func() {
 		e.mu.Lock()

@@ -2,6 +2,7 @@ package awsemu
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"strings"
@@ -714,5 +715,39 @@ func TestRequestIDOnEveryAnswer(t *testing.T) {
 		if resp.Header.Get("x-amzn-RequestId") == "" {
 			t.Errorf("%s (%d): no x-amzn-RequestId", tc.target, resp.StatusCode)
 		}
+	}
+}
+
+func TestWaitEvents(t *testing.T) {
+	t.Parallel()
+	e, url := startEmu(t, Options{})
+	client := newLogsClient(url, 1)
+	ctx := testContext(t)
+	mustCreate(ctx, t, client, "g", "s")
+	errc := make(chan error, 1)
+	go func() {
+		for i := 0; i < 3; i++ {
+			if _, err := client.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{
+				LogGroupName: aws.String("g"), LogStreamName: aws.String("s"),
+				LogEvents: []types.InputLogEvent{ev(testNow.UnixMilli(), fmt.Sprint(i))},
+			}); err != nil {
+				errc <- err
+				return
+			}
+		}
+		errc <- nil
+	}()
+	evs, err := e.WaitEvents(ctx, "g", "s", 3)
+	if err != nil || len(evs) != 3 {
+		t.Fatalf("WaitEvents = %d events, %v", len(evs), err)
+	}
+	if err := <-errc; err != nil {
+		t.Fatal(err)
+	}
+	// A condition that never holds ends with the context.
+	short, cancel := context.WithCancel(ctx)
+	cancel()
+	if _, err := e.WaitEvents(short, "g", "s", 4); !errors.Is(err, context.Canceled) {
+		t.Errorf("WaitEvents on a cancelled context = %v", err)
 	}
 }
