@@ -1,0 +1,167 @@
+package intercept
+
+import (
+	"context"
+	"io"
+	"log/slog"
+	"net/netip"
+	"strings"
+	"testing"
+)
+
+func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+
+func TestNewValidates(t *testing.T) {
+	good := Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}
+	tests := map[string]func(*Config){
+		"metadata not ip:port": func(c *Config) { c.MetadataAddr = "169.254.169.254" },
+		"metadata IPv6":        func(c *Config) { c.MetadataAddr = "[fd00:ec2::254]:80" },
+		"listen unspecified":   func(c *Config) { c.ListenAddr = "0.0.0.0:8181" },
+		"listen hostname":      func(c *Config) { c.ListenAddr = "node:8181" },
+		"no interface":         func(c *Config) { c.HostInterface = "" },
+		"bare negation":        func(c *Config) { c.HostInterface = "!" },
+		"interface with space": func(c *Config) { c.HostInterface = "cali+ -j ACCEPT" },
+		"interface too long":   func(c *Config) { c.HostInterface = "averyveryverylongname" },
+	}
+	for name, mutate := range tests {
+		t.Run(name, func(t *testing.T) {
+			cfg := good
+			mutate(&cfg)
+			if _, err := New(cfg, NewFake(), discard()); err == nil {
+				t.Fatalf("New accepted %+v", cfg)
+			}
+		})
+	}
+	if _, err := New(good, NewFake(), discard()); err != nil {
+		t.Fatalf("New refused a good config: %v", err)
+	}
+}
+
+func TestRule(t *testing.T) {
+	for _, tt := range []struct{ iface, want string }{
+		{"cali+", "-i cali+"},
+		{"!eth0", "! -i eth0"},
+	} {
+		i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: tt.iface}, NewFake(), discard())
+		if err != nil {
+			t.Fatal(err)
+		}
+		rule := strings.Join(i.Rule(), " ")
+		for _, part := range []string{"-p tcp -d 169.254.169.254/32 --dport 80", tt.want, "-j DNAT --to-destination 10.0.0.1:8181"} {
+			if !strings.Contains(rule, part) {
+				t.Errorf("rule %q lacks %q", rule, part)
+			}
+		}
+	}
+}
+
+func TestEnsureIdempotentAndRepairs(t *testing.T) {
+	ipt := NewFake()
+	ipt.Append("nat", "PREROUTING", "-j", "KUBE-SERVICES")
+	i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	check := func(step string) {
+		t.Helper()
+		pre := ipt.Rules("nat", "PREROUTING")
+		if len(pre) != 2 || !jumpsTo(pre[0], Chain) || pre[1] != "-j KUBE-SERVICES" {
+			t.Fatalf("%s: PREROUTING = %q, want our jump first and the other rule kept", step, pre)
+		}
+		if got := ipt.Rules("nat", Chain); len(got) != 1 || got[0] != strings.Join(i.Rule(), " ") {
+			t.Fatalf("%s: chain = %q", step, got)
+		}
+		if !i.Installed() {
+			t.Fatalf("%s: Installed() = false", step)
+		}
+	}
+	if changed, err := i.Ensure(); err != nil || !changed {
+		t.Fatalf("first Ensure = %v, %v", changed, err)
+	}
+	check("install")
+	calls := ipt.Calls
+	if changed, err := i.Ensure(); err != nil || changed || ipt.Calls != calls {
+		t.Fatalf("second Ensure = %v, %v with %d mutating calls; want no change", changed, err, ipt.Calls-calls)
+	}
+
+	ipt.Flush("nat", "PREROUTING")
+	ipt.Append("nat", "PREROUTING", "-j", "KUBE-SERVICES")
+	if changed, err := i.Ensure(); err != nil || !changed {
+		t.Fatalf("Ensure after PREROUTING flush = %v, %v", changed, err)
+	}
+	check("PREROUTING flushed")
+
+	ipt.Flush("nat", Chain)
+	if changed, _ := i.Ensure(); !changed {
+		t.Fatal("Ensure did not notice the flushed chain")
+	}
+	check("chain flushed")
+
+	// A rule from an older configuration is replaced, not kept alongside.
+	ipt.Append("nat", Chain, "-p", "tcp", "-j", "DNAT", "--to-destination", "10.0.0.9:8181")
+	i.Ensure()
+	check("stale rule")
+}
+
+func TestRunKeepsRuleOnExit(t *testing.T) {
+	ipt := NewFake()
+	i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // Run installs once, then sees the cancelled context
+	if err := i.Run(ctx); err != nil {
+		t.Fatal(err)
+	}
+	if len(ipt.Rules("nat", Chain)) != 1 {
+		t.Fatal("rule not installed, or removed on exit")
+	}
+}
+
+func TestUninstall(t *testing.T) {
+	ipt := NewFake()
+	ipt.Append("nat", "PREROUTING", "-j", "KUBE-SERVICES")
+	i, _ := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, discard())
+	if _, err := i.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	// A jump with other options, e.g. from an older version, goes too.
+	ipt.Append("nat", "PREROUTING", "-i", "eni+", "-j", Chain)
+	if err := Uninstall(ipt); err != nil {
+		t.Fatal(err)
+	}
+	if pre := ipt.Rules("nat", "PREROUTING"); len(pre) != 1 || pre[0] != "-j KUBE-SERVICES" {
+		t.Fatalf("PREROUTING after uninstall = %q", pre)
+	}
+	if ok, _ := ipt.ChainExists("nat", Chain); ok {
+		t.Fatal("chain left behind")
+	}
+	if err := Uninstall(ipt); err != nil {
+		t.Fatalf("second Uninstall: %v", err)
+	}
+}
+
+type fakeHost struct {
+	ip    netip.Addr
+	links []string
+}
+
+func (f fakeHost) DefaultRouteIPv4() (netip.Addr, error) { return f.ip, nil }
+func (f fakeHost) LinkNames() ([]string, error)          { return f.links, nil }
+
+func TestDiscoverInterface(t *testing.T) {
+	for _, tt := range []struct {
+		links []string
+		want  string
+	}{
+		{[]string{"lo", "eth0", "cali1234"}, "cali+"},
+		{[]string{"lo", "eth0", "eni0abc"}, "eni+"},
+		{[]string{"lo", "eth0"}, ""},
+	} {
+		got, err := DiscoverInterface(fakeHost{links: tt.links})
+		if got != tt.want || (tt.want == "") != (err != nil) {
+			t.Errorf("DiscoverInterface(%v) = %q, %v; want %q", tt.links, got, err, tt.want)
+		}
+	}
+}
