@@ -26,7 +26,9 @@ var _ IPTables = (*Fake)(nil)
 
 func key(table, chain string) string { return table + "/" + chain }
 
-func builtin(chain string) bool { return chain == strings.ToUpper(chain) && !strings.Contains(chain, "-") }
+func builtin(chain string) bool {
+	return chain == strings.ToUpper(chain) && !strings.Contains(chain, "-")
+}
 
 // ChainExists implements IPTables.
 func (f *Fake) ChainExists(table, chain string) (bool, error) {
