@@ -85,6 +85,8 @@ type Emulator struct {
 	groups   map[string]*logGroup
 	eventSeq uint64
 
+	queries map[string]*queryState // Logs Insights, by query id
+
 	// STS.
 	stsCalls     []STSCall
 	allowedRoles map[string]bool // nil: every well-formed role may be assumed

@@ -212,6 +212,8 @@ func (e *Emulator) serveLogs(w http.ResponseWriter, r *http.Request) {
 		"PutLogEvents":          e.putLogEvents,
 		"GetLogEvents":          e.getLogEvents,
 		"FilterLogEvents":       e.filterLogEvents,
+		"StartQuery":            e.startQuery,
+		"GetQueryResults":       e.getQueryResults,
 	}
 	h, ok := handlers[op]
 	if !ok {

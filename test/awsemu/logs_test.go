@@ -595,24 +595,7 @@ func TestFilterLogEvents(t *testing.T) {
 	client := newLogsClient(url, 1)
 	ctx := testContext(t)
 	group := "/aws/containerinsights/test/application"
-	streams := []string{"web-1_shop_app", "web-2_shop_app", "db-0_infra_pg"}
-	mustCreate(ctx, t, client, group, streams...)
-	now := testNow.UnixMilli()
-	// Interleave timestamps across streams so time order differs from
-	// stream order.
-	for si, s := range streams {
-		var batch []types.InputLogEvent
-		pod, ns, _ := strings.Cut(s, "_")
-		ns, _, _ = strings.Cut(ns, "_")
-		for i := 0; i < 5; i++ {
-			msg := fmt.Sprintf(`{"log":"line %d ERROR=%v","stream":"stdout","status":%d,"kubernetes":{"pod_name":%q,"namespace_name":%q}}`,
-				i, i%2 == 0, 200+100*(i%3), pod, ns)
-			batch = append(batch, ev(now-1000+int64(i*10+si), msg))
-		}
-		if _, err := client.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String(s), LogEvents: batch}); err != nil {
-			t.Fatal(err)
-		}
-	}
+	now := seedK8sLogs(ctx, t, client, group)
 
 	collect := func(t *testing.T, in cloudwatchlogs.FilterLogEventsInput) ([]types.FilteredLogEvent, int) {
 		t.Helper()
@@ -750,4 +733,28 @@ func TestWaitEvents(t *testing.T) {
 	if _, err := e.WaitEvents(short, "g", "s", 4); !errors.Is(err, context.Canceled) {
 		t.Errorf("WaitEvents on a cancelled context = %v", err)
 	}
+}
+
+// seedK8sLogs fills group with 15 fluent-bit-shaped JSON events in three
+// pod streams (two in namespace shop, one in infra), timestamps interleaved
+// across streams. It returns the clock in milliseconds.
+func seedK8sLogs(ctx context.Context, t *testing.T, client *cloudwatchlogs.Client, group string) int64 {
+	t.Helper()
+	streams := []string{"web-1_shop_app", "web-2_shop_app", "db-0_infra_pg"}
+	mustCreate(ctx, t, client, group, streams...)
+	now := testNow.UnixMilli()
+	for si, s := range streams {
+		var batch []types.InputLogEvent
+		pod, ns, _ := strings.Cut(s, "_")
+		ns, _, _ = strings.Cut(ns, "_")
+		for i := 0; i < 5; i++ {
+			msg := fmt.Sprintf(`{"log":"line %d ERROR=%v","stream":"stdout","status":%d,"kubernetes":{"pod_name":%q,"namespace_name":%q}}`,
+				i, i%2 == 0, 200+100*(i%3), pod, ns)
+			batch = append(batch, ev(now-1000+int64(i*10+si), msg))
+		}
+		if _, err := client.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(group), LogStreamName: aws.String(s), LogEvents: batch}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return now
 }
