@@ -1,0 +1,307 @@
+// Command metaproxy gives each pod the AWS credentials of the role its own
+// pod annotation names, by intercepting the pods' instance metadata requests
+// (iptables DNAT to its listener) and answering the IAM paths itself. Other
+// harmless metadata is proxied; nothing revealing the node's identity is.
+//
+// Usage:
+//
+//	metaproxy [flags]              serve (see --help)
+//	metaproxy uninstall [flags]    remove the interception rule and chain
+package main
+
+import (
+	"context"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/service/sts"
+	"github.com/coreos/go-iptables/iptables"
+	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sync/errgroup"
+
+	"github.com/nodekit/nodekit/pkg/agent"
+	"github.com/nodekit/nodekit/pkg/awscfg"
+	"github.com/nodekit/nodekit/pkg/kube"
+	"github.com/nodekit/nodekit/pkg/metaproxy/caller"
+	"github.com/nodekit/nodekit/pkg/metaproxy/creds"
+	"github.com/nodekit/nodekit/pkg/metaproxy/imds"
+	"github.com/nodekit/nodekit/pkg/metaproxy/intercept"
+	"github.com/nodekit/nodekit/pkg/metaproxy/prefetch"
+	"github.com/nodekit/nodekit/pkg/metaproxy/role"
+	"github.com/nodekit/nodekit/pkg/metaproxy/upstream"
+)
+
+func main() { agent.Main("metaproxy", run) }
+
+const listenPort = 8181
+
+type options struct {
+	common          agent.Flags
+	role            role.Config
+	imds            imds.Config
+	hostIP          string
+	listenAddr      string
+	metricsAddr     string
+	hostInterface   string
+	iptables        bool
+	metadataAddr    string
+	sessionDuration time.Duration
+	podWait         time.Duration
+	enablePprof     bool
+}
+
+func register(fs *flag.FlagSet, o *options) {
+	o.common.Register(fs)
+	o.role.RegisterFlags(fs)
+	o.imds.RegisterFlags(fs)
+	fs.StringVar(&o.hostIP, "host-ip", os.Getenv("HOST_IP"), "this node's IP, where pods' metadata requests are sent (default $HOST_IP; discovered from the default route when empty)")
+	fs.StringVar(&o.listenAddr, "listen-addr", "", fmt.Sprintf("address for pods' metadata requests (default --host-ip:%d)", listenPort))
+	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9181", "address for /metrics, /healthz and /readyz; never the metadata address")
+	fs.StringVar(&o.hostInterface, "host-interface", "", "iptables -i pattern of the pod interfaces, e.g. cali+, eni+ or !eth0 (discovered from cali*/eni* interfaces when empty)")
+	fs.BoolVar(&o.iptables, "iptables", false, "install and keep the nat rule sending pods' metadata traffic to --listen-addr; it stays on exit (use 'metaproxy uninstall')")
+	fs.StringVar(&o.metadataAddr, "metadata-addr", "169.254.169.254:80", "the instance metadata service, ip:port")
+	fs.DurationVar(&o.sessionDuration, "session-duration", time.Hour, "lifetime requested for role credentials (20m to 12h; credentials with under 15m left are never served)")
+	fs.DurationVar(&o.podWait, "pod-wait", caller.DefaultWait, "how long a request from an IP the pod informer does not know yet waits for it (keep under the SDKs' 1s timeout)")
+	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve /debug/pprof/ on --metrics-addr")
+}
+
+func parse(args []string, out io.Writer) (*options, error) {
+	o := &options{}
+	fs := flag.NewFlagSet("metaproxy", flag.ContinueOnError)
+	register(fs, o)
+	fs.Usage = func() {
+		fmt.Fprintf(fs.Output(), "Usage: metaproxy [flags]\n       metaproxy uninstall [--host-interface=...]\n\nFlags:\n")
+		fs.PrintDefaults()
+	}
+	if err := agent.ParseFlags(fs, args, out); err != nil {
+		return nil, err
+	}
+	if fs.NArg() > 0 {
+		return nil, &agent.UsageError{Err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	if o.podWait <= 0 || o.podWait > 5*time.Second {
+		return nil, &agent.UsageError{Err: fmt.Errorf("--pod-wait %v: want more than 0 and at most 5s", o.podWait)}
+	}
+	return o, nil
+}
+
+func run(ctx context.Context, args []string, stdout io.Writer) error {
+	if len(args) > 0 && args[0] == "uninstall" {
+		return uninstall(args[1:], stdout)
+	}
+	o, err := parse(args, os.Stderr)
+	if err != nil {
+		return err
+	}
+	if o.common.ShowVersion {
+		fmt.Fprintln(stdout, agent.VersionLine("metaproxy"))
+		return nil
+	}
+	logger, err := o.common.NewLogger(os.Stderr)
+	if err != nil {
+		return &agent.UsageError{Err: err}
+	}
+	if err := o.common.RequireNodeName(); err != nil {
+		return &agent.UsageError{Err: err}
+	}
+	if err := o.discover(); err != nil {
+		return err
+	}
+	if err := o.validateAddrs(); err != nil {
+		return &agent.UsageError{Err: err}
+	}
+
+	// Build everything first: constructors validate and start nothing.
+	client, err := kube.NewClient(o.common.Kubeconfig, "nodekit-metaproxy/"+agent.Version())
+	if err != nil {
+		return fmt.Errorf("creating kubernetes client: %w", err)
+	}
+	pods, err := kube.NewPods(client, o.common.NodeName, logger)
+	if err != nil {
+		return fmt.Errorf("creating pod informer for node %s: %w", o.common.NodeName, err)
+	}
+	var namespaces *kube.Namespaces
+	var nsLister role.Namespaces
+	if o.role.NamespaceRestrictions {
+		namespaces = kube.NewNamespaces(client, logger)
+		nsLister = namespaces
+	}
+	policy, err := role.New(o.role, nsLister)
+	if err != nil {
+		return &agent.UsageError{Err: err}
+	}
+	awsCfg, err := awscfg.Load(ctx)
+	if err != nil {
+		return err
+	}
+	reg := prometheus.NewRegistry()
+	cache, err := creds.New(creds.Config{SessionDuration: o.sessionDuration}, sts.NewFromConfig(awsCfg), reg, logger.With("component", "creds"))
+	if err != nil {
+		return &agent.UsageError{Err: err}
+	}
+	resolver := caller.New(pods, o.podWait, logger)
+	if err := pods.AddEventHandler(resolver.EventHandler()); err != nil {
+		return err
+	}
+	if err := pods.AddEventHandler(prefetch.New(policy, cache, logger)); err != nil {
+		return err
+	}
+	up, err := upstream.New(upstream.Config{Addr: o.metadataAddr}, logger.With("component", "upstream"))
+	if err != nil {
+		return &agent.UsageError{Err: err}
+	}
+	srv, err := imds.New(o.imds, imds.Deps{Caller: resolver, Roles: policy, Credentials: cache, Upstream: up}, reg, logger.With("component", "imds"))
+	if err != nil {
+		return err
+	}
+	var interceptor *intercept.Interceptor
+	if o.iptables {
+		ipt, err := iptables.New()
+		if err != nil {
+			return fmt.Errorf("opening iptables: %w", err)
+		}
+		interceptor, err = intercept.New(intercept.Config{MetadataAddr: o.metadataAddr, ListenAddr: o.listenAddr, HostInterface: o.hostInterface}, ipt, logger.With("component", "intercept"))
+		if err != nil {
+			return &agent.UsageError{Err: err}
+		}
+	}
+	ops := agent.NewOps(agent.OpsConfig{Addr: o.metricsAddr, EnablePprof: o.enablePprof}, reg, logger)
+	gates := readiness{
+		informers: ops.Gate("informers"),
+		upstream:  ops.Gate("metadata-service"),
+		pods:      pods, namespaces: namespaces, up: up, interceptor: interceptor,
+	}
+	if interceptor != nil {
+		gates.rule = ops.Gate("interception-rule")
+	}
+
+	// Listening here makes a busy port a start-up error, not a goroutine's.
+	ln, err := net.Listen("tcp", o.listenAddr)
+	if err != nil {
+		return fmt.Errorf("listening for metadata requests on %s: %w", o.listenAddr, err)
+	}
+	logger.Info("starting metaproxy", "version", agent.Version(), "listen", o.listenAddr, "metrics", o.metricsAddr,
+		"metadata", o.metadataAddr, "iptables", o.iptables, "host_interface", o.hostInterface, "require_imdsv2", o.imds.RequireToken)
+
+	g, ctx := errgroup.WithContext(ctx)
+	g.Go(func() error { return pods.Run(ctx) })
+	if namespaces != nil {
+		g.Go(func() error { return namespaces.Run(ctx) })
+	}
+	g.Go(func() error { return cache.Run(ctx) })
+	g.Go(func() error { return srv.Serve(ctx, ln) })
+	g.Go(func() error { return ops.Run(ctx) })
+	if interceptor != nil {
+		// On exit the rule stays: pods get refused connections while
+		// metaproxy is down, never the node's own metadata service.
+		g.Go(func() error { return interceptor.Run(ctx) })
+	}
+	g.Go(func() error { return gates.run(ctx, logger) })
+	return g.Wait()
+}
+
+// discover fills --host-ip, --listen-addr and --host-interface when empty.
+func (o *options) discover() error {
+	if o.listenAddr == "" {
+		if o.hostIP == "" {
+			ip, err := intercept.DiscoverHostIP(intercept.Netlink{})
+			if err != nil {
+				return &agent.UsageError{Err: fmt.Errorf("--host-ip: %w", err)}
+			}
+			o.hostIP = ip.String()
+		}
+		o.listenAddr = intercept.ListenAddrFor(o.hostIP, listenPort)
+	}
+	if o.iptables && o.hostInterface == "" {
+		iface, err := intercept.DiscoverInterface(intercept.Netlink{})
+		if err != nil {
+			return &agent.UsageError{Err: fmt.Errorf("--host-interface: %w", err)}
+		}
+		o.hostInterface = iface
+	}
+	return nil
+}
+
+// validateAddrs keeps the ops endpoints off the address pods reach.
+func (o *options) validateAddrs() error {
+	lh, lp, err := net.SplitHostPort(o.listenAddr)
+	if err != nil {
+		return fmt.Errorf("--listen-addr %q: %w", o.listenAddr, err)
+	}
+	mh, mp, err := net.SplitHostPort(o.metricsAddr)
+	if err != nil {
+		return fmt.Errorf("--metrics-addr %q: %w", o.metricsAddr, err)
+	}
+	unspecified := func(h string) bool { ip := net.ParseIP(h); return h == "" || ip != nil && ip.IsUnspecified() }
+	if lp == mp && (lh == mh || unspecified(lh) || unspecified(mh)) {
+		return fmt.Errorf("--metrics-addr %s overlaps --listen-addr %s: metrics must not be reachable through the metadata address", o.metricsAddr, o.listenAddr)
+	}
+	return nil
+}
+
+// readiness keeps the /readyz gates current: informers synced, the
+// interception rule in place, the metadata service answering.
+type readiness struct {
+	informers, upstream, rule *agent.Gate
+	pods                      interface{ HasSynced() bool }
+	namespaces                *kube.Namespaces
+	up                        *upstream.Upstream
+	interceptor               *intercept.Interceptor
+}
+
+func (r readiness) run(ctx context.Context, logger *slog.Logger) error {
+	ticker := time.NewTicker(2 * time.Second)
+	defer ticker.Stop()
+	for {
+		synced := r.pods.HasSynced() && (r.namespaces == nil || r.namespaces.HasSynced())
+		r.informers.SetWithReason(synced, "pod or namespace informer not synced")
+		if r.rule != nil {
+			r.rule.SetWithReason(r.interceptor.Installed(), "iptables rule not in place")
+		}
+		checkCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
+		err := r.up.Check(checkCtx)
+		cancel()
+		if err != nil {
+			r.upstream.SetWithReason(false, err.Error())
+			if ctx.Err() == nil {
+				logger.Debug("metadata service check failed", "err", err)
+			}
+		} else {
+			r.upstream.Set(true)
+		}
+		select {
+		case <-ctx.Done():
+			return nil
+		case <-ticker.C:
+		}
+	}
+}
+
+// uninstall removes every rule and chain --iptables installs. It accepts
+// --host-interface for kube2iam-style scripts but does not need it: every
+// jump to metaproxy's chain goes, whatever its interface.
+func uninstall(args []string, stdout io.Writer) error {
+	fs := flag.NewFlagSet("metaproxy uninstall", flag.ContinueOnError)
+	var iface string
+	fs.StringVar(&iface, "host-interface", "", "accepted for compatibility; every jump to metaproxy's chain is removed whatever its interface")
+	if err := agent.ParseFlags(fs, args, os.Stderr); err != nil {
+		return err
+	}
+	if fs.NArg() > 0 {
+		return &agent.UsageError{Err: fmt.Errorf("unexpected arguments %q", fs.Args())}
+	}
+	ipt, err := iptables.New()
+	if err != nil {
+		return fmt.Errorf("opening iptables: %w", err)
+	}
+	if err := intercept.Uninstall(ipt); err != nil {
+		return fmt.Errorf("removing the metadata interception rules: %w", err)
+	}
+	fmt.Fprintf(stdout, "removed chain nat/%s and its jumps from PREROUTING\n", intercept.Chain)
+	return nil
+}
