@@ -1,0 +1,241 @@
+package kube
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/fields"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/informers"
+	"k8s.io/client-go/kubernetes"
+	"k8s.io/client-go/tools/cache"
+)
+
+const (
+	byIPIndex  = "byPodIP"
+	byUIDIndex = "byUID"
+)
+
+// Pods is an informer over the pods scheduled to one node, indexed by every
+// IP in status.podIPs (host-network pods excluded: their IP is the node's) and
+// by UID. Build it with NewPods, start it with Run; the lookups are safe for
+// concurrent use and read only the cache.
+type Pods struct {
+	logger   *slog.Logger
+	nodeName string
+	factory  informers.SharedInformerFactory
+	informer cache.SharedIndexInformer
+
+	// changed is closed and replaced whenever a pod is added or updated,
+	// waking WaitForIP callers without polling.
+	mu      sync.Mutex
+	changed chan struct{}
+}
+
+// NewPods builds the node-scoped pod informer. It starts nothing.
+func NewPods(client kubernetes.Interface, nodeName string, logger *slog.Logger) (*Pods, error) {
+	if nodeName == "" {
+		return nil, fmt.Errorf("pod informer needs a node name")
+	}
+	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
+		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
+			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
+		}))
+	inf := factory.Core().V1().Pods().Informer()
+	// Drop what nodekit never reads, so a node with many pods stays cheap.
+	if err := inf.SetTransform(trimPod); err != nil {
+		return nil, fmt.Errorf("setting pod transform: %w", err)
+	}
+	if err := inf.AddIndexers(cache.Indexers{byIPIndex: podIPs, byUIDIndex: podUID}); err != nil {
+		return nil, fmt.Errorf("adding pod indexers: %w", err)
+	}
+	p := &Pods{
+		logger:   logger.With("informer", "pods", "node", nodeName),
+		nodeName: nodeName,
+		factory:  factory,
+		informer: inf,
+		changed:  make(chan struct{}),
+	}
+	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
+		AddFunc:    func(any) { p.broadcast() },
+		UpdateFunc: func(any, any) { p.broadcast() },
+	}); err != nil {
+		return nil, fmt.Errorf("adding pod event handler: %w", err)
+	}
+	return p, nil
+}
+
+// Run starts the informer and blocks until ctx ends.
+func (p *Pods) Run(ctx context.Context) error {
+	p.logger.Debug("starting pod informer")
+	p.factory.Start(ctx.Done())
+	<-ctx.Done()
+	p.factory.Shutdown()
+	return nil
+}
+
+// WaitForSync blocks until the informer's first list is in the cache, or ctx ends.
+func (p *Pods) WaitForSync(ctx context.Context) error {
+	if !cache.WaitForCacheSync(ctx.Done(), p.informer.HasSynced) {
+		return fmt.Errorf("waiting for pod informer of node %s to sync: %w", p.nodeName, context.Cause(ctx))
+	}
+	return nil
+}
+
+// HasSynced reports whether the first list has been loaded.
+func (p *Pods) HasSynced() bool { return p.informer.HasSynced() }
+
+// AddEventHandler registers h for pod events; call before Run.
+func (p *Pods) AddEventHandler(h cache.ResourceEventHandler) error {
+	if _, err := p.informer.AddEventHandler(h); err != nil {
+		return fmt.Errorf("adding pod event handler: %w", err)
+	}
+	return nil
+}
+
+// ByIP returns every cached pod that lists ip in status.podIPs (or status.podIP).
+// The pods are shared with the cache: do not modify them.
+func (p *Pods) ByIP(ip string) []*corev1.Pod {
+	return p.byIndex(byIPIndex, ip)
+}
+
+// ByUID returns the cached pod with this UID.
+func (p *Pods) ByUID(uid types.UID) (*corev1.Pod, bool) {
+	pods := p.byIndex(byUIDIndex, string(uid))
+	if len(pods) == 0 {
+		return nil, false
+	}
+	return pods[0], true
+}
+
+// Get returns the cached pod namespace/name.
+func (p *Pods) Get(namespace, name string) (*corev1.Pod, bool) {
+	obj, ok, err := p.informer.GetIndexer().GetByKey(namespace + "/" + name)
+	if err != nil || !ok {
+		return nil, false
+	}
+	pod, ok := obj.(*corev1.Pod)
+	return pod, ok
+}
+
+// List returns every cached pod.
+func (p *Pods) List() []*corev1.Pod {
+	objs := p.informer.GetIndexer().List()
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, o := range objs {
+		if pod, ok := o.(*corev1.Pod); ok {
+			pods = append(pods, pod)
+		}
+	}
+	return pods
+}
+
+// WaitForIP returns the pods with ip, waiting up to timeout for one to appear.
+// It is woken by informer events rather than polling, so a pod the kubelet
+// just reported is found as soon as its update reaches the cache.
+func (p *Pods) WaitForIP(ctx context.Context, ip string, timeout time.Duration) []*corev1.Pod {
+	timer := time.NewTimer(timeout)
+	defer timer.Stop()
+	for {
+		// Take the channel before looking, so an event between the lookup
+		// and the wait is not missed.
+		wake := p.changedChan()
+		if pods := p.ByIP(ip); len(pods) > 0 {
+			return pods
+		}
+		select {
+		case <-wake:
+		case <-timer.C:
+			return nil
+		case <-ctx.Done():
+			return nil
+		}
+	}
+}
+
+func (p *Pods) changedChan() <-chan struct{} {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	return p.changed
+}
+
+func (p *Pods) broadcast() {
+	p.mu.Lock()
+	close(p.changed)
+	p.changed = make(chan struct{})
+	p.mu.Unlock()
+}
+
+func (p *Pods) byIndex(index, key string) []*corev1.Pod {
+	objs, err := p.informer.GetIndexer().ByIndex(index, key)
+	if err != nil {
+		p.logger.Error("reading pod index", "index", index, "err", err)
+		return nil
+	}
+	pods := make([]*corev1.Pod, 0, len(objs))
+	for _, o := range objs {
+		if pod, ok := o.(*corev1.Pod); ok {
+			pods = append(pods, pod)
+		}
+	}
+	return pods
+}
+
+func podIPs(obj any) ([]string, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok || pod.Spec.HostNetwork {
+		return nil, nil
+	}
+	var ips []string
+	seen := map[string]bool{}
+	add := func(ip string) {
+		if ip != "" && !seen[ip] {
+			seen[ip] = true
+			ips = append(ips, ip)
+		}
+	}
+	for _, pip := range pod.Status.PodIPs {
+		add(pip.IP)
+	}
+	add(pod.Status.PodIP)
+	return ips, nil
+}
+
+func podUID(obj any) ([]string, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return nil, nil
+	}
+	return []string{string(pod.UID)}, nil
+}
+
+// trimPod keeps what nodekit reads (metadata, containers' names and images,
+// host network, status) and drops the rest of the spec and managed fields.
+func trimPod(obj any) (any, error) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return obj, nil
+	}
+	pod.ManagedFields = nil
+	containers := make([]corev1.Container, len(pod.Spec.Containers))
+	for i, c := range pod.Spec.Containers {
+		containers[i] = corev1.Container{Name: c.Name, Image: c.Image}
+	}
+	inits := make([]corev1.Container, len(pod.Spec.InitContainers))
+	for i, c := range pod.Spec.InitContainers {
+		inits[i] = corev1.Container{Name: c.Name, Image: c.Image}
+	}
+	pod.Spec = corev1.PodSpec{
+		NodeName:           pod.Spec.NodeName,
+		HostNetwork:        pod.Spec.HostNetwork,
+		ServiceAccountName: pod.Spec.ServiceAccountName,
+		Containers:         containers,
+		InitContainers:     inits,
+	}
+	return pod, nil
+}
