@@ -7,15 +7,43 @@
 // network namespace. Requests are routed by shape, the way the real endpoints
 // tell them apart:
 //
-//   - X-Amz-Target: Logs_20140328.<Op>     CloudWatch Logs
-//   - /latest/...                          IMDS
-//   - /_awsemu/...                         admin (faults, counts); see AdminHandler
-//   - anything else with an Action param   STS
+//   - CloudWatch Logs: requests with X-Amz-Target: Logs_20140328.<Op>
+//   - IMDS: paths under /latest/ (and GET /)
+//   - admin API (faults, counts): paths under /_awsemu/; see serveAdmin
+//   - STS: everything else (form or query parameters with Action=...)
 //
 // All state lives in the Emulator, guarded by one mutex, so any number of
 // emulators can run in one test binary and every method is safe for
 // concurrent use. Time comes from Options.Now so tests can pin "now" for the
 // PutLogEvents age rules and IMDS token expiry.
+//
+// # Services
+//
+//   - STS: AssumeRole (the service's validation and error shapes; allow-list
+//     and ExternalId conditions via SetAllowedRoles and RequireExternalID),
+//     GetCallerIdentity (knows the roles behind keys it issued).
+//   - CloudWatch Logs: Create/Delete LogGroup and LogStream, Put/Delete
+//     RetentionPolicy, DescribeLogGroups/Streams, PutLogEvents with every
+//     documented limit, GetLogEvents, FilterLogEvents (see filter.go for the
+//     pattern syntax supported), and a Logs Insights subset (insights.go).
+//   - IMDS: tokens (IMDSv1 and v2, RequireV2 mode), the meta-data tree the
+//     SDKs read, node-role credentials rotated hourly, identity document,
+//     user-data.
+//
+// # Operations, for faults and counts
+//
+// STS and Logs operations use their API names ("AssumeRole",
+// "PutLogEvents"...; unknown STS actions count as "STS"). IMDS requests are
+// "IMDSToken" (PUT /latest/api/token), "IMDSCredentials" (anything under
+// meta-data/iam/security-credentials) and "IMDSMetadata" (every other GET).
+// A fault for "*" applies to operations without their own.
+//
+// # In tests
+//
+// StartServer serves an emulator on loopback for one test. STSCalls,
+// IMDSRequests, Events, LogGroups, Count and RoleForAccessKey show what
+// reached it; WaitFor and WaitEvents block until a condition holds, woken by
+// each request, so tests never sleep.
 package awsemu
 
 import (
