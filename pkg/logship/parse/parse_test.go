@@ -73,8 +73,8 @@ func TestParse(t *testing.T) {
 		{
 			name: "cri_interleaved_streams_keep_restart_before_open_fragment",
 			lines: []string{
-				t1 + " stdout P first-",  // 0..48
-				t1 + " stderr F err",     // 48..92
+				t1 + " stdout P first-", // 0..48
+				t1 + " stderr F err",    // 48..92
 				t1 + " stdout F second", // 92..138
 			},
 			want: []got{

@@ -1,0 +1,57 @@
+package ship
+
+import "github.com/prometheus/client_golang/prometheus"
+
+// Metrics are the sender's logship_* series; namespace is the only
+// per-container label, to keep cardinality bounded.
+type Metrics struct {
+	events      *prometheus.CounterVec
+	bytes       *prometheus.CounterVec
+	rejected    *prometheus.CounterVec
+	dropped     *prometheus.CounterVec
+	retries     *prometheus.CounterVec
+	batches     prometheus.Counter
+	throttles   prometheus.Counter
+	putDuration prometheus.Histogram
+	buffered    prometheus.Gauge
+}
+
+// NewMetrics registers the sender's metrics with reg.
+func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
+	m := &Metrics{
+		events: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logship_events_shipped_total", Help: "Log events CloudWatch accepted.",
+		}, []string{"namespace"}),
+		bytes: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logship_bytes_shipped_total", Help: "Bytes of log event messages CloudWatch accepted.",
+		}, []string{"namespace"}),
+		rejected: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logship_rejected_events_total", Help: "Events CloudWatch reported in rejectedLogEventsInfo.",
+		}, []string{"namespace", "reason"}),
+		dropped: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logship_dropped_events_total", Help: "Events given up because CloudWatch called them invalid.",
+		}, []string{"namespace", "reason"}),
+		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "logship_put_retries_total", Help: "Failed PutLogEvents calls, by reason; all but invalid are retried.",
+		}, []string{"reason"}),
+		batches: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logship_batches_total", Help: "Batches CloudWatch accepted.",
+		}),
+		throttles: prometheus.NewCounter(prometheus.CounterOpts{
+			Name: "logship_throttles_total", Help: "PutLogEvents calls CloudWatch throttled.",
+		}),
+		putDuration: prometheus.NewHistogram(prometheus.HistogramOpts{
+			Name: "logship_put_duration_seconds", Help: "PutLogEvents call latency, including SDK retries.",
+			Buckets: prometheus.ExponentialBuckets(0.005, 2, 12),
+		}),
+		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
+			Name: "logship_buffered_bytes", Help: "Record bytes read but not yet accepted by CloudWatch.",
+		}),
+	}
+	for _, c := range []prometheus.Collector{m.events, m.bytes, m.rejected, m.dropped, m.retries, m.batches, m.throttles, m.putDuration, m.buffered} {
+		if err := reg.Register(c); err != nil {
+			return nil, err
+		}
+	}
+	return m, nil
+}

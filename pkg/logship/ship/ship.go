@@ -1,0 +1,451 @@
+// Package ship sends each container's records to its CloudWatch Logs stream.
+//
+// One goroutine owns each stream's batch (promtail's client.run pattern):
+// it fills the batch from the stream's channel of Chunks, sends it when it
+// is full or old enough, and saves the stream's checkpoint once CloudWatch
+// accepted it. Puts run in parallel across streams and one at a time within
+// a stream, so lines keep their file order. Throttling, server errors and
+// connection failures are retried forever with jittered backoff; while a
+// stream retries its channel fills and its reader pauses: memory stays
+// bounded and nothing is dropped. Groups and streams are created when a put
+// finds them missing (also after someone deleted them), so there are no
+// DescribeLogStreams calls and no sequence tokens on the hot path.
+package ship
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/rand/v2"
+	"net/http"
+	"sync"
+	"time"
+	"unsafe"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/smithy-go"
+	"golang.org/x/sync/semaphore"
+
+	"github.com/nodekit/nodekit/pkg/logship/batch"
+	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
+	"github.com/nodekit/nodekit/pkg/logship/tail"
+)
+
+// Putter is the one call on the hot path.
+type Putter interface {
+	PutLogEvents(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error)
+}
+
+// Client is the part of the CloudWatch Logs API logship uses;
+// *cloudwatchlogs.Client implements it.
+type Client interface {
+	Putter
+	CreateLogGroup(ctx context.Context, in *cloudwatchlogs.CreateLogGroupInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogGroupOutput, error)
+	CreateLogStream(ctx context.Context, in *cloudwatchlogs.CreateLogStreamInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogStreamOutput, error)
+	PutRetentionPolicy(ctx context.Context, in *cloudwatchlogs.PutRetentionPolicyInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutRetentionPolicyOutput, error)
+}
+
+var _ Client = (*cloudwatchlogs.Client)(nil)
+
+// Committer saves a stream's position; *checkpoint.Store implements it.
+type Committer interface {
+	Commit(ctx context.Context, key string, pos checkpoint.Position) error
+}
+
+// Event is one record in a Chunk: Buf[Start:End], at Timestamp (Unix ms),
+// after which the file may be resumed from Pos.
+type Event struct {
+	Timestamp  int64
+	Start, End int
+	Pos        int64
+}
+
+// Chunk is a run of records from one file. Its Buf must not be written
+// once the Chunk is handed to a Sender: the Sender hands it to the SDK as
+// strings without copying.
+type Chunk struct {
+	Path   string
+	ID     tail.Identity
+	Buf    []byte
+	Events []Event
+	// weight is what the chunk holds of the Sender's memory budget.
+	weight int64
+	// added counts events taken into batches (owned by the stream's Run).
+	added int
+}
+
+// Config holds the settings shared by every stream.
+type Config struct {
+	// BatchWait is how long a batch may wait for more events.
+	BatchWait time.Duration
+	// RetentionDays is set on groups logship creates (0: never expire).
+	RetentionDays int32
+	// MaxBufferBytes bounds the records held across all streams; readers
+	// block in Acquire above it.
+	MaxBufferBytes int64
+	// MaxBackoff caps the wait between retries.
+	MaxBackoff time.Duration
+}
+
+// Sender owns the streams. Create it with New; run each stream with
+// Stream.Run.
+type Sender struct {
+	cfg     Config
+	client  Client
+	commit  Committer
+	logger  *slog.Logger
+	metrics *Metrics
+	budget  *semaphore.Weighted
+
+	mu     sync.Mutex
+	groups map[string]bool // groups known to exist
+}
+
+// New returns a Sender; it starts nothing.
+func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *slog.Logger) (*Sender, error) {
+	if cfg.BatchWait <= 0 || cfg.MaxBufferBytes < 2*batch.MaxBytes || cfg.MaxBackoff <= 0 {
+		return nil, fmt.Errorf("invalid sender config %+v: batch wait and max backoff must be positive and the buffer at least %d bytes", cfg, 2*batch.MaxBytes)
+	}
+	return &Sender{
+		cfg: cfg, client: client, commit: commit, logger: logger, metrics: metrics,
+		budget: semaphore.NewWeighted(cfg.MaxBufferBytes), groups: map[string]bool{},
+	}, nil
+}
+
+// Stream is one CloudWatch stream fed by one container's files.
+type Stream struct {
+	s         *Sender
+	group     string
+	name      string
+	key       string // checkpoint key
+	namespace string
+	in        chan *Chunk
+	logger    *slog.Logger
+	acked     func(pos checkpoint.Position, lastTimestamp int64)
+}
+
+// NewStream returns a stream; Run it, Send to it, then Close it.
+// acked, if not nil, is called after every accepted batch.
+func (s *Sender) NewStream(group, name, key, namespace string, acked func(checkpoint.Position, int64)) *Stream {
+	return &Stream{
+		s: s, group: group, name: name, key: key, namespace: namespace,
+		in: make(chan *Chunk, 4), acked: acked,
+		logger: s.logger.With("log_group", group, "log_stream", name),
+	}
+}
+
+// Send hands c to the stream, blocking while the memory budget is spent or
+// the stream's queue is full (that is how a reader pauses).
+func (st *Stream) Send(ctx context.Context, c *Chunk) error {
+	if len(c.Events) == 0 {
+		return nil
+	}
+	c.weight = int64(cap(c.Buf)) + int64(len(c.Events))*int64(unsafe.Sizeof(Event{}))
+	c.weight = min(c.weight, st.s.cfg.MaxBufferBytes)
+	if err := st.s.budget.Acquire(ctx, c.weight); err != nil {
+		return fmt.Errorf("waiting for buffer space for stream %s: %w", st.name, err)
+	}
+	st.s.metrics.buffered.Add(float64(c.weight))
+	select {
+	case st.in <- c:
+		return nil
+	case <-ctx.Done():
+		st.s.release(c)
+		return fmt.Errorf("queueing records for stream %s: %w", st.name, ctx.Err())
+	}
+}
+
+// Close ends the input; Run sends what is left and returns.
+func (st *Stream) Close() { close(st.in) }
+
+func (s *Sender) release(c *Chunk) {
+	s.budget.Release(c.weight)
+	s.metrics.buffered.Sub(float64(c.weight))
+}
+
+// pending is the batch being built and the chunks it references.
+type pending struct {
+	b      batch.Batch
+	chunks []*Chunk // chunks with events not yet accepted, in order
+	last   *Chunk   // chunk of the last event in b
+	lastEv Event
+	born   time.Time
+}
+
+// Run sends the stream's records until Close was called and everything was
+// sent, or ctx ends (records not yet accepted are then left for the next
+// start: the checkpoint has not moved past them).
+func (st *Stream) Run(ctx context.Context) error {
+	var p pending
+	defer func() {
+		for _, c := range p.chunks {
+			st.s.release(c)
+		}
+	}()
+	tick := time.NewTicker(max(st.s.cfg.BatchWait/10, time.Millisecond))
+	defer tick.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return nil
+		case c, ok := <-st.in:
+			if !ok {
+				if p.b.Len() > 0 {
+					st.flush(ctx, &p)
+				}
+				return nil
+			}
+			st.add(ctx, &p, c)
+		case <-tick.C:
+			if p.b.Len() > 0 && time.Since(p.born) >= st.s.cfg.BatchWait {
+				st.flush(ctx, &p)
+			}
+		}
+		if ctx.Err() != nil {
+			return nil
+		}
+	}
+}
+
+func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
+	p.chunks = append(p.chunks, c)
+	for i, ev := range c.Events {
+		e := batch.Event{Timestamp: ev.Timestamp, Message: c.Buf[ev.Start:ev.End]}
+		if !p.b.Fits(e) {
+			st.flush(ctx, p)
+			if ctx.Err() != nil {
+				return
+			}
+		}
+		c.added++
+		if p.b.Len() == 0 {
+			p.born = time.Now()
+		}
+		if err := p.b.Add(e); err != nil {
+			// The encoder keeps records within limits; an event that is
+			// still invalid cannot be sent by any retry.
+			st.logger.Error("dropping an event CloudWatch cannot take", "bytes", len(e.Message), "err", err)
+			st.s.metrics.dropped.WithLabelValues(st.namespace, "invalid").Inc()
+			continue
+		}
+		p.last, p.lastEv = c, c.Events[i]
+	}
+	if p.b.Bytes() >= batch.MaxBytes-4096 || p.b.Len() >= batch.MaxEvents {
+		st.flush(ctx, p)
+	}
+}
+
+// flush sends the batch until it is accepted (or dropped as invalid), then
+// saves the checkpoint and releases the chunks it finished. It returns
+// early only when ctx ends.
+func (st *Stream) flush(ctx context.Context, p *pending) {
+	if !st.s.put(ctx, st, &p.b) {
+		return
+	}
+	pos := checkpoint.Position{Path: p.last.Path, ID: p.last.ID, Offset: p.lastEv.Pos}
+	if st.s.commit != nil {
+		if err := st.s.commit.Commit(ctx, st.key, pos); err != nil && ctx.Err() == nil {
+			st.logger.Warn("saving checkpoint failed; a restart may repeat lines", "err", err)
+		}
+	}
+	if st.acked != nil {
+		st.acked(pos, p.lastEv.Timestamp)
+	}
+	kept := p.chunks[:0]
+	for _, c := range p.chunks {
+		if c.added == len(c.Events) {
+			st.s.release(c)
+		} else {
+			kept = append(kept, c)
+		}
+	}
+	clear(p.chunks[len(kept):])
+	p.chunks = kept
+	p.b.Reset()
+}
+
+// put sends one batch, creating the group and stream when missing and
+// retrying transient failures forever. It reports false when ctx ended
+// before CloudWatch accepted the batch.
+func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch) bool {
+	n := b.Len()
+	events := make([]types.InputLogEvent, n)
+	msgs := make([]string, n)
+	stamps := make([]int64, n)
+	bytes := 0
+	for i, e := range b.Events {
+		// Zero-copy: chunk buffers are never written after hand-off.
+		msgs[i] = unsafe.String(unsafe.SliceData(e.Message), len(e.Message))
+		stamps[i] = e.Timestamp
+		events[i] = types.InputLogEvent{Message: &msgs[i], Timestamp: &stamps[i]}
+		bytes += len(e.Message)
+	}
+	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: events}
+	backoff := time.Duration(0)
+	for attempt := 0; ; attempt++ {
+		start := time.Now()
+		out, err := s.client.PutLogEvents(ctx, in)
+		s.metrics.putDuration.Observe(time.Since(start).Seconds())
+		if err == nil {
+			s.metrics.batches.Inc()
+			s.metrics.events.WithLabelValues(st.namespace).Add(float64(n))
+			s.metrics.bytes.WithLabelValues(st.namespace).Add(float64(bytes))
+			s.rejected(st, out, n)
+			return true
+		}
+		if ctx.Err() != nil {
+			return false // shutting down: the checkpoint does not move
+		}
+		reason := classify(err)
+		s.metrics.retries.WithLabelValues(reason).Inc()
+		switch reason {
+		case "invalid":
+			st.logger.Error("CloudWatch rejected a batch as invalid; dropping it", "events", n, "err", err)
+			s.metrics.dropped.WithLabelValues(st.namespace, "invalid").Add(float64(n))
+			return true
+		case "not_found":
+			if err := s.create(ctx, st); err != nil {
+				st.logger.Warn("creating log group/stream failed; will retry", "err", err)
+			} else if attempt == 0 {
+				continue // created: resend at once
+			}
+		case "throttled":
+			s.metrics.throttles.Inc()
+		}
+		backoff = nextBackoff(backoff, s.cfg.MaxBackoff)
+		st.logger.Debug("put failed; retrying", "reason", reason, "attempt", attempt+1, "backoff", backoff, "err", err)
+		if attempt > 0 && attempt%10 == 0 {
+			st.logger.Warn("CloudWatch still failing; retrying, reading is paused for this stream", "reason", reason, "attempts", attempt+1, "err", err)
+		}
+		t := time.NewTimer(backoff)
+		select {
+		case <-ctx.Done():
+			t.Stop()
+			return false
+		case <-t.C:
+		}
+	}
+}
+
+// nextBackoff doubles up to max with full jitter.
+func nextBackoff(prev, max time.Duration) time.Duration {
+	base := 100 * time.Millisecond
+	if prev > 0 {
+		base = min(prev*2, max)
+	}
+	return base/2 + rand.N(base/2+1)
+}
+
+func (s *Sender) rejected(st *Stream, out *cloudwatchlogs.PutLogEventsOutput, n int) {
+	if out == nil || out.RejectedLogEventsInfo == nil {
+		return
+	}
+	r := out.RejectedLogEventsInfo
+	count := func(reason string, k int) {
+		if k <= 0 {
+			return
+		}
+		s.metrics.rejected.WithLabelValues(st.namespace, reason).Add(float64(k))
+		st.logger.Warn("CloudWatch rejected events", "reason", reason, "events", k)
+	}
+	if r.TooOldLogEventEndIndex != nil {
+		count("too_old", int(*r.TooOldLogEventEndIndex))
+	}
+	if r.ExpiredLogEventEndIndex != nil {
+		count("expired", int(*r.ExpiredLogEventEndIndex))
+	}
+	if r.TooNewLogEventStartIndex != nil {
+		count("too_new", n-int(*r.TooNewLogEventStartIndex))
+	}
+}
+
+// create makes the stream's group (once per process, with retention) and
+// the stream itself.
+func (s *Sender) create(ctx context.Context, st *Stream) error {
+	s.mu.Lock()
+	known := s.groups[st.group]
+	s.mu.Unlock()
+	if !known {
+		if err := s.createGroup(ctx, st.group); err != nil {
+			return err
+		}
+	}
+	_, err := s.client.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name)})
+	var exists *types.ResourceAlreadyExistsException
+	var missing *types.ResourceNotFoundException
+	switch {
+	case errors.As(err, &missing):
+		// The group went away after we created it: forget it so the next
+		// attempt makes it again.
+		s.mu.Lock()
+		delete(s.groups, st.group)
+		s.mu.Unlock()
+		return fmt.Errorf("creating log stream %s in %s: %w", st.name, st.group, err)
+	case err != nil && !errors.As(err, &exists):
+		return fmt.Errorf("creating log stream %s in %s: %w", st.name, st.group, err)
+	}
+	st.logger.Info("created log stream")
+	return nil
+}
+
+func (s *Sender) createGroup(ctx context.Context, group string) error {
+	_, err := s.client.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)})
+	var exists *types.ResourceAlreadyExistsException
+	if err != nil && !errors.As(err, &exists) {
+		return fmt.Errorf("creating log group %s: %w", group, err)
+	}
+	if err == nil && s.cfg.RetentionDays > 0 {
+		if _, err := s.client.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{
+			LogGroupName: aws.String(group), RetentionInDays: aws.Int32(s.cfg.RetentionDays),
+		}); err != nil {
+			return fmt.Errorf("setting retention of log group %s to %d days: %w", group, s.cfg.RetentionDays, err)
+		}
+	}
+	if err == nil {
+		s.logger.Info("created log group", "log_group", group, "retention_days", s.cfg.RetentionDays)
+	}
+	s.mu.Lock()
+	s.groups[group] = true
+	s.mu.Unlock()
+	return nil
+}
+
+// classify names a put failure for metrics and decides what to do.
+func classify(err error) string {
+	var nf *types.ResourceNotFoundException
+	if errors.As(err, &nf) {
+		return "not_found"
+	}
+	var invalid *types.InvalidParameterException
+	if errors.As(err, &invalid) {
+		return "invalid"
+	}
+	var apiErr smithy.APIError
+	if errors.As(err, &apiErr) {
+		switch apiErr.ErrorCode() {
+		case "ThrottlingException", "Throttling", "TooManyRequestsException", "LimitExceededException", "RequestLimitExceeded":
+			return "throttled"
+		case "ServiceUnavailableException", "InternalFailure", "InternalServerError":
+			return "server_error"
+		case "ResourceNotFoundException":
+			return "not_found"
+		case "InvalidParameterException":
+			return "invalid"
+		}
+	}
+	var re *awshttp.ResponseError
+	if errors.As(err, &re) {
+		switch code := re.HTTPStatusCode(); {
+		case code == http.StatusTooManyRequests:
+			return "throttled"
+		case code >= 500:
+			return "server_error"
+		}
+		return "other"
+	}
+	return "network"
+}

@@ -1,0 +1,574 @@
+package tail
+
+import (
+	"bytes"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync/atomic"
+	"time"
+)
+
+// Config tunes a Follower.
+type Config struct {
+	// PollInterval is how often a file at its end is checked for growth,
+	// rotation and truncation.
+	PollInterval time.Duration
+	// BufferSize is the read size; large reads keep syscalls per byte low.
+	BufferSize int
+	// MaxLine bounds a line's length; a longer run without a newline is
+	// handed out in pieces (the parser then sees several lines).
+	MaxLine int
+	// MaxHold bounds how long a rotated or deleted file is kept open while
+	// it is read; after that its unread bytes are given up (and reported
+	// through Lost), so a stuck reader cannot pin disk space forever.
+	MaxHold time.Duration
+}
+
+// DefaultConfig is what logship uses.
+func DefaultConfig() Config {
+	return Config{PollInterval: 250 * time.Millisecond, BufferSize: 256 << 10, MaxLine: 4 << 20, MaxHold: 10 * time.Minute}
+}
+
+// Position is where to start reading a stream: the file (by path and
+// identity) and the offset in it.
+type Position struct {
+	Path   string
+	ID     Identity
+	Offset int64
+}
+
+// Chunk is a run of complete lines read from one file.
+type Chunk struct {
+	Path string
+	ID   Identity
+	// Start is the file offset of Data[0].
+	Start int64
+	// Data holds whole lines, each ending in '\n' except, when Final is
+	// set, possibly the last. It aliases the Follower's buffer and is valid
+	// until the next call to Next.
+	Data []byte
+	// Final is set on the last chunk of a file that will not be read again
+	// (rotated away and read to its end, or drained): the reader flushes
+	// what it joins across lines.
+	Final bool
+}
+
+// Follower reads one stream's log file path and the files it rotates to.
+// Next is called by one goroutine; Drain and HeldBytes may be called from
+// any.
+type Follower struct {
+	path   string
+	cfg    Config
+	logger *slog.Logger
+	now    func() time.Time
+
+	f      *os.File
+	name   string // path f was opened as
+	id     Identity
+	off    int64 // offset of buf[0] in f
+	buf    []byte
+	filled int // bytes of buf holding data
+	handed int // bytes of buf handed out by the last Next
+
+	// queue holds rotated files still to read before path, oldest first.
+	queue []Position
+	// inCopy is set while reading a copytruncate copy, rotated once f was
+	// seen renamed away: at their end they are finished.
+	inCopy, rotated bool
+	// done is set once the drained stream has been read to its end.
+	done bool
+	// startOff is where to start in path the first time it is opened.
+	startOff int64
+	// after is the rotated name of the file just finished: rotated files
+	// sorting after it are newer and are read before path.
+	after string
+
+	heldSince time.Time // when f was seen rotated or deleted
+	draining  atomic.Bool
+	wake      chan struct{}
+	held      atomic.Int64 // unread bytes of a deleted file we hold open
+	lost      atomic.Int64
+}
+
+// Open starts following path. With a saved position the Follower resumes
+// there: if the saved file was rotated since, it is found by identity in
+// path's directory and read to its end first, followed by any newer rotated
+// file, so a restart loses nothing the kubelet has not compressed yet.
+func Open(path string, from *Position, cfg Config, logger *slog.Logger) (*Follower, error) {
+	if cfg.BufferSize <= 0 || cfg.PollInterval <= 0 || cfg.MaxLine < cfg.BufferSize {
+		return nil, fmt.Errorf("invalid tail config for %s: %+v", path, cfg)
+	}
+	fl := &Follower{path: path, cfg: cfg, logger: logger.With("path", path), now: time.Now, wake: make(chan struct{}, 1)}
+	if from != nil {
+		fl.queue = fl.resume(*from)
+	}
+	// Open now rather than at the first Next, so that a rotation between
+	// Open and Next is followed rather than skipped.
+	if _, err := fl.openNext(); err != nil {
+		return nil, err
+	}
+	return fl, nil
+}
+
+// resume works out which files to read, from where, to continue from pos.
+func (fl *Follower) resume(pos Position) []Position {
+	if f, err := os.Open(fl.path); err == nil {
+		match, same, err := Matches(f, pos.ID)
+		f.Close()
+		if err == nil && match && same {
+			fl.startOff = pos.Offset
+			return nil
+		}
+	}
+	dir := filepath.Dir(fl.path)
+	rotated := rotatedFiles(dir, filepath.Base(fl.path))
+	if pos.Path != fl.path && !slices.Contains(rotated, pos.Path) {
+		rotated = append([]string{pos.Path}, rotated...)
+	}
+	for i, name := range rotated {
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		match, same, err := Matches(f, pos.ID)
+		f.Close()
+		// A copytruncate copy has another inode but the same head.
+		if err != nil || !match || (!same && pos.ID.FPLen < 64) {
+			continue
+		}
+		q := []Position{{Path: name, ID: pos.ID, Offset: pos.Offset}}
+		for _, newer := range rotated[i+1:] {
+			q = append(q, Position{Path: newer})
+		}
+		fl.logger.Info("resuming from a rotated file", "rotated", name, "offset", pos.Offset, "then", len(q)-1)
+		return q
+	}
+	fl.logger.Warn("saved file is gone (compressed or deleted); lines written to it after the saved offset are lost", "saved_path", pos.Path, "offset", pos.Offset)
+	fl.lost.Add(1)
+	return nil
+}
+
+// rotatedFiles lists base.<suffix> files in dir that are not compressed,
+// oldest first (kubelet suffixes sort by time).
+func rotatedFiles(dir, base string) []string {
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil
+	}
+	var out []string
+	for _, e := range entries {
+		n := e.Name()
+		if !e.Type().IsRegular() || !strings.HasPrefix(n, base+".") || strings.HasSuffix(n, ".gz") || strings.HasSuffix(n, ".tmp") {
+			continue
+		}
+		out = append(out, filepath.Join(dir, n))
+	}
+	slices.Sort(out)
+	return out
+}
+
+// Drain tells the Follower its stream is finished (the container is gone):
+// Next reads what is left and then returns io.EOF.
+func (fl *Follower) Drain() {
+	fl.draining.Store(true)
+	select {
+	case fl.wake <- struct{}{}:
+	default:
+	}
+}
+
+// HeldBytes is the number of unread bytes in a deleted file kept open.
+func (fl *Follower) HeldBytes() int64 { return fl.held.Load() }
+
+// Lost counts files given up before they were read to their end.
+func (fl *Follower) Lost() int64 { return fl.lost.Load() }
+
+// Close releases the open file.
+func (fl *Follower) Close() error {
+	if fl.f == nil {
+		return nil
+	}
+	err := fl.f.Close()
+	fl.f = nil
+	return err
+}
+
+// Next blocks until it can return a chunk, ctx ends, or (after Drain) the
+// stream is finished, when it returns io.EOF.
+func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
+	// Drop what the previous call handed out.
+	if fl.handed > 0 {
+		copy(fl.buf, fl.buf[fl.handed:fl.filled])
+		fl.filled -= fl.handed
+		fl.off += int64(fl.handed)
+		fl.handed = 0
+	}
+	for {
+		if fl.done {
+			return Chunk{}, io.EOF
+		}
+		if fl.f == nil {
+			ok, err := fl.openNext()
+			if err != nil {
+				return Chunk{}, err
+			}
+			if !ok {
+				if fl.draining.Load() {
+					return Chunk{}, io.EOF
+				}
+				if err := fl.sleep(ctx); err != nil {
+					return Chunk{}, err
+				}
+				continue
+			}
+		}
+		if c, ok, err := fl.checkHold(); err != nil || ok {
+			return c, err
+		}
+		if c, ok, err := fl.read(); err != nil || ok {
+			return c, err
+		}
+		// At the end of the file: find out whether it will grow again.
+		c, action, err := fl.atEOF()
+		if err != nil {
+			return Chunk{}, err
+		}
+		switch action {
+		case handOut:
+			return c, nil
+		case readMore:
+			continue
+		}
+		if err := fl.sleep(ctx); err != nil {
+			return Chunk{}, err
+		}
+	}
+}
+
+func (fl *Follower) sleep(ctx context.Context) error {
+	t := time.NewTimer(fl.cfg.PollInterval)
+	defer t.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-t.C:
+	case <-fl.wake:
+	}
+	return nil
+}
+
+// openNext opens the next queued file, or path itself.
+func (fl *Follower) openNext() (bool, error) {
+	var f *os.File
+	var err error
+	if len(fl.queue) == 0 && fl.after != "" {
+		// Several rotations may have happened while we read one file: the
+		// rotated files sorting after the one just finished are newer.
+		// path is opened (and its head taken) before listing them, so a
+		// copytruncate copy of the very content we open is recognised by
+		// its head and left to the truncation handling instead of being
+		// read twice.
+		f, err = os.Open(fl.path)
+		var head Identity
+		if err == nil {
+			head, err = Identify(f)
+		}
+		for _, name := range rotatedFiles(filepath.Dir(fl.path), filepath.Base(fl.path)) {
+			if name <= fl.after {
+				continue
+			}
+			if err == nil && head.FPLen > 0 && sameHead(name, head) {
+				break
+			}
+			fl.queue = append(fl.queue, Position{Path: name})
+		}
+		fl.after = ""
+		if f != nil && (err != nil || len(fl.queue) > 0) {
+			f.Close()
+			f = nil
+		}
+		err = nil
+	}
+	pos := Position{Path: fl.path, Offset: fl.startOff}
+	if len(fl.queue) > 0 {
+		pos = fl.queue[0]
+	}
+	if f == nil {
+		f, err = os.Open(pos.Path)
+	}
+	if err != nil {
+		if len(fl.queue) > 0 {
+			fl.logger.Warn("rotated file vanished before it was read", "rotated", pos.Path, "err", err)
+			fl.lost.Add(1)
+			fl.queue = fl.queue[1:]
+			return false, nil
+		}
+		if errors.Is(err, os.ErrNotExist) {
+			return false, nil // mid-rotation or container gone: wait for either
+		}
+		return false, fmt.Errorf("opening log file %s: %w", pos.Path, err)
+	}
+	id, err := Identify(f)
+	if err != nil {
+		f.Close()
+		return false, err
+	}
+	off := pos.Offset
+	if fi, err := f.Stat(); err == nil && off > fi.Size() {
+		off = 0
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		f.Close()
+		return false, fmt.Errorf("seeking %s to %d: %w", pos.Path, off, err)
+	}
+	if pos.Path == fl.path {
+		fl.startOff = 0
+	}
+	fl.logger.Debug("opened", "name", pos.Path, "offset", off, "id", id, "queue", len(fl.queue))
+	fl.f, fl.name, fl.id, fl.off, fl.filled, fl.handed = f, pos.Path, id, off, 0, 0
+	fl.heldSince, fl.rotated, fl.inCopy = time.Time{}, false, false
+	if len(fl.queue) == 0 {
+		fl.after = ""
+	}
+	if fl.buf == nil {
+		fl.buf = make([]byte, fl.cfg.BufferSize)
+	}
+	return true, nil
+}
+
+// read reads more of f and returns the complete lines in the buffer.
+func (fl *Follower) read() (Chunk, bool, error) {
+	for {
+		if fl.filled == len(fl.buf) {
+			if len(fl.buf) >= fl.cfg.MaxLine {
+				// A line longer than MaxLine: hand it out in pieces.
+				return fl.hand(fl.filled, false), true, nil
+			}
+			nb := make([]byte, min(2*len(fl.buf), fl.cfg.MaxLine))
+			copy(nb, fl.buf[:fl.filled])
+			fl.buf = nb
+		}
+		n, err := fl.f.Read(fl.buf[fl.filled:])
+		fl.filled += n
+		if err != nil && !errors.Is(err, io.EOF) {
+			return Chunk{}, false, fmt.Errorf("reading %s: %w", fl.name, err)
+		}
+		if n > 0 && !fl.inCopy && len(fl.queue) == 0 {
+			// copytruncate may have cut the file and written new content
+			// past our offset before this read: then the bytes just read
+			// are not the old content's. Checking the head after every
+			// read (one small pread per large read) catches that before
+			// anything is handed out; the copy has the real bytes.
+			if match, same, err := Matches(fl.f, fl.id); err == nil && same && !match {
+				fl.filled -= n
+				return Chunk{}, false, nil
+			}
+			// A young file's short fingerprint is ambiguous; extend it
+			// (the head just matched, so this is still the same content).
+			if fl.id.FPLen < FingerprintBytes && fl.off+int64(fl.filled) > int64(fl.id.FPLen) {
+				if id, err := Identify(fl.f); err == nil && id.SameFile(fl.id) {
+					fl.id = id
+				}
+			}
+		}
+		if n > 0 {
+			if i := bytes.LastIndexByte(fl.buf[fl.filled-n:fl.filled], '\n'); i >= 0 {
+				// Keep a large buffer for big bursts, and a small one for
+				// the many idle files.
+				return fl.hand(fl.filled-n+i+1, false), true, nil
+			}
+			continue
+		}
+		if len(fl.buf) > fl.cfg.BufferSize && fl.filled <= fl.cfg.BufferSize {
+			// The long line is gone: give the memory back.
+			nb := make([]byte, fl.cfg.BufferSize)
+			copy(nb, fl.buf[:fl.filled])
+			fl.buf = nb
+		}
+		return Chunk{}, false, nil
+	}
+}
+
+func (fl *Follower) hand(n int, final bool) Chunk {
+	fl.handed = n
+	return Chunk{Path: fl.name, ID: fl.id, Start: fl.off, Data: fl.buf[:n], Final: final}
+}
+
+// finish hands out what is left of f as its final chunk and closes it.
+func (fl *Follower) finish() Chunk {
+	c := Chunk{Path: fl.name, ID: fl.id, Start: fl.off, Data: fl.buf[:fl.filled], Final: true}
+	fl.handed = fl.filled
+	fl.f.Close()
+	fl.f = nil
+	fl.held.Store(0)
+	return c
+}
+
+// checkHold tracks a deleted file kept open and gives it up once it has
+// been held longer than MaxHold, so a reader stuck behind (CloudWatch down
+// for hours) cannot pin the disk space of deleted logs forever.
+func (fl *Follower) checkHold() (Chunk, bool, error) {
+	fi, err := fl.f.Stat()
+	if err != nil {
+		return Chunk{}, false, fmt.Errorf("stat %s: %w", fl.name, err)
+	}
+	if linkCount(fi) != 0 {
+		fl.held.Store(0)
+		return Chunk{}, false, nil
+	}
+	readTo := fl.off + int64(fl.filled)
+	fl.held.Store(max(0, fi.Size()-readTo))
+	if fl.heldSince.IsZero() {
+		fl.heldSince = fl.now()
+		return Chunk{}, false, nil
+	}
+	if fl.now().Sub(fl.heldSince) <= fl.cfg.MaxHold {
+		return Chunk{}, false, nil
+	}
+	fl.logger.Warn("giving up a deleted file held open too long; its unread lines are lost", "held_for", fl.cfg.MaxHold, "unread_bytes", fi.Size()-readTo)
+	fl.lost.Add(1)
+	fl.queue = fl.queue[min(1, len(fl.queue)):]
+	fl.inCopy = false
+	return fl.finish(), true, nil
+}
+
+type eofAction int
+
+const (
+	waitMore eofAction = iota // nothing new: poll again later
+	readMore                  // read again now
+	handOut                   // return the chunk
+)
+
+// atEOF decides what the end of f means: wait for more, move on to a newer
+// file, or read a copytruncate copy.
+func (fl *Follower) atEOF() (Chunk, eofAction, error) {
+	readTo := fl.off + int64(fl.filled)
+	if len(fl.queue) > 0 {
+		// A rotated file: it no longer grows.
+		fl.after = fl.queue[0].Path
+		fl.queue = fl.queue[1:]
+		return fl.finish(), handOut, nil
+	}
+	if fl.inCopy {
+		fl.inCopy = false
+		fl.after = fl.name
+		return fl.finish(), handOut, nil
+	}
+	if fl.rotated {
+		fl.rotated = false
+		fl.after = fl.rotatedName()
+		return fl.finish(), handOut, nil
+	}
+	// Truncated (copytruncate) or overwritten from the start?
+	fi, err := fl.f.Stat()
+	if err != nil {
+		return Chunk{}, waitMore, fmt.Errorf("stat %s: %w", fl.name, err)
+	}
+	if match, same, err := Matches(fl.f, fl.id); err == nil && same && (!match || fi.Size() < readTo) {
+		return fl.truncated(readTo)
+	}
+	cur, err := os.Stat(fl.path)
+	switch {
+	case err == nil && !inode(cur).SameFile(fl.id):
+		// Renamed away and a new file is in place: the runtime writes to
+		// the new one, so this one is complete once read to its end; read
+		// once more to catch a write that landed between our read and the
+		// stat.
+		fl.logger.Debug("file rotated", "new_inode", inode(cur).Ino)
+		fl.rotated = true
+		return Chunk{}, readMore, nil
+	case fl.draining.Load():
+		fl.done = true
+		return fl.finish(), handOut, nil
+	case err != nil && !errors.Is(err, os.ErrNotExist):
+		return Chunk{}, waitMore, fmt.Errorf("stat %s: %w", fl.path, err)
+	}
+	// Extend a short fingerprint as the young file grows, so identity gets
+	// stronger without changing for the same content.
+	if fl.id.FPLen < FingerprintBytes && fi.Size() > int64(fl.id.FPLen) {
+		if id, err := Identify(fl.f); err == nil && id.SameFile(fl.id) {
+			fl.id = id
+		}
+	}
+	return Chunk{}, waitMore, nil
+}
+
+// sameHead reports whether the file at name starts like id's file did.
+func sameHead(name string, id Identity) bool {
+	f, err := os.Open(name)
+	if err != nil {
+		return false
+	}
+	defer f.Close()
+	match, _, err := Matches(f, id)
+	return err == nil && match
+}
+
+// rotatedName finds the name f was renamed to, by inode.
+func (fl *Follower) rotatedName() string {
+	for _, name := range rotatedFiles(filepath.Dir(fl.path), filepath.Base(fl.path)) {
+		if fi, err := os.Stat(name); err == nil && inode(fi).SameFile(fl.id) {
+			return name
+		}
+	}
+	fl.logger.Warn("rotated file not found under a rotated name; later rotations, if any, are skipped")
+	return ""
+}
+
+// truncated handles copytruncate: the content up to readTo (and perhaps
+// more) was copied to a sibling file before f was cut. The copy is found by
+// its fingerprint and read from where we were to its end, under the old
+// identity and offsets (it is the same content); then path is read from
+// its start as a new file.
+func (fl *Follower) truncated(readTo int64) (Chunk, eofAction, error) {
+	old := fl.id
+	var copyPath string
+	for _, name := range rotatedFiles(filepath.Dir(fl.path), filepath.Base(fl.path)) {
+		f, err := os.Open(name)
+		if err != nil {
+			continue
+		}
+		match, same, err := Matches(f, old)
+		fi, serr := f.Stat()
+		f.Close()
+		if err == nil && serr == nil && match && !same && fi.Size() >= readTo {
+			copyPath = name
+		}
+	}
+	if copyPath == "" {
+		fl.logger.Warn("file truncated and no copy found; lines written just before the truncation may be lost", "offset", readTo)
+		return fl.finish(), handOut, nil
+	}
+	fl.logger.Debug("file truncated, reading the rest from its copy", "copy", copyPath, "offset", readTo)
+	// Re-read the partial line we hold from the copy too.
+	off := fl.off
+	fl.f.Close()
+	fl.f = nil
+	if err := fl.openCopy(copyPath, old, off); err != nil {
+		return Chunk{}, waitMore, err
+	}
+	fl.inCopy = true
+	return Chunk{}, readMore, nil
+}
+
+func (fl *Follower) openCopy(path string, id Identity, off int64) error {
+	f, err := os.Open(path)
+	if err != nil {
+		return fmt.Errorf("opening copy %s: %w", path, err)
+	}
+	if _, err := f.Seek(off, io.SeekStart); err != nil {
+		f.Close()
+		return fmt.Errorf("seeking copy %s: %w", path, err)
+	}
+	fl.f, fl.name, fl.id, fl.off, fl.filled, fl.handed = f, path, id, off, 0, 0
+	fl.heldSince = time.Time{}
+	return nil
+}
