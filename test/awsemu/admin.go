@@ -11,8 +11,10 @@ import (
 // cannot collide with a real request.
 const adminPrefix = "/_awsemu/"
 
-// serveAdmin lets processes that do not share memory with the emulator (the
-// demo, benchmarks, curl) inspect counters and change faults at runtime:
+// serveAdmin implements the admin API; see AdminHandler.
+//
+// It lets processes that do not share memory with the emulator (the demo,
+// benchmarks, curl) inspect counters and change faults at runtime:
 //
 //	GET    /_awsemu/counts          {"PutLogEvents": 12, ...}
 //	GET    /_awsemu/faults          {"PutLogEvents": {"throttleEvery": 7}, ...}

@@ -9,7 +9,7 @@
 //
 //   - CloudWatch Logs: requests with X-Amz-Target: Logs_20140328.<Op>
 //   - IMDS: paths under /latest/ (and GET /)
-//   - admin API (faults, counts): paths under /_awsemu/; see serveAdmin
+//   - admin API (faults, counts): paths under /_awsemu/; see AdminHandler
 //   - STS: everything else (form or query parameters with Action=...)
 //
 // All state lives in the Emulator, guarded by one mutex, so any number of
@@ -212,7 +212,14 @@ func (e *Emulator) IMDSHandler() http.Handler {
 	})
 }
 
-// AdminHandler serves only the admin API (fault injection and counters).
+// AdminHandler serves only the admin API, which the Emulator itself also
+// serves under /_awsemu/:
+//
+//	GET    /_awsemu/counts          {"PutLogEvents": 12, ...}
+//	GET    /_awsemu/faults          {"PutLogEvents": {"throttleEvery": 7}, ...}
+//	PUT    /_awsemu/faults/<op>     body: {"throttleEvery":7,"serverErrorEvery":11,"latency":"200ms","blackhole":false}
+//	DELETE /_awsemu/faults/<op>     clear one fault
+//	DELETE /_awsemu/faults          clear every fault
 func (e *Emulator) AdminHandler() http.Handler {
 	return http.HandlerFunc(e.serveAdmin)
 }
