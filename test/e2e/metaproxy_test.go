@@ -1,0 +1,529 @@
+package e2e
+
+// End-to-end test of metaproxy (issue 3): metaproxy runs as a process in a
+// sandbox node namespace with --iptables, next to a real kube-apiserver and
+// the AWS emulator (STS on the node IP, IMDS on 169.254.169.254); pods are
+// network namespaces whose clients (AWS CLI v2, botocore, a Go SDK v2
+// program and raw HTTP) believe they talk to the instance metadata service.
+// Which role each client got is checked against the emulator's AssumeRole
+// records. Needs root (CI runs as root).
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"net"
+	"net/http"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/coreos/go-iptables/iptables"
+	corev1 "k8s.io/api/core/v1"
+	apierrors "k8s.io/apimachinery/pkg/api/errors"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/client-go/kubernetes"
+
+	"github.com/nodekit/nodekit/test/awsemu"
+	"github.com/nodekit/nodekit/test/kubeapi"
+	"github.com/nodekit/nodekit/test/sandbox"
+)
+
+const (
+	mpNode     = "mp-node"
+	mpAccount  = awsemu.DefaultAccountID
+	mpBaseARN  = "arn:aws:iam::" + mpAccount + ":role/"
+	mpSTSPort  = "4566"
+	mpMetaURL  = "http://" + sandbox.MetadataIP
+	mpCredsDir = "/latest/meta-data/iam/security-credentials/"
+)
+
+// mpBed is the running test bed.
+type mpBed struct {
+	t       *testing.T
+	sb      *sandbox.Sandbox
+	emu     *awsemu.Emulator
+	api     *kubeapi.Server
+	client  kubernetes.Interface
+	bin     string
+	sdkBin  string
+	proc    *exec.Cmd
+	procErr chan error
+	logs    *mpLockedBuffer
+}
+
+type mpLockedBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *mpLockedBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *mpLockedBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+func mpBuild(t *testing.T, dir, pkg, name string) string {
+	t.Helper()
+	out := filepath.Join(dir, name)
+	cmd := exec.Command("go", "build", "-o", out, pkg)
+	cmd.Dir = mpRepoRoot(t)
+	if b, err := cmd.CombinedOutput(); err != nil {
+		t.Fatalf("building %s: %v\n%s", pkg, err, b)
+	}
+	return out
+}
+
+func mpRepoRoot(t *testing.T) string {
+	t.Helper()
+	wd, err := os.Getwd()
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepath.Join(wd, "..", "..")
+}
+
+func mpServe(t *testing.T, ln net.Listener, h http.Handler) {
+	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
+	done := make(chan struct{})
+	go func() { defer close(done); _ = srv.Serve(ln) }()
+	t.Cleanup(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		_ = srv.Shutdown(ctx)
+		<-done
+	})
+}
+
+func mpStartBed(t *testing.T) *mpBed {
+	sandbox.RequireRoot(t)
+	ctx := t.Context()
+	b := &mpBed{t: t, logs: &mpLockedBuffer{}}
+	b.bin = mpBuild(t, t.TempDir(), "./cmd/metaproxy", "metaproxy")
+	b.sdkBin = mpBuild(t, t.TempDir(), "./test/e2e/testdata/mpgosdk", "mpgosdk")
+	b.sb = sandbox.Start(t, sandbox.Config{Pods: 6})
+	node := b.sb.Node()
+
+	b.emu = awsemu.New(awsemu.Options{})
+	imdsLn, err := node.Listen("tcp", sandbox.MetadataIP+":80")
+	if err != nil {
+		t.Fatalf("IMDS emulator listener: %v", err)
+	}
+	mpServe(t, imdsLn, b.emu.IMDSHandler())
+	stsLn, err := node.Listen("tcp", net.JoinHostPort(node.IP().String(), mpSTSPort))
+	if err != nil {
+		t.Fatalf("STS emulator listener: %v", err)
+	}
+	mpServe(t, stsLn, b.emu)
+
+	b.api, err = kubeapi.Start(ctx, kubeapi.Config{Netns: node, AdvertiseAddress: node.IP().String()})
+	if err != nil {
+		t.Fatalf("starting kube-apiserver: %v", err)
+	}
+	t.Cleanup(func() { _ = b.api.Close() })
+	b.client = b.api.Client()
+	t.Cleanup(func() {
+		if t.Failed() {
+			t.Logf("metaproxy output:\n%s", b.logs.String())
+		}
+	})
+	return b
+}
+
+// start runs metaproxy in the node namespace and waits for /readyz.
+func (b *mpBed) start(extra ...string) {
+	t := b.t
+	node := b.sb.Node()
+	args := append([]string{
+		"--kubeconfig", b.api.Kubeconfig(), "--node-name", mpNode, "--log-format", "text", "--log-level", "debug",
+		"--iptables", "--host-interface", "cali+", "--host-ip", node.IP().String(),
+		"--base-role-arn", mpBaseARN, "--default-role", "default-role", "--namespace-restrictions",
+	}, extra...)
+	cmd := node.Command(context.WithoutCancel(t.Context()), b.bin, args...)
+	cmd.Env = []string{
+		"PATH=" + os.Getenv("PATH"), "HOME=" + b.sb.Dir(),
+		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=AKIDNODEKITNODE", "AWS_SECRET_ACCESS_KEY=node-secret",
+		"AWS_ENDPOINT_URL_STS=http://" + net.JoinHostPort(node.IP().String(), mpSTSPort),
+	}
+	cmd.Stdout, cmd.Stderr = b.logs, b.logs
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting metaproxy: %v", err)
+	}
+	b.proc, b.procErr = cmd, make(chan error, 1)
+	go func() { b.procErr <- cmd.Wait() }()
+	t.Cleanup(func() { b.stop() })
+
+	hc := node.HTTPClient()
+	deadline := time.Now().Add(60 * time.Second)
+	for {
+		// A bounded poll on an external condition: the process becoming ready.
+		resp, err := hc.Get("http://127.0.0.1:9181/readyz")
+		if err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			if resp.StatusCode == 200 {
+				return
+			}
+			if time.Now().After(deadline) {
+				t.Fatalf("metaproxy not ready: %s", body)
+			}
+		} else if time.Now().After(deadline) {
+			t.Fatalf("metaproxy not ready: %v", err)
+		}
+		select {
+		case err := <-b.procErr:
+			t.Fatalf("metaproxy exited: %v\n%s", err, b.logs.String())
+		case <-time.After(200 * time.Millisecond):
+		}
+	}
+}
+
+// stop sends SIGTERM and waits for metaproxy to exit.
+func (b *mpBed) stop() {
+	if b.proc == nil {
+		return
+	}
+	_ = b.proc.Process.Signal(syscall.SIGTERM)
+	select {
+	case <-b.procErr:
+	case <-time.After(15 * time.Second):
+		_ = b.proc.Process.Kill()
+		<-b.procErr
+	}
+	b.proc = nil
+}
+
+// pod creates an API pod on the sandbox pod's IP, annotated with role.
+func (b *mpBed) pod(p *sandbox.Pod, ns, name string, annotations map[string]string) *corev1.Pod {
+	b.t.Helper()
+	ctx := b.t.Context()
+	if _, err := kubeapi.CreatePod(ctx, b.client, kubeapi.PodSpec{Namespace: ns, Name: name, Node: mpNode, Annotations: annotations}); err != nil {
+		b.t.Fatalf("creating pod %s/%s: %v", ns, name, err)
+	}
+	pod, err := kubeapi.SetPodRunning(ctx, b.client, ns, name, p.IP().String())
+	if err != nil {
+		b.t.Fatalf("reporting pod %s/%s running: %v", ns, name, err)
+	}
+	return pod
+}
+
+// get does a raw IMDS request from inside pod p.
+func mpDo(t *testing.T, p *sandbox.Pod, method, path string, header map[string]string) (int, string, http.Header) {
+	t.Helper()
+	req, err := http.NewRequestWithContext(t.Context(), method, mpMetaURL+path, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(path, "%") || strings.Contains(path, "/./") || strings.Contains(path, "/../") || strings.Contains(path, "//") {
+		req.URL.Opaque = "//" + sandbox.MetadataIP + path // send the spelling as is
+	}
+	for k, v := range header {
+		req.Header.Set(k, v)
+	}
+	resp, err := p.HTTPClient().Do(req)
+	if err != nil {
+		t.Fatalf("%s %s from %s: %v", method, path, p.Name(), err)
+	}
+	defer resp.Body.Close()
+	body, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(body), resp.Header
+}
+
+// roleOf maps an access key to the role the emulator issued it for.
+func (b *mpBed) roleOf(accessKey string) string {
+	role, _, ok := b.emu.RoleForAccessKey(strings.TrimSpace(accessKey))
+	if !ok {
+		return "unknown key " + accessKey
+	}
+	return role
+}
+
+func mpPodEnv(b *mpBed, extra ...string) []string {
+	return append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.sb.Dir(), "AWS_REGION=us-east-1",
+		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}, extra...)
+}
+
+func mpRun(t *testing.T, cmd *exec.Cmd) string {
+	t.Helper()
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		t.Fatalf("%s: %v\nstdout: %s\nstderr: %s", strings.Join(cmd.Args, " "), err, out, stderr.String())
+	}
+	return string(out)
+}
+
+func mpBotocorePython(t *testing.T) string {
+	for _, py := range []string{"python3", "/usr/bin/python3"} {
+		if err := exec.Command(py, "-c", "import botocore").Run(); err == nil {
+			return py
+		}
+	}
+	t.Fatal("no python3 with botocore (install python3-botocore)")
+	return ""
+}
+
+func mpMetric(t *testing.T, b *mpBed, name string) float64 {
+	t.Helper()
+	resp, err := b.sb.Node().HTTPClient().Get("http://127.0.0.1:9181/metrics")
+	if err != nil {
+		t.Fatalf("scraping metaproxy: %v", err)
+	}
+	defer resp.Body.Close()
+	var total float64
+	sc := bufio.NewScanner(resp.Body)
+	sc.Buffer(make([]byte, 1<<20), 1<<20)
+	for sc.Scan() {
+		line := sc.Text()
+		if strings.HasPrefix(line, name+" ") || strings.HasPrefix(line, name+"{") {
+			var v float64
+			fmt.Sscanf(line[strings.LastIndexByte(line, ' ')+1:], "%g", &v)
+			total += v
+		}
+	}
+	return total
+}
+
+func TestMetaproxyEndToEnd(t *testing.T) {
+	b := mpStartBed(t)
+	ctx := t.Context()
+	pods := b.sb.Pods()
+	if _, err := kubeapi.EnsureNamespace(ctx, b.client, "team", map[string]string{"iam.amazonaws.com/allowed-roles": `["app-*"]`}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := kubeapi.EnsureNamespace(ctx, b.client, "locked", nil); err != nil {
+		t.Fatal(err)
+	}
+	// No controller-manager runs, so nothing creates the default service
+	// account the ServiceAccount admission plugin looks for.
+	for _, ns := range []string{"team", "locked"} {
+		sa := &corev1.ServiceAccount{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: "default"}}
+		if _, err := b.client.CoreV1().ServiceAccounts(ns).Create(ctx, sa, metav1.CreateOptions{}); err != nil && !apierrors.IsAlreadyExists(err) {
+			t.Fatal(err)
+		}
+	}
+	b.pod(pods[0], "team", "cli", map[string]string{"iam.amazonaws.com/role": "app-cli"})
+	b.pod(pods[1], "team", "boto", map[string]string{"iam.amazonaws.com/role": "app-boto"})
+	b.pod(pods[2], "team", "gosdk", map[string]string{"iam.amazonaws.com/role": "app-go", "iam.amazonaws.com/external-id": "ext-123"})
+	b.pod(pods[3], "team", "plain", nil)
+	b.pod(pods[4], "locked", "sneaky", map[string]string{"iam.amazonaws.com/role": "app-cli"})
+	b.emu.RequireExternalID(mpBaseARN+"app-go", "ext-123")
+	b.start()
+
+	t.Run("aws cli v2 gets its pod's role", func(t *testing.T) {
+		cmd := pods[0].Command(ctx, "/usr/bin/aws", "configure", "export-credentials", "--format", "process")
+		cmd.Env = mpPodEnv(b)
+		var out struct{ AccessKeyId string }
+		if err := json.Unmarshal([]byte(mpRun(t, cmd)), &out); err != nil {
+			t.Fatal(err)
+		}
+		if got := b.roleOf(out.AccessKeyId); got != mpBaseARN+"app-cli" {
+			t.Fatalf("AWS CLI got %s", got)
+		}
+	})
+	t.Run("botocore with IMDSv1 disabled gets its pod's role", func(t *testing.T) {
+		cmd := pods[1].Command(ctx, mpBotocorePython(t), "-c", "import botocore.session; print(botocore.session.get_session().get_credentials().access_key)")
+		cmd.Env = mpPodEnv(b, "AWS_EC2_METADATA_V1_DISABLED=true")
+		if got := b.roleOf(mpRun(t, cmd)); got != mpBaseARN+"app-boto" {
+			t.Fatalf("botocore got %s", got)
+		}
+	})
+	t.Run("go sdk v2 gets its pod's role with the external id", func(t *testing.T) {
+		cmd := pods[2].Command(ctx, b.sdkBin)
+		cmd.Env = mpPodEnv(b)
+		if got := b.roleOf(mpRun(t, cmd)); got != mpBaseARN+"app-go" {
+			t.Fatalf("Go SDK got %s", got)
+		}
+		found := false
+		for _, c := range b.emu.STSCalls() {
+			if c.RoleArn == mpBaseARN+"app-go" && c.ErrorCode == "" {
+				found = c.ExternalID == "ext-123" && c.RoleSessionName == "team.gosdk"
+			}
+		}
+		if !found {
+			t.Fatalf("no AssumeRole of app-go with external ID ext-123 and session team.gosdk: %+v", b.emu.STSCalls())
+		}
+	})
+	t.Run("pod without annotation gets the default role", func(t *testing.T) {
+		code, body, _ := mpDo(t, pods[3], "GET", mpCredsDir, nil)
+		if code != 200 || body != "default-role" {
+			t.Fatalf("listing = %d %q", code, body)
+		}
+		code, body, _ = mpDo(t, pods[3], "GET", mpCredsDir+"default-role", nil)
+		var doc struct{ AccessKeyId string }
+		_ = json.Unmarshal([]byte(body), &doc)
+		if code != 200 || b.roleOf(doc.AccessKeyId) != mpBaseARN+"default-role" {
+			t.Fatalf("credentials = %d %q", code, body)
+		}
+	})
+	t.Run("restricted namespace refused", func(t *testing.T) {
+		if code, _, _ := mpDo(t, pods[4], "GET", mpCredsDir+"app-cli", nil); code != 403 {
+			t.Fatalf("credentials in a namespace without allowed-roles = %d, want 403", code)
+		}
+	})
+	t.Run("imdsv2 token rules", func(t *testing.T) {
+		code, tok, h := mpDo(t, pods[0], "PUT", "/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "60"})
+		if code != 200 || h.Get("X-aws-ec2-metadata-token-ttl-seconds") != "60" {
+			t.Fatalf("token PUT = %d", code)
+		}
+		for _, tt := range []struct {
+			name   string
+			pod    *sandbox.Pod
+			method string
+			header map[string]string
+			want   int
+		}{
+			{"own token", pods[0], "GET", map[string]string{"X-aws-ec2-metadata-token": tok}, 200},
+			{"another pod's token", pods[1], "GET", map[string]string{"X-aws-ec2-metadata-token": tok}, 401},
+			{"garbage token", pods[0], "GET", map[string]string{"X-aws-ec2-metadata-token": "garbage"}, 401},
+			{"missing TTL", pods[0], "PUT", nil, 400},
+			{"TTL too long", pods[0], "PUT", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "21601"}, 400},
+			{"X-Forwarded-For", pods[0], "PUT", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "60", "X-Forwarded-For": "10.0.0.1"}, 403},
+		} {
+			path := mpCredsDir
+			if tt.method == "PUT" {
+				path = "/latest/api/token"
+			}
+			if code, _, _ := mpDo(t, tt.pod, tt.method, path, tt.header); code != tt.want {
+				t.Errorf("%s: %d, want %d", tt.name, code, tt.want)
+			}
+		}
+	})
+	t.Run("sensitive paths refused, region and identity document pass", func(t *testing.T) {
+		nodeRole := awsemu.DefaultNodeRole
+		for _, p := range []string{
+			"/latest/user-data", "/latest/user-data/", "/latest//user-data", "/latest/meta-data/../user-data",
+			"/latest/%75ser-data", "/LATEST/USER-DATA", "/2009-04-04/user-data",
+			mpCredsDir + nodeRole, "/latest/meta-data/iam/security-credentials/%6eodekit-node",
+			"/latest/meta-data//iam/security-credentials/" + nodeRole, "/latest/meta-data/placement/../iam/security-credentials/" + nodeRole,
+			"/2016-09-02/meta-data/iam/security-credentials/" + nodeRole, "/latest/meta-data/IAM/security-credentials/" + nodeRole,
+			"/latest/meta-data/iam/security-credentials-extended/" + nodeRole,
+			"/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance",
+			"/latest/meta-data/%252e%252e/user-data",
+		} {
+			code, body, _ := mpDo(t, pods[0], "GET", p, nil)
+			if code == 200 || strings.Contains(body, "AccessKeyId") {
+				t.Errorf("GET %s = %d %q", p, code, body)
+			}
+		}
+		if code, body, _ := mpDo(t, pods[0], "GET", "/latest/meta-data/placement/region", nil); code != 200 || body != b.emu.Region() {
+			t.Errorf("region = %d %q", code, body)
+		}
+		if code, body, _ := mpDo(t, pods[0], "GET", "/latest/dynamic/instance-identity/document", nil); code != 200 || !strings.Contains(body, "instanceId") {
+			t.Errorf("identity document = %d %q", code, body)
+		}
+		if code, body, _ := mpDo(t, pods[0], "GET", "/latest/meta-data/iam/info", nil); code != 200 || strings.Contains(body, nodeRole) || !strings.Contains(body, "app-cli") {
+			t.Errorf("iam/info = %d %q", code, body)
+		}
+		for _, r := range b.emu.IMDSRequests() {
+			lower := strings.ToLower(r.Path)
+			if strings.Contains(lower, "/iam/") || strings.Contains(lower, "user-data") || strings.Contains(lower, "identity-credentials") {
+				t.Errorf("%s reached the real metadata service", r.Path)
+			}
+			if r.XForwardedFor != "" {
+				t.Errorf("metaproxy sent X-Forwarded-For %q upstream", r.XForwardedFor)
+			}
+		}
+	})
+	t.Run("IP reused by a pod with another role", func(t *testing.T) {
+		if err := kubeapi.DeletePod(ctx, b.client, "team", "plain"); err != nil {
+			t.Fatal(err)
+		}
+		b.pod(pods[3], "team", "reuser", map[string]string{"iam.amazonaws.com/role": "app-reuse"})
+		start := time.Now()
+		code, body, _ := mpDo(t, pods[3], "GET", mpCredsDir, nil)
+		if code != 200 || body != "app-reuse" {
+			// The informer may trail the API server by a moment; one more
+			// request (as an SDK retry would) must see the new pod.
+			code, body, _ = mpDo(t, pods[3], "GET", mpCredsDir, nil)
+		}
+		if code != 200 || body != "app-reuse" {
+			t.Fatalf("after IP reuse listing = %d %q", code, body)
+		}
+		t.Logf("new role after %v", time.Since(start))
+	})
+	t.Run("STS throttled: cached credentials served, backoff visible", func(t *testing.T) {
+		b.emu.SetFault("AssumeRole", awsemu.Fault{ThrottleEvery: 1})
+		defer b.emu.ClearFaults()
+		if code, _, _ := mpDo(t, pods[0], "GET", mpCredsDir+"app-cli", nil); code != 200 {
+			t.Fatalf("cached credentials while STS throttles = %d", code)
+		}
+		b.pod(pods[5], "team", "newcomer", map[string]string{"iam.amazonaws.com/role": "app-new"})
+		code, _, _ := mpDo(t, pods[5], "GET", mpCredsDir+"app-new", nil)
+		if code == 200 {
+			t.Fatal("credentials for a new role while STS throttles everything")
+		}
+		if v := mpMetric(t, b, "metaproxy_sts_backoff_total"); v < 1 {
+			t.Fatalf("metaproxy_sts_backoff_total = %v", v)
+		}
+	})
+	t.Run("API server stopped: cached credentials still served", func(t *testing.T) {
+		if err := b.api.Stop(); err != nil {
+			t.Fatal(err)
+		}
+		code, body, _ := mpDo(t, pods[0], "GET", mpCredsDir+"app-cli", nil)
+		var doc struct{ AccessKeyId string }
+		_ = json.Unmarshal([]byte(body), &doc)
+		if code != 200 || b.roleOf(doc.AccessKeyId) != mpBaseARN+"app-cli" {
+			t.Fatalf("with the API server down = %d %q", code, body)
+		}
+	})
+	t.Run("SIGTERM keeps pods off the node's identity; uninstall removes the rule", func(t *testing.T) {
+		before := len(b.emu.IMDSRequests())
+		b.stop()
+		req, _ := http.NewRequestWithContext(ctx, "GET", mpMetaURL+mpCredsDir, nil)
+		if resp, err := pods[0].HTTPClient().Do(req); err == nil {
+			body, _ := io.ReadAll(resp.Body)
+			resp.Body.Close()
+			t.Fatalf("after SIGTERM a pod got %d %q, want a refused connection", resp.StatusCode, body)
+		}
+		for _, r := range b.emu.IMDSRequests()[before:] {
+			if strings.HasPrefix(r.RemoteAddr, pods[0].IP().String()+":") {
+				t.Fatalf("a pod reached the real metadata service after SIGTERM: %+v", r)
+			}
+		}
+		out, err := b.sb.Node().Command(ctx, b.bin, "uninstall", "--host-interface", "cali+").CombinedOutput()
+		if err != nil {
+			t.Fatalf("metaproxy uninstall: %v\n%s", err, out)
+		}
+		var rules []string
+		if err := b.sb.Node().Do(func() error {
+			ipt, err := iptables.New()
+			if err != nil {
+				return err
+			}
+			for _, chain := range []string{"PREROUTING", "OUTPUT", "POSTROUTING"} {
+				rs, err := ipt.List("nat", chain)
+				if err != nil {
+					return err
+				}
+				rules = append(rules, rs...)
+			}
+			chains, err := ipt.ListChains("nat")
+			rules = append(rules, chains...)
+			return err
+		}); err != nil {
+			t.Fatal(err)
+		}
+		for _, r := range rules {
+			if strings.Contains(r, "NODEKIT") {
+				t.Errorf("left behind after uninstall: %q", r)
+			}
+		}
+	})
+}
