@@ -35,6 +35,7 @@ type options struct {
 	webConfigFile string
 	telemetryPath string
 	enablePprof   bool
+	systemdSocket bool
 }
 
 func parse(args []string, out io.Writer) (*options, error) {
@@ -45,6 +46,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.listenAddress, "web.listen-address", ":9100", "Address on which to expose metrics and web interface.")
 	fs.StringVar(&o.webConfigFile, "web.config.file", "", "Path to configuration file that can enable TLS or authentication (exporter-toolkit format).")
 	fs.StringVar(&o.telemetryPath, "web.telemetry-path", "/metrics", "Path under which to expose metrics.")
+	fs.BoolVar(&o.systemdSocket, "web.systemd-socket", false, "Use systemd socket activation listeners instead of port listeners (Linux only).")
 	fs.BoolVar(&o.enablePprof, "web.enable-pprof", false, "Serve /debug/pprof/ on the metrics port (off: profiles can leak memory contents).")
 	if err := agent.ParseFlags(fs, args, out); err != nil {
 		return nil, err
@@ -125,14 +127,23 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	mux.Handle(o.telemetryPath, exp.Handler(reg, slog.NewLogLogger(logger.Handler(), slog.LevelError)))
 	mux.Handle("/", ops.Handler()) // /healthz, /readyz, pprof when asked
 
-	ln, err := net.Listen("tcp", o.listenAddress)
-	if err != nil {
-		return fmt.Errorf("listening on %s: %w", o.listenAddress, err)
-	}
 	srv := agent.NewHTTPServer(mux)
+	flags := &web.FlagConfig{WebConfigFile: &o.webConfigFile, WebListenAddresses: &[]string{o.listenAddress}, WebSystemdSocket: &o.systemdSocket}
+	var ln net.Listener
+	if !o.systemdSocket {
+		// Listening here, not in the goroutine, makes a busy port a start-up error.
+		if ln, err = net.Listen("tcp", o.listenAddress); err != nil {
+			return fmt.Errorf("listening on %s: %w", o.listenAddress, err)
+		}
+	}
 	g.Go(func() error {
-		flags := &web.FlagConfig{WebConfigFile: &o.webConfigFile, WebListenAddresses: &[]string{o.listenAddress}}
-		if err := web.Serve(ln, srv, flags, logger); err != nil && !errors.Is(err, http.ErrServerClosed) {
+		var err error
+		if ln != nil {
+			err = web.Serve(ln, srv, flags, logger)
+		} else {
+			err = web.ListenAndServe(srv, flags, logger)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			return fmt.Errorf("serving on %s: %w", o.listenAddress, err)
 		}
 		return nil
