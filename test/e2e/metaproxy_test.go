@@ -20,6 +20,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"sort"
 	"strings"
 	"sync"
 	"syscall"
@@ -48,7 +49,7 @@ const (
 
 // mpBed is the running test bed.
 type mpBed struct {
-	t       *testing.T
+	t       testing.TB
 	sb      *sandbox.Sandbox
 	emu     *awsemu.Emulator
 	api     *kubeapi.Server
@@ -77,7 +78,7 @@ func (b *mpLockedBuffer) String() string {
 	return b.buf.String()
 }
 
-func mpBuild(t *testing.T, dir, pkg, name string) string {
+func mpBuild(t testing.TB, dir, pkg, name string) string {
 	t.Helper()
 	out := filepath.Join(dir, name)
 	cmd := exec.Command("go", "build", "-o", out, pkg)
@@ -88,7 +89,7 @@ func mpBuild(t *testing.T, dir, pkg, name string) string {
 	return out
 }
 
-func mpRepoRoot(t *testing.T) string {
+func mpRepoRoot(t testing.TB) string {
 	t.Helper()
 	wd, err := os.Getwd()
 	if err != nil {
@@ -97,7 +98,7 @@ func mpRepoRoot(t *testing.T) string {
 	return filepath.Join(wd, "..", "..")
 }
 
-func mpServe(t *testing.T, ln net.Listener, h http.Handler) {
+func mpServe(t testing.TB, ln net.Listener, h http.Handler) {
 	srv := &http.Server{Handler: h, ReadHeaderTimeout: 5 * time.Second}
 	done := make(chan struct{})
 	go func() { defer close(done); _ = srv.Serve(ln) }()
@@ -109,7 +110,7 @@ func mpServe(t *testing.T, ln net.Listener, h http.Handler) {
 	})
 }
 
-func mpStartBed(t *testing.T) *mpBed {
+func mpStartBed(t testing.TB) *mpBed {
 	sandbox.RequireRoot(t)
 	ctx := t.Context()
 	b := &mpBed{t: t, logs: &mpLockedBuffer{}}
@@ -222,7 +223,7 @@ func (b *mpBed) pod(p *sandbox.Pod, ns, name string, annotations map[string]stri
 }
 
 // get does a raw IMDS request from inside pod p.
-func mpDo(t *testing.T, p *sandbox.Pod, method, path string, header map[string]string) (int, string, http.Header) {
+func mpDo(t testing.TB, p *sandbox.Pod, method, path string, header map[string]string) (int, string, http.Header) {
 	t.Helper()
 	req, err := http.NewRequestWithContext(t.Context(), method, mpMetaURL+path, nil)
 	if err != nil {
@@ -257,7 +258,7 @@ func mpPodEnv(b *mpBed, extra ...string) []string {
 		"AWS_CONFIG_FILE=/dev/null", "AWS_SHARED_CREDENTIALS_FILE=/dev/null"}, extra...)
 }
 
-func mpRun(t *testing.T, cmd *exec.Cmd) string {
+func mpRun(t testing.TB, cmd *exec.Cmd) string {
 	t.Helper()
 	var stderr bytes.Buffer
 	cmd.Stderr = &stderr
@@ -268,7 +269,7 @@ func mpRun(t *testing.T, cmd *exec.Cmd) string {
 	return string(out)
 }
 
-func mpBotocorePython(t *testing.T) string {
+func mpBotocorePython(t testing.TB) string {
 	for _, py := range []string{"python3", "/usr/bin/python3"} {
 		if err := exec.Command(py, "-c", "import botocore").Run(); err == nil {
 			return py
@@ -278,7 +279,7 @@ func mpBotocorePython(t *testing.T) string {
 	return ""
 }
 
-func mpMetric(t *testing.T, b *mpBed, name string) float64 {
+func mpMetric(t testing.TB, b *mpBed, name string) float64 {
 	t.Helper()
 	resp, err := b.sb.Node().HTTPClient().Get("http://127.0.0.1:9181/metrics")
 	if err != nil {
@@ -527,3 +528,156 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 		}
 	})
 }
+
+// The figures of issue 3, as benchmarks (make bench), not timed tests.
+//
+//	go test -run '^$' -bench BenchmarkMetaproxy -benchtime 2000x ./test/e2e
+func BenchmarkMetaproxy(b *testing.B) {
+	bed := mpStartBed(b)
+	ctx := b.Context()
+	pods := bed.sb.Pods()
+	node := bed.sb.Node()
+	for i, p := range pods {
+		bed.pod(p, "bench", fmt.Sprintf("client-%d", i), map[string]string{"iam.amazonaws.com/role": "bench-role"})
+	}
+	// The emulator's IMDS, reachable from the pods on the node IP, is the
+	// baseline for the credential path.
+	directLn, err := node.Listen("tcp", net.JoinHostPort(node.IP().String(), "8282"))
+	if err != nil {
+		b.Fatal(err)
+	}
+	mpServe(b, directLn, bed.emu.IMDSHandler())
+	bed.start("--log-level", "warn")
+
+	const clients = 16
+	credPath := func(base, role string) string { return base + mpCredsDir + role }
+	run := func(b *testing.B, url string) {
+		// Each client is a keep-alive HTTP client inside a pod namespace.
+		hcs := make([]*http.Client, clients)
+		for i := range hcs {
+			hcs[i] = pods[i%len(pods)].HTTPClient()
+		}
+		lat := make([][]time.Duration, clients)
+		var wg sync.WaitGroup
+		errs := make(chan error, clients)
+		b.ResetTimer()
+		start := time.Now()
+		for c := range clients {
+			wg.Add(1)
+			go func() {
+				defer wg.Done()
+				for i := c; i < b.N; i += clients {
+					t0 := time.Now()
+					resp, err := hcs[c].Get(url)
+					if err != nil {
+						errs <- err
+						return
+					}
+					_, _ = io.Copy(io.Discard, resp.Body)
+					resp.Body.Close()
+					if resp.StatusCode != 200 {
+						errs <- fmt.Errorf("%s: %s", url, resp.Status)
+						return
+					}
+					lat[c] = append(lat[c], time.Since(t0))
+				}
+			}()
+		}
+		wg.Wait()
+		elapsed := time.Since(start)
+		b.StopTimer()
+		close(errs)
+		for err := range errs {
+			b.Fatal(err)
+		}
+		var all []time.Duration
+		for _, l := range lat {
+			all = append(all, l...)
+		}
+		slicesSort(all)
+		if len(all) > 0 {
+			b.ReportMetric(float64(all[len(all)*99/100].Microseconds())/1000, "p99-ms")
+		}
+		b.ReportMetric(float64(b.N)/elapsed.Seconds(), "req/s")
+	}
+	b.Run("credentials/direct-emulator", func(b *testing.B) {
+		run(b, credPath("http://"+net.JoinHostPort(node.IP().String(), "8282"), awsemu.DefaultNodeRole))
+	})
+	b.Run("credentials/metaproxy", func(b *testing.B) {
+		run(b, credPath(mpMetaURL, "bench-role"))
+	})
+
+	b.Run("first-request-300ms-after-pod-sts-120ms", func(b *testing.B) {
+		bed.emu.SetFault("AssumeRole", awsemu.Fault{Latency: 120 * time.Millisecond})
+		defer bed.emu.ClearFaults()
+		p := pods[len(pods)-1]
+		hc := p.HTTPClient()
+		var total time.Duration
+		for i := range b.N {
+			b.StopTimer()
+			name := fmt.Sprintf("fresh-%d", i)
+			_ = kubeapi.DeletePod(ctx, bed.client, "bench", fmt.Sprintf("client-%d", len(pods)-1))
+			if i > 0 {
+				_ = kubeapi.DeletePod(ctx, bed.client, "bench", fmt.Sprintf("fresh-%d", i-1))
+			}
+			bed.pod(p, "bench", name, map[string]string{"iam.amazonaws.com/role": fmt.Sprintf("fresh-role-%d", i)})
+			time.Sleep(300 * time.Millisecond) // the scenario: the pod appeared 300 ms before it asks
+			b.StartTimer()
+			t0 := time.Now()
+			resp, err := hc.Get(credPath(mpMetaURL, fmt.Sprintf("fresh-role-%d", i)))
+			if err != nil {
+				b.Fatal(err)
+			}
+			_, _ = io.Copy(io.Discard, resp.Body)
+			resp.Body.Close()
+			total += time.Since(t0)
+			if resp.StatusCode != 200 {
+				b.Fatalf("first request: %s", resp.Status)
+			}
+		}
+		b.ReportMetric(float64(total.Microseconds())/1000/float64(b.N), "first-request-ms")
+	})
+
+	b.Run("rss-110-pods-20-roles", func(b *testing.B) {
+		for i := range 110 {
+			name := fmt.Sprintf("mem-%d", i)
+			if _, err := kubeapi.CreatePod(ctx, bed.client, kubeapi.PodSpec{Namespace: "bench", Name: name, Node: mpNode,
+				Annotations: map[string]string{"iam.amazonaws.com/role": fmt.Sprintf("mem-role-%d", i%20)}}); err != nil {
+				b.Fatal(err)
+			}
+			if _, err := kubeapi.SetPodRunning(ctx, bed.client, "bench", name, fmt.Sprintf("100.97.%d.%d", i/200, i%200+1)); err != nil {
+				b.Fatal(err)
+			}
+		}
+		// Every pod's credentials prefetched: one AssumeRole per pod session.
+		wctx, cancel := context.WithTimeout(ctx, time.Minute)
+		defer cancel()
+		err := bed.emu.WaitFor(wctx, func() bool {
+			n := 0
+			for _, c := range bed.emu.STSCalls() {
+				if strings.HasPrefix(c.RoleSessionName, "bench.mem-") && c.ErrorCode == "" {
+					n++
+				}
+			}
+			return n >= 110
+		})
+		if err != nil {
+			b.Fatalf("prefetch of 110 pods: %v", err)
+		}
+		status, err := os.ReadFile(fmt.Sprintf("/proc/%d/status", bed.proc.Process.Pid))
+		if err != nil {
+			b.Fatal(err)
+		}
+		var rssKB float64
+		for _, line := range strings.Split(string(status), "\n") {
+			if strings.HasPrefix(line, "VmRSS:") {
+				fmt.Sscanf(strings.TrimSpace(strings.TrimPrefix(line, "VmRSS:")), "%g", &rssKB)
+			}
+		}
+		for range b.N {
+		}
+		b.ReportMetric(rssKB/1024, "rss-MiB")
+	})
+}
+
+func slicesSort(d []time.Duration) { sort.Slice(d, func(i, j int) bool { return d[i] < d[j] }) }

@@ -162,6 +162,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		"--api-audiences", "https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range", "10.96.0.0/16",
 		"--allow-privileged",
+		// No controller-manager runs, so nothing creates the "default"
+		// service account this admission plugin would demand of every pod.
+		"--disable-admission-plugins", "ServiceAccount",
 		"--enable-priority-and-fairness=false",
 		"--cert-dir", filepath.Join(dir, "certs"),
 		"--v", "1",
