@@ -1,0 +1,207 @@
+// Package enrich keeps the pod metadata logship adds to records: pod id,
+// labels, container images, node, and the nodekit.io/logship opt-out
+// annotation.
+//
+// A Cache is fed by the node-scoped pod informer (it is a
+// cache.ResourceEventHandler) and keeps a deleted pod's metadata while any
+// of its files is still being read, so the last lines of a deleted pod keep
+// their labels. Lookups never call the API server.
+package enrich
+
+import (
+	"context"
+	"maps"
+	"sync"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	"k8s.io/client-go/tools/cache"
+)
+
+// Annotation turns shipping off for a pod when set to "false".
+const Annotation = "nodekit.io/logship"
+
+// Meta is what records carry about a pod.
+type Meta struct {
+	UID       string
+	Namespace string
+	Name      string
+	Host      string
+	Labels    map[string]string
+	// Images maps container name to image.
+	Images map[string]string
+	// Disabled is true when the pod opted out with the annotation.
+	Disabled bool
+	// Version changes whenever the metadata does.
+	Version uint64
+}
+
+type entry struct {
+	meta    Meta
+	deleted time.Time // zero while the pod exists
+	refs    int       // files of the pod being read
+}
+
+// Cache holds metadata by pod UID; it is safe for concurrent use.
+type Cache struct {
+	// retain is how long a deleted pod's metadata is kept when no file of
+	// it is open (its files may still be discovered a little later).
+	retain time.Duration
+	now    func() time.Time
+
+	mu      sync.Mutex
+	byUID   map[string]*entry
+	byName  map[string]string // namespace/name -> uid
+	version uint64
+	changed chan struct{} // closed and replaced on every change
+}
+
+var _ cache.ResourceEventHandler = (*Cache)(nil)
+
+// New returns an empty cache.
+func New(retain time.Duration) *Cache {
+	return &Cache{retain: retain, now: time.Now, byUID: map[string]*entry{}, byName: map[string]string{}, changed: make(chan struct{})}
+}
+
+func metaOf(pod *corev1.Pod) Meta {
+	images := make(map[string]string, len(pod.Spec.Containers)+len(pod.Spec.InitContainers))
+	for _, c := range pod.Spec.InitContainers {
+		images[c.Name] = c.Image
+	}
+	for _, c := range pod.Spec.Containers {
+		images[c.Name] = c.Image
+	}
+	return Meta{
+		UID: string(pod.UID), Namespace: pod.Namespace, Name: pod.Name, Host: pod.Spec.NodeName,
+		Labels: maps.Clone(pod.Labels), Images: images, Disabled: pod.Annotations[Annotation] == "false",
+	}
+}
+
+// OnAdd implements cache.ResourceEventHandler.
+func (c *Cache) OnAdd(obj any, _ bool) { c.set(obj) }
+
+// OnUpdate implements cache.ResourceEventHandler.
+func (c *Cache) OnUpdate(_, obj any) { c.set(obj) }
+
+// OnDelete implements cache.ResourceEventHandler: the metadata stays while
+// the pod's files are read.
+func (c *Cache) OnDelete(obj any) {
+	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
+		obj = d.Obj
+	}
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byUID[string(pod.UID)]; ok {
+		e.deleted = c.now()
+	}
+	c.gcLocked()
+}
+
+func (c *Cache) set(obj any) {
+	pod, ok := obj.(*corev1.Pod)
+	if !ok {
+		return
+	}
+	m := metaOf(pod)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byUID[m.UID]
+	if !ok {
+		e = &entry{}
+		c.byUID[m.UID] = e
+	}
+	if ok && sameMeta(e.meta, m) {
+		return
+	}
+	c.version++
+	m.Version = c.version
+	e.meta = m
+	e.deleted = time.Time{}
+	c.byName[m.Namespace+"/"+m.Name] = m.UID
+	close(c.changed)
+	c.changed = make(chan struct{})
+}
+
+func sameMeta(a, b Meta) bool {
+	return a.Host == b.Host && a.Disabled == b.Disabled && maps.Equal(a.Labels, b.Labels) && maps.Equal(a.Images, b.Images)
+}
+
+// Get returns the metadata of the pod with uid, or, when uid is empty (a
+// log path outside kubelet's layout), of the pod namespace/name.
+func (c *Cache) Get(uid, namespace, name string) (Meta, bool) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.getLocked(uid, namespace, name)
+}
+
+func (c *Cache) getLocked(uid, namespace, name string) (Meta, bool) {
+	if uid == "" {
+		uid = c.byName[namespace+"/"+name]
+	}
+	e, ok := c.byUID[uid]
+	if !ok {
+		return Meta{}, false
+	}
+	return e.meta, true
+}
+
+// Wait returns the pod's metadata, waiting up to timeout for the informer
+// to report the pod (a container can start logging before the informer
+// hears of its pod).
+func (c *Cache) Wait(ctx context.Context, uid, namespace, name string, timeout time.Duration) (Meta, bool) {
+	t := time.NewTimer(timeout)
+	defer t.Stop()
+	for {
+		c.mu.Lock()
+		m, ok := c.getLocked(uid, namespace, name)
+		changed := c.changed
+		c.mu.Unlock()
+		if ok {
+			return m, true
+		}
+		select {
+		case <-changed:
+		case <-t.C:
+			return Meta{}, false
+		case <-ctx.Done():
+			return Meta{}, false
+		}
+	}
+}
+
+// Acquire marks a file of the pod as being read: its metadata outlives the
+// pod until Release.
+func (c *Cache) Acquire(uid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byUID[uid]; ok {
+		e.refs++
+	}
+}
+
+// Release undoes Acquire once the file is drained.
+func (c *Cache) Release(uid string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if e, ok := c.byUID[uid]; ok && e.refs > 0 {
+		e.refs--
+	}
+	c.gcLocked()
+}
+
+// gcLocked forgets deleted pods no file needs any more.
+func (c *Cache) gcLocked() {
+	now := c.now()
+	for uid, e := range c.byUID {
+		if !e.deleted.IsZero() && e.refs == 0 && now.Sub(e.deleted) >= c.retain {
+			delete(c.byUID, uid)
+			if c.byName[e.meta.Namespace+"/"+e.meta.Name] == uid {
+				delete(c.byName, e.meta.Namespace+"/"+e.meta.Name)
+			}
+		}
+	}
+}

@@ -1,0 +1,79 @@
+package enrich
+
+import (
+	"context"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+	"k8s.io/client-go/tools/cache"
+)
+
+func pod(uid, label string, annotations map[string]string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", UID: types.UID("u" + uid), Labels: map[string]string{"app": label}, Annotations: annotations},
+		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app", Image: "nginx:1"}}},
+	}
+}
+
+func TestDeletedPodKeptWhileFilesOpen(t *testing.T) {
+	c := New(time.Minute)
+	now := time.Unix(0, 0)
+	c.now = func() time.Time { return now }
+	p := pod("1", "web", nil)
+	c.OnAdd(p, false)
+	c.Acquire("u1")
+	c.OnDelete(cache.DeletedFinalStateUnknown{Key: "shop/web-1", Obj: p})
+	now = now.Add(time.Hour)
+	c.gcLocked()
+	m, ok := c.Get("u1", "", "")
+	if !ok || m.Labels["app"] != "web" || m.Images["app"] != "nginx:1" || m.Host != "node-a" {
+		t.Fatalf("metadata of a deleted pod with an open file: %+v %v", m, ok)
+	}
+	c.Release("u1")
+	if _, ok := c.Get("u1", "", ""); ok {
+		t.Fatal("metadata kept after the last file was released")
+	}
+}
+
+func TestLookupByName(t *testing.T) {
+	c := New(time.Minute)
+	c.OnAdd(pod("1", "web", nil), false)
+	if m, ok := c.Get("", "shop", "web-1"); !ok || m.UID != "u1" {
+		t.Fatalf("by name: %+v %v", m, ok)
+	}
+}
+
+func TestAnnotationAndVersion(t *testing.T) {
+	c := New(time.Minute)
+	c.OnAdd(pod("1", "web", nil), false)
+	m1, _ := c.Get("u1", "", "")
+	c.OnUpdate(nil, pod("1", "web", nil))
+	m2, _ := c.Get("u1", "", "")
+	if m1.Version != m2.Version {
+		t.Fatal("version changed without a change")
+	}
+	c.OnUpdate(nil, pod("1", "web", map[string]string{Annotation: "false"}))
+	m3, _ := c.Get("u1", "", "")
+	if !m3.Disabled || m3.Version == m2.Version {
+		t.Fatalf("annotation not seen: %+v", m3)
+	}
+}
+
+func TestWaitWokenByInformer(t *testing.T) {
+	c := New(time.Minute)
+	got := make(chan Meta)
+	go func() {
+		m, _ := c.Wait(context.Background(), "u1", "", "", time.Minute)
+		got <- m
+	}()
+	c.OnAdd(pod("1", "web", nil), false)
+	if m := <-got; m.UID != "u1" {
+		t.Fatalf("wait returned %+v", m)
+	}
+	if _, ok := c.Wait(context.Background(), "nope", "", "", time.Millisecond); ok {
+		t.Fatal("wait for a missing pod succeeded")
+	}
+}

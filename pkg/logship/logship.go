@@ -1,0 +1,459 @@
+// Package logship ships the node's container logs to CloudWatch Logs.
+//
+// It wires the stages, each its own package: discover finds the kubelet's
+// log symlinks, tail follows each file across rotations, parse turns lines
+// into entries (CRI or docker json-file, fragments joined, optional
+// multiline), enrich supplies pod metadata, record encodes fluent-bit
+// shaped JSON, batch keeps CloudWatch's limits, ship sends and retries,
+// and checkpoint remembers what CloudWatch accepted.
+//
+// Per container there are two goroutines: a reader (tail, parse, encode)
+// and the stream's sender; the reader blocks when the sender's queue or the
+// global buffer is full, so the log files themselves are the buffer.
+package logship
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"strings"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
+	"github.com/nodekit/nodekit/pkg/logship/discover"
+	"github.com/nodekit/nodekit/pkg/logship/enrich"
+	"github.com/nodekit/nodekit/pkg/logship/parse"
+	"github.com/nodekit/nodekit/pkg/logship/record"
+	"github.com/nodekit/nodekit/pkg/logship/ship"
+	"github.com/nodekit/nodekit/pkg/logship/tail"
+)
+
+// Agent is the log shipper. New starts nothing; Run does the work.
+type Agent struct {
+	cfg     Config
+	client  ship.Client
+	meta    *enrich.Cache
+	logger  *slog.Logger
+	metrics *metrics
+	sendM   *ship.Metrics
+	now     func() time.Time
+
+	include, exclude map[string]bool
+
+	ready     chan struct{}
+	readyOnce sync.Once
+	sent      atomic.Bool // any records handed to a stream yet
+
+	mu      sync.Mutex
+	targets map[string]*target
+}
+
+// New validates cfg. meta must be fed by the pod informer (see
+// enrich.Cache); reg receives the logship_* metrics.
+func New(cfg Config, client ship.Client, meta *enrich.Cache, reg prometheus.Registerer, logger *slog.Logger) (*Agent, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, fmt.Errorf("logship configuration: %w", err)
+	}
+	a := &Agent{
+		cfg: cfg, client: client, meta: meta, logger: logger, now: time.Now,
+		include: set(cfg.IncludeNamespaces), exclude: set(cfg.ExcludeNamespaces),
+		ready: make(chan struct{}), targets: map[string]*target{},
+	}
+	var err error
+	if a.sendM, err = ship.NewMetrics(reg); err != nil {
+		return nil, fmt.Errorf("registering sender metrics: %w", err)
+	}
+	if a.metrics, err = newMetrics(reg, a); err != nil {
+		return nil, fmt.Errorf("registering reader metrics: %w", err)
+	}
+	return a, nil
+}
+
+func set(l []string) map[string]bool {
+	m := make(map[string]bool, len(l))
+	for _, s := range l {
+		m[s] = true
+	}
+	return m
+}
+
+// Ready is closed once checkpoints are loaded and a first batch was
+// accepted (or there was nothing to send at start).
+func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+func (a *Agent) markReady() { a.readyOnce.Do(func() { close(a.ready) }) }
+
+// target is one container log being shipped.
+type target struct {
+	t      discover.Target
+	cancel context.CancelFunc
+	done   chan struct{}
+	// follower is set once the reader opened the file; Drain goes there.
+	follower atomic.Pointer[tail.Follower]
+	drain    atomic.Bool
+	drained  chan struct{} // closed when drain is first set
+	// For the metrics collector.
+	ackedOffset atomic.Int64
+	ackedTS     atomic.Int64 // Unix ms of the last accepted event
+	readTo      atomic.Int64
+	path        atomic.Pointer[string]
+}
+
+// Run ships until ctx ends. Records not yet accepted are read again on the
+// next start, so stopping at any moment loses nothing.
+func (a *Agent) Run(ctx context.Context) error {
+	store, err := checkpoint.Open(a.cfg.StateDir, a.logger)
+	if err != nil {
+		return err
+	}
+	sender, err := ship.New(ship.Config{
+		BatchWait: a.cfg.BatchWait, RetentionDays: int32(a.cfg.RetentionDays),
+		MaxBufferBytes: a.cfg.MaxBuffer, MaxBackoff: 30 * time.Second,
+	}, a.client, store, a.sendM, a.logger)
+	if err != nil {
+		return err
+	}
+	storeCtx, stopStore := context.WithCancel(context.Background())
+	storeDone := make(chan error, 1)
+	go func() { storeDone <- store.Run(storeCtx) }()
+
+	var wg sync.WaitGroup
+	watcher := discover.NewWatcher(a.cfg.ContainersDir, a.cfg.Rescan, a.logger)
+	err = watcher.Run(ctx, func(found map[string]discover.Target) {
+		a.sync(ctx, &wg, sender, store, found)
+		// Ready means positions are loaded and CloudWatch took a batch;
+		// with nothing to send since the start there is nothing to prove.
+		if !a.sent.Load() {
+			a.markReady()
+		}
+	})
+	// Readers and senders stop with ctx; wait for them before the final
+	// checkpoint write.
+	a.mu.Lock()
+	for _, t := range a.targets {
+		t.cancel()
+	}
+	a.mu.Unlock()
+	wg.Wait()
+	stopStore()
+	return errors.Join(err, <-storeDone)
+}
+
+// sync starts readers for new targets and drains removed ones.
+func (a *Agent) sync(ctx context.Context, wg *sync.WaitGroup, sender *ship.Sender, store *checkpoint.Store, found map[string]discover.Target) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for key, t := range a.targets {
+		nt, ok := found[key]
+		if ok && nt.Path == t.t.Path {
+			continue
+		}
+		// Removed or re-pointed: read what is left, then let go. A
+		// re-pointed link gets a fresh target once this one is done.
+		if !t.drain.Swap(true) {
+			close(t.drained)
+			a.logger.Debug("container log removed; draining", "key", key)
+			if f := t.follower.Load(); f != nil {
+				f.Drain()
+			}
+		}
+	}
+	for key, t := range found {
+		if _, ok := a.targets[key]; ok {
+			continue
+		}
+		if !a.wanted(t.Namespace) {
+			continue
+		}
+		tctx, cancel := context.WithCancel(ctx)
+		tg := &target{t: t, cancel: cancel, done: make(chan struct{}), drained: make(chan struct{})}
+		a.targets[key] = tg
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			defer close(tg.done)
+			defer cancel()
+			err := a.runTarget(tctx, tg, sender, store)
+			if err != nil && tctx.Err() == nil {
+				a.logger.Error("shipping container log stopped; it restarts at the next rescan", "key", key, "err", err)
+			}
+			a.mu.Lock()
+			if a.targets[key] == tg {
+				delete(a.targets, key)
+			}
+			a.mu.Unlock()
+		}()
+	}
+}
+
+func (a *Agent) wanted(ns string) bool {
+	if a.exclude[ns] {
+		return false
+	}
+	return len(a.include) == 0 || a.include[ns]
+}
+
+var nameCleaner = strings.NewReplacer(":", "_", "*", "_")
+
+func (a *Agent) expand(tmpl string, t discover.Target) string {
+	return strings.NewReplacer(
+		"{cluster}", a.cfg.ClusterName, "{node}", a.cfg.NodeName, "{namespace}", t.Namespace,
+		"{pod}", t.Pod, "{container}", t.Container, "{container_id}", t.ContainerID,
+	).Replace(tmpl)
+}
+
+// chunkBytes is the size of the record buffers handed to a stream.
+const chunkBytes = 256 << 10
+
+// runTarget reads, parses and encodes one container's log and feeds its
+// stream until the log is drained or ctx ends.
+func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, store *checkpoint.Store) error {
+	t := tg.t
+	logger := a.logger.With("namespace", t.Namespace, "pod", t.Pod, "container", t.Container)
+	meta, ok := a.meta.Wait(ctx, t.PodUID, t.Namespace, t.Pod, a.cfg.MetadataWait)
+	if !ok && ctx.Err() == nil {
+		logger.Warn("no pod metadata yet; shipping without labels until it arrives", "pod_uid", t.PodUID)
+	}
+	if meta.Disabled {
+		logger.Info("pod opted out of log shipping", "annotation", enrich.Annotation)
+		// Keep the target (so it is not restarted at each rescan) until
+		// its container goes away.
+		select {
+		case <-ctx.Done():
+		case <-tg.drained:
+		}
+		return nil
+	}
+	if meta.UID != "" {
+		a.meta.Acquire(meta.UID)
+		defer a.meta.Release(meta.UID)
+	}
+
+	var from *tail.Position
+	if pos, ok := store.Get(t.Key()); ok {
+		from = &tail.Position{Path: pos.Path, ID: pos.ID, Offset: pos.Offset}
+	}
+	fl, err := tail.Open(t.Path, from, a.cfg.Tail, logger)
+	if err != nil {
+		return err
+	}
+	defer fl.Close()
+	tg.follower.Store(fl)
+	if tg.drain.Load() {
+		fl.Drain()
+	}
+	a.metrics.filesOpen.Inc()
+	defer a.metrics.filesOpen.Dec()
+
+	group, name := a.expand(a.cfg.LogGroup, t), nameCleaner.Replace(a.expand(a.cfg.LogStream, t))
+	stream := sender.NewStream(group, name, t.Key(), t.Namespace, func(pos checkpoint.Position, ts int64) {
+		tg.ackedOffset.Store(pos.Offset)
+		tg.ackedTS.Store(ts)
+		a.markReady()
+	})
+	streamDone := make(chan error, 1)
+	go func() { streamDone <- stream.Run(ctx) }()
+
+	r := &reader{a: a, t: t, meta: meta, logger: logger, stream: stream}
+	if err := r.newEncoder(); err != nil {
+		stream.Close()
+		<-streamDone
+		return err
+	}
+	err = r.loop(ctx, fl, tg)
+	if errors.Is(err, io.EOF) {
+		// Drained: let the stream send the rest, then forget the
+		// checkpoint (the file is gone for good).
+		stream.Close()
+		if err := <-streamDone; err != nil {
+			return err
+		}
+		if ctx.Err() == nil {
+			if err := store.Delete(ctx, t.Key()); err != nil {
+				logger.Warn("removing checkpoint of a finished container", "err", err)
+			}
+			logger.Debug("container log drained")
+		}
+		return nil
+	}
+	stream.Close()
+	<-streamDone
+	return err
+}
+
+// reader is the per-target parsing and encoding state.
+type reader struct {
+	a      *Agent
+	t      discover.Target
+	meta   enrich.Meta
+	logger *slog.Logger
+	stream *ship.Stream
+
+	enc    *record.Encoder
+	parser *parse.Parser
+	ml     *parse.Multiline
+
+	// The chunk being filled for the stream, and the file it comes from.
+	out     *ship.Chunk
+	curPath string
+	curID   tail.Identity
+	lines   prometheus.Counter
+	bytes   prometheus.Counter
+}
+
+func (r *reader) newEncoder() error {
+	k := record.Kubernetes{
+		PodName: r.t.Pod, NamespaceName: r.t.Namespace, ContainerName: r.t.Container, DockerID: r.t.ContainerID,
+		PodID: r.meta.UID, Host: r.meta.Host, ContainerImage: r.meta.Images[r.t.Container], Labels: r.meta.Labels,
+	}
+	if k.PodID == "" {
+		k.PodID = r.t.PodUID
+	}
+	if k.Host == "" {
+		k.Host = r.a.cfg.NodeName
+	}
+	enc, err := record.New(k, r.a.cfg.MaxEventBytes)
+	if err != nil {
+		return err
+	}
+	r.enc = enc
+	return nil
+}
+
+func (r *reader) newParser() {
+	emit := r.entry
+	re := r.a.cfg.Multiline[r.t.Namespace+"/"+r.t.Container]
+	if re == nil {
+		re = r.a.cfg.Multiline[r.t.Namespace]
+	}
+	r.ml = nil
+	if re != nil {
+		r.ml = parse.NewMultiline(re, r.a.cfg.MaxEventBytes, r.entry)
+		emit = r.ml.Add
+	}
+	r.parser = parse.New(parse.Unknown, r.a.cfg.MaxEventBytes, emit)
+}
+
+// entry encodes one parsed entry into the current chunk.
+func (r *reader) entry(e parse.Entry) {
+	if r.out == nil {
+		r.out = &ship.Chunk{Path: r.curPath, ID: r.curID, Buf: make([]byte, 0, chunkBytes+chunkBytes/4)}
+	}
+	ts := e.Time / 1e6
+	if e.Time == 0 {
+		ts = r.a.now().UnixMilli()
+	}
+	r.out.Buf = r.enc.Append(r.out.Buf, e.Log, e.Stream.String(), e.TimeRaw, r.a.now, func(start, end int) {
+		r.out.Events = append(r.out.Events, ship.Event{Timestamp: ts, Start: start, End: end, Pos: e.Pos})
+	})
+}
+
+// send hands the current chunk to the stream.
+func (r *reader) send(ctx context.Context) error {
+	if r.out == nil || len(r.out.Events) == 0 {
+		return nil
+	}
+	c := r.out
+	r.out = nil
+	r.a.sent.Store(true)
+	return r.stream.Send(ctx, c)
+}
+
+func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error {
+	r.newParser()
+	r.lines = r.a.metrics.linesRead.WithLabelValues(r.t.Namespace)
+	r.bytes = r.a.metrics.bytesRead.WithLabelValues(r.t.Namespace)
+	version := r.meta.Version
+	var lost int64
+	if n := fl.Lost(); n > 0 {
+		r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n))
+		lost = n
+	}
+	for {
+		nctx := ctx
+		var cancel context.CancelFunc = func() {}
+		if r.ml != nil && r.ml.Pending() {
+			// Wake up to flush a trailing multiline message.
+			nctx, cancel = context.WithTimeout(ctx, r.a.cfg.MultilineWait)
+		}
+		c, err := fl.Next(nctx)
+		cancel()
+		if err != nil {
+			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
+				r.ml.Flush()
+				if err := r.send(ctx); err != nil {
+					return err
+				}
+				continue
+			}
+			if errors.Is(err, io.EOF) {
+				r.parser.Flush(tg.readTo.Load())
+				if r.ml != nil {
+					r.ml.Flush()
+				}
+				if err := r.send(ctx); err != nil {
+					return err
+				}
+			}
+			return err
+		}
+		if c.ID != r.curID || c.Path != r.curPath {
+			// Another file: the chunk in progress belongs to the old one.
+			if err := r.send(ctx); err != nil {
+				return err
+			}
+			r.curPath, r.curID = c.Path, c.ID
+			p := c.Path
+			tg.path.Store(&p)
+		}
+		if m, ok := r.a.meta.Get(r.meta.UID, r.t.Namespace, r.t.Pod); ok && m.Version != version {
+			// Labels arrived or changed: re-encode the metadata once.
+			version = m.Version
+			r.meta = m
+			if err := r.newEncoder(); err != nil {
+				return err
+			}
+		}
+		if n := fl.Lost(); n > lost {
+			r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n - lost))
+			lost = n
+		}
+		r.lines.Add(float64(r.scan(c)))
+		r.bytes.Add(float64(len(c.Data)))
+		end := c.Start + int64(len(c.Data))
+		tg.readTo.Store(end)
+		if c.Final {
+			r.parser.Flush(end)
+			if r.ml != nil {
+				r.ml.Flush()
+			}
+			r.newParser()
+		}
+		if err := r.send(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// scan feeds a chunk's lines to the parser and returns how many there were.
+func (r *reader) scan(c tail.Chunk) int {
+	data, off, n := c.Data, c.Start, 0
+	for len(data) > 0 {
+		i := indexNewline(data)
+		l, next := data, len(data)
+		if i >= 0 {
+			l, next = data[:i], i+1
+		}
+		r.parser.Line(l, off, off+int64(next))
+		off += int64(next)
+		data = data[next:]
+		n++
+	}
+	return n
+}

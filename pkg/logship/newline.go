@@ -1,0 +1,5 @@
+package logship
+
+import "bytes"
+
+func indexNewline(b []byte) int { return bytes.IndexByte(b, '\n') }
