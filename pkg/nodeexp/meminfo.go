@@ -44,6 +44,9 @@ func (c *meminfoCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 	return nil
 }
 
+// parenReplacer is immutable and safe for concurrent use.
+var parenReplacer = strings.NewReplacer("(", "_", ")", "")
+
 type meminfoField struct {
 	name  string
 	value float64
@@ -66,7 +69,7 @@ func parseMeminfo(b []byte) ([]meminfoField, error) {
 		if err != nil {
 			return nil, fmt.Errorf("malformed value in line %q: %w", s.Text(), err)
 		}
-		name := strings.NewReplacer("(", "_", ")", "").Replace(strings.TrimSpace(key))
+		name := parenReplacer.Replace(strings.TrimSpace(key))
 		if len(parts) == 2 {
 			if parts[1] != "kB" {
 				return nil, fmt.Errorf("unknown unit %q in line %q", parts[1], s.Text())

@@ -7,21 +7,26 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"regexp"
+	"strconv"
+	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs/sysfs"
+	"golang.org/x/sys/unix"
 )
 
 // netclassCollector reports interface properties from /sys/class/net. Only
 // interfaces that are not ignored are read, since each costs ~25 file reads.
 type netclassCollector struct {
-	fs     sysfs.FS
-	ignore *regexp.Regexp
-	logger *slog.Logger
-	up     *prometheus.Desc
-	info   *prometheus.Desc
-	descs  descCache
+	fs      sysfs.FS
+	sysPath string
+	ignore  *regexp.Regexp
+	logger  *slog.Logger
+	up      *prometheus.Desc
+	info    *prometheus.Desc
+	descs   descCache
 }
 
 func newNetclassCollector(cfg *Config, logger *slog.Logger) (Collector, error) {
@@ -34,10 +39,11 @@ func newNetclassCollector(cfg *Config, logger *slog.Logger) (Collector, error) {
 		return nil, fmt.Errorf("compiling netclass ignored-devices: %w", err)
 	}
 	return &netclassCollector{
-		fs:     fs,
-		ignore: re,
-		logger: logger,
-		up:     prometheus.NewDesc("node_network_up", "Value is 1 if operstate is 'up', 0 otherwise.", []string{"device"}, nil),
+		fs:      fs,
+		sysPath: cfg.SysPath,
+		ignore:  re,
+		logger:  logger,
+		up:      prometheus.NewDesc("node_network_up", "Value is 1 if operstate is 'up', 0 otherwise.", []string{"device"}, nil),
 		info: prometheus.NewDesc("node_network_info", "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
 			[]string{"device", "address", "broadcast", "duplex", "operstate", "adminstate", "ifalias"}, nil),
 	}, nil
@@ -55,7 +61,7 @@ func (c *netclassCollector) Update(_ context.Context, ch chan<- prometheus.Metri
 		if c.ignore.MatchString(dev) {
 			continue
 		}
-		i, err := c.fs.NetClassByIface(dev)
+		i, err := c.readIface(dev)
 		if err != nil {
 			// The interface can vanish between listing and reading
 			// (pods come and go); that is not a failed scrape.
@@ -100,6 +106,71 @@ func (c *netclassCollector) Update(_ context.Context, ch chan<- prometheus.Metri
 		prop("protocol_type", i.Type, g)
 	}
 	return nil
+}
+
+// readIface reads the attributes node_exporter reports, and only those,
+// with openat(2) relative to the interface's directory: sysfs'
+// NetClassByIface reads every attribute through os.Open, and was a quarter
+// of a scrape's CPU on a node with a few interfaces.
+func (c *netclassCollector) readIface(dev string) (*sysfs.NetClassIface, error) {
+	dir := filepath.Join(c.sysPath, "class/net", dev)
+	dfd, err := unix.Open(dir, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return nil, &os.PathError{Op: "open", Path: dir, Err: err}
+	}
+	defer unix.Close(dfd)
+	var buf [256]byte
+	str := func(name string) string {
+		fd, err := unix.Openat(dfd, name, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+		if err != nil {
+			return ""
+		}
+		defer unix.Close(fd)
+		n, err := unix.Read(fd, buf[:])
+		if err != nil || n < 0 {
+			// Some attributes fail to read by design (speed of a
+			// link that is down: EINVAL).
+			return ""
+		}
+		return strings.ToValidUTF8(strings.TrimSpace(string(buf[:n])), "\uFFFD")
+	}
+	num := func(name string) *int64 {
+		s := str(name)
+		if s == "" {
+			return nil
+		}
+		v, err := strconv.ParseInt(s, 0, 64) // flags is hexadecimal ("0x1003")
+		if err != nil {
+			return nil
+		}
+		return &v
+	}
+	i := &sysfs.NetClassIface{
+		Name:             dev,
+		AddrAssignType:   num("addr_assign_type"),
+		Address:          str("address"),
+		Broadcast:        str("broadcast"),
+		Carrier:          num("carrier"),
+		CarrierChanges:   num("carrier_changes"),
+		CarrierUpCount:   num("carrier_up_count"),
+		CarrierDownCount: num("carrier_down_count"),
+		DevID:            num("dev_id"),
+		Dormant:          num("dormant"),
+		Duplex:           str("duplex"),
+		Flags:            num("flags"),
+		IfAlias:          str("ifalias"),
+		IfIndex:          num("ifindex"),
+		IfLink:           num("iflink"),
+		LinkMode:         num("link_mode"),
+		MTU:              num("mtu"),
+		NameAssignType:   num("name_assign_type"),
+		NetDevGroup:      num("netdev_group"),
+		OperState:        str("operstate"),
+		Speed:            num("speed"),
+		TxQueueLen:       num("tx_queue_len"),
+		Type:             num("type"),
+	}
+	return i, nil
 }
 
 func adminState(flags *int64) string {

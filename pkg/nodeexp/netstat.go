@@ -23,7 +23,7 @@ import (
 // grows with every kernel, so they are parsed generically here.
 type netstatCollector struct {
 	procPath string
-	fields   *regexp.Regexp
+	fields   *fieldFilter
 	descs    descCache
 }
 
@@ -32,7 +32,7 @@ func newNetstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compiling netstat fields %q: %w", cfg.NetstatFields, err)
 	}
-	return &netstatCollector{procPath: cfg.ProcPath, fields: re}, nil
+	return &netstatCollector{procPath: cfg.ProcPath, fields: newFieldFilter(re)}, nil
 }
 
 type netStat struct {
@@ -71,7 +71,7 @@ func (c *netstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 
 // parseNetStats parses the pairs of "Proto: names..." / "Proto: values..."
 // lines of /proc/net/netstat and /proc/net/snmp.
-func parseNetStats(b []byte, keep *regexp.Regexp) ([]netStat, error) {
+func parseNetStats(b []byte, keep *fieldFilter) ([]netStat, error) {
 	var out []netStat
 	s := bufio.NewScanner(bytes.NewReader(b))
 	for s.Scan() {
@@ -85,7 +85,7 @@ func parseNetStats(b []byte, keep *regexp.Regexp) ([]netStat, error) {
 		}
 		proto := strings.TrimSuffix(names[0], ":")
 		for i := 1; i < len(names); i++ {
-			if !keep.MatchString(proto+"_"+names[i]) || !validMetricSuffix(proto+"_"+names[i]) {
+			if !keep.keep(proto + "_" + names[i]) {
 				continue
 			}
 			v, err := strconv.ParseFloat(values[i], 64)
@@ -100,7 +100,7 @@ func parseNetStats(b []byte, keep *regexp.Regexp) ([]netStat, error) {
 
 // parseSNMP6 parses "Ip6InReceives  1" lines: the protocol is everything up
 // to and including the first "6".
-func parseSNMP6(b []byte, keep *regexp.Regexp) []netStat {
+func parseSNMP6(b []byte, keep *fieldFilter) []netStat {
 	var out []netStat
 	s := bufio.NewScanner(bytes.NewReader(b))
 	for s.Scan() {
@@ -113,7 +113,7 @@ func parseSNMP6(b []byte, keep *regexp.Regexp) []netStat {
 			continue
 		}
 		proto, field := f[0][:i+1], f[0][i+1:]
-		if !keep.MatchString(proto+"_"+field) || !validMetricSuffix(proto+"_"+field) {
+		if !keep.keep(proto + "_" + field) {
 			continue
 		}
 		v, err := strconv.ParseFloat(f[1], 64)

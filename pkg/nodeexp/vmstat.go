@@ -19,7 +19,7 @@ import (
 // --collector.vmstat.fields (untyped, as node_exporter does).
 type vmstatCollector struct {
 	path   string
-	fields *regexp.Regexp
+	fields *fieldFilter
 	descs  descCache
 }
 
@@ -28,7 +28,7 @@ func newVmstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("compiling vmstat fields %q: %w", cfg.VmstatFields, err)
 	}
-	return &vmstatCollector{path: filepath.Join(cfg.ProcPath, "vmstat"), fields: re}, nil
+	return &vmstatCollector{path: filepath.Join(cfg.ProcPath, "vmstat"), fields: newFieldFilter(re)}, nil
 }
 
 func (c *vmstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
@@ -39,7 +39,7 @@ func (c *vmstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric)
 	s := bufio.NewScanner(bytes.NewReader(b))
 	for s.Scan() {
 		name, val, ok := strings.Cut(s.Text(), " ")
-		if !ok || !c.fields.MatchString(name) || !validMetricSuffix(name) {
+		if !ok || !c.fields.keep(name) {
 			continue
 		}
 		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
