@@ -1,0 +1,309 @@
+package logship
+
+import (
+	"context"
+	"encoding/json"
+	"fmt"
+	"io"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/prometheus/client_golang/prometheus"
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodekit/nodekit/pkg/logship/enrich"
+	"github.com/nodekit/nodekit/test/awsemu"
+)
+
+// node is a fake kubelet log layout: /var/log/pods and /var/log/containers.
+type node struct {
+	t          *testing.T
+	root       string
+	containers string
+	state      string
+}
+
+func newNode(t *testing.T) *node {
+	root := t.TempDir()
+	n := &node{t: t, root: root, containers: filepath.Join(root, "containers"), state: filepath.Join(root, "state")}
+	if err := os.MkdirAll(n.containers, 0o755); err != nil {
+		t.Fatal(err)
+	}
+	return n
+}
+
+// container creates the pod log directory and the symlink, returning the
+// path of 0.log and the stream name logship will use.
+func (n *node) container(ns, pod, uid, container, id string) (string, string) {
+	dir := filepath.Join(n.root, "pods", ns+"_"+pod+"_"+uid, container)
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		n.t.Fatal(err)
+	}
+	path := filepath.Join(dir, "0.log")
+	if err := os.WriteFile(path, nil, 0o644); err != nil {
+		n.t.Fatal(err)
+	}
+	link := filepath.Join(n.containers, fmt.Sprintf("%s_%s_%s-%s.log", pod, ns, container, id))
+	if err := os.Symlink(path, link); err != nil {
+		n.t.Fatal(err)
+	}
+	return path, fmt.Sprintf("%s_%s_%s-%s", pod, ns, container, id)
+}
+
+func appendFile(t *testing.T, path, data string) {
+	t.Helper()
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	if _, err := f.WriteString(data); err != nil {
+		t.Fatal(err)
+	}
+}
+
+func criLine(stream, tag, msg string) string {
+	return time.Now().UTC().Format(time.RFC3339Nano) + " " + stream + " " + tag + " " + msg + "\n"
+}
+
+func dockerLine(stream, msg string) string {
+	b, _ := json.Marshal(map[string]string{"log": msg, "stream": stream, "time": time.Now().UTC().Format(time.RFC3339Nano)})
+	return string(b) + "\n"
+}
+
+func testPod(ns, name, uid string) *corev1.Pod {
+	return &corev1.Pod{
+		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid), Labels: map[string]string{"app": name}},
+		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app", Image: "img:" + name}}},
+	}
+}
+
+type shipped struct {
+	Log        string `json:"log"`
+	Stream     string `json:"stream"`
+	Time       string `json:"time"`
+	Kubernetes struct {
+		PodName        string            `json:"pod_name"`
+		NamespaceName  string            `json:"namespace_name"`
+		PodID          string            `json:"pod_id"`
+		Host           string            `json:"host"`
+		ContainerName  string            `json:"container_name"`
+		DockerID       string            `json:"docker_id"`
+		ContainerImage string            `json:"container_image"`
+		Labels         map[string]string `json:"labels"`
+	} `json:"kubernetes"`
+}
+
+type harness struct {
+	t      *testing.T
+	n      *node
+	emu    *awsemu.Emulator
+	client *cloudwatchlogs.Client
+	meta   *enrich.Cache
+	cfg    Config
+}
+
+func newHarness(t *testing.T) *harness {
+	n := newNode(t)
+	emu, url := awsemu.StartServer(t, awsemu.Options{})
+	client := cloudwatchlogs.New(cloudwatchlogs.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(url),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+	})
+	cfg := DefaultConfig()
+	cfg.ContainersDir, cfg.StateDir, cfg.ClusterName, cfg.NodeName = n.containers, n.state, "test", "node-a"
+	cfg.BatchWait = 20 * time.Millisecond
+	cfg.Rescan = 50 * time.Millisecond
+	cfg.MetadataWait = time.Second
+	cfg.Tail.PollInterval = 5 * time.Millisecond
+	return &harness{t: t, n: n, emu: emu, client: client, meta: enrich.New(time.Minute), cfg: cfg}
+}
+
+// start runs an Agent until the returned stop is called (or the test ends).
+func (h *harness) start() (stop func()) {
+	a, err := New(h.cfg, h.client, h.meta, prometheus.NewRegistry(), testLogger(h.t))
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	var once sync.Once
+	stop = func() {
+		once.Do(func() {
+			cancel()
+			if err := <-done; err != nil {
+				h.t.Errorf("agent: %v", err)
+			}
+		})
+	}
+	h.t.Cleanup(stop)
+	return stop
+}
+
+func testLogger(t *testing.T) *slog.Logger {
+	if testing.Verbose() {
+		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
+	}
+	return slog.New(slog.NewTextHandler(io.Discard, nil))
+}
+
+const group = "/aws/containerinsights/test/application"
+
+// records waits until stream holds at least n events and decodes them.
+func (h *harness) records(stream string, n int) []shipped {
+	h.t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), 60*time.Second)
+	defer cancel()
+	evs, err := h.emu.WaitEvents(ctx, group, stream, n)
+	if err != nil {
+		h.t.Fatal(err)
+	}
+	out := make([]shipped, len(evs))
+	for i, e := range evs {
+		if err := json.Unmarshal([]byte(e.Message), &out[i]); err != nil {
+			h.t.Fatalf("event %d is not a JSON shipped: %v", i, err)
+		}
+	}
+	return out
+}
+
+func TestShipsEveryLineInOrderWithFaults(t *testing.T) {
+	h := newHarness(t)
+	h.emu.SetFault("PutLogEvents", awsemu.Fault{ThrottleEvery: 7, ServerErrorEvery: 11})
+	h.meta.OnAdd(testPod("shop", "web-1", "uid-web"), false)
+	h.meta.OnAdd(testPod("shop", "old-1", "uid-old"), false)
+	criPath, criStream := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
+	dockerPath, dockerStream := h.n.container("shop", "old-1", "uid-old", "app", "bbb222")
+	stop := h.start()
+
+	const perPhase = 3000
+	var wantCRI, wantDocker []string
+	write := func(from, to int) {
+		var cri, docker strings.Builder
+		for i := from; i < to; i++ {
+			m := fmt.Sprintf("cri line %06d", i)
+			cri.WriteString(criLine("stdout", "F", m))
+			wantCRI = append(wantCRI, m)
+			d := fmt.Sprintf("docker line %06d", i)
+			docker.WriteString(dockerLine("stderr", d+"\n"))
+			wantDocker = append(wantDocker, d)
+		}
+		appendFile(t, criPath, cri.String())
+		appendFile(t, dockerPath, docker.String())
+	}
+	write(0, perPhase)
+	// kubelet rotation mid-stream: rename, then the runtime reopens 0.log.
+	if err := os.Rename(criPath, criPath+".20261121-100000"); err != nil {
+		t.Fatal(err)
+	}
+	write(perPhase, 2*perPhase)
+	h.records(criStream, perPhase/2)
+	// kill -9 equivalent: stop without draining, then start again.
+	stop()
+	write(2*perPhase, 3*perPhase)
+	h.start()
+
+	// A 40 KB line the runtime split into 16 KB fragments, a 2 MB line, and
+	// invalid UTF-8.
+	big40 := strings.Repeat("x", 40<<10)
+	appendFile(t, criPath, criLine("stdout", "P", big40[:16<<10])+criLine("stdout", "P", big40[16<<10:32<<10])+criLine("stdout", "F", big40[32<<10:]))
+	wantCRI = append(wantCRI, big40)
+	big2m := strings.Repeat("0123456789abcdef", (2<<20)/16)
+	var frags strings.Builder
+	for i := 0; i < len(big2m); i += 16 << 10 {
+		tag := "P"
+		if i+16<<10 >= len(big2m) {
+			tag = "F"
+		}
+		frags.WriteString(criLine("stdout", tag, big2m[i:min(i+16<<10, len(big2m))]))
+	}
+	appendFile(t, criPath, frags.String())
+	appendFile(t, criPath, criLine("stderr", "F", "bad \xff\xfe utf8"))
+	appendFile(t, criPath, criLine("stdout", "F", "the end"))
+
+	recs := h.records(criStream, len(wantCRI)+4)
+	for !strings.HasSuffix(recs[len(recs)-1].Log, "the end") {
+		recs = h.records(criStream, len(recs)+1)
+	}
+	got := dedupe(t, recs)
+	// got: the sequence lines, the 40 KB line, the 2 MB line's parts, the
+	// replaced UTF-8 line, the end.
+	for i, w := range wantCRI {
+		if i >= len(got) || got[i].Log != w {
+			t.Fatalf("cri shipped %d: got %.60q, want %.60q", i, at(got, i), w)
+		}
+	}
+	rest := got[len(wantCRI):]
+	var joined strings.Builder
+	k := 0
+	for ; k < len(rest) && joined.Len() < len(big2m); k++ {
+		joined.WriteString(rest[k].Log)
+	}
+	if joined.String() != big2m || k < 3 {
+		t.Fatalf("2 MB line came back as %d parts totalling %d bytes", k, joined.Len())
+	}
+	if rest[k].Log != "bad \uFFFD\uFFFD utf8" || rest[k].Stream != "stderr" {
+		t.Fatalf("invalid UTF-8 shipped: %+v", rest[k])
+	}
+	for _, r := range got {
+		k := r.Kubernetes
+		if k.NamespaceName != "shop" || k.PodName != "web-1" || k.ContainerName != "app" || k.Labels["app"] != "web-1" ||
+			k.PodID != "uid-web" || k.DockerID != "aaa111" || k.ContainerImage != "img:web-1" || k.Host != "node-a" {
+			t.Fatalf("shipped metadata: %+v", k)
+		}
+	}
+
+	drecs := h.records(dockerStream, len(wantDocker))
+	dgot := dedupe(t, drecs)
+	for len(dgot) < len(wantDocker) {
+		dgot = dedupe(t, h.records(dockerStream, len(drecs)+1))
+	}
+	for i, w := range wantDocker {
+		if dgot[i].Log != w || dgot[i].Stream != "stderr" {
+			t.Fatalf("docker shipped %d: got %q, want %q", i, dgot[i].Log, w)
+		}
+	}
+	if h.emu.Count("PutLogEvents") == 0 {
+		t.Fatal("no puts")
+	}
+}
+
+func at(rs []shipped, i int) string {
+	if i < len(rs) {
+		return rs[i].Log
+	}
+	return "<missing>"
+}
+
+// dedupe removes one repeated run of records (the batch in flight at a
+// restart) and fails on anything else out of order. Lines here are
+// unique, so a repeat is recognised by its text.
+func dedupe(t *testing.T, recs []shipped) []shipped {
+	t.Helper()
+	seen := map[string]int{}
+	var out []shipped
+	dups := 0
+	for _, r := range recs {
+		if _, ok := seen[r.Log]; ok && len(r.Log) < 1000 {
+			dups++
+			continue
+		}
+		seen[r.Log] = len(out)
+		out = append(out, r)
+	}
+	if dups > 10000 {
+		t.Fatalf("%d duplicated records: more than one batch", dups)
+	}
+	return out
+}
