@@ -135,3 +135,26 @@ func TestAWSCLISTS(t *testing.T) {
 		t.Errorf("bad session name: err %v, stderr %q", err, stderr)
 	}
 }
+
+// TestAWSCLIStrictSignatures checks the SigV4 verification of strict mode
+// against an independent signer (botocore's), both ways.
+func TestAWSCLIStrictSignatures(t *testing.T) {
+	t.Parallel()
+	e, url := startEmu(t, Options{StrictCredentials: true})
+	cli := newAWSCLI(t, url)
+	e.AddCredentials(testAccessKey, testSecret)
+	cli.mustRun(t, "logs", "create-log-group", "--log-group-name", "/strict")
+	cli.mustRun(t, "sts", "get-caller-identity")
+
+	e2, url2 := startEmu(t, Options{StrictCredentials: true})
+	e2.AddCredentials(testAccessKey, "a-different-secret")
+	wrong := newAWSCLI(t, url2)
+	_, stderr, err := wrong.run(t, "logs", "describe-log-groups")
+	if err == nil || !strings.Contains(stderr, "InvalidSignatureException") {
+		t.Errorf("wrong secret on Logs: err %v, stderr %q", err, stderr)
+	}
+	_, stderr, err = wrong.run(t, "sts", "get-caller-identity")
+	if err == nil || !strings.Contains(stderr, "SignatureDoesNotMatch") {
+		t.Errorf("wrong secret on STS: err %v, stderr %q", err, stderr)
+	}
+}

@@ -29,6 +29,9 @@
 //   - IMDS: tokens (IMDSv1 and v2, RequireV2 mode), the meta-data tree the
 //     SDKs read, node-role credentials rotated hourly, identity document,
 //     user-data.
+//   - Optionally (Options.StrictCredentials) authentication like AWS's: only
+//     keys it issued or was given (AddCredentials), session tokens and
+//     expiry checked against its clock, SigV4 signatures verified.
 //
 // # Operations, for faults and counts
 //
@@ -74,6 +77,10 @@ type Options struct {
 	// ages in PutLogEvents, credential expirations and IMDS token expiry.
 	// Fault latency is real time regardless, because it delays real sockets.
 	Now func() time.Time
+	// StrictCredentials authenticates STS and Logs requests: known keys
+	// only (issued by the emulator or added with AddCredentials), session
+	// tokens and expirations checked, SigV4 signatures verified.
+	StrictCredentials bool
 	// Logger receives a debug line per request; nil discards.
 	Logger *slog.Logger
 	IMDS   IMDSConfig
@@ -101,6 +108,7 @@ type Emulator struct {
 	accountID string
 	now       func() time.Time
 	logger    *slog.Logger
+	strict    bool
 
 	mu sync.Mutex
 	// changed is closed and replaced whenever state changes (a request
@@ -134,6 +142,7 @@ func New(opts Options) *Emulator {
 		region:      opts.Region,
 		accountID:   opts.AccountID,
 		now:         opts.Now,
+		strict:      opts.StrictCredentials,
 		logger:      opts.Logger,
 		changed:     make(chan struct{}),
 		counts:      map[string]int{},

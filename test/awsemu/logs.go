@@ -200,6 +200,10 @@ func (e *Emulator) serveLogs(w http.ResponseWriter, r *http.Request) {
 		writeLogsError(w, &logsError{http.StatusRequestEntityTooLarge, "SerializationException", "request body too large"})
 		return
 	}
+	if f := e.authenticate(r, body); f != authOK {
+		writeLogsError(w, logsAuthError(f))
+		return
+	}
 	handlers := map[string]func([]byte) (any, error){
 		"CreateLogGroup":        e.createLogGroup,
 		"CreateLogStream":       e.createLogStream,

@@ -1,10 +1,12 @@
 package awsemu
 
 import (
+	"bytes"
 	"crypto/sha256"
 	"encoding/base64"
 	"encoding/xml"
 	"fmt"
+	"io"
 	"net/http"
 	"net/url"
 	"regexp"
@@ -146,7 +148,12 @@ func callerAccessKey(r *http.Request) string {
 func (e *Emulator) serveSTS(w http.ResponseWriter, r *http.Request) {
 	reqID := newRequestID()
 	w.Header().Set("x-amzn-RequestId", reqID)
-	r.Body = http.MaxBytesReader(w, r.Body, 1<<20)
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, 1<<20))
+	if err != nil {
+		writeSTSError(w, reqID, stsError{http.StatusBadRequest, "MalformedInput", "Unable to read request body"})
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
 	if err := r.ParseForm(); err != nil {
 		writeSTSError(w, reqID, stsError{http.StatusBadRequest, "MalformedInput", "Unable to parse request body"})
 		return
@@ -167,15 +174,20 @@ func (e *Emulator) serveSTS(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	caller := callerAccessKey(r)
-	var (
-		body any
-		err  error
-	)
+	if f := e.authenticate(r, body); f != authOK {
+		se := stsAuthError(f)
+		e.mu.Lock()
+		e.stsCalls = append(e.stsCalls, STSCall{Time: e.now().UTC(), Action: action, CallerAccessKeyID: caller, Params: r.Form, ErrorCode: se.code})
+		e.mu.Unlock()
+		writeSTSError(w, reqID, se)
+		return
+	}
+	var resp any
 	switch action {
 	case "AssumeRole":
-		body, err = e.assumeRole(r.Form, caller, reqID)
+		resp, err = e.assumeRole(r.Form, caller, reqID)
 	case "GetCallerIdentity":
-		body = e.getCallerIdentity(r.Form, caller, reqID)
+		resp = e.getCallerIdentity(r.Form, caller, reqID)
 	default:
 		err = stsError{http.StatusBadRequest, "InvalidAction", fmt.Sprintf("Could not find operation %s for version 2011-06-15", action)}
 	}
@@ -187,7 +199,7 @@ func (e *Emulator) serveSTS(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set("Content-Type", "text/xml")
 	w.WriteHeader(http.StatusOK)
 	_, _ = w.Write([]byte(xml.Header))
-	_ = xml.NewEncoder(w).Encode(body)
+	_ = xml.NewEncoder(w).Encode(resp)
 }
 
 type assumeRoleResponse struct {

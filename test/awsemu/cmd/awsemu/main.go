@@ -59,6 +59,20 @@ func (f faultFlags) Set(s string) error {
 	return nil
 }
 
+// keyFlags collects repeated --credentials ID:SECRET values.
+type keyFlags map[string]string
+
+func (k keyFlags) String() string { return fmt.Sprint(len(k), " keys") }
+
+func (k keyFlags) Set(s string) error {
+	id, secret, ok := strings.Cut(s, ":")
+	if !ok || id == "" || secret == "" {
+		return errors.New("want ACCESS_KEY_ID:SECRET")
+	}
+	k[id] = secret
+	return nil
+}
+
 func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	fs := flag.NewFlagSet("awsemu", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -72,9 +86,12 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		localIP    = fs.String("local-ipv4", "", "local-ipv4 served by IMDS (default 10.0.0.10)")
 		requireV2  = fs.Bool("imds-require-v2", false, "refuse tokenless IMDS GETs with 401 (HttpTokens=required)")
 		logLevel   = fs.String("log-level", "info", "debug, info, warn or error")
+		strict     = fs.Bool("strict-credentials", false, "authenticate STS and Logs requests: known keys only, session tokens, expiry and SigV4 signatures checked")
 		faults     = faultFlags{}
+		keys       = keyFlags{}
 	)
 	fs.Var(faults, "fault", "OP:throttle=N,5xx=N,latency=D,blackhole (repeatable; OP \"*\" = every operation)")
+	fs.Var(keys, "credentials", "ACCESS_KEY_ID:SECRET accepted in --strict-credentials mode (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
 	}
@@ -85,9 +102,10 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	logger := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: level}))
 
 	emu := awsemu.New(awsemu.Options{
-		Region:    *region,
-		AccountID: *account,
-		Logger:    logger,
+		Region:            *region,
+		AccountID:         *account,
+		Logger:            logger,
+		StrictCredentials: *strict,
 		IMDS: awsemu.IMDSConfig{
 			RequireV2:  *requireV2,
 			NodeRole:   *nodeRole,
@@ -97,6 +115,9 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 	})
 	for op, f := range faults {
 		emu.SetFault(op, f)
+	}
+	for id, secret := range keys {
+		emu.AddCredentials(id, secret)
 	}
 
 	var lc net.ListenConfig

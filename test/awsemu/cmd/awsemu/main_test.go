@@ -84,6 +84,7 @@ func TestRunRejectsBadFlags(t *testing.T) {
 		{[]string{"--fault", "nonsense"}, nil},
 		{[]string{"--log-level", "loud"}, nil},
 		{[]string{"--listen", "256.0.0.1:1"}, nil},
+		{[]string{"--credentials", "no-colon"}, nil},
 	}
 	for _, tc := range tests {
 		err := run(context.Background(), tc.args, io.Discard, io.Discard)
