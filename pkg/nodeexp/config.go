@@ -164,6 +164,7 @@ type factory func(cfg *Config, logger *slog.Logger) (Collector, error)
 func factories() map[string]factory {
 	return map[string]factory{
 		"arp":        newARPCollector,
+		"bonding":    newBondingCollector,
 		"conntrack":  newConntrackCollector,
 		"cpu":        newCPUCollector,
 		"diskstats":  newDiskstatsCollector,
@@ -171,6 +172,7 @@ func factories() map[string]factory {
 		"filefd":     newFilefdCollector,
 		"filesystem": newFilesystemCollector,
 		"loadavg":    newLoadavgCollector,
+		"mdadm":      newMdadmCollector,
 		"meminfo":    newMeminfoCollector,
 		"netclass":   newNetclassCollector,
 		"netdev":     newNetdevCollector,

@@ -1,0 +1,92 @@
+package nodeexp
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs"
+	"github.com/prometheus/procfs/sysfs"
+)
+
+// mdadmCollector reports Linux software RAID from /proc/mdstat and
+// /sys/block/md*/md (the node-mixin's NodeRAIDDegraded and
+// NodeRAIDDiskFailure alerts read it).
+type mdadmCollector struct {
+	procfs                                               procfs.FS
+	sysfs                                                sysfs.FS
+	state                                                map[string]*prometheus.Desc // by mdstat activity state
+	disks, required, blocks, synced, raidDisks, degraded *prometheus.Desc
+}
+
+// mdStates maps /proc/mdstat's activity states to node_md_state's state label.
+var mdStates = [][2]string{{"active", "active"}, {"inactive", "inactive"}, {"recovering", "recovering"}, {"resyncing", "resync"}, {"checking", "check"}}
+
+func newMdadmCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
+	pfs, err := procfs.NewFS(cfg.ProcPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
+	}
+	sfs, err := sysfs.NewFS(cfg.SysPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening sysfs %q: %w", cfg.SysPath, err)
+	}
+	dev := []string{"device"}
+	c := &mdadmCollector{
+		procfs:    pfs,
+		sysfs:     sfs,
+		state:     map[string]*prometheus.Desc{},
+		disks:     prometheus.NewDesc("node_md_disks", "Number of active/failed/spare disks of device.", []string{"device", "state"}, nil),
+		required:  prometheus.NewDesc("node_md_disks_required", "Total number of disks of device.", dev, nil),
+		blocks:    prometheus.NewDesc("node_md_blocks", "Total number of blocks on device.", dev, nil),
+		synced:    prometheus.NewDesc("node_md_blocks_synced", "Number of blocks synced on device.", dev, nil),
+		raidDisks: prometheus.NewDesc("node_md_raid_disks", "Number of raid disks on device.", dev, nil),
+		degraded:  prometheus.NewDesc("node_md_degraded", "Number of degraded disks on device.", dev, nil),
+	}
+	for _, s := range mdStates {
+		c.state[s[0]] = prometheus.NewDesc("node_md_state", "Indicates the state of md-device.", dev, prometheus.Labels{"state": s[1]})
+	}
+	return c, nil
+}
+
+func (c *mdadmCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	stats, err := c.procfs.MDStat()
+	if errors.Is(err, os.ErrNotExist) {
+		return fmt.Errorf("no /proc/mdstat: %w", ErrNoData)
+	}
+	if err != nil {
+		return fmt.Errorf("error parsing mdstatus: %w", err)
+	}
+	for _, s := range stats {
+		send(ch, c.required, prometheus.GaugeValue, float64(s.DisksTotal), s.Name)
+		send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksActive), s.Name, "active")
+		send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksFailed), s.Name, "failed")
+		send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksSpare), s.Name, "spare")
+		for _, st := range mdStates {
+			v := 0.0
+			if s.ActivityState == st[0] {
+				v = 1
+			}
+			send(ch, c.state[st[0]], prometheus.GaugeValue, v, s.Name)
+		}
+		send(ch, c.blocks, prometheus.GaugeValue, float64(s.BlocksTotal), s.Name)
+		send(ch, c.synced, prometheus.GaugeValue, float64(s.BlocksSynced), s.Name)
+	}
+	raids, err := c.sysfs.Mdraids()
+	if errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	if err != nil {
+		return fmt.Errorf("error parsing mdraids: %w", err)
+	}
+	for _, r := range raids {
+		if r.Disks != nil {
+			send(ch, c.raidDisks, prometheus.GaugeValue, float64(*r.Disks), r.Device)
+		}
+		send(ch, c.degraded, prometheus.GaugeValue, float64(r.DegradedDisks), r.Device)
+	}
+	return nil
+}
