@@ -758,3 +758,30 @@ func seedK8sLogs(ctx context.Context, t *testing.T, client *cloudwatchlogs.Clien
 	}
 	return now
 }
+
+// BenchmarkPutLogEvents measures the emulator's ingest rate through the real
+// SDK client, so agent benchmarks can tell whether it is their bottleneck.
+func BenchmarkPutLogEvents(b *testing.B) {
+	_, url := StartServer(b, Options{})
+	client := newLogsClient(url, 1)
+	ctx := context.Background()
+	if _, err := client.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String("g")}); err != nil {
+		b.Fatal(err)
+	}
+	if _, err := client.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String("g"), LogStreamName: aws.String("s")}); err != nil {
+		b.Fatal(err)
+	}
+	batch := make([]types.InputLogEvent, 1000)
+	msg := strings.Repeat("x", 200)
+	b.SetBytes(int64(len(batch) * (len(msg) + eventOverhead)))
+	b.ResetTimer()
+	for i := 0; i < b.N; i++ {
+		now := time.Now().UnixMilli()
+		for j := range batch {
+			batch[j] = ev(now, msg)
+		}
+		if _, err := client.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String("g"), LogStreamName: aws.String("s"), LogEvents: batch}); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
