@@ -216,6 +216,24 @@ const chunkBytes = 256 << 10
 func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, store *checkpoint.Store) error {
 	t := tg.t
 	logger := a.logger.With("namespace", t.Namespace, "pod", t.Pod, "container", t.Container)
+	// Open the file first: a rotation while we wait for metadata must
+	// not skip the lines of the file as it is now.
+	var from *tail.Position
+	if pos, ok := store.Get(t.Key()); ok {
+		from = &tail.Position{Path: pos.Path, ID: pos.ID, Offset: pos.Offset}
+	}
+	fl, err := tail.Open(t.Path, from, a.cfg.Tail, logger)
+	if err != nil {
+		return err
+	}
+	defer fl.Close()
+	tg.follower.Store(fl)
+	if tg.drain.Load() {
+		fl.Drain()
+	}
+	a.metrics.filesOpen.Inc()
+	defer a.metrics.filesOpen.Dec()
+
 	meta, ok := a.meta.Wait(ctx, t.PodUID, t.Namespace, t.Pod, a.cfg.MetadataWait)
 	if !ok && ctx.Err() == nil {
 		logger.Warn("no pod metadata yet; shipping without labels until it arrives", "pod_uid", t.PodUID)
@@ -234,22 +252,6 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		a.meta.Acquire(meta.UID)
 		defer a.meta.Release(meta.UID)
 	}
-
-	var from *tail.Position
-	if pos, ok := store.Get(t.Key()); ok {
-		from = &tail.Position{Path: pos.Path, ID: pos.ID, Offset: pos.Offset}
-	}
-	fl, err := tail.Open(t.Path, from, a.cfg.Tail, logger)
-	if err != nil {
-		return err
-	}
-	defer fl.Close()
-	tg.follower.Store(fl)
-	if tg.drain.Load() {
-		fl.Drain()
-	}
-	a.metrics.filesOpen.Inc()
-	defer a.metrics.filesOpen.Dec()
 
 	group, name := a.expand(a.cfg.LogGroup, t), nameCleaner.Replace(a.expand(a.cfg.LogStream, t))
 	stream := sender.NewStream(group, name, t.Key(), t.Namespace, func(pos checkpoint.Position, ts int64) {
@@ -412,7 +414,11 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 			p := c.Path
 			tg.path.Store(&p)
 		}
-		if m, ok := r.a.meta.Get(r.meta.UID, r.t.Namespace, r.t.Pod); ok && m.Version != version {
+		uid := r.meta.UID
+		if uid == "" {
+			uid = r.t.PodUID
+		}
+		if m, ok := r.a.meta.Get(uid, r.t.Namespace, r.t.Pod); ok && m.Version != version {
 			// Labels arrived or changed: re-encode the metadata once.
 			version = m.Version
 			r.meta = m

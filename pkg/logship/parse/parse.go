@@ -85,6 +85,57 @@ type Parser struct {
 	partial  [2]fragment
 	errors   int
 	scratch  []byte // unescaped docker "log" value
+	times    timeCache
+}
+
+// timeCache remembers the seconds of the last "2006-01-02T15:04:05" prefix:
+// consecutive lines nearly always share it, so most timestamps cost only
+// their fraction and zone.
+type timeCache struct {
+	prefix [19]byte
+	secs   int64 // Unix seconds of prefix, in UTC before any zone offset
+	valid  bool
+}
+
+// parse is ParseTime with the cache; a nil cache parses in full.
+func (c *timeCache) parse(b []byte) (int64, bool) {
+	if c == nil || len(b) < 20 || b[19] != '.' && b[19] != 'Z' {
+		return ParseTime(b)
+	}
+	if !c.valid || string(b[:19]) != string(c.prefix[:]) {
+		// Parse the prefix alone (as UTC) and remember it.
+		var tmp [20]byte
+		copy(tmp[:], b[:19])
+		tmp[19] = 'Z'
+		t, ok := fastTime(tmp[:])
+		if !ok {
+			return ParseTime(b)
+		}
+		copy(c.prefix[:], b[:19])
+		c.secs, c.valid = t/1e9, true
+	}
+	rest := b[19:]
+	var nanos int64
+	if rest[0] == '.' {
+		n := 1
+		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
+			n++
+		}
+		if n == 1 || n > 10 {
+			return 0, false
+		}
+		for i := 1; i < 10; i++ {
+			nanos *= 10
+			if i < n {
+				nanos += int64(rest[i] - '0')
+			}
+		}
+		rest = rest[n:]
+	}
+	if len(rest) != 1 || (rest[0] != 'Z' && rest[0] != 'z') {
+		return ParseTime(b) // numeric zone: the slow path handles it
+	}
+	return c.secs*1e9 + nanos, true
 }
 
 // fragment is a message being joined on one stream.
@@ -119,7 +170,7 @@ func Detect(line []byte) Format {
 	if len(l) > 0 && l[0] == '{' {
 		return Docker
 	}
-	if _, _, ok := parseCRIHeader(line); ok {
+	if _, _, ok := parseCRIHeader(line, nil); ok {
 		return CRI
 	}
 	return Unknown
@@ -231,7 +282,7 @@ func (p *Parser) emitFragment(s Stream, end int64, final bool) {
 
 // cri parses "<time> <stream> <tag> <msg>".
 func (p *Parser) cri(line []byte, start, end int64) {
-	hdr, rest, ok := parseCRIHeader(line)
+	hdr, rest, ok := parseCRIHeader(line, &p.times)
 	if !ok {
 		p.raw(line, end)
 		return
@@ -246,13 +297,13 @@ type criHeader struct {
 	final   bool
 }
 
-func parseCRIHeader(line []byte) (criHeader, []byte, bool) {
+func parseCRIHeader(line []byte, tc *timeCache) (criHeader, []byte, bool) {
 	var h criHeader
 	i := bytes.IndexByte(line, ' ')
 	if i <= 0 {
 		return h, nil, false
 	}
-	t, ok := ParseTime(line[:i])
+	t, ok := tc.parse(line[:i])
 	if !ok {
 		return h, nil, false
 	}
@@ -306,7 +357,7 @@ func (p *Parser) docker(line []byte, start, end int64) {
 			msg = msg[:len(msg)-1]
 		}
 	}
-	t, ok := ParseTime(d.time)
+	t, ok := p.times.parse(d.time)
 	if !ok {
 		t, d.time = 0, nil
 	}

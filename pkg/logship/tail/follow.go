@@ -108,6 +108,14 @@ func Open(path string, from *Position, cfg Config, logger *slog.Logger) (*Follow
 	fl := &Follower{path: path, cfg: cfg, logger: logger.With("path", path), now: time.Now, wake: make(chan struct{}, 1)}
 	if from != nil {
 		fl.queue = fl.resume(*from)
+	} else {
+		// A stream seen for the first time: anything already rotated
+		// away is older than path and read first, so a rotation before
+		// logship got to the file (or while it was not running) loses
+		// nothing.
+		for _, name := range rotatedFiles(filepath.Dir(path), filepath.Base(path)) {
+			fl.queue = append(fl.queue, Position{Path: name})
+		}
 	}
 	// Open now rather than at the first Next, so that a rotation between
 	// Open and Next is followed rather than skipped.

@@ -115,6 +115,28 @@ func TestResumeFromRotatedFile(t *testing.T) {
 	}
 }
 
+func TestFirstStartReadsRotatedFilesFirst(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "0.log")
+	for name, data := range map[string]string{
+		path + ".20261121-100000": "one\n", path + ".20261121-110000": "two\n", path + ".20261121-090000.gz": "gz",
+		path: "three\n", filepath.Join(dir, "1.log.20261121-100000"): "other container instance\n",
+	} {
+		if err := os.WriteFile(name, []byte(data), 0o600); err != nil {
+			t.Fatal(err)
+		}
+	}
+	fl, err := Open(path, nil, testConfig(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	got := readLines(t, testCtx(t), fl, func(l []line) bool { return len(l) >= 3 })
+	if got[0].text != "one" || got[1].text != "two" || got[2].text != "three" {
+		t.Fatalf("got %+v", got)
+	}
+}
+
 func TestResumeSameFile(t *testing.T) {
 	path := filepath.Join(t.TempDir(), "0.log")
 	if err := os.WriteFile(path, []byte("one\ntwo\n"), 0o600); err != nil {

@@ -1,0 +1,288 @@
+package ship
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net/http"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/smithy-go"
+	smithyhttp "github.com/aws/smithy-go/transport/http"
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nodekit/nodekit/pkg/logship/batch"
+	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
+)
+
+type commits struct {
+	mu  sync.Mutex
+	pos []checkpoint.Position
+}
+
+func (c *commits) Commit(_ context.Context, _ string, p checkpoint.Position) error {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.pos = append(c.pos, p)
+	return nil
+}
+
+func (c *commits) last() checkpoint.Position {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if len(c.pos) == 0 {
+		return checkpoint.Position{}
+	}
+	return c.pos[len(c.pos)-1]
+}
+
+func newSender(t *testing.T, client Client, cm Committer) (*Sender, *Metrics, *prometheus.Registry) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{BatchWait: 10 * time.Millisecond, MaxBufferBytes: 4 << 20, MaxBackoff: 20 * time.Millisecond, RetentionDays: 7},
+		client, cm, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s, m, reg
+}
+
+// chunk builds a chunk of n events "msg-<first+i>" with positions.
+func chunk(first, n int) *Chunk {
+	c := &Chunk{Path: "/p/0.log"}
+	for i := first; i < first+n; i++ {
+		start := len(c.Buf)
+		c.Buf = fmt.Appendf(c.Buf, "msg-%d", i)
+		c.Events = append(c.Events, Event{Timestamp: int64(1000 + i), Start: start, End: len(c.Buf), Pos: int64(i + 1)})
+	}
+	return c
+}
+
+func run(t *testing.T, st *Stream) (stop func()) {
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- st.Run(ctx) }()
+	return func() {
+		st.Close()
+		if err := <-done; err != nil {
+			t.Error(err)
+		}
+		cancel()
+	}
+}
+
+func apiErr(code string) error { return &smithy.GenericAPIError{Code: code, Message: code} }
+
+func httpErr(status int) error {
+	return &awshttp.ResponseError{ResponseError: &smithyhttp.ResponseError{
+		Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}}, Err: errors.New("boom")}}
+}
+
+func TestRetriesCreatesAndDeliversInOrder(t *testing.T) {
+	var mu sync.Mutex
+	var got []string
+	calls := 0
+	created := map[string]int{}
+	fake := &FakeClient{
+		PutLogEventsFunc: func(_ context.Context, in *cloudwatchlogs.PutLogEventsInput) (*cloudwatchlogs.PutLogEventsOutput, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			calls++
+			if err := batch.Validate(toEvents(in)); err != nil {
+				t.Errorf("invalid batch sent: %v", err)
+			}
+			switch {
+			case created["stream"] == 0:
+				return nil, &types.ResourceNotFoundException{Message: aws.String("The specified log stream does not exist.")}
+			case calls%3 == 0:
+				return nil, &types.ThrottlingException{Message: aws.String("Rate exceeded")}
+			case calls%5 == 0:
+				return nil, httpErr(503)
+			case calls%7 == 0:
+				return nil, errors.New("connection reset by peer")
+			}
+			for _, e := range in.LogEvents {
+				got = append(got, *e.Message)
+			}
+			return &cloudwatchlogs.PutLogEventsOutput{}, nil
+		},
+		CreateLogGroupFunc: func(context.Context, *cloudwatchlogs.CreateLogGroupInput) (*cloudwatchlogs.CreateLogGroupOutput, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			created["group"]++
+			return &cloudwatchlogs.CreateLogGroupOutput{}, nil
+		},
+		CreateLogStreamFunc: func(context.Context, *cloudwatchlogs.CreateLogStreamInput) (*cloudwatchlogs.CreateLogStreamOutput, error) {
+			mu.Lock()
+			defer mu.Unlock()
+			created["stream"]++
+			return &cloudwatchlogs.CreateLogStreamOutput{}, nil
+		},
+		PutRetentionPolicyFunc: func(_ context.Context, in *cloudwatchlogs.PutRetentionPolicyInput) (*cloudwatchlogs.PutRetentionPolicyOutput, error) {
+			if *in.RetentionInDays != 7 {
+				t.Errorf("retention %d", *in.RetentionInDays)
+			}
+			mu.Lock()
+			defer mu.Unlock()
+			created["retention"]++
+			return &cloudwatchlogs.PutRetentionPolicyOutput{}, nil
+		},
+	}
+	cm := &commits{}
+	s, _, reg := newSender(t, fake, cm)
+	st := s.NewStream("g", "s", "key", "shop", nil)
+	stop := run(t, st)
+	const n = 30000 // spans several batches (10,000 events each at most)
+	for i := 0; i < n; i += 1000 {
+		if err := st.Send(context.Background(), chunk(i, 1000)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	stop()
+	if len(got) != n {
+		t.Fatalf("delivered %d of %d", len(got), n)
+	}
+	for i, m := range got {
+		if m != fmt.Sprintf("msg-%d", i) {
+			t.Fatalf("event %d is %q", i, m)
+		}
+	}
+	if created["group"] != 1 || created["stream"] != 1 || created["retention"] != 1 {
+		t.Fatalf("created %v", created)
+	}
+	if p := cm.last(); p.Offset != n || p.Path != "/p/0.log" {
+		t.Fatalf("last checkpoint %+v", p)
+	}
+	if v := testutil.ToFloat64(s.metrics.throttles); v == 0 {
+		t.Error("no throttles counted")
+	}
+	if v := testutil.ToFloat64(s.metrics.buffered); v != 0 {
+		t.Errorf("buffered bytes %v after everything was sent", v)
+	}
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(fmt.Sprintf(`
+# HELP logship_events_shipped_total Log events CloudWatch accepted.
+# TYPE logship_events_shipped_total counter
+logship_events_shipped_total{namespace="shop"} %d
+`, n)), "logship_events_shipped_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+func toEvents(in *cloudwatchlogs.PutLogEventsInput) []batch.Event {
+	out := make([]batch.Event, len(in.LogEvents))
+	for i, e := range in.LogEvents {
+		out[i] = batch.Event{Timestamp: *e.Timestamp, Message: []byte(*e.Message)}
+	}
+	return out
+}
+
+func TestRejectedEventsCounted(t *testing.T) {
+	fake := &FakeClient{PutLogEventsFunc: func(context.Context, *cloudwatchlogs.PutLogEventsInput) (*cloudwatchlogs.PutLogEventsOutput, error) {
+		return &cloudwatchlogs.PutLogEventsOutput{RejectedLogEventsInfo: &types.RejectedLogEventsInfo{
+			TooOldLogEventEndIndex: aws.Int32(2), TooNewLogEventStartIndex: aws.Int32(9),
+		}}, nil
+	}}
+	s, _, reg := newSender(t, fake, &commits{})
+	st := s.NewStream("g", "s", "key", "shop", nil)
+	stop := run(t, st)
+	if err := st.Send(context.Background(), chunk(0, 10)); err != nil {
+		t.Fatal(err)
+	}
+	stop()
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP logship_rejected_events_total Events CloudWatch reported in rejectedLogEventsInfo.
+# TYPE logship_rejected_events_total counter
+logship_rejected_events_total{namespace="shop",reason="too_new"} 1
+logship_rejected_events_total{namespace="shop",reason="too_old"} 2
+`), "logship_rejected_events_total"); err != nil {
+		t.Error(err)
+	}
+}
+
+// TestBackpressure: while CloudWatch fails, Send blocks once the buffer is
+// full instead of growing memory or dropping.
+func TestBackpressure(t *testing.T) {
+	release := make(chan struct{})
+	var mu sync.Mutex
+	delivered := 0
+	fake := &FakeClient{PutLogEventsFunc: func(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput) (*cloudwatchlogs.PutLogEventsOutput, error) {
+		select {
+		case <-release:
+		default:
+			return nil, httpErr(500)
+		}
+		mu.Lock()
+		delivered += len(in.LogEvents)
+		mu.Unlock()
+		return &cloudwatchlogs.PutLogEventsOutput{}, nil
+	}}
+	s, _, _ := newSender(t, fake, &commits{})
+	st := s.NewStream("g", "s", "key", "shop", nil)
+	stop := run(t, st)
+	big := func(i int) *Chunk {
+		c := &Chunk{Buf: make([]byte, 512<<10)}
+		for j := range c.Buf {
+			c.Buf[j] = 'x'
+		}
+		c.Events = []Event{{Timestamp: int64(i), Start: 0, End: len(c.Buf), Pos: int64(i)}}
+		return c
+	}
+	sent := 0
+	for i := 0; ; i++ {
+		ctx, cancel := context.WithTimeout(context.Background(), 200*time.Millisecond)
+		err := st.Send(ctx, big(i))
+		cancel()
+		if errors.Is(err, context.DeadlineExceeded) {
+			break // blocked: the reader would pause here
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		sent++
+		if sent > 100 {
+			t.Fatal("Send never blocked while CloudWatch failed")
+		}
+	}
+	if held := testutil.ToFloat64(s.metrics.buffered); held > 4<<20 {
+		t.Fatalf("holding %v bytes over the 4 MiB budget", held)
+	}
+	close(release)
+	stop()
+	if delivered != sent {
+		t.Fatalf("delivered %d of %d accepted chunks", delivered, sent)
+	}
+}
+
+func TestClassify(t *testing.T) {
+	tests := []struct {
+		err  error
+		want string
+	}{
+		{&types.ResourceNotFoundException{}, "not_found"},
+		{&types.InvalidParameterException{}, "invalid"},
+		{apiErr("ThrottlingException"), "throttled"},
+		{apiErr("ServiceUnavailableException"), "server_error"},
+		{httpErr(429), "throttled"},
+		{httpErr(502), "server_error"},
+		{httpErr(403), "other"},
+		{errors.New("dial tcp: connection refused"), "network"},
+	}
+	for _, tc := range tests {
+		if got := classify(tc.err); got != tc.want {
+			t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
+		}
+	}
+}
