@@ -146,7 +146,7 @@ func (e *env) put(lines ...line) {
 }
 
 // deps points the command at the emulator with static credentials, no
-// retry delays, no rate limit and small pages (so every test paginates).
+// retry delays and no rate limit.
 func (e *env) deps() deps {
 	return deps{
 		awsOptions: []func(*config.LoadOptions) error{
@@ -156,14 +156,15 @@ func (e *env) deps() deps {
 			config.WithRetryer(func() aws.Retryer { return fastRetryer(5) }),
 		},
 		now:       func() time.Time { return testNow },
-		pageLimit: 3,
 		rateLimit: rate.Inf,
 	}
 }
 
-// run runs the command and returns stdout and the error.
+// run runs the command and returns stdout and the error. Pages hold 3
+// events unless args say otherwise, so every test paginates.
 func (e *env) run(d deps, args ...string) (string, error) {
 	e.t.Helper()
+	args = append([]string{"--page-size", "3"}, args...)
 	var stdout, stderr bytes.Buffer
 	err := run(e.t.Context(), args, &stdout, &stderr, d)
 	return stdout.String(), err

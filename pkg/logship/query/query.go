@@ -50,6 +50,7 @@ type Config struct {
 	Follow    bool
 	Output    string
 	Limit     int
+	PageSize  int
 	Insights  string
 
 	PollInterval    time.Duration
@@ -86,7 +87,6 @@ type deps struct {
 	after func(time.Duration) <-chan time.Time
 	// polled is called after each --follow poll has been printed.
 	polled    func()
-	pageLimit int32
 	rateLimit rate.Limit
 }
 
@@ -155,6 +155,7 @@ func newFlagSet(c *Config) *flag.FlagSet {
 		fs.StringVar(&c.Output, name, formatPlain, "output: plain (namespace/pod/container  time  message), json (one object a line) or raw (the records as stored)")
 	}
 	fs.IntVar(&c.Limit, "limit", 0, "stop after this many lines (0: no limit; not with --follow)")
+	fs.IntVar(&c.PageSize, "page-size", 0, "events per FilterLogEvents call (0: the service's default, up to 10000)")
 	fs.StringVar(&c.Insights, "insights", "", "run this Logs Insights query instead and print its result table")
 	fs.DurationVar(&c.PollInterval, "poll-interval", 2*time.Second, "how often --follow and --insights poll")
 	fs.DurationVar(&c.FollowOverlap, "follow-overlap", time.Minute, "how far back each --follow poll re-reads, for events CloudWatch ingests late (widened to the largest ingestion delay seen)")
@@ -208,6 +209,9 @@ func (c *Config) validate() error {
 	}
 	if c.Limit < 0 {
 		return errors.New("--limit must not be negative")
+	}
+	if c.PageSize < 0 || c.PageSize > 10000 {
+		return errors.New("--page-size must be within [0, 10000]")
 	}
 	if c.Follow && c.Limit > 0 {
 		return errors.New("--limit cannot be used with --follow")
@@ -307,7 +311,7 @@ func execute(ctx context.Context, c *Config, stdout, stderr io.Writer, d deps) e
 		region:    awsCfg.Region,
 		prefix:    streamPrefix(c.LogStream, vals),
 		pattern:   c.Selection.filterPattern(),
-		pageLimit: d.pageLimit,
+		pageLimit: int32(c.PageSize),
 	}
 	p := newPrinter(stdout, c.Output)
 	keep := func(e event) bool { return c.Regex == nil || c.Regex.MatchString(e.rec.Log) }

@@ -193,6 +193,7 @@ func startFollow(t *testing.T, e *env, args ...string) (*followHarness, context.
 		case <-ctx.Done():
 		}
 	}
+	args = append([]string{"--page-size", "3"}, args...)
 	go func() { h.done <- run(ctx, args, h.out, io.Discard, d) }()
 	t.Cleanup(func() {
 		cancel()
@@ -439,6 +440,7 @@ func TestErrors(t *testing.T) {
 		{"two_pods", []string{"--cluster", "prod", "a", "b"}, 2, `at most one POD`},
 		{"bad_stream", []string{"--cluster", "prod", "--stream", "both"}, 2, `invalid --stream`},
 		{"bad_output", []string{"--cluster", "prod", "-o", "yaml"}, 2, `invalid --output`},
+		{"bad_page_size", []string{"--cluster", "prod", "--page-size", "20000"}, 2, `--page-size must be within`},
 		{"no_group", []string{"-n", "shop"}, 2, `--cluster or --log-group is required`},
 		{"group_template_needs_namespace", []string{"--log-group", "/logs/{namespace}"}, 2, `needs {namespace}`},
 		{"unknown_flag", []string{"--cluster", "prod", "--colour"}, 2, `flag provided but not defined`},
