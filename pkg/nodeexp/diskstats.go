@@ -20,6 +20,7 @@ import (
 // node_disk_info and node_disk_filesystem_info from sysfs and udev.
 type diskstatsCollector struct {
 	fs       blockdevice.FS
+	path     string
 	udevPath string
 	exclude  *regexp.Regexp
 	logger   *slog.Logger
@@ -65,6 +66,7 @@ func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (Collector, error) 
 	}
 	c := &diskstatsCollector{
 		fs:       fs,
+		path:     filepath.Join(cfg.ProcPath, "diskstats"),
 		udevPath: cfg.UdevDataPath,
 		exclude:  re,
 		logger:   logger,
@@ -82,16 +84,37 @@ func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (Collector, error) 
 }
 
 func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	stats, err := c.fs.ProcDiskstats()
+	b, err := os.ReadFile(c.path)
 	if err != nil {
 		return fmt.Errorf("couldn't get diskstats: %w", err)
 	}
-	for _, s := range stats {
-		dev := s.DeviceName
+	// Parsed here rather than with blockdevice.ProcDiskstats, which runs
+	// fmt.Sscanf over every line, loop devices included: excluded devices
+	// are skipped before any number is parsed.
+	for line := range bytes.Lines(b) {
+		f := strings.Fields(string(line))
+		if len(f) < 14 { // major, minor, name and at least 11 counters
+			continue
+		}
+		dev := f[2]
 		if c.exclude.MatchString(dev) {
 			continue
 		}
-		udev := c.udevProps(s.MajorNumber, s.MinorNumber)
+		var v [17]float64
+		n := min(len(f)-3, len(v))
+		bad := false
+		for i := range n {
+			u, err := strconv.ParseUint(f[3+i], 10, 64)
+			if err != nil {
+				bad = true
+				break
+			}
+			v[i] = float64(u)
+		}
+		if bad {
+			continue
+		}
+		udev := c.udevProps(f[0], f[1])
 		serial := udev["SCSI_IDENT_SERIAL"]
 		if serial == "" {
 			serial = udev["ID_SERIAL_SHORT"]
@@ -103,23 +126,18 @@ func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 		if r, err := c.fs.SysBlockDeviceRotational(dev); err == nil && r == 1 {
 			rot = "1"
 		}
-		send(ch, c.info, prometheus.GaugeValue, 1, dev,
-			strconv.FormatUint(uint64(s.MajorNumber), 10), strconv.FormatUint(uint64(s.MinorNumber), 10),
+		send(ch, c.info, prometheus.GaugeValue, 1, dev, f[0], f[1],
 			udev["ID_PATH"], udev["ID_WWN"], udev["ID_MODEL"], serial, udev["ID_REVISION"], rot)
-		// Older kernels print fewer columns: only report what exists
-		// (IoStatsCount includes major, minor and name).
-		n := s.IoStatsCount - 3
-		for i, v := range [17]float64{
-			float64(s.ReadIOs), float64(s.ReadMerges), float64(s.ReadSectors) * sectorSize, float64(s.ReadTicks) * secondsPerTick,
-			float64(s.WriteIOs), float64(s.WriteMerges), float64(s.WriteSectors) * sectorSize, float64(s.WriteTicks) * secondsPerTick,
-			float64(s.IOsInProgress), float64(s.IOsTotalTicks) * secondsPerTick, float64(s.WeightedIOTicks) * secondsPerTick,
-			float64(s.DiscardIOs), float64(s.DiscardMerges), float64(s.DiscardSectors), float64(s.DiscardTicks) * secondsPerTick,
-			float64(s.FlushRequestsCompleted), float64(s.TimeSpentFlushing) * secondsPerTick,
-		} {
-			if i >= n {
-				break
-			}
-			send(ch, c.descs[i], c.types[i], v, dev)
+		// Sectors are 512 bytes whatever the device; times are in ms.
+		for _, i := range []int{2, 6} {
+			v[i] *= sectorSize
+		}
+		for _, i := range []int{3, 7, 9, 10, 14, 16} {
+			v[i] *= secondsPerTick
+		}
+		// Older kernels print fewer columns: only report what exists.
+		for i := range n {
+			send(ch, c.descs[i], c.types[i], v[i], dev)
 		}
 		if t := udev["ID_FS_TYPE"]; t != "" {
 			send(ch, c.fsInfo, prometheus.GaugeValue, 1, dev, t, udev["ID_FS_USAGE"], udev["ID_FS_UUID"], udev["ID_FS_VERSION"])
@@ -130,8 +148,8 @@ func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 
 // udevProps reads the E: (environment) lines of udev's database entry for a
 // block device; a missing database (containers, no udev) yields no labels.
-func (c *diskstatsCollector) udevProps(major, minor uint32) map[string]string {
-	b, err := os.ReadFile(filepath.Join(c.udevPath, fmt.Sprintf("b%d:%d", major, minor)))
+func (c *diskstatsCollector) udevProps(major, minor string) map[string]string {
+	b, err := os.ReadFile(filepath.Join(c.udevPath, "b"+major+":"+minor))
 	if err != nil {
 		return nil
 	}
