@@ -1,0 +1,302 @@
+package main
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"encoding/json"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync/atomic"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+
+	"github.com/nodekit/nodekit/pkg/agent"
+	"github.com/nodekit/nodekit/test/kubeapi"
+	"github.com/nodekit/nodekit/test/testbed"
+)
+
+const (
+	lsNamespace = "bench"
+	lsCluster   = "bench"
+	lsGroup     = "/aws/containerinsights/" + lsCluster + "/application"
+	lsLineBytes = 110
+	// lsCountPort is where the bench serves the emulator to logship through
+	// a wrapper that counts accepted events, so waiting for the end costs
+	// nothing per request.
+	lsCountPort = "4567"
+	criTime     = "2006-01-02T15:04:05.000000000Z"
+)
+
+// logFile is one container's log as the kubelet lays it out.
+type logFile struct {
+	Pod, Container string
+	Path, Link     string
+	Lines, Bytes   int64
+}
+
+// criLine appends one CRI line of exactly lsLineBytes bytes (newline
+// included) for sequence number seq of container c.
+func criLine(dst []byte, ts time.Time, c int, seq int64) []byte {
+	start := len(dst)
+	dst = ts.UTC().AppendFormat(dst, criTime)
+	dst = append(dst, " stdout F "...)
+	dst = fmt.Appendf(dst, "c=%d seq=%09d GET /api/v1/items 200 12ms user=alice ua=curl/8.5 ref=-", c, seq)
+	for len(dst)-start < lsLineBytes-1 {
+		dst = append(dst, 'x')
+	}
+	dst = dst[:start+lsLineBytes-1]
+	return append(dst, '\n')
+}
+
+// writeCRIFile writes size bytes of CRI lines, timestamps a few seconds
+// apart in total and recent enough for CloudWatch's age limits.
+func writeCRIFile(path string, c int, size int64, start time.Time) (lines int64, err error) {
+	f, err := os.Create(path)
+	if err != nil {
+		return 0, fmt.Errorf("creating log file: %w", err)
+	}
+	defer func() {
+		if cerr := f.Close(); cerr != nil && err == nil {
+			err = fmt.Errorf("closing %s: %w", path, cerr)
+		}
+	}()
+	w := bufio.NewWriterSize(f, 1<<20)
+	buf := make([]byte, 0, lsLineBytes)
+	for lines = 0; lines*lsLineBytes < size; lines++ {
+		buf = criLine(buf[:0], start.Add(time.Duration(lines)*10*time.Microsecond), c, lines)
+		if _, err := w.Write(buf); err != nil {
+			return lines, fmt.Errorf("writing %s: %w", path, err)
+		}
+	}
+	if err := w.Flush(); err != nil {
+		return lines, fmt.Errorf("writing %s: %w", path, err)
+	}
+	return lines, nil
+}
+
+// eventCounter wraps the emulator and counts the events of PutLogEvents
+// calls it accepted. The SDK's JSON has no spaces and escapes every quote
+// inside a message, so `"timestamp":` occurs once per event.
+type eventCounter struct {
+	next     http.Handler
+	accepted atomic.Int64
+}
+
+var timestampKey = []byte(`"timestamp":`)
+
+func (c *eventCounter) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	if r.Header.Get("X-Amz-Target") != "Logs_20140328.PutLogEvents" {
+		c.next.ServeHTTP(w, r)
+		return
+	}
+	body, err := io.ReadAll(r.Body)
+	if err != nil {
+		http.Error(w, "reading body", http.StatusBadRequest)
+		return
+	}
+	r.Body = io.NopCloser(bytes.NewReader(body))
+	sw := &statusWriter{ResponseWriter: w, status: http.StatusOK}
+	c.next.ServeHTTP(sw, r)
+	if sw.status == http.StatusOK {
+		c.accepted.Add(int64(bytes.Count(body, timestampKey)))
+	}
+}
+
+type statusWriter struct {
+	http.ResponseWriter
+	status int
+}
+
+func (s *statusWriter) WriteHeader(code int) {
+	s.status = code
+	s.ResponseWriter.WriteHeader(code)
+}
+
+// benchLogship measures issue 4's end-to-end figure on a test bed.
+func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logger) (s *section) {
+	s = &section{Title: "logship"}
+	const (
+		tputGoal = "≥ 100 MB per CPU-second"
+		rssGoal  = "< 40 MiB"
+	)
+	measured := false
+	defer func() {
+		if !measured {
+			r.notMeasured("logship", "CRI input shipped to awsemu per CPU-second", tputGoal, s.Err)
+			r.notMeasured("logship", "peak RSS during that burst", rssGoal, s.Err)
+		}
+	}()
+	fail := func(err error) *section { s.Err = err; return s }
+
+	dir, err := os.MkdirTemp("", "nodekit-bench-logship-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	logger.Info("logship: starting test bed")
+	bed, err := testbed.New(ctx, testbed.Config{Logger: logger.With("component", "testbed")})
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := bed.Close(); err != nil {
+			logger.Warn("closing logship test bed", "err", err)
+		}
+	}()
+	node := bed.Sandbox.Node()
+
+	// Two pods of two containers each, known to the API server so records
+	// carry labels, and their logs laid out as the kubelet does.
+	containersDir := filepath.Join(dir, "containers")
+	if err := os.MkdirAll(containersDir, 0o755); err != nil {
+		return fail(err)
+	}
+	total := int64(cfg.logshipMB) * 1_000_000
+	perFile := total / 4
+	start := time.Now().Add(-10 * time.Minute)
+	var files []logFile
+	logger.Info("logship: writing CRI logs", "MB", cfg.logshipMB)
+	for p := range 2 {
+		name := fmt.Sprintf("web-%d", p)
+		if _, err := kubeapi.CreatePod(ctx, bed.Client(), kubeapi.PodSpec{Namespace: lsNamespace, Name: name, Node: testbed.NodeName,
+			Labels:     map[string]string{"app": "web", "bench": "logship"},
+			Containers: map[string]string{"app": "registry.example/app:1", "sidecar": "registry.example/sidecar:1"}}); err != nil {
+			return fail(err)
+		}
+		pod, err := kubeapi.SetPodRunning(ctx, bed.Client(), lsNamespace, name, fmt.Sprintf("100.97.0.%d", p+1))
+		if err != nil {
+			return fail(err)
+		}
+		for _, ctr := range []string{"app", "sidecar"} {
+			f, err := layOutLog(dir, containersDir, pod, ctr, len(files), perFile, start)
+			if err != nil {
+				return fail(err)
+			}
+			files = append(files, f)
+		}
+	}
+	var lines, bytesIn int64
+	for _, f := range files {
+		lines += f.Lines
+		bytesIn += f.Bytes
+	}
+
+	counter := &eventCounter{next: bed.AWS}
+	ln, err := node.Listen("tcp", net.JoinHostPort(node.IP().String(), lsCountPort))
+	if err != nil {
+		return fail(err)
+	}
+	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- agent.ServeHTTP(serveCtx, ln, counter, 2*time.Second) }()
+	defer func() { stopServe(); <-serveDone }()
+
+	args := []string{"--kubeconfig", bed.Kube.Kubeconfig(), "--node-name", testbed.NodeName, "--log-format", "text",
+		"--containers-dir", containersDir, "--state-dir", filepath.Join(dir, "state"), "--cluster-name", lsCluster}
+	env := append(baseEnv(dir), bed.AWSEnv()...)
+	env = append(env, "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=http://"+net.JoinHostPort(node.IP().String(), lsCountPort))
+	logger.Info("logship: shipping", "lines", lines, "bytes", bytesIn)
+	t0 := time.Now()
+	ls, err := startAgent(node, dir, "logship", cfg.bin("logship"), args, env)
+	if err != nil {
+		return fail(err)
+	}
+	defer ls.stop()
+
+	// Done when the emulator has accepted every line; logship exiting or
+	// the time limit ends the wait early.
+	wctx, cancel := context.WithTimeoutCause(ctx, cfg.logshipLimit, fmt.Errorf("not shipped within %s", cfg.logshipLimit))
+	defer cancel()
+	exitCtx, exitCancel := context.WithCancelCause(wctx)
+	defer exitCancel(nil)
+	go func() {
+		select {
+		case <-ls.done:
+			exitCancel(fmt.Errorf("logship exited (%v):\n%s", ls.err, ls.logTail()))
+		case <-exitCtx.Done():
+		}
+	}()
+	waitErr := bed.AWS.WaitFor(exitCtx, func() bool { return counter.accepted.Load() >= lines })
+	wall := time.Since(t0)
+	cpu, cerr := readCPU(ls.pid())
+	mem, merr := readMem(ls.pid())
+	if err := errors.Join(cerr, merr); err != nil {
+		return fail(errors.Join(waitErr, err))
+	}
+	shipped := counter.accepted.Load()
+	if waitErr != nil {
+		s.addf("Only %d of %d lines were accepted when the wait ended (%.1f CPU-s, %s).", shipped, lines, cpu.Seconds(), wall.Round(time.Millisecond))
+		return fail(fmt.Errorf("%w: %w", waitErr, context.Cause(exitCtx)))
+	}
+
+	// Check what arrived: every line exactly once, with its pod's labels.
+	stored, sample := int64(0), ""
+	streams := bed.AWS.LogStreams(lsGroup)
+	for _, st := range streams {
+		evs := bed.AWS.Events(lsGroup, st)
+		stored += int64(len(evs))
+		if sample == "" && len(evs) > 0 {
+			sample = evs[0].Message
+		}
+	}
+	var rec struct {
+		Kubernetes struct {
+			Labels map[string]string `json:"labels"`
+		} `json:"kubernetes"`
+	}
+	if err := json.Unmarshal([]byte(sample), &rec); err != nil || rec.Kubernetes.Labels["bench"] != "logship" {
+		return fail(fmt.Errorf("shipped records lack the pod's labels (decode error %v): %s", err, firstLine(sample)))
+	}
+	if stored != lines || len(streams) != len(files) {
+		return fail(fmt.Errorf("stored %d events in %d streams, want %d lines in %d streams", stored, len(streams), lines, len(files)))
+	}
+
+	mbPerCPU := float64(bytesIn) / 1e6 / cpu.Seconds()
+	measured = true
+	r.add(figure{Agent: "logship", Name: "CRI input shipped to awsemu per CPU-second", Measured: fmt.Sprintf("%.0f MB/CPU-s", mbPerCPU),
+		Goal: tputGoal, Verdict: atLeast(mbPerCPU, 100),
+		Note: fmt.Sprintf("%.0f MB in 4 containers, %.1f CPU-s, wall %s (fluent-bit 4.2.8: ~11)", float64(bytesIn)/1e6, cpu.Seconds(), wall.Round(100*time.Millisecond))})
+	r.add(figure{Agent: "logship", Name: "peak RSS during that burst", Measured: fmt.Sprintf("%.1f MiB", mib(mem.Peak)),
+		Goal: rssGoal, Verdict: below(mib(mem.Peak), 40), Note: "VmHWM"})
+	s.addf("%d MB of %d-byte CRI lines (%d lines) in 4 containers of 2 pods, written before logship started, shipped to the", bytesIn/1e6, lsLineBytes, lines)
+	s.addf("emulator's CloudWatch Logs in the test bed's node. CPU is logship's utime+stime from /proc/<pid>/stat from its start")
+	s.addf("until the emulator had accepted the last line; peak RSS is VmHWM. Every line arrived exactly once with its pod's labels.\n")
+	s.addf("| Input | Lines | Wall time | logship CPU | MB per CPU-s | Peak RSS (VmHWM) | RSS at end | PutLogEvents calls |")
+	s.addf("|---|---|---|---|---|---|---|---|")
+	s.addf("| %.0f MB | %d | %s | %.2f s | %.0f | %.1f MiB | %.1f MiB | %d |", float64(bytesIn)/1e6, lines, wall.Round(10*time.Millisecond),
+		cpu.Seconds(), mbPerCPU, mib(mem.Peak), mib(mem.RSS), bed.AWS.Count("PutLogEvents"))
+	s.addf("\nOf the RSS at the end, %.1f MiB is file-backed (the executable's pages).", mib(mem.File))
+	s.addf("\nThe wall time includes logship's start (informer sync, credentials from the emulated IMDS) and competes for the same")
+	s.addf("CPUs with the emulator, which decodes and stores every event in the bench process.")
+	return s
+}
+
+// layOutLog writes a container's log at /var/log/pods-style path under dir
+// and links it from containersDir, as the kubelet does.
+func layOutLog(dir, containersDir string, pod *corev1.Pod, ctr string, c int, size int64, start time.Time) (logFile, error) {
+	id := strings.TrimPrefix(kubeapi.ContainerID(pod, ctr), "containerd://")
+	podDir := filepath.Join(dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), ctr)
+	if err := os.MkdirAll(podDir, 0o755); err != nil {
+		return logFile{}, err
+	}
+	f := logFile{Pod: pod.Name, Container: ctr, Path: filepath.Join(podDir, "0.log"),
+		Link: filepath.Join(containersDir, fmt.Sprintf("%s_%s_%s-%s.log", pod.Name, pod.Namespace, ctr, id))}
+	n, err := writeCRIFile(f.Path, c, size, start)
+	if err != nil {
+		return f, err
+	}
+	f.Lines, f.Bytes = n, n*lsLineBytes
+	if err := os.Symlink(f.Path, f.Link); err != nil {
+		return f, fmt.Errorf("linking %s: %w", f.Link, err)
+	}
+	return f, nil
+}

@@ -1,0 +1,160 @@
+package main
+
+import (
+	"context"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"time"
+
+	"github.com/nodekit/nodekit/pkg/agent"
+	"github.com/nodekit/nodekit/test/kubeapi"
+	"github.com/nodekit/nodekit/test/testbed"
+)
+
+const suitePods = 50
+
+// benchSuite measures the three agents' idle memory on a node with 50 pods.
+func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger) (s *section) {
+	s = &section{Title: "suite: idle memory of the three agents"}
+	const goal = "< 64 MiB total"
+	measured := false
+	defer func() {
+		if !measured {
+			r.notMeasured("suite", "idle RSS of metaproxy + logship + nodeexp, 50 pods", goal, s.Err)
+		}
+	}()
+	fail := func(err error) *section { s.Err = err; return s }
+
+	dir, err := os.MkdirTemp("", "nodekit-bench-suite-")
+	if err != nil {
+		return fail(err)
+	}
+	defer os.RemoveAll(dir)
+	logger.Info("suite: starting test bed")
+	bed, err := testbed.New(ctx, testbed.Config{Logger: logger.With("component", "testbed")})
+	if err != nil {
+		return fail(err)
+	}
+	defer func() {
+		if err := bed.Close(); err != nil {
+			logger.Warn("closing suite test bed", "err", err)
+		}
+	}()
+	node := bed.Sandbox.Node()
+
+	// 50 pods, each with its namespace, a role and a small container log.
+	logger.Info("suite: adding pods", "pods", suitePods)
+	containersDir := filepath.Join(dir, "containers")
+	if err := os.MkdirAll(containersDir, 0o755); err != nil {
+		return fail(err)
+	}
+	const linesPerPod = 100
+	for i := range suitePods {
+		name := fmt.Sprintf("app-%02d", i)
+		p, err := bed.AddPod(ctx, kubeapi.PodSpec{Namespace: mpNamespace, Name: name, Labels: map[string]string{"app": "suite"},
+			Annotations: map[string]string{mpRoleKey: mpRole(i)}})
+		if err != nil {
+			return fail(err)
+		}
+		if _, err := layOutLog(dir, containersDir, p.API, "app", i, linesPerPod*lsLineBytes, time.Now().Add(-time.Minute)); err != nil {
+			return fail(err)
+		}
+	}
+
+	// The counting wrapper tells when logship has shipped every line.
+	counter := &eventCounter{next: bed.AWS}
+	ln, err := node.Listen("tcp", net.JoinHostPort(node.IP().String(), lsCountPort))
+	if err != nil {
+		return fail(err)
+	}
+	serveCtx, stopServe := context.WithCancel(context.WithoutCancel(ctx))
+	serveDone := make(chan error, 1)
+	go func() { serveDone <- agent.ServeHTTP(serveCtx, ln, counter, 2*time.Second) }()
+	defer func() { stopServe(); <-serveDone }()
+
+	common := []string{"--kubeconfig", bed.Kube.Kubeconfig(), "--node-name", testbed.NodeName, "--log-format", "text"}
+	mp, err := startMetaproxy(ctx, bed, cfg.bin("metaproxy"), dir)
+	if err != nil {
+		return fail(err)
+	}
+	defer mp.stop()
+	lsEnv := append(append(baseEnv(dir), bed.AWSEnv()...), "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=http://"+net.JoinHostPort(node.IP().String(), lsCountPort))
+	ls, err := startAgent(node, dir, "logship", cfg.bin("logship"),
+		append(common, "--containers-dir", containersDir, "--state-dir", filepath.Join(dir, "state"), "--cluster-name", lsCluster), lsEnv)
+	if err != nil {
+		return fail(err)
+	}
+	defer ls.stop()
+	ne, err := startAgent(node, dir, "nodeexp", cfg.bin("nodeexp"), append(common, "--web.listen-address", "127.0.0.1:9100"), baseEnv(dir))
+	if err != nil {
+		return fail(err)
+	}
+	defer ne.stop()
+
+	hc := node.HTTPClient()
+	for _, w := range []struct {
+		p   *agentProc
+		url string
+	}{{ls, "http://127.0.0.1:9182/readyz"}, {ne, "http://127.0.0.1:9100/readyz"}} {
+		if err := waitReady(ctx, hc, w.url, w.p, 2*time.Minute); err != nil {
+			return fail(err)
+		}
+	}
+	// Settled: every line shipped, every pod's credentials prefetched, and
+	// nodeexp scraped once, as Prometheus would have.
+	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
+	defer cancel()
+	sessions := 0
+	err = bed.AWS.WaitFor(wctx, func() bool {
+		seen := map[string]bool{}
+		for _, c := range bed.AWS.STSCalls() {
+			if c.Action == "AssumeRole" && c.ErrorCode == "" {
+				seen[c.RoleSessionName] = true
+			}
+		}
+		sessions = len(seen)
+		return sessions >= suitePods && counter.accepted.Load() >= suitePods*linesPerPod
+	})
+	if err != nil {
+		return fail(fmt.Errorf("waiting for the agents to settle (%d sessions, %d lines shipped): %w", sessions, counter.accepted.Load(), err))
+	}
+	if _, err := scrape(ctx, hc, "http://127.0.0.1:9100/metrics"); err != nil {
+		return fail(fmt.Errorf("scraping nodeexp: %w", err))
+	}
+	// Idle: what the node pays while nothing happens.
+	logger.Info("suite: idle", "for", cfg.idle)
+	select {
+	case <-time.After(cfg.idle):
+	case <-ctx.Done():
+		return fail(ctx.Err())
+	}
+	var total int64
+	var rows []string
+	for _, p := range []*agentProc{mp, ls, ne} {
+		if p.exited() {
+			return fail(fmt.Errorf("%s exited (%v):\n%s", p.name, p.err, p.logTail()))
+		}
+		m, err := readMem(p.pid())
+		if err != nil {
+			return fail(err)
+		}
+		total += m.RSS
+		rows = append(rows, fmt.Sprintf("| %s | %.1f MiB | %.1f MiB | %.1f MiB |", p.name, mib(m.RSS), mib(m.File), mib(m.Peak)))
+	}
+	measured = true
+	r.add(figure{Agent: "suite", Name: "idle RSS of metaproxy + logship + nodeexp, 50 pods", Measured: fmt.Sprintf("%.1f MiB", mib(total)),
+		Goal: goal, Verdict: below(mib(total), 64), Note: "sum of VmRSS after " + cfg.idle.String() + " idle"})
+	s.addf("A test-bed node with %d pods (each its own namespace, an IAM role annotation and a %d-line container log). metaproxy", suitePods, linesPerPod)
+	s.addf("(--iptables), logship and nodeexp (all default collectors, pods included) run in the node; once every pod's")
+	s.addf("credentials were prefetched (%d sessions), every log line shipped and nodeexp scraped once, the agents were left idle", sessions)
+	s.addf("for %s and their VmRSS read.\n", cfg.idle)
+	s.addf("| Agent | VmRSS (idle) | of which file-backed | VmHWM |")
+	s.addf("|---|---|---|---|")
+	s.Lines = append(s.Lines, rows...)
+	s.addf("| **total** | **%.1f MiB** | | |", mib(total))
+
+	return s
+}
