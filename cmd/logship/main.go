@@ -16,6 +16,7 @@ import (
 	"os"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
@@ -25,6 +26,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/kube"
 	"github.com/nodekit/nodekit/pkg/logship"
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
+	"github.com/nodekit/nodekit/pkg/logship/ship"
 )
 
 func main() { agent.Main("logship", run) }
@@ -107,7 +109,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	shipper, err := logship.New(o.ship, cloudwatchlogs.NewFromConfig(awsCfg), meta, reg, logger)
+	// logship retries every failed put itself, forever, with jittered
+	// backoff and counted in its metrics; SDK-level retries would hide
+	// throttling from those metrics and stack a second backoff on top.
+	cwl := cloudwatchlogs.NewFromConfig(awsCfg, func(o *cloudwatchlogs.Options) { o.Retryer = aws.NopRetryer{} }, ship.WithFastPut)
+	shipper, err := logship.New(o.ship, cwl, meta, reg, logger)
 	if err != nil {
 		return &agent.UsageError{Err: err}
 	}

@@ -7,10 +7,23 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net/http"
+	"net/http/httptest"
 	"os"
 	"path/filepath"
+	"runtime"
+	"strings"
+	"sync/atomic"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodekit/nodekit/pkg/logship/enrich"
+	"github.com/nodekit/nodekit/pkg/logship/ship"
 
 	"github.com/nodekit/nodekit/pkg/logship/batch"
 	"github.com/nodekit/nodekit/pkg/logship/parse"
@@ -108,5 +121,86 @@ func BenchmarkReadParseEncodeBatch(b *testing.B) {
 			})
 		})
 		readAll(b, path, p.Line)
+	}
+}
+
+// BenchmarkShipCRI runs the whole agent: 4 containers of ~110-byte CRI
+// lines shipped through the real SDK and HTTP to a minimal CloudWatch Logs
+// endpoint on loopback that only counts events (the AWS emulator's own
+// bookkeeping would dominate the profile). It reports MB of input per
+// CPU-second of the process, which includes that small endpoint.
+func BenchmarkShipCRI(b *testing.B) {
+	const perContainer = 30 << 20
+	var events atomic.Int64
+	changed := make(chan struct{}, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		body, _ := io.ReadAll(r.Body)
+		w.Header().Set("x-amzn-RequestId", "bench")
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		if strings.HasSuffix(r.Header.Get("X-Amz-Target"), ".PutLogEvents") {
+			events.Add(int64(bytes.Count(body, []byte(`"timestamp"`))))
+			select {
+			case changed <- struct{}{}:
+			default:
+			}
+		}
+		_, _ = w.Write([]byte("{}"))
+	}))
+	defer srv.Close()
+	client := cloudwatchlogs.New(cloudwatchlogs.Options{
+		Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Retryer: aws.NopRetryer{},
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+	}, ship.WithFastPut)
+	b.StopTimer()
+	for range b.N {
+		events.Store(0)
+		n := newNode(b)
+		meta := enrich.New(time.Minute)
+		var total, lines int
+		for i := range 4 {
+			pod := fmt.Sprintf("web-%d", i)
+			meta.OnAdd(testPod("shop", pod, "uid-"+pod), false)
+			path, _ := n.container("shop", pod, "uid-"+pod, "app", fmt.Sprintf("c%d", i))
+			var buf bytes.Buffer
+			for ; buf.Len() < perContainer; lines++ {
+				fmt.Fprintf(&buf, "%s stdout F GET /api/v1/items/%08d 200 12ms user=alice ua=curl/8.5 ref=-\n", time.Now().UTC().Format(time.RFC3339Nano), lines)
+			}
+			if err := os.WriteFile(path, buf.Bytes(), 0o644); err != nil {
+				b.Fatal(err)
+			}
+			total += buf.Len()
+		}
+		cfg := DefaultConfig()
+		cfg.ContainersDir, cfg.StateDir, cfg.ClusterName, cfg.NodeName = n.containers, n.state, "bench", "node-a"
+		cfg.Tail.PollInterval = 5 * time.Millisecond
+		a, err := New(cfg, client, meta, prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+		if err != nil {
+			b.Fatal(err)
+		}
+		ctx, cancel := context.WithCancel(context.Background())
+		done := make(chan error, 1)
+		runtime.GC()
+		cpu0 := cpuTime()
+		start := time.Now()
+		b.StartTimer()
+		go func() { done <- a.Run(ctx) }()
+		timeout := time.After(10 * time.Minute)
+		for events.Load() < int64(lines) {
+			select {
+			case <-changed:
+			case <-timeout:
+				b.Fatalf("shipped %d of %d events", events.Load(), lines)
+			}
+		}
+		b.StopTimer()
+		cpu := cpuTime() - cpu0
+		wall := time.Since(start)
+		cancel()
+		if err := <-done; err != nil {
+			b.Fatal(err)
+		}
+		b.SetBytes(int64(total))
+		b.ReportMetric(float64(total)/1e6/cpu.Seconds(), "MB/cpu-s")
+		b.ReportMetric(float64(total)/1e6/wall.Seconds(), "MB/wall-s")
 	}
 }

@@ -22,18 +22,19 @@ import (
 	"k8s.io/apimachinery/pkg/types"
 
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
+	"github.com/nodekit/nodekit/pkg/logship/ship"
 	"github.com/nodekit/nodekit/test/awsemu"
 )
 
 // node is a fake kubelet log layout: /var/log/pods and /var/log/containers.
 type node struct {
-	t          *testing.T
+	t          testing.TB
 	root       string
 	containers string
 	state      string
 }
 
-func newNode(t *testing.T) *node {
+func newNode(t testing.TB) *node {
 	root := t.TempDir()
 	n := &node{t: t, root: root, containers: filepath.Join(root, "containers"), state: filepath.Join(root, "state")}
 	if err := os.MkdirAll(n.containers, 0o755); err != nil {
@@ -105,7 +106,7 @@ type shipped struct {
 }
 
 type harness struct {
-	t      *testing.T
+	t      testing.TB
 	n      *node
 	emu    *awsemu.Emulator
 	client *cloudwatchlogs.Client
@@ -113,13 +114,15 @@ type harness struct {
 	cfg    Config
 }
 
-func newHarness(t *testing.T) *harness {
+func newHarness(t *testing.T) *harness { return newBenchHarness(t) }
+
+func newBenchHarness(t testing.TB) *harness {
 	n := newNode(t)
 	emu, url := awsemu.StartServer(t, awsemu.Options{})
 	client := cloudwatchlogs.New(cloudwatchlogs.Options{
 		Region: "us-east-1", BaseEndpoint: aws.String(url),
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
-	})
+	}, ship.WithFastPut)
 	cfg := DefaultConfig()
 	cfg.ContainersDir, cfg.StateDir, cfg.ClusterName, cfg.NodeName = n.containers, n.state, "test", "node-a"
 	cfg.BatchWait = 20 * time.Millisecond
@@ -151,7 +154,7 @@ func (h *harness) start() (stop func()) {
 	return stop
 }
 
-func testLogger(t *testing.T) *slog.Logger {
+func testLogger(t testing.TB) *slog.Logger {
 	if testing.Verbose() {
 		return slog.New(slog.NewTextHandler(os.Stderr, &slog.HandlerOptions{Level: slog.LevelDebug}))
 	}

@@ -184,7 +184,7 @@ func (p *Parser) Line(line []byte, start, end int64) {
 		if f == Unknown {
 			// Leave detection open: one unreadable first line must not
 			// make a whole CRI file raw.
-			p.raw(line, end)
+			p.raw(line, start, end)
 			return
 		}
 		p.format = f
@@ -211,8 +211,13 @@ func (p *Parser) Flush(pos int64) {
 // Pending reports whether any fragment is still open.
 func (p *Parser) Pending() bool { return p.partial[0].open || p.partial[1].open }
 
-func (p *Parser) raw(line []byte, end int64) {
+func (p *Parser) raw(line []byte, start, end int64) {
 	p.errors++
+	for len(line) > p.maxBytes {
+		// Not restartable in the middle: parts carry the line's start.
+		p.emit(Entry{Stream: Stdout, Log: line[:p.maxBytes], Pos: p.safePos(start), Part: true})
+		line = line[p.maxBytes:]
+	}
 	p.emit(Entry{Stream: Stdout, Log: line, Pos: p.safePos(end)})
 }
 
@@ -284,7 +289,7 @@ func (p *Parser) emitFragment(s Stream, end int64, final bool) {
 func (p *Parser) cri(line []byte, start, end int64) {
 	hdr, rest, ok := parseCRIHeader(line, &p.times)
 	if !ok {
-		p.raw(line, end)
+		p.raw(line, start, end)
 		return
 	}
 	p.add(hdr.stream, hdr.time, hdr.timeRaw, rest, hdr.final, start, end)
@@ -346,7 +351,7 @@ func parseCRIHeader(line []byte, tc *timeCache) (criHeader, []byte, bool) {
 func (p *Parser) docker(line []byte, start, end int64) {
 	d, ok := p.parseDocker(line)
 	if !ok {
-		p.raw(line, end)
+		p.raw(line, start, end)
 		return
 	}
 	msg := d.log

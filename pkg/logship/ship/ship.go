@@ -125,6 +125,7 @@ type Stream struct {
 	namespace string
 	in        chan *Chunk
 	logger    *slog.Logger
+	body      []byte // PutLogEvents request, reused across batches
 	acked     func(pos checkpoint.Position, lastTimestamp int64)
 }
 
@@ -285,10 +286,19 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch) bool {
 		bytes += len(e.Message)
 	}
 	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: events}
+	// Escaping can grow a message up to 6x; most records grow by their
+	// quotes only.
+	st.body = appendPutBody(st.body[:0], st.group, st.name, b.Events)
+	pctx := withBody(ctx, st.body)
+	defer func() {
+		if cap(st.body) > 4*batch.MaxBytes {
+			st.body = nil // do not pin a rare huge buffer
+		}
+	}()
 	backoff := time.Duration(0)
 	for attempt := 0; ; attempt++ {
 		start := time.Now()
-		out, err := s.client.PutLogEvents(ctx, in)
+		out, err := s.client.PutLogEvents(pctx, in)
 		s.metrics.putDuration.Observe(time.Since(start).Seconds())
 		if err == nil {
 			s.metrics.batches.Inc()

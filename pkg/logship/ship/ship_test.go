@@ -2,17 +2,21 @@ package ship
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
+	"net/http/httptest"
+	"reflect"
 	"strings"
 	"sync"
 	"testing"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/credentials"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
@@ -284,5 +288,55 @@ func TestClassify(t *testing.T) {
 		if got := classify(tc.err); got != tc.want {
 			t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
 		}
+	}
+}
+
+// TestFastPutBodyMatchesSDK checks the body WithFastPut sends against the
+// SDK's own serialization of the same input.
+func TestFastPutBodyMatchesSDK(t *testing.T) {
+	msgs := []string{`{"log":"a \"quoted\" \\ path","stream":"stdout"}`, "plain", "tab\tnl\nctl\x01", "é😀\u2028", "bad \xff utf8"}
+	var events []batch.Event
+	var in []types.InputLogEvent
+	for i, m := range msgs {
+		events = append(events, batch.Event{Timestamp: int64(1700000000000 + i), Message: []byte(m)})
+		in = append(in, types.InputLogEvent{Timestamp: aws.Int64(int64(1700000000000 + i)), Message: aws.String(m)})
+	}
+	bodies := map[string][]byte{}
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		b, _ := io.ReadAll(r.Body)
+		bodies[r.Header.Get("X-Test")] = b
+		if r.Header.Get("X-Amz-Target") != "Logs_20140328.PutLogEvents" || r.Header.Get("Content-Type") != "application/x-amz-json-1.1" {
+			t.Errorf("headers %v", r.Header)
+		}
+		w.Header().Set("Content-Type", "application/x-amz-json-1.1")
+		_, _ = w.Write([]byte("{}"))
+	}))
+	defer srv.Close()
+	for _, fast := range []bool{false, true} {
+		opts := []func(*cloudwatchlogs.Options){func(o *cloudwatchlogs.Options) {
+			o.APIOptions = append(o.APIOptions, smithyhttp.AddHeaderValue("X-Test", fmt.Sprint(fast)))
+		}}
+		ctx := context.Background()
+		if fast {
+			opts = append(opts, WithFastPut)
+			ctx = withBody(ctx, appendPutBody(nil, "/g", "s\"1", events))
+		}
+		client := cloudwatchlogs.New(cloudwatchlogs.Options{
+			Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
+			Credentials: credentials.NewStaticCredentialsProvider("AKID", "secret", ""),
+		}, opts...)
+		if _, err := client.PutLogEvents(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String("/g"), LogStreamName: aws.String("s\"1"), LogEvents: in}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var sdk, ours any
+	if err := json.Unmarshal(bodies["false"], &sdk); err != nil {
+		t.Fatal(err)
+	}
+	if err := json.Unmarshal(bodies["true"], &ours); err != nil {
+		t.Fatalf("fast body is not JSON: %v\n%s", err, bodies["true"])
+	}
+	if !reflect.DeepEqual(sdk, ours) {
+		t.Fatalf("bodies differ:\nsdk:  %s\nours: %s", bodies["false"], bodies["true"])
 	}
 }
