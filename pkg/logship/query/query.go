@@ -21,8 +21,10 @@ import (
 	"flag"
 	"fmt"
 	"io"
+	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -245,7 +247,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, d deps) e
 		return oneLine{err}
 	}
 	if err := execute(ctx, c, stdout, stderr, d); err != nil {
-		if errors.Is(err, context.Canceled) && ctx.Err() != nil {
+		if c.Follow && errors.Is(err, context.Canceled) && ctx.Err() != nil {
 			// Interrupted by the user (Ctrl-C), the normal end of --follow.
 			return nil
 		}
@@ -266,7 +268,12 @@ func execute(ctx context.Context, c *Config, stdout, stderr io.Writer, d deps) e
 	if groupTmpl == "" {
 		groupTmpl = logship.DefaultConfig().LogGroup
 	}
-	group, err := expandGroup(groupTmpl, vals)
+	groupVals := maps.Clone(vals)
+	if strings.Contains(c.Selection.Pod, "*") {
+		// A group is one name: a pod glob cannot fill it.
+		delete(groupVals, "{pod}")
+	}
+	group, err := expandGroup(groupTmpl, groupVals)
 	if err != nil {
 		return &agent.UsageError{Err: err}
 	}
@@ -292,7 +299,7 @@ func execute(ctx context.Context, c *Config, stdout, stderr io.Writer, d deps) e
 		return fmt.Errorf("no AWS credentials (set AWS_PROFILE or AWS_ACCESS_KEY_ID/AWS_SECRET_ACCESS_KEY, or run where an instance role is available): %w", err)
 	}
 	api := cloudwatchlogs.NewFromConfig(awsCfg)
-	limiter := rate.NewLimiter(d.rateLimit, int(max(1, d.rateLimit)))
+	limiter := rate.NewLimiter(d.rateLimit, apiRate)
 
 	if c.Insights != "" {
 		end := win.end

@@ -442,6 +442,7 @@ func TestErrors(t *testing.T) {
 		{"bad_output", []string{"--cluster", "prod", "-o", "yaml"}, 2, `invalid --output`},
 		{"bad_page_size", []string{"--cluster", "prod", "--page-size", "20000"}, 2, `--page-size must be within`},
 		{"no_group", []string{"-n", "shop"}, 2, `--cluster or --log-group is required`},
+		{"group_template_needs_exact_pod", []string{"--log-group", "/logs/{pod}", "web-*"}, 2, `needs {pod}`},
 		{"group_template_needs_namespace", []string{"--log-group", "/logs/{namespace}"}, 2, `needs {namespace}`},
 		{"unknown_flag", []string{"--cluster", "prod", "--colour"}, 2, `flag provided but not defined`},
 		{"end_with_follow", []string{"--cluster", "prod", "-f", "--end", "now"}, 2, `--end cannot be used with --follow`},
