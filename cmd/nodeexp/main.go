@@ -96,13 +96,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err != nil {
 			return fmt.Errorf("creating pod informer for node %s: %w", o.common.NodeName, err)
 		}
-		synced := ops.Gate("pods")
+		// The informer's sync is deliberately not a readiness gate: with the
+		// API server down, node metrics must keep flowing, and an unready
+		// pod drops out of the endpoints Prometheus scrapes. Until the sync,
+		// pod series carry only their uid.
 		g.Go(func() error { return pods.Run(ctx) })
 		g.Go(func() error {
 			if err := pods.WaitForSync(ctx); err != nil {
+				if ctx.Err() != nil {
+					return nil
+				}
 				return fmt.Errorf("waiting for pod informer: %w", err)
 			}
-			synced.Set(true)
+			logger.Info("pod informer synced", "node", o.common.NodeName)
 			return nil
 		})
 		extra["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup")}, pods, logger.With("collector", "pods"))
@@ -113,11 +119,19 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	logger.Info("starting nodeexp", "version", agent.Version(), "collectors", exp.Collectors())
 
-	scraped := ops.Gate("first-scrape")
+	// Ready after the first collection, which nodeexp runs itself: waiting
+	// for Prometheus' first scrape would deadlock, since Prometheus only
+	// scrapes endpoints that are already ready.
+	collected := ops.Gate("first-collect")
 	g.Go(func() error {
+		wctx, cancel := context.WithTimeout(ctx, max(o.node.ScrapeTimeout, 10*time.Second))
+		defer cancel()
+		if _, err := exp.Gatherer(wctx).Gather(); err != nil {
+			logger.Warn("first collection had errors", "err", err)
+		}
 		select {
 		case <-exp.Scraped():
-			scraped.Set(true)
+			collected.Set(true)
 		case <-ctx.Done():
 		}
 		return nil

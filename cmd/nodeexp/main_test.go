@@ -126,7 +126,7 @@ func TestServesMetricsHealthAndNoPprof(t *testing.T) {
 		want int
 	}{
 		{"/healthz", http.StatusOK},
-		{"/readyz", http.StatusOK}, // after the first scrape above
+		{"/readyz", http.StatusOK}, // the first collection has run: /metrics answered
 		{"/debug/pprof/", http.StatusNotFound},
 	} {
 		if code, body := get(t, mustReq(t, p.url+c.path)); code != c.want {

@@ -67,21 +67,23 @@ func TestPodLabelsFromAPIServer(t *testing.T) {
 
 	p := startExporter(t, builtBinary(t), "--kubeconfig="+srv.Kubeconfig(), "--node-name=node-a",
 		"--path.sysfs="+sys, "--log-format=text")
-	// Ready means the pod informer has synced (and one scrape happened):
-	// wait for it, bounded, as Kubernetes probes would.
-	deadline := time.Now().Add(time.Minute)
-	for {
-		get(t, mustReq(t, p.url+"/metrics"))
-		if code, _ := get(t, mustReq(t, p.url+"/readyz")); code == http.StatusOK {
+	// The informer syncs in the background: poll, bounded, until the
+	// labels appear (a real external condition, not a timing guess).
+	webSeries := fmt.Sprintf(`nodeexp_pod_cpu_usage_seconds_total{namespace="shop",pod="web",uid="%s"} 3`, web.UID)
+	var body string
+	for deadline := time.Now().Add(time.Minute); ; {
+		_, body = get(t, mustReq(t, p.url+"/metrics"))
+		if strings.Contains(body, webSeries) {
 			break
 		}
 		if time.Now().After(deadline) {
-			_, body := get(t, mustReq(t, p.url+"/readyz"))
-			t.Fatalf("nodeexp not ready within a minute:\n%s", body)
+			t.Fatalf("pod labels did not appear within a minute; last scrape:\n%s", body)
 		}
 		time.Sleep(100 * time.Millisecond)
 	}
-	_, body := get(t, mustReq(t, p.url+"/metrics"))
+	if code, _ := get(t, mustReq(t, p.url+"/readyz")); code != http.StatusOK {
+		t.Errorf("/readyz = %d after scrapes, want 200", code)
+	}
 	for _, want := range []string{
 		fmt.Sprintf(`nodeexp_pod_cpu_usage_seconds_total{namespace="shop",pod="web",uid="%s"} 3`, web.UID),
 		fmt.Sprintf(`nodeexp_pod_cpu_usage_seconds_total{namespace="jobs",pod="report",uid="%s"} 5`, batch.UID),
