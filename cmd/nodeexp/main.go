@@ -36,6 +36,7 @@ type options struct {
 	telemetryPath string
 	enablePprof   bool
 	systemdSocket bool
+	noSelfMetrics bool
 }
 
 func parse(args []string, out io.Writer) (*options, error) {
@@ -47,6 +48,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.webConfigFile, "web.config.file", "", "Path to configuration file that can enable TLS or authentication (exporter-toolkit format).")
 	fs.StringVar(&o.telemetryPath, "web.telemetry-path", "/metrics", "Path under which to expose metrics.")
 	fs.BoolVar(&o.systemdSocket, "web.systemd-socket", false, "Use systemd socket activation listeners instead of port listeners (Linux only).")
+	fs.BoolVar(&o.noSelfMetrics, "web.disable-exporter-metrics", false, "Exclude metrics about the exporter itself (process_*, go_*).")
 	fs.BoolVar(&o.enablePprof, "web.enable-pprof", false, "Serve /debug/pprof/ on the metrics port (off: profiles can leak memory contents).")
 	if err := agent.ParseFlags(fs, args, out); err != nil {
 		return nil, err
@@ -138,7 +140,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	})
 
 	mux := http.NewServeMux()
-	mux.Handle(o.telemetryPath, exp.Handler(reg, slog.NewLogLogger(logger.Handler(), slog.LevelError)))
+	var self prometheus.Gatherer = reg
+	if o.noSelfMetrics {
+		self = nil
+	}
+	mux.Handle(o.telemetryPath, exp.Handler(self, slog.NewLogLogger(logger.Handler(), slog.LevelError)))
 	mux.Handle("/", ops.Handler()) // /healthz, /readyz, pprof when asked
 
 	srv := agent.NewHTTPServer(mux)

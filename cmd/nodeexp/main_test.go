@@ -160,6 +160,7 @@ func TestFlags(t *testing.T) {
 	}{
 		{"defaults", nil, ""},
 		{"disable a collector", []string{"--no-collector.cpu"}, ""},
+		{"disable defaults", []string{"--collector.disable-defaults", "--collector.loadavg"}, ""},
 		{"node_exporter path flags", []string{"--path.procfs=/host/proc", "--path.sysfs=/host/sys", "--path.rootfs=/host/root"}, ""},
 		{"bad regexp", []string{"--collector.netdev.device-exclude=("}, "collector.netdev.device-exclude"},
 		{"unknown collector", []string{"--collector.nope"}, "flag provided but not defined"},
@@ -173,6 +174,9 @@ func TestFlags(t *testing.T) {
 				}
 				if tc.name == "disable a collector" && o.node.Enabled("cpu") {
 					t.Error("cpu still enabled")
+				}
+				if tc.name == "disable defaults" && (o.node.Enabled("cpu") || !o.node.Enabled("loadavg") || o.node.Enabled("pods")) {
+					t.Error("--collector.disable-defaults: want only loadavg enabled")
 				}
 				return
 			}

@@ -35,8 +35,11 @@ type Config struct {
 	UdevDataPath string
 
 	// Collectors maps a collector name to whether it runs. Names missing
-	// from the map use the collector's default (all built-in ones are on).
+	// from the map use the default: on, unless DisableDefaults.
 	Collectors map[string]bool
+	// DisableDefaults turns off every collector not enabled explicitly
+	// (node_exporter's --collector.disable-defaults).
+	DisableDefaults bool
 
 	MountPointsExclude string
 	FSTypesExclude     string
@@ -103,6 +106,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, extraCollectors ...string) {
 		c.TextfileDirectories = append(c.TextfileDirectories, s)
 		return nil
 	})
+	fs.BoolVar(&c.DisableDefaults, "collector.disable-defaults", c.DisableDefaults, "Set all collectors to disabled by default; enable them with --collector.<name>.")
 	fs.DurationVar(&c.ScrapeTimeout, "collector.scrape-timeout", c.ScrapeTimeout, "Deadline for all collectors of one scrape when Prometheus sends no X-Prometheus-Scrape-Timeout-Seconds header, and the cap when it does (0: header only).")
 	fs.DurationVar(&c.ScrapeTimeoutOffset, "collector.scrape-timeout-offset", c.ScrapeTimeoutOffset, "Subtracted from X-Prometheus-Scrape-Timeout-Seconds so the response reaches Prometheus in time.")
 	if c.Collectors == nil {
@@ -129,8 +133,10 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, extraCollectors ...string) {
 func (c *Config) Enabled(name string) bool { return c.enabled(name) }
 
 func (c *Config) enabled(name string) bool {
-	on, set := c.Collectors[name]
-	return !set || on
+	if on, set := c.Collectors[name]; set {
+		return on
+	}
+	return !c.DisableDefaults
 }
 
 // Validate checks every regular expression so a typo fails at start-up.
