@@ -1,3 +1,5 @@
+//go:build e2e
+
 package e2e
 
 // End-to-end test of metaproxy (issue 3): metaproxy runs as a process in a
@@ -36,13 +38,13 @@ import (
 	"github.com/nodekit/nodekit/test/awsemu"
 	"github.com/nodekit/nodekit/test/kubeapi"
 	"github.com/nodekit/nodekit/test/sandbox"
+	"github.com/nodekit/nodekit/test/testbed"
 )
 
 const (
-	mpNode     = "mp-node"
+	mpNode     = testbed.NodeName
 	mpAccount  = awsemu.DefaultAccountID
 	mpBaseARN  = "arn:aws:iam::" + mpAccount + ":role/"
-	mpSTSPort  = "4566"
 	mpMetaURL  = "http://" + sandbox.MetadataIP
 	mpCredsDir = "/latest/meta-data/iam/security-credentials/"
 )
@@ -56,6 +58,7 @@ type mpBed struct {
 	client  kubernetes.Interface
 	bin     string
 	sdkBin  string
+	awsEnv  []string
 	proc    *exec.Cmd
 	procErr chan error
 	logs    *mpLockedBuffer
@@ -112,37 +115,33 @@ func mpServe(t testing.TB, ln net.Listener, h http.Handler) {
 
 func mpStartBed(t testing.TB) *mpBed {
 	sandbox.RequireRoot(t)
-	ctx := t.Context()
 	b := &mpBed{t: t, logs: &mpLockedBuffer{}}
-	b.bin = mpBuild(t, t.TempDir(), "./cmd/metaproxy", "metaproxy")
+	b.bin = mpBinary(t)
 	b.sdkBin = mpBuild(t, t.TempDir(), "./test/e2e/testdata/mpgosdk", "mpgosdk")
-	b.sb = sandbox.Start(t, sandbox.Config{Pods: 6})
-	node := b.sb.Node()
-
-	b.emu = awsemu.New(awsemu.Options{})
-	imdsLn, err := node.Listen("tcp", sandbox.MetadataIP+":80")
-	if err != nil {
-		t.Fatalf("IMDS emulator listener: %v", err)
+	bed := testbed.Start(t, testbed.Config{})
+	b.sb, b.emu, b.api, b.client, b.awsEnv = bed.Sandbox, bed.AWS, bed.Kube, bed.Client(), bed.AWSEnv()
+	for range 6 {
+		sandbox.AddPod(t, b.sb)
 	}
-	mpServe(t, imdsLn, b.emu.IMDSHandler())
-	stsLn, err := node.Listen("tcp", net.JoinHostPort(node.IP().String(), mpSTSPort))
-	if err != nil {
-		t.Fatalf("STS emulator listener: %v", err)
-	}
-	mpServe(t, stsLn, b.emu)
-
-	b.api, err = kubeapi.Start(ctx, kubeapi.Config{Netns: node, AdvertiseAddress: node.IP().String()})
-	if err != nil {
-		t.Fatalf("starting kube-apiserver: %v", err)
-	}
-	t.Cleanup(func() { _ = b.api.Close() })
-	b.client = b.api.Client()
 	t.Cleanup(func() {
 		if t.Failed() {
 			t.Logf("metaproxy output:\n%s", b.logs.String())
 		}
 	})
 	return b
+}
+
+// mpBinary is make build's bin/metaproxy when $NODEKIT_BIN names it, else a
+// fresh build.
+func mpBinary(t testing.TB) string {
+	if dir := os.Getenv("NODEKIT_BIN"); dir != "" {
+		bin := filepath.Join(dir, "metaproxy")
+		if _, err := os.Stat(bin); err != nil {
+			t.Fatalf("NODEKIT_BIN=%s: %v", dir, err)
+		}
+		return bin
+	}
+	return mpBuild(t, t.TempDir(), "./cmd/metaproxy", "metaproxy")
 }
 
 // start runs metaproxy in the node namespace and waits for /readyz.
@@ -155,11 +154,9 @@ func (b *mpBed) start(extra ...string) {
 		"--base-role-arn", mpBaseARN, "--default-role", "default-role", "--namespace-restrictions",
 	}, extra...)
 	cmd := node.Command(context.WithoutCancel(t.Context()), b.bin, args...)
-	cmd.Env = []string{
-		"PATH=" + os.Getenv("PATH"), "HOME=" + b.sb.Dir(),
-		"AWS_REGION=us-east-1", "AWS_ACCESS_KEY_ID=AKIDNODEKITNODE", "AWS_SECRET_ACCESS_KEY=node-secret",
-		"AWS_ENDPOINT_URL_STS=http://" + net.JoinHostPort(node.IP().String(), mpSTSPort),
-	}
+	// Like on an EC2 node, metaproxy's own credentials are the node role's,
+	// from the (emulated) metadata service it reaches directly.
+	cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.sb.Dir()}, b.awsEnv...)
 	cmd.Stdout, cmd.Stderr = b.logs, b.logs
 	if err := cmd.Start(); err != nil {
 		t.Fatalf("starting metaproxy: %v", err)
@@ -355,11 +352,12 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 		found := false
 		for _, c := range b.emu.STSCalls() {
 			if c.RoleArn == mpBaseARN+"app-go" && c.ErrorCode == "" {
-				found = c.ExternalID == "ext-123" && c.RoleSessionName == "team.gosdk"
+				signer, _, _ := b.emu.RoleForAccessKey(c.CallerAccessKeyID)
+				found = c.ExternalID == "ext-123" && c.RoleSessionName == "team.gosdk" && signer == b.emu.NodeRoleArn()
 			}
 		}
 		if !found {
-			t.Fatalf("no AssumeRole of app-go with external ID ext-123 and session team.gosdk: %+v", b.emu.STSCalls())
+			t.Fatalf("no AssumeRole of app-go with external ID ext-123 and session team.gosdk signed by the node role: %+v", b.emu.STSCalls())
 		}
 	})
 	t.Run("pod without annotation gets the default role", func(t *testing.T) {
@@ -418,6 +416,8 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 			"/latest/meta-data/iam/security-credentials-extended/" + nodeRole,
 			"/latest/meta-data/identity-credentials/ec2/security-credentials/ec2-instance",
 			"/latest/meta-data/%252e%252e/user-data",
+			// The ops endpoints live on --metrics-addr only.
+			"/metrics", "/healthz", "/readyz", "/debug/pprof/",
 		} {
 			code, body, _ := mpDo(t, pods[0], "GET", p, nil)
 			if code == 200 || strings.Contains(body, "AccessKeyId") {
@@ -434,6 +434,9 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 			t.Errorf("iam/info = %d %q", code, body)
 		}
 		for _, r := range b.emu.IMDSRequests() {
+			if strings.Contains(r.UserAgent, "aws-sdk-go-v2/") {
+				continue // metaproxy's own SDK fetching the node's credentials, as it should
+			}
 			lower := strings.ToLower(r.Path)
 			if strings.Contains(lower, "/iam/") || strings.Contains(lower, "user-data") || strings.Contains(lower, "identity-credentials") {
 				t.Errorf("%s reached the real metadata service", r.Path)
