@@ -31,6 +31,10 @@ func describe(err error, doing, group, region string) error {
 	var msg string
 	switch ae.ErrorCode() {
 	case "ResourceNotFoundException":
+		if noStreams(err) {
+			msg = fmt.Sprintf("no log stream of %q matches (%s): %s", group, doing, ae.ErrorMessage())
+			break
+		}
 		msg = fmt.Sprintf("log group %q does not exist in %s (check --cluster, --log-group and AWS_REGION)", group, region)
 	case "InvalidParameterException":
 		msg = fmt.Sprintf("CloudWatch Logs rejected the request %s: %s", doing, ae.ErrorMessage())
@@ -62,3 +66,11 @@ func (e oneLine) Error() string {
 }
 
 func (e oneLine) Unwrap() error { return e.err }
+
+// noStreams reports CloudWatch's answer for a search over streams that do
+// not exist, as opposed to a missing log group.
+func noStreams(err error) bool {
+	var ae smithy.APIError
+	return errors.As(err, &ae) && ae.ErrorCode() == "ResourceNotFoundException" &&
+		strings.Contains(strings.ToLower(ae.ErrorMessage()), "log stream")
+}

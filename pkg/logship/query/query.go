@@ -372,6 +372,12 @@ func (f *filter) pages(ctx context.Context, start, end time.Time, fn func([]type
 			return err
 		}
 		out, err := f.api.FilterLogEvents(ctx, in)
+		if err != nil && f.prefix != "" && noStreams(err) {
+			// CloudWatch may answer a prefix no stream has (yet) with
+			// "log stream does not exist": for a query that is simply no
+			// lines, and --follow keeps waiting for the pod to log.
+			return nil
+		}
 		if err != nil {
 			return describe(err, "filtering log events in "+f.group, f.group, f.region)
 		}

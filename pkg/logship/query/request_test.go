@@ -10,6 +10,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
+	"github.com/aws/smithy-go"
 )
 
 // recordingAPI answers FilterLogEvents from scripted pages and records the
@@ -17,11 +18,15 @@ import (
 type recordingAPI struct {
 	logsAPI
 	pages []*cloudwatchlogs.FilterLogEventsOutput
+	err   error // answered instead of pages when set
 	reqs  []cloudwatchlogs.FilterLogEventsInput
 }
 
 func (r *recordingAPI) FilterLogEvents(_ context.Context, in *cloudwatchlogs.FilterLogEventsInput, _ ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.FilterLogEventsOutput, error) {
 	r.reqs = append(r.reqs, *in)
+	if r.err != nil {
+		return nil, r.err
+	}
 	if len(r.reqs) > len(r.pages) {
 		return nil, fmt.Errorf("unexpected call %d", len(r.reqs))
 	}
@@ -138,5 +143,31 @@ func TestFollowWindow(t *testing.T) {
 	}
 	if strings.Join(ats, " ") != "10000 20000 19500 21000" {
 		t.Fatalf("printed %v, want each event once: 10000 20000 19500 21000", ats)
+	}
+}
+
+func TestMissingStreamsAndGroups(t *testing.T) {
+	t.Parallel()
+	streamErr := &smithy.GenericAPIError{Code: "ResourceNotFoundException", Message: "The specified log stream does not exist."}
+	groupErr := &smithy.GenericAPIError{Code: "ResourceNotFoundException", Message: "The specified log group does not exist."}
+	tests := []struct {
+		name    string
+		prefix  string
+		err     error
+		wantErr string
+	}{
+		{"no_stream_for_prefix_is_no_lines", "web-0_", streamErr, ""},
+		{"missing_group_with_prefix", "web-0_", groupErr, `log group "/g" does not exist in eu-west-1`},
+		{"missing_stream_without_prefix", "", streamErr, `no log stream of "/g" matches`},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := &filter{api: &recordingAPI{err: tt.err}, limiter: unlimited(), group: "/g", region: "eu-west-1", prefix: tt.prefix}
+			n := 0
+			err := f.pages(t.Context(), time.UnixMilli(0), time.Time{}, func(evs []types.FilteredLogEvent) error { n += len(evs); return nil })
+			if tt.wantErr == "" && (err != nil || n != 0) || tt.wantErr != "" && (err == nil || !strings.Contains(err.Error(), tt.wantErr)) {
+				t.Fatalf("pages = %v (%d events), want %q", err, n, tt.wantErr)
+			}
+		})
 	}
 }
