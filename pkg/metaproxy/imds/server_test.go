@@ -81,7 +81,7 @@ type fixture struct {
 	reg      *prometheus.Registry
 }
 
-func newFixture(t *testing.T, cfg Config, defaultRole string) *fixture {
+func newFixture(t testing.TB, cfg Config, defaultRole string) *fixture {
 	t.Helper()
 	policy, err := role.New(role.Config{BaseRoleARN: base, DefaultRole: defaultRole, RoleKey: "iam.amazonaws.com/role"}, nil)
 	if err != nil {
