@@ -40,6 +40,10 @@ type filesystemCollector struct {
 
 	mu    sync.Mutex
 	stuck map[string]bool // mount points with a statfs still pending
+
+	// statDone, when set (tests), is called after each statfs returned and
+	// the stuck set was updated.
+	statDone func(mountPoint string)
 }
 
 var filesystemLabels = []string{"device", "mountpoint", "fstype", "device_error"}
@@ -181,8 +185,12 @@ func (c *filesystemCollector) startStat(mountPoint string) (chan statResult, *bo
 			c.logger.Info("mount point recovered, monitoring resumes", "mountpoint", mountPoint)
 			delete(c.stuck, mountPoint)
 		}
+		hook := c.statDone
 		c.mu.Unlock()
 		res <- r
+		if hook != nil {
+			hook(mountPoint)
+		}
 	}()
 	return res, done
 }
