@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"strings"
 	"sync"
 	"testing"
@@ -245,4 +246,51 @@ metaproxy_requests_total{class="denied",code="403"} 1
 `), "metaproxy_requests_total"); err != nil {
 		t.Error(err)
 	}
+}
+
+// FuzzServeHTTP throws arbitrary methods, raw paths and token headers at the
+// whole handler: it must never panic, never hand out another pod's role and
+// never let a sensitive path reach the upstream.
+func FuzzServeHTTP(f *testing.F) {
+	fx := newFixture(f, Config{}, "")
+	for _, s := range []string{"/latest/meta-data/iam/security-credentials/app", "/latest//meta-data/%69am/security-credentials/other", "/2016-09-02/user-data", "/latest/api/token"} {
+		f.Add("GET", s, "")
+		f.Add("PUT", s, "60")
+	}
+	f.Fuzz(func(t *testing.T, method, rawPath, header string) {
+		u, err := url.ParseRequestURI(rawPath)
+		if err != nil || !validMethod(method) {
+			return
+		}
+		r := &http.Request{Method: method, URL: u, Header: http.Header{}, RemoteAddr: "10.0.0.1:40000", Host: "169.254.169.254"}
+		r = r.WithContext(context.Background())
+		r.Header.Set(TokenTTLHeader, header)
+		r.Header.Set(TokenHeader, header)
+		w := httptest.NewRecorder()
+		fx.srv.ServeHTTP(w, r)
+		if strings.Contains(w.Body.String(), "AccessKeyId") && !strings.Contains(w.Body.String(), base+"app\"") {
+			t.Fatalf("%s %q handed out %q", method, rawPath, w.Body.String())
+		}
+		fx.upstream.mu.Lock()
+		defer fx.upstream.mu.Unlock()
+		for _, p := range fx.upstream.paths {
+			segs := strings.Split(strings.ToLower(strings.Trim(p, "/")), "/")
+			if len(segs) > 1 && segs[1] != "meta-data" && segs[1] != "dynamic" || len(segs) > 2 && (segs[2] == "iam" || segs[2] == "identity-credentials") {
+				t.Fatalf("%s %q reached the upstream as %q", method, rawPath, p)
+			}
+		}
+		fx.upstream.paths = fx.upstream.paths[:0]
+	})
+}
+
+func validMethod(m string) bool {
+	if m == "" {
+		return false
+	}
+	for _, c := range m {
+		if c < '!' || c > '~' {
+			return false
+		}
+	}
+	return true
 }
