@@ -18,12 +18,14 @@ type dirReader struct {
 	buf []byte
 }
 
-func openDir(path string) (*dirReader, error) {
+// openDir opens a cgroup directory; buf is reused for its files (one
+// scrape passes the same buffer to every pod).
+func openDir(path string, buf []byte) (*dirReader, error) {
 	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_DIRECTORY|unix.O_CLOEXEC, 0)
 	if err != nil {
 		return nil, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return &dirReader{fd: fd, buf: make([]byte, 0, 8192)}, nil
+	return &dirReader{fd: fd, buf: buf[:0]}, nil
 }
 
 func (d *dirReader) close() { unix.Close(d.fd) }

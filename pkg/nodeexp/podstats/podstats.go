@@ -188,15 +188,17 @@ func (m *podMetric) Write(out *dto.Metric) error {
 }
 
 func (c *Collector) updateV2(ctx context.Context, ch chan<- prometheus.Metric) error {
+	buf := make([]byte, 0, 8192)
 	for _, p := range findPods(c.root) {
 		if err := ctx.Err(); err != nil {
 			return err
 		}
-		d, err := openDir(filepath.Join(c.root, p.rel))
+		d, err := openDir(filepath.Join(c.root, p.rel), buf)
 		if err != nil {
 			continue // the pod went away since the listing
 		}
 		c.podV2(d, newEmitter(ch, c.labels(p.uid)))
+		buf = d.buf // keep a buffer that grew
 		d.close()
 	}
 	return nil
