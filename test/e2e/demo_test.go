@@ -1,0 +1,315 @@
+//go:build e2e
+
+package e2e
+
+// End-to-end test of `make demo` (issue 7): the demo program runs once with
+// DEMO_ONESHOT=1 and must exit 0, and runs interrupted by a signal at
+// several points; every time it must leave no namespace, process, iptables
+// rule or temporary directory behind. Needs root (CI runs as root).
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"regexp"
+	"strings"
+	"sync"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/nodekit/nodekit/test/sandbox"
+)
+
+// demoBinaries builds the demo and finds the agents' binaries: $NODEKIT_BIN
+// (make e2e sets it to bin/), else they are built here.
+func demoBinaries(t *testing.T) (demo, binDir string) {
+	t.Helper()
+	root := mpRepoRoot(t)
+	dir := t.TempDir()
+	demo = filepath.Join(dir, "demo")
+	pkgs := [][2]string{{"./test/demo", demo}}
+	binDir = os.Getenv("NODEKIT_BIN")
+	if binDir == "" {
+		binDir = dir
+		for _, name := range []string{"metaproxy", "logship", "nodeexp"} {
+			pkgs = append(pkgs, [2]string{"./cmd/" + name, filepath.Join(dir, name)})
+		}
+	}
+	for _, p := range pkgs {
+		cmd := exec.Command("go", "build", "-o", p[1], p[0])
+		cmd.Dir = root
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Fatalf("building %s: %v\n%s", p[0], err, out)
+		}
+	}
+	return demo, binDir
+}
+
+// demoRun is one run of the demo program.
+type demoRun struct {
+	cmd    *exec.Cmd
+	mu     sync.Mutex
+	out    strings.Builder
+	seen   chan string // each stdout line, for waiting on progress
+	done   chan error  // Wait's result, once
+	exited chan struct{}
+}
+
+func demoStart(t *testing.T, demo, binDir string, env ...string) *demoRun {
+	t.Helper()
+	cmd := exec.Command(demo, "--bin", binDir)
+	cmd.Env = append(os.Environ(), env...)
+	cmd.Stderr = os.Stderr
+	stdout, err := cmd.StdoutPipe()
+	if err != nil {
+		t.Fatal(err)
+	}
+	r := &demoRun{cmd: cmd, seen: make(chan string, 1024), done: make(chan error, 1), exited: make(chan struct{})}
+	if err := cmd.Start(); err != nil {
+		t.Fatalf("starting the demo: %v", err)
+	}
+	copied := make(chan struct{})
+	go func() {
+		defer close(copied)
+		defer close(r.seen)
+		sc := bufio.NewScanner(stdout)
+		for sc.Scan() {
+			line := sc.Text()
+			r.mu.Lock()
+			r.out.WriteString(line + "\n")
+			r.mu.Unlock()
+			select {
+			case r.seen <- line:
+			default: // nobody waits on progress any more
+			}
+		}
+		_, _ = io.Copy(io.Discard, stdout)
+	}()
+	go func() {
+		<-copied
+		r.done <- cmd.Wait()
+		close(r.exited)
+	}()
+	// Whatever happens to the test, the demo gets to clean up, and the test
+	// waits for it.
+	t.Cleanup(func() {
+		select {
+		case <-r.exited:
+			return
+		default:
+		}
+		_ = cmd.Process.Signal(syscall.SIGTERM)
+		select {
+		case <-r.exited:
+		case <-time.After(2 * time.Minute):
+			_ = cmd.Process.Kill()
+			t.Errorf("the demo did not exit within 2 minutes of SIGTERM")
+		}
+	})
+	return r
+}
+
+func (r *demoRun) output() string {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.out.String()
+}
+
+// waitLine waits for a stdout line containing s.
+func (r *demoRun) waitLine(t *testing.T, ctx context.Context, s string) {
+	t.Helper()
+	for {
+		select {
+		case line, ok := <-r.seen:
+			if !ok {
+				t.Fatalf("the demo's output ended before %q:\n%s", s, r.output())
+			}
+			if strings.Contains(line, s) {
+				return
+			}
+		case <-ctx.Done():
+			t.Fatalf("no %q in the demo's output: %v\n%s", s, ctx.Err(), r.output())
+		}
+	}
+}
+
+// wait waits for the demo to exit and returns its exit code.
+func (r *demoRun) wait(t *testing.T, ctx context.Context) int {
+	t.Helper()
+	go func() {
+		for range r.seen { // keep draining
+		}
+	}()
+	select {
+	case err := <-r.done:
+		var ee *exec.ExitError
+		if errors.As(err, &ee) {
+			return ee.ExitCode()
+		}
+		if err != nil {
+			t.Fatalf("waiting for the demo: %v", err)
+		}
+		return 0
+	case <-ctx.Done():
+		_ = r.cmd.Process.Signal(syscall.SIGTERM)
+		t.Fatalf("the demo did not exit: %v\n%s", ctx.Err(), r.output())
+		return -1
+	}
+}
+
+// demoTraces are what the demo announced it created, read from its output.
+type demoTraces struct {
+	sandboxID, workDir, kubeDir, sandboxDir string
+}
+
+var demoTraceRes = map[string]*regexp.Regexp{
+	"sandbox id":  regexp.MustCompile(`(?m)^\s+sandbox id\s+(\S+)`),
+	"work dir":    regexp.MustCompile(`(?m)^\s+work dir\s+(\S+)`),
+	"kube dir":    regexp.MustCompile(`(?m)^\s+kube dir\s+(\S+)`),
+	"sandbox dir": regexp.MustCompile(`(?m)^\s+sandbox dir\s+(\S+)`),
+}
+
+func demoParseTraces(t *testing.T, out string) demoTraces {
+	t.Helper()
+	get := func(key string) string {
+		m := demoTraceRes[key].FindStringSubmatch(out)
+		if m == nil {
+			t.Fatalf("the demo did not print its %s:\n%s", key, out)
+		}
+		return m[1]
+	}
+	return demoTraces{sandboxID: get("sandbox id"), workDir: get("work dir"), kubeDir: get("kube dir"), sandboxDir: get("sandbox dir")}
+}
+
+// demoRootIptables is the root namespace's ruleset without counters and
+// comments, to compare before and after.
+func demoRootIptables(t *testing.T) string {
+	t.Helper()
+	var b strings.Builder
+	for _, table := range []string{"nat", "filter", "mangle"} {
+		out, err := exec.Command("iptables-save", "-t", table).Output()
+		if err != nil {
+			t.Fatalf("iptables-save -t %s: %v", table, err)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if strings.HasPrefix(line, "#") {
+				continue
+			}
+			if i := strings.Index(line, " ["); strings.HasPrefix(line, ":") && i > 0 {
+				line = line[:i]
+			}
+			b.WriteString(line + "\n")
+		}
+	}
+	return b.String()
+}
+
+// demoCheckClean fails the test for anything the run left behind.
+func demoCheckClean(t *testing.T, tr demoTraces, iptablesBefore string) {
+	t.Helper()
+	out, err := exec.Command("ip", "netns", "list").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(out), "nk-"+tr.sandboxID+"-") {
+		t.Errorf("namespaces of sandbox %s remain:\n%s", tr.sandboxID, out)
+	}
+	for _, dir := range []string{tr.workDir, tr.kubeDir, tr.sandboxDir} {
+		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
+			t.Errorf("%s remains (stat: %v)", dir, err)
+		}
+	}
+	procs, err := filepath.Glob("/proc/[0-9]*/cmdline")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, p := range procs {
+		b, err := os.ReadFile(p)
+		if err != nil {
+			continue // exited meanwhile
+		}
+		cmdline := strings.ReplaceAll(string(b), "\x00", " ")
+		for _, mark := range []string{tr.workDir, tr.kubeDir, tr.sandboxDir, "nk-" + tr.sandboxID + "-"} {
+			if strings.Contains(cmdline, mark) {
+				t.Errorf("process %s still runs: %s", filepath.Base(filepath.Dir(p)), cmdline)
+				break
+			}
+		}
+	}
+	if after := demoRootIptables(t); after != iptablesBefore {
+		t.Errorf("the root namespace's iptables rules changed:\nbefore:\n%s\nafter:\n%s", iptablesBefore, after)
+	}
+}
+
+func TestDemoOneshot(t *testing.T) {
+	sandbox.RequireRoot(t)
+	demo, binDir := demoBinaries(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	before := demoRootIptables(t)
+
+	r := demoStart(t, demo, binDir, "DEMO_ONESHOT=1")
+	code := r.wait(t, ctx)
+	out := r.output()
+	t.Logf("demo output:\n%s", out)
+	if code != 0 {
+		t.Errorf("DEMO_ONESHOT=1 demo exited %d, want 0", code)
+	}
+	for _, want := range []string{
+		"AWS CLI v2 role arn:aws:iam::123456789012:role/shop-web",
+		"Go SDK v2  role arn:aws:iam::123456789012:role/billing-invoicer",
+		"refused, as it must be",
+		"all 24 lines shipped once and in order across the rotation",
+		"stack trace is one event",
+		"node_load1 ",
+		"demo finished: every step worked",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
+	}
+	demoCheckClean(t, demoParseTraces(t, out), before)
+}
+
+// TestDemoInterrupted stops the demo with a signal while it comes up and
+// while it stays up: it must clean up every time.
+func TestDemoInterrupted(t *testing.T) {
+	sandbox.RequireRoot(t)
+	demo, binDir := demoBinaries(t)
+	for _, tt := range []struct {
+		name     string
+		at       string // progress line that triggers the signal
+		sig      syscall.Signal
+		wantCode int
+	}{
+		{"SIGINT while the agents start", "-> starting logship", syscall.SIGINT, 130},
+		{"SIGTERM while the pods ask for credentials", "-> billing/invoicer", syscall.SIGTERM, 130},
+		{"SIGINT while it stays up", "The node stays up", syscall.SIGINT, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
+			defer cancel()
+			before := demoRootIptables(t)
+			r := demoStart(t, demo, binDir)
+			r.waitLine(t, ctx, tt.at)
+			if err := r.cmd.Process.Signal(tt.sig); err != nil {
+				t.Fatal(err)
+			}
+			code := r.wait(t, ctx)
+			out := r.output()
+			if code != tt.wantCode {
+				t.Errorf("exit code %d after %v at %q, want %d\n%s", code, tt.sig, tt.at, tt.wantCode, out)
+			}
+			if !strings.Contains(out, fmt.Sprintf("%v received", tt.sig)) {
+				t.Errorf("the demo did not say it received %v:\n%s", tt.sig, out)
+			}
+			demoCheckClean(t, demoParseTraces(t, out), before)
+		})
+	}
+}
