@@ -18,6 +18,7 @@ import (
 	"net/netip"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -71,7 +72,17 @@ type Server struct {
 	tokens  *Tokens
 	logger  *slog.Logger
 	metrics *metrics
+
+	// decisions remembers which (pod, decision) pairs were logged at Info,
+	// so each grant or denial is logged once rather than on every SDK poll;
+	// repeats go to Debug.
+	mu        sync.Mutex
+	decisions map[string]struct{}
 }
+
+// maxDecisions bounds the memo; when full it starts over, which at worst
+// logs a decision at Info again.
+const maxDecisions = 16384
 
 // New validates its input and builds the server; it starts nothing.
 func New(cfg Config, deps Deps, reg prometheus.Registerer, logger *slog.Logger) (*Server, error) {
@@ -89,7 +100,7 @@ func New(cfg Config, deps Deps, reg prometheus.Registerer, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, deps: deps, tokens: tokens, logger: logger, metrics: m}, nil
+	return &Server{cfg: cfg, deps: deps, tokens: tokens, logger: logger, metrics: m, decisions: map[string]struct{}{}}, nil
 }
 
 // Serve answers on ln until ctx ends, then shuts down within five seconds.
@@ -340,12 +351,28 @@ func profileID(arn string) string {
 }
 
 func (s *Server) grant(q *request, a role.Assignment, what string) {
-	s.logger.Info("granted", podAttrs(q.pod, "role", a.ARN, "what", what, "path", q.path)...)
+	level := s.level(string(q.pod.UID) + "\x00granted\x00" + a.ARN + "\x00" + what)
+	s.logger.Log(q.r.Context(), level, "granted", podAttrs(q.pod, "role", a.ARN, "what", what, "path", q.path)...)
 }
 
 func (s *Server) deny(q *request, code int, roleARN, reason string) {
-	s.logger.Info("denied", podAttrs(q.pod, "role", roleARN, "code", code, "reason", reason, "path", q.path)...)
+	level := s.level(string(q.pod.UID) + "\x00denied\x00" + roleARN + "\x00" + strconv.Itoa(code) + "\x00" + reason + "\x00" + q.path)
+	s.logger.Log(q.r.Context(), level, "denied", podAttrs(q.pod, "role", roleARN, "code", code, "reason", reason, "path", q.path)...)
 	plain(q.w, code, "")
+}
+
+// level is Info the first time a decision is seen, Debug after.
+func (s *Server) level(decision string) slog.Level {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if _, seen := s.decisions[decision]; seen {
+		return slog.LevelDebug
+	}
+	if len(s.decisions) >= maxDecisions {
+		clear(s.decisions)
+	}
+	s.decisions[decision] = struct{}{}
+	return slog.LevelInfo
 }
 
 func podAttrs(p *corev1.Pod, kv ...any) []any {

@@ -1,6 +1,7 @@
 package imds
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -293,4 +294,27 @@ func validMethod(m string) bool {
 		}
 	}
 	return true
+}
+
+func TestDecisionsLoggedOnce(t *testing.T) {
+	f := newFixture(t, Config{}, "")
+	var buf bytes.Buffer
+	f.srv.logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+	for range 3 {
+		f.do("GET", "/latest/meta-data/iam/security-credentials/app", "10.0.0.1", nil)
+		f.do("GET", "/latest/meta-data/iam/security-credentials/other", "10.0.0.1", nil)
+	}
+	f.do("GET", "/latest/meta-data/iam/security-credentials/app", "10.0.0.2", nil) // another pod: its own decision
+	out := buf.String()
+	if n := strings.Count(out, "msg=granted"); n != 1 {
+		t.Errorf("%d grant lines at info, want 1:\n%s", n, out)
+	}
+	if n := strings.Count(out, "msg=denied"); n != 2 {
+		t.Errorf("%d denial lines at info, want 2:\n%s", n, out)
+	}
+	for _, want := range []string{"namespace=ns", "pod=app", "uid=uid-app", "role=" + base + "app", "reason="} {
+		if !strings.Contains(out, want) {
+			t.Errorf("log lacks %q:\n%s", want, out)
+		}
+	}
 }
