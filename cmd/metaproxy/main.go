@@ -63,7 +63,7 @@ func register(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.listenAddr, "listen-addr", "", fmt.Sprintf("address for pods' metadata requests (default --host-ip:%d)", listenPort))
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9181", "address for /metrics, /healthz and /readyz; never the metadata address")
 	fs.StringVar(&o.hostInterface, "host-interface", "", "iptables -i pattern of the pod interfaces, e.g. cali+, eni+ or !eth0 (discovered from cali*/eni* interfaces when empty)")
-	fs.BoolVar(&o.iptables, "iptables", false, "install and keep the nat rule sending pods' metadata traffic to --listen-addr; it stays on exit (use 'metaproxy uninstall')")
+	fs.BoolVar(&o.iptables, "iptables", false, "install and keep the nat rule sending pods' metadata traffic to --listen-addr (and an ip6tables rule rejecting pods' TCP to ["+intercept.MetadataIPv6+"]); the rules stay on exit (remove them with 'metaproxy uninstall')")
 	fs.StringVar(&o.metadataAddr, "metadata-addr", "169.254.169.254:80", "the instance metadata service, ip:port")
 	fs.DurationVar(&o.sessionDuration, "session-duration", time.Hour, "lifetime requested for role credentials (20m to 12h; credentials with under 15m left are never served)")
 	fs.DurationVar(&o.podWait, "pod-wait", caller.DefaultWait, "how long a request from an IP the pod informer does not know yet waits for it (keep under the SDKs' 1s timeout)")
@@ -161,11 +161,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 	var interceptor *intercept.Interceptor
 	if o.iptables {
-		ipt, err := iptables.New()
+		ipt, ip6, err := openIPTables(logger)
 		if err != nil {
-			return fmt.Errorf("opening iptables: %w", err)
+			return err
 		}
-		interceptor, err = intercept.New(intercept.Config{MetadataAddr: o.metadataAddr, ListenAddr: o.listenAddr, HostInterface: o.hostInterface}, ipt, logger.With("component", "intercept"))
+		interceptor, err = intercept.New(intercept.Config{MetadataAddr: o.metadataAddr, ListenAddr: o.listenAddr, HostInterface: o.hostInterface}, ipt, ip6, logger.With("component", "intercept"))
 		if err != nil {
 			return &agent.UsageError{Err: err}
 		}
@@ -295,13 +295,29 @@ func uninstall(args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return &agent.UsageError{Err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	ipt, err := iptables.New()
+	ipt, ip6, err := openIPTables(slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
-		return fmt.Errorf("opening iptables: %w", err)
+		return err
 	}
-	if err := intercept.Uninstall(ipt); err != nil {
+	if err := intercept.Uninstall(ipt, ip6); err != nil {
 		return fmt.Errorf("removing the metadata interception rules: %w", err)
 	}
-	fmt.Fprintf(stdout, "removed chain nat/%s and its jumps from PREROUTING\n", intercept.Chain)
+	fmt.Fprintf(stdout, "removed chain %s and the jumps to it (iptables nat PREROUTING, ip6tables filter FORWARD)\n", intercept.Chain)
 	return nil
+}
+
+// openIPTables opens iptables and, where the node has it, ip6tables; the
+// IPv6 side only rejects pods' requests to the IPv6 metadata address, so a
+// node without ip6tables runs without it (and says so).
+func openIPTables(logger *slog.Logger) (ipt, ip6 intercept.IPTables, err error) {
+	v4, err := iptables.New()
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening iptables: %w", err)
+	}
+	v6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
+	if err != nil {
+		logger.Warn("ip6tables unavailable: pods' requests to the IPv6 metadata address are not rejected", "err", err)
+		return v4, nil, nil
+	}
+	return v4, v6, nil
 }

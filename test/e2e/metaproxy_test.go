@@ -490,6 +490,17 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 		}
 	})
 	t.Run("SIGTERM keeps pods off the node's identity; uninstall removes the rule", func(t *testing.T) {
+		var rule6 []string
+		if err := b.sb.Node().Do(func() error {
+			ip6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
+			if err != nil {
+				return err
+			}
+			rule6, err = ip6.List("filter", "NODEKIT-METAPROXY")
+			return err
+		}); err != nil || len(rule6) != 2 || !strings.Contains(rule6[1], "fd00:ec2::254") {
+			t.Errorf("IPv6 metadata reject rule: %q, %v", rule6, err)
+		}
 		before := len(b.emu.IMDSRequests())
 		b.stop()
 		req, _ := http.NewRequestWithContext(ctx, "GET", mpMetaURL+mpCredsDir, nil)
@@ -521,7 +532,20 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 				rules = append(rules, rs...)
 			}
 			chains, err := ipt.ListChains("nat")
+			if err != nil {
+				return err
+			}
 			rules = append(rules, chains...)
+			ip6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
+			if err != nil {
+				return err
+			}
+			fwd, err := ip6.List("filter", "FORWARD")
+			if err != nil {
+				return err
+			}
+			chains6, err := ip6.ListChains("filter")
+			rules = append(append(rules, fwd...), chains6...)
 			return err
 		}); err != nil {
 			t.Fatal(err)

@@ -17,9 +17,12 @@ type Fake struct {
 	Calls int
 }
 
-// NewFake returns a Fake with the nat table's built-in chains.
+// NewFake returns a Fake with the nat and filter tables' built-in chains.
 func NewFake() *Fake {
-	return &Fake{chains: map[string][]string{"nat/PREROUTING": nil, "nat/OUTPUT": nil, "nat/POSTROUTING": nil}}
+	return &Fake{chains: map[string][]string{
+		"nat/PREROUTING": nil, "nat/OUTPUT": nil, "nat/POSTROUTING": nil,
+		"filter/INPUT": nil, "filter/FORWARD": nil, "filter/OUTPUT": nil,
+	}}
 }
 
 var _ IPTables = (*Fake)(nil)

@@ -1,10 +1,12 @@
 // Package intercept installs and keeps the iptables rule that sends pods'
 // metadata traffic to metaproxy: a chain of its own in the nat table, jumped
 // to from PREROUTING, that DNATs TCP for the metadata address arriving on the
-// pod interfaces to metaproxy's listen address. Run re-applies the rule if
-// someone flushes it and, on exit, leaves it in place: while metaproxy
-// restarts pods get a refused connection, never the node's identity.
-// Uninstall removes every rule and chain this package makes.
+// pod interfaces to metaproxy's listen address. Optionally, an ip6tables
+// chain of its own in the filter table, jumped to from FORWARD, rejects pods'
+// TCP to the IPv6 metadata address. Run re-applies the rules if someone
+// flushes them and, on exit, leaves them in place: while metaproxy restarts
+// pods get a refused connection, never the node's identity. Uninstall
+// removes every rule and chain this package makes.
 //
 // iptables is reached through the IPTables interface (satisfied by
 // *iptables.IPTables from go-iptables); fake.go holds an in-memory double.
@@ -24,11 +26,12 @@ import (
 )
 
 const (
-	table = "nat"
-	// Chain is metaproxy's own nat chain.
-	Chain      = "NODEKIT-METAPROXY"
-	prerouting = "PREROUTING"
-	comment    = "nodekit metaproxy: pod metadata requests to metaproxy"
+	// Chain is metaproxy's own chain, in iptables' nat table (IPv4 DNAT) and
+	// ip6tables' filter table (IPv6 reject).
+	Chain   = "NODEKIT-METAPROXY"
+	comment = "nodekit metaproxy: pod metadata requests to metaproxy"
+	// MetadataIPv6 is the Nitro instance metadata service's IPv6 address.
+	MetadataIPv6 = "fd00:ec2::254"
 )
 
 // IPTables is the part of go-iptables this package uses.
@@ -52,21 +55,32 @@ type Config struct {
 	ListenAddr string
 	// HostInterface is an iptables -i pattern: "cali+", "eni+" or "!eth0".
 	HostInterface string
-	// CheckInterval is how often Run verifies the rule (default 5s).
+	// CheckInterval is how often Run verifies the rules (default 5s).
 	CheckInterval time.Duration
 }
 
-// Interceptor owns the rule.
+// ruleSet is one chain of ours, jumped to first from a built-in chain.
+type ruleSet struct {
+	family string // for messages: iptables or ip6tables
+	ipt    IPTables
+	table  string
+	hook   string // built-in chain that jumps to Chain
+	rule   []string
+}
+
+// Interceptor owns the rules.
 type Interceptor struct {
-	ipt       IPTables
+	sets      []ruleSet
 	logger    *slog.Logger
 	interval  time.Duration
-	rule      []string
 	installed atomic.Bool
 }
 
-// New validates cfg and builds the rule; it changes nothing.
-func New(cfg Config, ipt IPTables, logger *slog.Logger) (*Interceptor, error) {
+// New validates cfg and builds the rules; it changes nothing. ipt is
+// iptables (IPv4); ip6 may be nil, else it is ip6tables and pods' TCP to the
+// IPv6 metadata address is rejected, so an instance with the IPv6 endpoint
+// enabled cannot hand pods the node's identity that way.
+func New(cfg Config, ipt, ip6 IPTables, logger *slog.Logger) (*Interceptor, error) {
 	meta, err := netip.ParseAddrPort(cfg.MetadataAddr)
 	if err != nil || !meta.Addr().Is4() {
 		return nil, fmt.Errorf("metadata address %q: want IPv4 ip:port", cfg.MetadataAddr)
@@ -82,10 +96,19 @@ func New(cfg Config, ipt IPTables, logger *slog.Logger) (*Interceptor, error) {
 	if cfg.CheckInterval == 0 {
 		cfg.CheckInterval = 5 * time.Second
 	}
-	rule := []string{"-p", "tcp", "-d", meta.Addr().String() + "/32", "--dport", strconv.Itoa(int(meta.Port()))}
+	port := strconv.Itoa(int(meta.Port()))
+	rule := []string{"-p", "tcp", "-d", meta.Addr().String() + "/32", "--dport", port}
 	rule = append(rule, iface...)
 	rule = append(rule, "-m", "comment", "--comment", comment, "-j", "DNAT", "--to-destination", listen.String())
-	return &Interceptor{ipt: ipt, logger: logger, interval: cfg.CheckInterval, rule: rule}, nil
+	i := &Interceptor{logger: logger, interval: cfg.CheckInterval}
+	i.sets = append(i.sets, ruleSet{family: "iptables", ipt: ipt, table: "nat", hook: "PREROUTING", rule: rule})
+	if ip6 != nil {
+		rule6 := []string{"-p", "tcp", "-d", MetadataIPv6 + "/128", "--dport", port}
+		rule6 = append(rule6, iface...)
+		rule6 = append(rule6, "-m", "comment", "--comment", comment, "-j", "REJECT", "--reject-with", "tcp-reset")
+		i.sets = append(i.sets, ruleSet{family: "ip6tables", ipt: ip6, table: "filter", hook: "FORWARD", rule: rule6})
+	}
+	return i, nil
 }
 
 // interfaceArgs turns "cali+" into -i cali+ and "!eth0" into ! -i eth0.
@@ -103,61 +126,73 @@ func interfaceArgs(pattern string) ([]string, error) {
 
 var jump = []string{"-m", "comment", "--comment", comment, "-j", Chain}
 
-// Rule is the DNAT rule in Chain, for tests and logs.
-func (i *Interceptor) Rule() []string { return append([]string(nil), i.rule...) }
+// Rule is the IPv4 DNAT rule in Chain, for tests and logs.
+func (i *Interceptor) Rule() []string { return append([]string(nil), i.sets[0].rule...) }
 
-// Installed reports whether the last check found the rule in place.
+// Installed reports whether the last check found every rule in place.
 func (i *Interceptor) Installed() bool { return i.installed.Load() }
 
-// Ensure makes the chain hold exactly the DNAT rule and PREROUTING jump to it
-// first. It reports whether it had to change anything.
+// Ensure makes each chain of ours hold exactly its rule and its built-in
+// chain jump to it first. It reports whether it had to change anything.
 func (i *Interceptor) Ensure() (changed bool, err error) {
 	defer func() { i.installed.Store(err == nil) }()
-	exists, err := i.ipt.ChainExists(table, Chain)
+	var errs []error
+	for _, set := range i.sets {
+		c, err := set.ensure()
+		changed = changed || c
+		if err != nil {
+			errs = append(errs, fmt.Errorf("%s: %w", set.family, err))
+		}
+	}
+	return changed, errors.Join(errs...)
+}
+
+func (s ruleSet) ensure() (changed bool, err error) {
+	exists, err := s.ipt.ChainExists(s.table, Chain)
 	if err != nil {
-		return false, fmt.Errorf("checking chain %s/%s: %w", table, Chain, err)
+		return false, fmt.Errorf("checking chain %s/%s: %w", s.table, Chain, err)
 	}
 	if !exists {
-		if err := i.ipt.NewChain(table, Chain); err != nil {
-			return false, fmt.Errorf("creating chain %s/%s: %w", table, Chain, err)
+		if err := s.ipt.NewChain(s.table, Chain); err != nil {
+			return false, fmt.Errorf("creating chain %s/%s: %w", s.table, Chain, err)
 		}
 		changed = true
 	}
-	rules, err := i.ipt.List(table, Chain)
+	rules, err := s.ipt.List(s.table, Chain)
 	if err != nil {
-		return changed, fmt.Errorf("listing chain %s/%s: %w", table, Chain, err)
+		return changed, fmt.Errorf("listing chain %s/%s: %w", s.table, Chain, err)
 	}
-	ok, err := i.ipt.Exists(table, Chain, i.rule...)
+	ok, err := s.ipt.Exists(s.table, Chain, s.rule...)
 	if err != nil {
-		return changed, fmt.Errorf("checking the DNAT rule in %s/%s: %w", table, Chain, err)
+		return changed, fmt.Errorf("checking the rule in %s/%s: %w", s.table, Chain, err)
 	}
 	// List's first line is the chain itself (-N); anything besides our one
 	// rule is stale (an older listen address) and goes.
 	if !ok || len(rules) != 2 {
-		if err := i.ipt.ClearChain(table, Chain); err != nil {
-			return changed, fmt.Errorf("flushing chain %s/%s: %w", table, Chain, err)
+		if err := s.ipt.ClearChain(s.table, Chain); err != nil {
+			return changed, fmt.Errorf("flushing chain %s/%s: %w", s.table, Chain, err)
 		}
-		if err := i.ipt.Append(table, Chain, i.rule...); err != nil {
-			return true, fmt.Errorf("adding the DNAT rule to %s/%s: %w", table, Chain, err)
+		if err := s.ipt.Append(s.table, Chain, s.rule...); err != nil {
+			return true, fmt.Errorf("adding the rule to %s/%s: %w", s.table, Chain, err)
 		}
 		changed = true
 	}
-	ok, err = i.ipt.Exists(table, prerouting, jump...)
+	ok, err = s.ipt.Exists(s.table, s.hook, jump...)
 	if err != nil {
-		return changed, fmt.Errorf("checking the jump from %s/%s: %w", table, prerouting, err)
+		return changed, fmt.Errorf("checking the jump from %s/%s: %w", s.table, s.hook, err)
 	}
 	if !ok {
-		if err := i.ipt.Insert(table, prerouting, 1, jump...); err != nil {
-			return changed, fmt.Errorf("adding the jump from %s/%s to %s: %w", table, prerouting, Chain, err)
+		if err := s.ipt.Insert(s.table, s.hook, 1, jump...); err != nil {
+			return changed, fmt.Errorf("adding the jump from %s/%s to %s: %w", s.table, s.hook, Chain, err)
 		}
 		changed = true
 	}
 	return changed, nil
 }
 
-// Run installs the rule, then re-checks it every interval until ctx ends. It
-// leaves the rule in place on return (fail closed); errors are logged and
-// retried, and surface through Installed.
+// Run installs the rules, then re-checks them every interval until ctx
+// ends. It leaves them in place on return (fail closed); errors are logged
+// and retried, and surface through Installed.
 func (i *Interceptor) Run(ctx context.Context) error {
 	ticker := time.NewTicker(i.interval)
 	defer ticker.Stop()
@@ -166,11 +201,11 @@ func (i *Interceptor) Run(ctx context.Context) error {
 		changed, err := i.Ensure()
 		switch {
 		case err != nil:
-			i.logger.Error("metadata interception rule not in place", "err", err)
+			i.logger.Error("metadata interception rules not in place", "err", err)
 		case changed && first:
-			i.logger.Info("installed metadata interception rule", "chain", Chain, "rule", strings.Join(i.rule, " "))
+			i.logger.Info("installed metadata interception rules", "chain", Chain, "rule", strings.Join(i.Rule(), " "), "ipv6_reject", len(i.sets) > 1)
 		case changed:
-			i.logger.Warn("metadata interception rule was missing; re-applied", "chain", Chain)
+			i.logger.Warn("metadata interception rules were missing; re-applied", "chain", Chain)
 		}
 		first = false
 		select {
@@ -181,13 +216,22 @@ func (i *Interceptor) Run(ctx context.Context) error {
 	}
 }
 
-// Uninstall removes every jump to Chain from PREROUTING (whatever its
-// options), then the chain. It succeeds when there is nothing to remove.
-func Uninstall(ipt IPTables) error {
+// Uninstall removes every jump to Chain (whatever its options) and the
+// chain itself: from iptables' nat PREROUTING and, when ip6 is not nil,
+// ip6tables' filter FORWARD. It succeeds when there is nothing to remove.
+func Uninstall(ipt, ip6 IPTables) error {
+	errs := []error{uninstall(ipt, "nat", "PREROUTING")}
+	if ip6 != nil {
+		errs = append(errs, uninstall(ip6, "filter", "FORWARD"))
+	}
+	return errors.Join(errs...)
+}
+
+func uninstall(ipt IPTables, table, hook string) error {
 	var errs []error
-	rules, err := ipt.List(table, prerouting)
+	rules, err := ipt.List(table, hook)
 	if err != nil {
-		return fmt.Errorf("listing %s/%s: %w", table, prerouting, err)
+		return fmt.Errorf("listing %s/%s: %w", table, hook, err)
 	}
 	// Rule numbers count from 1 after the -P policy line; delete from the
 	// end so earlier numbers stay valid.
@@ -195,8 +239,8 @@ func Uninstall(ipt IPTables) error {
 		if !jumpsTo(rules[n], Chain) {
 			continue
 		}
-		if err := ipt.Delete(table, prerouting, strconv.Itoa(n)); err != nil {
-			errs = append(errs, fmt.Errorf("deleting %s/%s rule %d: %w", table, prerouting, n, err))
+		if err := ipt.Delete(table, hook, strconv.Itoa(n)); err != nil {
+			errs = append(errs, fmt.Errorf("deleting %s/%s rule %d: %w", table, hook, n, err))
 		}
 	}
 	exists, err := ipt.ChainExists(table, Chain)

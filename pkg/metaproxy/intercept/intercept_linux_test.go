@@ -58,7 +58,12 @@ func TestRealIPTables(t *testing.T) {
 			t.Errorf("iptables: %v", err)
 			return
 		}
-		i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.200.0.1:8181", HostInterface: "!eth0"}, ipt, discard())
+		ip6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
+		if err != nil {
+			t.Errorf("ip6tables: %v", err)
+			return
+		}
+		i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.200.0.1:8181", HostInterface: "!eth0"}, ipt, ip6, discard())
 		if err != nil {
 			t.Error(err)
 			return
@@ -80,8 +85,15 @@ func TestRealIPTables(t *testing.T) {
 		if changed, err := i.Ensure(); err != nil || !changed {
 			t.Errorf("Ensure after flush = %v, %v", changed, err)
 		}
-		if err := Uninstall(ipt); err != nil {
+		rules6, _ := ip6.List("filter", Chain)
+		if len(rules6) != 2 || !strings.Contains(rules6[1], "fd00:ec2::254") || !strings.Contains(rules6[1], "REJECT") {
+			t.Errorf("ip6tables chain rules = %q", rules6)
+		}
+		if err := Uninstall(ipt, ip6); err != nil {
 			t.Errorf("Uninstall: %v", err)
+		}
+		if ok, _ := ip6.ChainExists("filter", Chain); ok {
+			t.Error("ip6tables chain left behind")
 		}
 		pre, _ := ipt.List("nat", "PREROUTING")
 		for _, r := range pre {

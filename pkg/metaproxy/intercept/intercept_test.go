@@ -27,12 +27,12 @@ func TestNewValidates(t *testing.T) {
 		t.Run(name, func(t *testing.T) {
 			cfg := good
 			mutate(&cfg)
-			if _, err := New(cfg, NewFake(), discard()); err == nil {
+			if _, err := New(cfg, NewFake(), nil, discard()); err == nil {
 				t.Fatalf("New accepted %+v", cfg)
 			}
 		})
 	}
-	if _, err := New(good, NewFake(), discard()); err != nil {
+	if _, err := New(good, NewFake(), nil, discard()); err != nil {
 		t.Fatalf("New refused a good config: %v", err)
 	}
 }
@@ -42,7 +42,7 @@ func TestRule(t *testing.T) {
 		{"cali+", "-i cali+"},
 		{"!eth0", "! -i eth0"},
 	} {
-		i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: tt.iface}, NewFake(), discard())
+		i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: tt.iface}, NewFake(), nil, discard())
 		if err != nil {
 			t.Fatal(err)
 		}
@@ -58,7 +58,7 @@ func TestRule(t *testing.T) {
 func TestEnsureIdempotentAndRepairs(t *testing.T) {
 	ipt := NewFake()
 	ipt.Append("nat", "PREROUTING", "-j", "KUBE-SERVICES")
-	i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, discard())
+	i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, nil, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -105,7 +105,7 @@ func TestEnsureIdempotentAndRepairs(t *testing.T) {
 
 func TestRunKeepsRuleOnExit(t *testing.T) {
 	ipt := NewFake()
-	i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, discard())
+	i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, nil, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -122,13 +122,13 @@ func TestRunKeepsRuleOnExit(t *testing.T) {
 func TestUninstall(t *testing.T) {
 	ipt := NewFake()
 	ipt.Append("nat", "PREROUTING", "-j", "KUBE-SERVICES")
-	i, _ := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, discard())
+	i, _ := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, nil, discard())
 	if _, err := i.Ensure(); err != nil {
 		t.Fatal(err)
 	}
 	// A jump with other options, e.g. from an older version, goes too.
 	ipt.Append("nat", "PREROUTING", "-i", "eni+", "-j", Chain)
-	if err := Uninstall(ipt); err != nil {
+	if err := Uninstall(ipt, nil); err != nil {
 		t.Fatal(err)
 	}
 	if pre := ipt.Rules("nat", "PREROUTING"); len(pre) != 1 || pre[0] != "-j KUBE-SERVICES" {
@@ -137,7 +137,7 @@ func TestUninstall(t *testing.T) {
 	if ok, _ := ipt.ChainExists("nat", Chain); ok {
 		t.Fatal("chain left behind")
 	}
-	if err := Uninstall(ipt); err != nil {
+	if err := Uninstall(ipt, nil); err != nil {
 		t.Fatalf("second Uninstall: %v", err)
 	}
 }
@@ -162,6 +162,43 @@ func TestDiscoverInterface(t *testing.T) {
 		got, err := DiscoverInterface(fakeHost{links: tt.links})
 		if got != tt.want || (tt.want == "") != (err != nil) {
 			t.Errorf("DiscoverInterface(%v) = %q, %v; want %q", tt.links, got, err, tt.want)
+		}
+	}
+}
+
+func TestIPv6Reject(t *testing.T) {
+	ipt, ip6 := NewFake(), NewFake()
+	ip6.Append("filter", "FORWARD", "-j", "CNI-FORWARD")
+	i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "eni+"}, ipt, ip6, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	got := ip6.Rules("filter", Chain)
+	if len(got) != 1 || !strings.Contains(got[0], "-d fd00:ec2::254/128 --dport 80 -i eni+") || !strings.Contains(got[0], "-j REJECT --reject-with tcp-reset") {
+		t.Fatalf("ip6tables chain = %q", got)
+	}
+	if fwd := ip6.Rules("filter", "FORWARD"); len(fwd) != 2 || !jumpsTo(fwd[0], Chain) {
+		t.Fatalf("ip6tables FORWARD = %q", fwd)
+	}
+	ip6.Flush("filter", Chain)
+	if changed, err := i.Ensure(); err != nil || !changed || len(ip6.Rules("filter", Chain)) != 1 {
+		t.Fatalf("IPv6 rule not re-applied: %v, %v", changed, err)
+	}
+	if err := Uninstall(ipt, ip6); err != nil {
+		t.Fatal(err)
+	}
+	if fwd := ip6.Rules("filter", "FORWARD"); len(fwd) != 1 || fwd[0] != "-j CNI-FORWARD" {
+		t.Fatalf("ip6tables FORWARD after uninstall = %q", fwd)
+	}
+	for _, f := range []*Fake{ipt, ip6} {
+		if ok, _ := f.ChainExists("nat", Chain); ok {
+			t.Fatal("nat chain left")
+		}
+		if ok, _ := f.ChainExists("filter", Chain); ok {
+			t.Fatal("filter chain left")
 		}
 	}
 }
