@@ -558,6 +558,51 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 	})
 }
 
+// TestMetaproxyRequireIMDSv2 runs metaproxy with --require-imdsv2: tokenless
+// requests get 401 while the SDKs, which fetch a token first, still get
+// their pod's role.
+func TestMetaproxyRequireIMDSv2(t *testing.T) {
+	b := mpStartBed(t)
+	ctx := t.Context()
+	pods := b.sb.Pods()
+	b.namespace("strict", map[string]string{"iam.amazonaws.com/allowed-roles": `["strict-*"]`})
+	b.pod(pods[0], "strict", "cli", map[string]string{"iam.amazonaws.com/role": "strict-cli"})
+	b.pod(pods[1], "strict", "gosdk", map[string]string{"iam.amazonaws.com/role": "strict-go"})
+	b.pod(pods[2], "strict", "boto", map[string]string{"iam.amazonaws.com/role": "strict-boto"})
+	b.start("--require-imdsv2")
+
+	if code, _, _ := mpDo(t, pods[0], "GET", mpCredsDir, nil); code != 401 {
+		t.Errorf("tokenless request = %d, want 401", code)
+	}
+	code, tok, _ := mpDo(t, pods[0], "PUT", "/latest/api/token", map[string]string{"X-aws-ec2-metadata-token-ttl-seconds": "30"})
+	if code != 200 {
+		t.Fatalf("token PUT = %d", code)
+	}
+	if code, body, _ := mpDo(t, pods[0], "GET", mpCredsDir, map[string]string{"X-aws-ec2-metadata-token": tok}); code != 200 || body != "strict-cli" {
+		t.Errorf("with token = %d %q", code, body)
+	}
+
+	cli := pods[0].Command(ctx, "/usr/bin/aws", "configure", "export-credentials", "--format", "process")
+	cli.Env = mpPodEnv(b)
+	var out struct{ AccessKeyId string }
+	if err := json.Unmarshal([]byte(mpRun(t, cli)), &out); err != nil {
+		t.Fatal(err)
+	}
+	if got := b.roleOf(out.AccessKeyId); got != mpBaseARN+"strict-cli" {
+		t.Errorf("AWS CLI got %s", got)
+	}
+	sdk := pods[1].Command(ctx, b.sdkBin)
+	sdk.Env = mpPodEnv(b)
+	if got := b.roleOf(mpRun(t, sdk)); got != mpBaseARN+"strict-go" {
+		t.Errorf("Go SDK got %s", got)
+	}
+	boto := pods[2].Command(ctx, mpBotocorePython(t), "-c", "import botocore.session; print(botocore.session.get_session().get_credentials().access_key)")
+	boto.Env = mpPodEnv(b, "AWS_EC2_METADATA_V1_DISABLED=true")
+	if got := b.roleOf(mpRun(t, boto)); got != mpBaseARN+"strict-boto" {
+		t.Errorf("botocore got %s", got)
+	}
+}
+
 // The figures of issue 3, as benchmarks (make bench), not timed tests.
 //
 //	go test -run '^$' -bench BenchmarkMetaproxy -benchtime 2000x ./test/e2e
