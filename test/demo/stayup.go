@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"fmt"
+	"os"
 	"path/filepath"
 	"strings"
 	"time"
@@ -50,7 +51,7 @@ func (d *demo) instructions() string {
 			deniedPod = p.pod.Net.Name()
 		}
 	}
-	awsEnv := strings.Join(d.bed.AWSEnv(), " ")
+	envFile := d.writeEnvFile()
 	logship := filepath.Join(d.binDir, "logship")
 	kubectl := d.bed.Kube.Kubectl()
 	var b strings.Builder
@@ -68,10 +69,13 @@ func (d *demo) instructions() string {
     ip netns exec %[4]s curl -s http://%[6]s/metrics | grep ^metaproxy_
     ip netns exec %[4]s curl -s http://%[7]s/metrics | grep ^logship_
 
-  Query the shipped logs (shop/web writes a line every 2s):
-    ip netns exec %[4]s env %[8]s %[9]s query --cluster %[10]s -n shop 'web*' -f
-    ip netns exec %[4]s env %[8]s %[9]s query --cluster %[10]s -n billing invoicer -o json
-    ip netns exec %[4]s env %[8]s %[9]s query --cluster %[10]s --insights 'stats count(*) by kubernetes.pod_name'
+  Query the shipped logs (shop/web writes a line every 2s); first load the
+  emulator's AWS settings into your shell:
+    set -a; . %[8]s; set +a
+    ip netns exec %[4]s %[9]s query --cluster %[10]s -n shop 'web*' -f
+    ip netns exec %[4]s %[9]s query --cluster %[10]s -n billing invoicer -o json
+    ip netns exec %[4]s %[9]s query --cluster %[10]s --insights 'stats count(*) by kubernetes.pod_name'
+    ip netns exec %[4]s aws logs describe-log-streams --log-group-name %[14]s --endpoint-url http://%[15]s
 
   Look at the cluster and the interception rule:
     ip netns exec %[4]s %[11]s --kubeconfig %[12]s get pods -A -o wide
@@ -79,7 +83,22 @@ func (d *demo) instructions() string {
 
   Agents' logs: %[13]s/{metaproxy,logship,nodeexp}.log
 
-`, pod, credsPath, deniedPod, node.Name(), nodeexpAddr, mpMetrics, lsMetrics, awsEnv, logship, clusterName,
-		kubectl, d.bed.Kube.Kubeconfig(), d.work)
+`, pod, credsPath, deniedPod, node.Name(), nodeexpAddr, mpMetrics, lsMetrics, envFile, logship, clusterName,
+		kubectl, d.bed.Kube.Kubeconfig(), d.work, logGroup, d.bed.AWSAddr())
 	return b.String()
+}
+
+// writeEnvFile writes the agents' AWS settings (the emulator's endpoints) as
+// a shell-sourceable file in the work dir and returns its path.
+func (d *demo) writeEnvFile() string {
+	path := filepath.Join(d.work, "aws.env")
+	var b strings.Builder
+	for _, kv := range d.bed.AWSEnv() {
+		k, v, _ := strings.Cut(kv, "=")
+		fmt.Fprintf(&b, "%s=%s\n", k, shellJoin([]string{v}))
+	}
+	if err := os.WriteFile(path, []byte(b.String()), 0o644); err != nil {
+		d.out.Detail("writing %s: %v", path, err)
+	}
+	return path
 }

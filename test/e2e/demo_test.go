@@ -66,6 +66,9 @@ func demoStart(t *testing.T, demo, binDir string, env ...string) *demoRun {
 	cmd := exec.Command(demo, "--bin", binDir)
 	cmd.Env = append(os.Environ(), env...)
 	cmd.Stderr = os.Stderr
+	// Its own process group, like a job in a terminal, so a test can send
+	// Ctrl-C the way a terminal does: to the whole group.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
 	stdout, err := cmd.StdoutPipe()
 	if err != nil {
 		t.Fatal(err)
@@ -163,8 +166,11 @@ func (r *demoRun) wait(t *testing.T, ctx context.Context) int {
 	}
 }
 
-// demoTraces are what the demo announced it created, read from its output.
+// demoTraces are what the demo announced it created, read from its output;
+// a run interrupted early has announced only some of them (the work dir comes
+// first, before anything else is created).
 type demoTraces struct {
+	pid                                     int
 	sandboxID, workDir, kubeDir, sandboxDir string
 }
 
@@ -175,16 +181,20 @@ var demoTraceRes = map[string]*regexp.Regexp{
 	"sandbox dir": regexp.MustCompile(`(?m)^\s+sandbox dir\s+(\S+)`),
 }
 
-func demoParseTraces(t *testing.T, out string) demoTraces {
+func demoParseTraces(t *testing.T, r *demoRun) demoTraces {
 	t.Helper()
+	out := r.output()
 	get := func(key string) string {
-		m := demoTraceRes[key].FindStringSubmatch(out)
-		if m == nil {
-			t.Fatalf("the demo did not print its %s:\n%s", key, out)
+		if m := demoTraceRes[key].FindStringSubmatch(out); m != nil {
+			return m[1]
 		}
-		return m[1]
+		return ""
 	}
-	return demoTraces{sandboxID: get("sandbox id"), workDir: get("work dir"), kubeDir: get("kube dir"), sandboxDir: get("sandbox dir")}
+	tr := demoTraces{pid: r.cmd.Process.Pid, sandboxID: get("sandbox id"), workDir: get("work dir"), kubeDir: get("kube dir"), sandboxDir: get("sandbox dir")}
+	if tr.workDir == "" {
+		t.Fatalf("the demo did not print its work dir:\n%s", out)
+	}
+	return tr
 }
 
 // demoRootIptables is the root namespace's ruleset without counters and
@@ -213,14 +223,28 @@ func demoRootIptables(t *testing.T) string {
 // demoCheckClean fails the test for anything the run left behind.
 func demoCheckClean(t *testing.T, tr demoTraces, iptablesBefore string) {
 	t.Helper()
-	out, err := exec.Command("ip", "netns", "list").Output()
-	if err != nil {
-		t.Fatal(err)
+	if tr.sandboxID != "" {
+		out, err := exec.Command("ip", "netns", "list").Output()
+		if err != nil {
+			t.Fatal(err)
+		}
+		if strings.Contains(string(out), "nk-"+tr.sandboxID+"-") {
+			t.Errorf("namespaces of sandbox %s remain:\n%s", tr.sandboxID, out)
+		}
 	}
-	if strings.Contains(string(out), "nk-"+tr.sandboxID+"-") {
-		t.Errorf("namespaces of sandbox %s remain:\n%s", tr.sandboxID, out)
+	// A sandbox the demo created holds a state file with its pid until it
+	// is closed, also one created before the demo printed its id.
+	states, _ := filepath.Glob(filepath.Join(sandbox.DefaultStateDir, "*.json"))
+	for _, path := range states {
+		b, err := os.ReadFile(path)
+		if err == nil && strings.Contains(string(b), fmt.Sprintf(`"pid":%d,`, tr.pid)) {
+			t.Errorf("sandbox state file %s of the demo (pid %d) remains: %s", path, tr.pid, b)
+		}
 	}
 	for _, dir := range []string{tr.workDir, tr.kubeDir, tr.sandboxDir} {
+		if dir == "" {
+			continue
+		}
 		if _, err := os.Stat(dir); !errors.Is(err, os.ErrNotExist) {
 			t.Errorf("%s remains (stat: %v)", dir, err)
 		}
@@ -236,7 +260,7 @@ func demoCheckClean(t *testing.T, tr demoTraces, iptablesBefore string) {
 		}
 		cmdline := strings.ReplaceAll(string(b), "\x00", " ")
 		for _, mark := range []string{tr.workDir, tr.kubeDir, tr.sandboxDir, "nk-" + tr.sandboxID + "-"} {
-			if strings.Contains(cmdline, mark) {
+			if mark != "" && mark != "nk--" && strings.Contains(cmdline, mark) {
 				t.Errorf("process %s still runs: %s", filepath.Base(filepath.Dir(p)), cmdline)
 				break
 			}
@@ -274,7 +298,7 @@ func TestDemoOneshot(t *testing.T) {
 			t.Errorf("the demo's output lacks %q", want)
 		}
 	}
-	demoCheckClean(t, demoParseTraces(t, out), before)
+	demoCheckClean(t, demoParseTraces(t, r), before)
 }
 
 // TestDemoInterrupted stops the demo with a signal while it comes up and
@@ -286,11 +310,15 @@ func TestDemoInterrupted(t *testing.T) {
 		name     string
 		at       string // progress line that triggers the signal
 		sig      syscall.Signal
+		group    bool // to the whole process group, as Ctrl-C in a terminal: the children get it too
 		wantCode int
 	}{
-		{"SIGINT while the agents start", "-> starting logship", syscall.SIGINT, 130},
-		{"SIGTERM while the pods ask for credentials", "-> billing/invoicer", syscall.SIGTERM, 130},
-		{"SIGINT while it stays up", "The node stays up", syscall.SIGINT, 0},
+		{"SIGINT while the agents start", "-> starting logship", syscall.SIGINT, false, 130},
+		{"SIGTERM while the pods ask for credentials", "-> billing/invoicer", syscall.SIGTERM, false, 130},
+		{"SIGINT while it stays up", "The node stays up", syscall.SIGINT, false, 0},
+		{"Ctrl-C to the process group while the node starts", "-> creating the sandbox node", syscall.SIGINT, true, 130},
+		{"Ctrl-C to the process group while metaproxy starts", "-> starting metaproxy", syscall.SIGINT, true, 130},
+		{"Ctrl-C to the process group while it stays up", "The node stays up", syscall.SIGINT, true, 0},
 	} {
 		t.Run(tt.name, func(t *testing.T) {
 			ctx, cancel := context.WithTimeout(t.Context(), 3*time.Minute)
@@ -298,7 +326,11 @@ func TestDemoInterrupted(t *testing.T) {
 			before := demoRootIptables(t)
 			r := demoStart(t, demo, binDir)
 			r.waitLine(t, ctx, tt.at)
-			if err := r.cmd.Process.Signal(tt.sig); err != nil {
+			pid := r.cmd.Process.Pid
+			if tt.group {
+				pid = -pid
+			}
+			if err := syscall.Kill(pid, tt.sig); err != nil {
 				t.Fatal(err)
 			}
 			code := r.wait(t, ctx)
@@ -309,7 +341,7 @@ func TestDemoInterrupted(t *testing.T) {
 			if !strings.Contains(out, fmt.Sprintf("%v received", tt.sig)) {
 				t.Errorf("the demo did not say it received %v:\n%s", tt.sig, out)
 			}
-			demoCheckClean(t, demoParseTraces(t, out), before)
+			demoCheckClean(t, demoParseTraces(t, r), before)
 		})
 	}
 }

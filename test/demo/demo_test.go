@@ -1,0 +1,177 @@
+package main
+
+import (
+	"bytes"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+
+	corev1 "k8s.io/api/core/v1"
+	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+)
+
+func TestCRILine(t *testing.T) {
+	at := time.Date(2026, 11, 22, 1, 2, 3, 456000000, time.FixedZone("CET", 3600))
+	for _, tt := range []struct {
+		name, stream, tag, msg, want string
+	}{
+		{"full stdout line in UTC", "stdout", "F", "hello", "2026-11-22T00:02:03.456Z stdout F hello\n"},
+		{"partial stderr line", "stderr", "P", "part", "2026-11-22T00:02:03.456Z stderr P part\n"},
+		{"empty message", "stdout", "F", "", "2026-11-22T00:02:03.456Z stdout F \n"},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			if got := criLine(at, tt.stream, tt.tag, tt.msg); got != tt.want {
+				t.Errorf("criLine = %q, want %q", got, tt.want)
+			}
+		})
+	}
+}
+
+// TestContainerLogLayout checks the kubelet's layout logship discovers: the
+// CRI file under pods/, the symlink under containers/ named after the
+// stream, one CRI line per message line, and rotation by rename.
+func TestContainerLogLayout(t *testing.T) {
+	root := t.TempDir()
+	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "1234-uid"}}
+	clock := time.Date(2026, 11, 22, 0, 0, 0, 0, time.UTC)
+	c, err := newContainerLog(root, pod, "nginx", func() time.Time { return clock })
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+
+	if !strings.HasPrefix(c.stream, "web_shop_nginx-") || len(c.stream) != len("web_shop_nginx-")+64 {
+		t.Errorf("stream %q is not <pod>_<namespace>_<container>-<64 hex id>", c.stream)
+	}
+	wantPath := filepath.Join(root, "pods", "shop_web_1234-uid", "nginx", "0.log")
+	if target, err := os.Readlink(filepath.Join(root, "containers", c.stream+".log")); err != nil || target != wantPath {
+		t.Errorf("symlink -> %q (%v), want %q", target, err, wantPath)
+	}
+
+	if err := c.Write("stdout", "one\n\ttwo"); err != nil {
+		t.Fatal(err)
+	}
+	rotated, err := c.Rotate()
+	if err != nil {
+		t.Fatal(err)
+	}
+	if want := wantPath + ".20261122-000000"; rotated != want {
+		t.Errorf("rotated to %q, want %q", rotated, want)
+	}
+	if err := c.Write("stderr", "three"); err != nil {
+		t.Fatal(err)
+	}
+	for path, want := range map[string]string{
+		rotated:  "2026-11-22T00:00:00Z stdout F one\n2026-11-22T00:00:00Z stdout F \ttwo\n",
+		wantPath: "2026-11-22T00:00:00Z stderr F three\n",
+	} {
+		got, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		if string(got) != want {
+			t.Errorf("%s = %q, want %q", filepath.Base(path), got, want)
+		}
+	}
+}
+
+func TestSummarize(t *testing.T) {
+	body := `# HELP node_load1 1m load average.
+# TYPE node_load1 gauge
+node_load1 0.5
+# TYPE node_filesystem_avail_bytes gauge
+node_filesystem_avail_bytes{mountpoint="/boot"} 1
+node_filesystem_avail_bytes{mountpoint="/"} 2
+# TYPE x_total counter
+x_total{a="1"} 1
+x_total{a="2"} 2
+x_total{a="3"} 3
+`
+	fams, samples, picked := summarize(body, []series{{"x_total", ""}, {"node_filesystem_avail_bytes{", `mountpoint="/"}`}, {"absent", ""}}, 2)
+	if fams != 3 || samples != 6 {
+		t.Errorf("families, samples = %d, %d; want 3, 6", fams, samples)
+	}
+	want := []string{`x_total{a="1"} 1`, `x_total{a="2"} 2`, `node_filesystem_avail_bytes{mountpoint="/"} 2`}
+	if strings.Join(picked, "\n") != strings.Join(want, "\n") {
+		t.Errorf("picked %q, want %q", picked, want)
+	}
+}
+
+func TestShellJoin(t *testing.T) {
+	for _, tt := range []struct {
+		args []string
+		want string
+	}{
+		{[]string{"query", "-n", "shop"}, "query -n shop"},
+		{[]string{"web*"}, "'web*'"},
+		{[]string{"stats count(*) by x"}, "'stats count(*) by x'"},
+		{[]string{"it's"}, `'it'\''s'`},
+		{[]string{""}, "''"},
+	} {
+		if got := shellJoin(tt.args); got != tt.want {
+			t.Errorf("shellJoin(%q) = %s, want %s", tt.args, got, tt.want)
+		}
+	}
+}
+
+func TestTextHelpers(t *testing.T) {
+	if got := oneLine("a\n  b\tc", 100); got != "a b c" {
+		t.Errorf("oneLine = %q", got)
+	}
+	if got := oneLine("abcdef", 3); got != "abc…" {
+		t.Errorf("oneLine truncated = %q", got)
+	}
+	if got := maskKey("ASIAABCDEFGHIJKL"); got != "ASIA…IJKL" {
+		t.Errorf("maskKey = %q", got)
+	}
+	if got := maskKey("short"); got != "short" {
+		t.Errorf("maskKey(short) = %q", got)
+	}
+	if got := lastLines("1\n2\n3\n", 2); got != "2\n3" {
+		t.Errorf("lastLines = %q", got)
+	}
+}
+
+// TestStoryPods keeps the story's promise: two pods with different allowed
+// roles and one restricted pod asking for a role its namespace forbids.
+func TestStoryPods(t *testing.T) {
+	pods := storyPods()
+	var allowed, denied int
+	roles := map[string]bool{}
+	for _, p := range pods {
+		if p.wantDenied {
+			denied++
+			if strings.Contains(p.allowed, p.role) {
+				t.Errorf("restricted pod %s asks for %s, which its namespace allows (%s)", p.name, p.role, p.allowed)
+			}
+			continue
+		}
+		allowed++
+		roles[p.role] = true
+	}
+	if allowed != 2 || len(roles) != 2 || denied != 1 {
+		t.Errorf("%d allowed pods with %d roles and %d restricted pods; want 2, 2, 1", allowed, len(roles), denied)
+	}
+}
+
+// TestRunRefusesBadArguments covers the command line without root.
+func TestRunRefusesBadArguments(t *testing.T) {
+	for _, tt := range []struct {
+		name string
+		args []string
+		want int
+	}{
+		{"unknown flag", []string{"--nope"}, 2},
+		{"stray argument", []string{"extra"}, 2},
+		{"help", []string{"--help"}, 0},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			var stdout, stderr bytes.Buffer
+			if got := run(tt.args, &stdout, &stderr); got != tt.want {
+				t.Errorf("run(%q) = %d, want %d; stderr: %s", tt.args, got, tt.want, stderr.String())
+			}
+		})
+	}
+}
