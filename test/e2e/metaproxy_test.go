@@ -462,6 +462,30 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 			t.Fatalf("after IP reuse listing = %d %q", code, body)
 		}
 		t.Logf("new role after %v", time.Since(start))
+
+		// Two claims at once: the old pod terminating (graceful delete, no
+		// kubelet to finish it), the new one running. The new one wins and
+		// the choice is logged with both UIDs.
+		old, err := b.client.CoreV1().Pods("team").Get(ctx, "reuser", metav1.GetOptions{})
+		if err != nil {
+			t.Fatal(err)
+		}
+		grace := int64(300)
+		if err := b.client.CoreV1().Pods("team").Delete(ctx, "reuser", metav1.DeleteOptions{GracePeriodSeconds: &grace}); err != nil {
+			t.Fatal(err)
+		}
+		newer := b.pod(pods[3], "team", "reuser2", map[string]string{"iam.amazonaws.com/role": "app-reuse2"})
+		code, body, _ = mpDo(t, pods[3], "GET", mpCredsDir, nil)
+		if code != 200 || body != "app-reuse2" {
+			code, body, _ = mpDo(t, pods[3], "GET", mpCredsDir, nil) // as an SDK retry would
+		}
+		if code != 200 || body != "app-reuse2" {
+			t.Fatalf("with a terminating and a running pod on one IP: %d %q", code, body)
+		}
+		logs := b.logs.String()
+		if !strings.Contains(logs, string(old.UID)) || !strings.Contains(logs, string(newer.UID)) || !strings.Contains(logs, "several pods claim one IP") {
+			t.Errorf("the choice between %s and %s is not logged", old.UID, newer.UID)
+		}
 	})
 	t.Run("STS throttled: cached credentials served, backoff visible", func(t *testing.T) {
 		b.emu.SetFault("AssumeRole", awsemu.Fault{ThrottleEvery: 1})
