@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"fmt"
 	"io"
 	"net/http"
@@ -50,7 +51,7 @@ func TestEventCounter(t *testing.T) {
 		gotBody = string(b)
 		w.WriteHeader(status)
 	})
-	c := &eventCounter{next: next}
+	c := newEventCounter(next)
 	srv := httptest.NewServer(c)
 	defer srv.Close()
 	put := func(target, body string) {
@@ -87,5 +88,32 @@ func TestEventCounter(t *testing.T) {
 	put("Logs_20140328.PutLogEvents", events(2))
 	if got := c.accepted.Load(); got != 5 {
 		t.Errorf("accepted = %d, want 5", got)
+	}
+	if err := c.wait(t.Context(), 5); err != nil {
+		t.Errorf("wait for what was counted: %v", err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	cancel()
+	if err := c.wait(ctx, 6); err == nil {
+		t.Error("wait for more than was counted returned without error")
+	}
+}
+
+// wait must wake on a count that arrives after it started waiting.
+func TestEventCounterWakes(t *testing.T) {
+	c := newEventCounter(http.HandlerFunc(func(http.ResponseWriter, *http.Request) {}))
+	srv := httptest.NewServer(c)
+	defer srv.Close()
+	done := make(chan error, 1)
+	go func() { done <- c.wait(t.Context(), 1) }()
+	req, _ := http.NewRequest(http.MethodPost, srv.URL, strings.NewReader(`{"logEvents":[{"message":"m","timestamp":1}]}`))
+	req.Header.Set("X-Amz-Target", "Logs_20140328.PutLogEvents")
+	resp, err := srv.Client().Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	resp.Body.Close()
+	if err := <-done; err != nil {
+		t.Fatal(err)
 	}
 }

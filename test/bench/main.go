@@ -60,6 +60,7 @@ type config struct {
 	scrapes      int
 	idle         time.Duration
 	sectionLimit time.Duration
+	profileDir   string
 }
 
 func (c config) bin(name string) string { return filepath.Join(c.binDir, name) }
@@ -79,6 +80,7 @@ func parseFlags(args []string, out io.Writer) (config, error) {
 	fs.DurationVar(&c.logshipLimit, "logship-limit", 6*time.Minute, "longest wait for logship to ship everything")
 	fs.IntVar(&c.scrapes, "scrapes", 200, "scrapes of each exporter")
 	fs.DurationVar(&c.idle, "idle", 10*time.Second, "how long the suite stays idle before its memory is read")
+	fs.StringVar(&c.profileDir, "profile", "", "directory for pprof profiles of logship during its burst (figures of a profiled run are not of record)")
 	fs.DurationVar(&c.sectionLimit, "section-limit", 15*time.Minute, "time limit of each area")
 	if err := fs.Parse(args); err != nil {
 		return c, err

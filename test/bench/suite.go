@@ -65,7 +65,7 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	}
 
 	// The counting wrapper tells when logship has shipped every line.
-	counter := &eventCounter{next: bed.AWS}
+	counter := newEventCounter(bed.AWS)
 	ln, err := node.Listen("tcp", net.JoinHostPort(node.IP().String(), lsCountPort))
 	if err != nil {
 		return fail(err)
@@ -95,18 +95,23 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	defer ne.stop()
 
 	hc := node.HTTPClient()
-	for _, w := range []struct {
-		p   *agentProc
-		url string
-	}{{ls, "http://127.0.0.1:9182/readyz"}, {ne, "http://127.0.0.1:9100/readyz"}} {
-		if err := waitReady(ctx, hc, w.url, w.p, 2*time.Minute); err != nil {
-			return fail(err)
-		}
+	if err := waitReady(ctx, hc, "http://127.0.0.1:9182/readyz", ls, 2*time.Minute); err != nil {
+		return fail(err)
+	}
+	// nodeexp is ready after its first collection, which a scrape starts.
+	if err := waitScrape(ctx, hc, &exporter{name: "nodeexp", url: "http://127.0.0.1:9100/metrics", proc: ne}); err != nil {
+		return fail(err)
+	}
+	if err := waitReady(ctx, hc, "http://127.0.0.1:9100/readyz", ne, time.Minute); err != nil {
+		return fail(err)
 	}
 	// Settled: every line shipped, every pod's credentials prefetched, and
-	// nodeexp scraped once, as Prometheus would have.
+	// nodeexp scraped (above), as Prometheus would have.
 	wctx, cancel := context.WithTimeout(ctx, 2*time.Minute)
 	defer cancel()
+	if err := counter.wait(wctx, suitePods*linesPerPod); err != nil {
+		return fail(fmt.Errorf("logship: %w", err))
+	}
 	sessions := 0
 	err = bed.AWS.WaitFor(wctx, func() bool {
 		seen := map[string]bool{}
@@ -116,13 +121,10 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 			}
 		}
 		sessions = len(seen)
-		return sessions >= suitePods && counter.accepted.Load() >= suitePods*linesPerPod
+		return sessions >= suitePods
 	})
 	if err != nil {
-		return fail(fmt.Errorf("waiting for the agents to settle (%d sessions, %d lines shipped): %w", sessions, counter.accepted.Load(), err))
-	}
-	if _, err := scrape(ctx, hc, "http://127.0.0.1:9100/metrics"); err != nil {
-		return fail(fmt.Errorf("scraping nodeexp: %w", err))
+		return fail(fmt.Errorf("waiting for metaproxy to prefetch %d pods' credentials (%d sessions): %w", suitePods, sessions, err))
 	}
 	// Idle: what the node pays while nothing happens.
 	logger.Info("suite: idle", "for", cfg.idle)
