@@ -664,21 +664,19 @@ func deployMapPaths(arg string, mounts map[string]string) string {
 }
 
 // waitReady polls /readyz of the external process until 200, the process
-// exits, or the bound passes. Every round also scrapes /metrics, as
-// Prometheus would (nodeexp is ready after its first scrape).
+// exits, or the bound passes. Nothing scrapes /metrics meanwhile: the
+// kubelet's probe alone must see the pod ready, or a DaemonSet rollout
+// would stall on a cluster without Prometheus.
 func (a *deployAgent) waitReady(ctx context.Context, bound time.Duration) error {
 	ctx, cancel := context.WithTimeout(ctx, bound)
 	defer cancel()
 	last := ""
 	for {
-		if code, _, err := a.get(ctx, "/metrics"); err != nil || code != 200 {
-			last = fmt.Sprintf("/metrics: HTTP %d %v", code, err)
-		}
 		code, body, err := a.get(ctx, "/readyz")
 		if err == nil && code == 200 {
 			return nil
 		}
-		last = fmt.Sprintf("%s; /readyz: HTTP %d %v %s", last, code, err, strings.TrimSpace(body))
+		last = fmt.Sprintf("HTTP %d %v %s", code, err, strings.TrimSpace(body))
 		select {
 		case <-a.done:
 			return fmt.Errorf("%s exited before it was ready: %v\n%s", a.name, a.err, deployTail(a.output.String(), 4000))
