@@ -1,12 +1,14 @@
 package intercept
 
 import (
+	"net"
 	"os"
 	"runtime"
 	"strings"
 	"testing"
 
 	"github.com/coreos/go-iptables/iptables"
+	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
 
@@ -103,6 +105,46 @@ func TestRealIPTables(t *testing.T) {
 		}
 		if ok, _ := ipt.ChainExists("nat", Chain); ok {
 			t.Error("chain left behind")
+		}
+	})
+}
+
+func TestNetlinkDiscovery(t *testing.T) {
+	requireRoot(t)
+	inFreshNetns(t, func() {
+		// An isolated namespace: a "node" link with an address and a default
+		// route through it, and a Calico-style veth name (a veth pair, both
+		// ends here, since not every kernel has the dummy driver).
+		veth := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "eth0"}, PeerName: "cali0123456789a"}
+		if err := netlink.LinkAdd(veth); err != nil {
+			t.Errorf("adding a veth pair: %v", err)
+			return
+		}
+		eth0, err := netlink.LinkByName("eth0")
+		if err != nil {
+			t.Error(err)
+			return
+		}
+		addr, _ := netlink.ParseAddr("10.250.0.7/24")
+		if err := netlink.AddrAdd(eth0, addr); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := netlink.LinkSetUp(eth0); err != nil {
+			t.Error(err)
+			return
+		}
+		if err := netlink.RouteAdd(&netlink.Route{LinkIndex: eth0.Attrs().Index, Gw: net.ParseIP("10.250.0.1")}); err != nil {
+			t.Errorf("default route: %v", err)
+			return
+		}
+		ip, err := DiscoverHostIP(Netlink{})
+		if err != nil || ip.String() != "10.250.0.7" {
+			t.Errorf("DiscoverHostIP = %v, %v; want 10.250.0.7", ip, err)
+		}
+		iface, err := DiscoverInterface(Netlink{})
+		if err != nil || iface != "cali+" {
+			t.Errorf("DiscoverInterface = %q, %v; want cali+", iface, err)
 		}
 	})
 }
