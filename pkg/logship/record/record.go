@@ -102,6 +102,12 @@ var safe = func() (t [256]bool) {
 
 const hexDigits = "0123456789abcdef"
 
+// shortEscape holds the second byte of two-byte escapes.
+var shortEscape = func() (t [utf8.RuneSelf]byte) {
+	t['"'], t['\\'], t['\n'], t['\r'], t['\t'] = '"', '\\', 'n', 'r', 't'
+	return t
+}()
+
 // AppendEscaped appends the JSON string body of src to dst, writing at most
 // budget bytes, and returns how many bytes of src it consumed (always at
 // least one rune when budget allows six bytes). Invalid UTF-8 becomes U+FFFD.
@@ -122,25 +128,17 @@ func AppendEscaped(dst, src []byte, budget int) ([]byte, int) {
 		}
 		c := src[i]
 		if c < utf8.RuneSelf {
-			var esc []byte
-			switch c {
-			case '"':
-				esc = []byte(`\"`)
-			case '\\':
-				esc = []byte(`\\`)
-			case '\n':
-				esc = []byte(`\n`)
-			case '\r':
-				esc = []byte(`\r`)
-			case '\t':
-				esc = []byte(`\t`)
-			default:
-				esc = []byte{'\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF]}
+			if esc := shortEscape[c]; esc != 0 {
+				if len(dst)+2 > limit {
+					break
+				}
+				dst = append(dst, '\\', esc)
+			} else {
+				if len(dst)+6 > limit {
+					break
+				}
+				dst = append(dst, '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
 			}
-			if len(dst)+len(esc) > limit {
-				break
-			}
-			dst = append(dst, esc...)
 			i++
 			continue
 		}

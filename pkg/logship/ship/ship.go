@@ -103,6 +103,19 @@ type Sender struct {
 
 	mu     sync.Mutex
 	groups map[string]bool // groups known to exist
+
+	// bufs recycles chunk buffers once CloudWatch accepted their records,
+	// so steady shipping allocates (and zeroes) almost nothing.
+	bufs sync.Pool
+}
+
+// Buffer returns an empty buffer for a Chunk with at least n bytes of
+// capacity, reusing the buffers of chunks already sent.
+func (st *Stream) Buffer(n int) []byte {
+	if b, ok := st.s.bufs.Get().(*[]byte); ok && cap(*b) >= n {
+		return (*b)[:0]
+	}
+	return make([]byte, 0, n)
 }
 
 // New returns a Sender; it starts nothing.
@@ -166,6 +179,13 @@ func (st *Stream) Close() { close(st.in) }
 func (s *Sender) release(c *Chunk) {
 	s.budget.Release(c.weight)
 	s.metrics.buffered.Sub(float64(c.weight))
+	// Nothing refers to the buffer any more: its events were sent (or the
+	// stream stopped) and the SDK call that saw it as strings returned.
+	if c.Buf != nil && cap(c.Buf) <= 4<<20 {
+		b := c.Buf[:0]
+		c.Buf = nil
+		s.bufs.Put(&b)
+	}
 }
 
 // pending is the batch being built and the chunks it references.
