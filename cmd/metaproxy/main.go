@@ -116,92 +116,116 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return &agent.UsageError{Err: err}
 	}
 
-	// Build everything first: constructors validate and start nothing.
+	a, err := newApp(ctx, o, logger)
+	if err != nil {
+		return err
+	}
+	return a.run(ctx)
+}
+
+// app is metaproxy wired together, not yet running.
+type app struct {
+	o           *options
+	logger      *slog.Logger
+	pods        *kube.Pods
+	namespaces  *kube.Namespaces // nil without --namespace-restrictions
+	cache       *creds.Cache
+	srv         *imds.Server
+	ops         *agent.Ops
+	interceptor *intercept.Interceptor // nil without --iptables
+	gates       readiness
+}
+
+// newApp builds every part; constructors validate and start nothing.
+func newApp(ctx context.Context, o *options, logger *slog.Logger) (*app, error) {
+	a := &app{o: o, logger: logger}
 	client, err := kube.NewClient(o.common.Kubeconfig, "nodekit-metaproxy/"+agent.Version())
 	if err != nil {
-		return fmt.Errorf("creating kubernetes client: %w", err)
+		return nil, fmt.Errorf("creating kubernetes client: %w", err)
 	}
-	pods, err := kube.NewPods(client, o.common.NodeName, logger)
-	if err != nil {
-		return fmt.Errorf("creating pod informer for node %s: %w", o.common.NodeName, err)
+	if a.pods, err = kube.NewPods(client, o.common.NodeName, logger); err != nil {
+		return nil, fmt.Errorf("creating pod informer for node %s: %w", o.common.NodeName, err)
 	}
-	var namespaces *kube.Namespaces
 	var nsLister role.Namespaces
 	if o.role.NamespaceRestrictions {
-		namespaces = kube.NewNamespaces(client, logger)
-		nsLister = namespaces
+		a.namespaces = kube.NewNamespaces(client, logger)
+		nsLister = a.namespaces
 	}
 	policy, err := role.New(o.role, nsLister)
 	if err != nil {
-		return &agent.UsageError{Err: err}
+		return nil, &agent.UsageError{Err: err}
 	}
 	awsCfg, err := awscfg.Load(ctx)
 	if err != nil {
-		return err
+		return nil, err
 	}
 	reg := prometheus.NewRegistry()
-	cache, err := creds.New(creds.Config{SessionDuration: o.sessionDuration}, sts.NewFromConfig(awsCfg), reg, logger.With("component", "creds"))
-	if err != nil {
-		return &agent.UsageError{Err: err}
+	if a.cache, err = creds.New(creds.Config{SessionDuration: o.sessionDuration}, sts.NewFromConfig(awsCfg), reg, logger.With("component", "creds")); err != nil {
+		return nil, &agent.UsageError{Err: err}
 	}
-	resolver := caller.New(pods, o.podWait, logger)
-	if err := pods.AddEventHandler(resolver.EventHandler()); err != nil {
-		return err
+	resolver := caller.New(a.pods, o.podWait, logger)
+	if err := a.pods.AddEventHandler(resolver.EventHandler()); err != nil {
+		return nil, err
 	}
-	if err := pods.AddEventHandler(prefetch.New(policy, cache, logger)); err != nil {
-		return err
+	if err := a.pods.AddEventHandler(prefetch.New(policy, a.cache, logger)); err != nil {
+		return nil, err
 	}
 	up, err := upstream.New(upstream.Config{Addr: o.metadataAddr}, logger.With("component", "upstream"))
 	if err != nil {
-		return &agent.UsageError{Err: err}
+		return nil, &agent.UsageError{Err: err}
 	}
-	srv, err := imds.New(o.imds, imds.Deps{Caller: resolver, Roles: policy, Credentials: cache, Upstream: up}, reg, logger.With("component", "imds"))
-	if err != nil {
-		return err
+	deps := imds.Deps{Caller: resolver, Roles: policy, Credentials: a.cache, Upstream: up}
+	if a.srv, err = imds.New(o.imds, deps, reg, logger.With("component", "imds")); err != nil {
+		return nil, err
 	}
-	var interceptor *intercept.Interceptor
 	if o.iptables {
 		ipt, ip6, err := openIPTables(logger)
 		if err != nil {
-			return err
+			return nil, err
 		}
-		interceptor, err = intercept.New(intercept.Config{MetadataAddr: o.metadataAddr, ListenAddr: o.listenAddr, HostInterface: o.hostInterface}, ipt, ip6, logger.With("component", "intercept"))
-		if err != nil {
-			return &agent.UsageError{Err: err}
+		cfg := intercept.Config{MetadataAddr: o.metadataAddr, ListenAddr: o.listenAddr, HostInterface: o.hostInterface}
+		if a.interceptor, err = intercept.New(cfg, ipt, ip6, logger.With("component", "intercept")); err != nil {
+			return nil, &agent.UsageError{Err: err}
 		}
 	}
-	ops := agent.NewOps(agent.OpsConfig{Addr: o.metricsAddr, EnablePprof: o.enablePprof}, reg, logger)
-	gates := readiness{
-		informers: ops.Gate("informers"),
-		upstream:  ops.Gate("metadata-service"),
-		pods:      pods, namespaces: namespaces, up: up, interceptor: interceptor,
+	a.ops = agent.NewOps(agent.OpsConfig{Addr: o.metricsAddr, EnablePprof: o.enablePprof}, reg, logger)
+	a.gates = readiness{
+		informers: a.ops.Gate("informers"),
+		upstream:  a.ops.Gate("metadata-service"),
+		pods:      a.pods, namespaces: a.namespaces, up: up, interceptor: a.interceptor,
 	}
-	if interceptor != nil {
-		gates.rule = ops.Gate("interception-rule")
+	if a.interceptor != nil {
+		a.gates.rule = a.ops.Gate("interception-rule")
 	}
+	return a, nil
+}
 
+// run starts every part under one errgroup and returns when ctx ends or a
+// part fails.
+func (a *app) run(ctx context.Context) error {
+	o := a.o
 	// Listening here makes a busy port a start-up error, not a goroutine's.
 	ln, err := net.Listen("tcp", o.listenAddr)
 	if err != nil {
 		return fmt.Errorf("listening for metadata requests on %s: %w", o.listenAddr, err)
 	}
-	logger.Info("starting metaproxy", "version", agent.Version(), "listen", o.listenAddr, "metrics", o.metricsAddr,
+	a.logger.Info("starting metaproxy", "version", agent.Version(), "listen", o.listenAddr, "metrics", o.metricsAddr,
 		"metadata", o.metadataAddr, "iptables", o.iptables, "host_interface", o.hostInterface, "require_imdsv2", o.imds.RequireToken)
 
 	g, ctx := errgroup.WithContext(ctx)
-	g.Go(func() error { return pods.Run(ctx) })
-	if namespaces != nil {
-		g.Go(func() error { return namespaces.Run(ctx) })
+	g.Go(func() error { return a.pods.Run(ctx) })
+	if a.namespaces != nil {
+		g.Go(func() error { return a.namespaces.Run(ctx) })
 	}
-	g.Go(func() error { return cache.Run(ctx) })
-	g.Go(func() error { return srv.Serve(ctx, ln) })
-	g.Go(func() error { return ops.Run(ctx) })
-	if interceptor != nil {
-		// On exit the rule stays: pods get refused connections while
+	g.Go(func() error { return a.cache.Run(ctx) })
+	g.Go(func() error { return a.srv.Serve(ctx, ln) })
+	g.Go(func() error { return a.ops.Run(ctx) })
+	if a.interceptor != nil {
+		// On exit the rules stay: pods get refused connections while
 		// metaproxy is down, never the node's own metadata service.
-		g.Go(func() error { return interceptor.Run(ctx) })
+		g.Go(func() error { return a.interceptor.Run(ctx) })
 	}
-	g.Go(func() error { return gates.run(ctx, logger) })
+	g.Go(func() error { return a.gates.run(ctx, a.logger) })
 	return g.Wait()
 }
 
