@@ -65,7 +65,7 @@ func register(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.hostInterface, "host-interface", "", "iptables -i pattern of the pod interfaces, e.g. cali+, eni+ or !eth0 (discovered from cali*/eni* interfaces when empty)")
 	fs.BoolVar(&o.iptables, "iptables", false, "install and keep the nat rule sending pods' metadata traffic to --listen-addr (and an ip6tables rule rejecting pods' TCP to ["+intercept.MetadataIPv6+"]); the rules stay on exit (remove them with 'metaproxy uninstall')")
 	fs.StringVar(&o.metadataAddr, "metadata-addr", "169.254.169.254:80", "the instance metadata service, ip:port")
-	fs.DurationVar(&o.sessionDuration, "session-duration", time.Hour, "lifetime requested for role credentials (20m to 12h; credentials with under 15m left are never served)")
+	fs.DurationVar(&o.sessionDuration, "session-duration", time.Hour, "lifetime requested for role credentials (20m to 12h; credentials with under 15m left are never served). On EC2 metaproxy's own credentials are the instance profile's role session, and STS caps role chaining at 1h")
 	fs.DurationVar(&o.podWait, "pod-wait", caller.DefaultWait, "how long a request from an IP the pod informer does not know yet waits for it (keep under the SDKs' 1s timeout)")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve /debug/pprof/ on --metrics-addr")
 }
