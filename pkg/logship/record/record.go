@@ -59,6 +59,10 @@ const (
 	headTime   = `","time":"`
 )
 
+// Suffix is the constant end of every record this encoder writes (the
+// "kubernetes" object); a sender may escape it once instead of per record.
+func (e *Encoder) Suffix() []byte { return e.suffix }
+
 // budget is how many bytes of escaped log fit in one record.
 func (e *Encoder) budget(timeLen int) int {
 	return e.maxBytes - len(headLog) - len(headStream) - len("stdout") - len(headTime) - timeLen - 1 - len(e.suffix)
@@ -116,9 +120,9 @@ func AppendEscaped(dst, src []byte, budget int) ([]byte, int) {
 	i := 0
 	for i < len(src) {
 		// Copy the run of plain ASCII in one append.
+		end := min(len(src), i+limit-len(dst))
 		j := i
-		room := limit - len(dst)
-		for j < len(src) && j-i < room && safe[src[j]] {
+		for j < end && safe[src[j]] {
 			j++
 		}
 		dst = append(dst, src[i:j]...)

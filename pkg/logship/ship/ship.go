@@ -13,6 +13,7 @@
 package ship
 
 import (
+	"bytes"
 	"context"
 	"errors"
 	"fmt"
@@ -32,6 +33,7 @@ import (
 
 	"github.com/nodekit/nodekit/pkg/logship/batch"
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
+	"github.com/nodekit/nodekit/pkg/logship/record"
 	"github.com/nodekit/nodekit/pkg/logship/tail"
 )
 
@@ -72,6 +74,11 @@ type Chunk struct {
 	ID     tail.Identity
 	Buf    []byte
 	Events []Event
+	// Suffix, when set, ends every record in Buf (the constant part of
+	// the records of one file): it is JSON-escaped once per chunk for the
+	// request body instead of once per record.
+	Suffix    []byte
+	suffixEsc []byte
 	// weight is what the chunk holds of the Sender's memory budget.
 	weight int64
 	// added counts events taken into batches (owned by the stream's Run).
@@ -139,6 +146,8 @@ type Stream struct {
 	in        chan *Chunk
 	logger    *slog.Logger
 	body      []byte // PutLogEvents request, reused across batches
+	suffix    []byte // last chunk suffix seen by Send, and its escaped form
+	suffixEsc []byte
 	acked     func(pos checkpoint.Position, lastTimestamp int64)
 }
 
@@ -160,6 +169,13 @@ func (st *Stream) Send(ctx context.Context, c *Chunk) error {
 	}
 	c.weight = int64(cap(c.Buf)) + int64(len(c.Events))*int64(unsafe.Sizeof(Event{}))
 	c.weight = min(c.weight, st.s.cfg.MaxBufferBytes)
+	if len(c.Suffix) > 0 {
+		if !bytes.Equal(c.Suffix, st.suffix) {
+			st.suffix = c.Suffix
+			st.suffixEsc, _ = record.AppendEscaped(nil, c.Suffix, 1<<30)
+		}
+		c.suffixEsc = st.suffixEsc
+	}
 	if err := st.s.budget.Acquire(ctx, c.weight); err != nil {
 		return fmt.Errorf("waiting for buffer space for stream %s: %w", st.name, err)
 	}
@@ -191,6 +207,7 @@ func (s *Sender) release(c *Chunk) {
 // pending is the batch being built and the chunks it references.
 type pending struct {
 	b      batch.Batch
+	tails  []msgTail   // per event in b
 	chunks []*Chunk // chunks with events not yet accepted, in order
 	last   *Chunk   // chunk of the last event in b
 	lastEv Event
@@ -253,6 +270,11 @@ func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 			st.s.metrics.dropped.WithLabelValues(st.namespace, "invalid").Inc()
 			continue
 		}
+		t := msgTail{}
+		if len(c.suffixEsc) > 0 && bytes.HasSuffix(e.Message, c.Suffix) {
+			t = msgTail{raw: len(c.Suffix), esc: c.suffixEsc}
+		}
+		p.tails = append(p.tails, t)
 		p.last, p.lastEv = c, c.Events[i]
 	}
 	if p.b.Bytes() >= batch.MaxBytes-4096 || p.b.Len() >= batch.MaxEvents {
@@ -264,7 +286,7 @@ func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 // saves the checkpoint and releases the chunks it finished. It returns
 // early only when ctx ends.
 func (st *Stream) flush(ctx context.Context, p *pending) {
-	if !st.s.put(ctx, st, &p.b) {
+	if !st.s.put(ctx, st, &p.b, p.tails) {
 		return
 	}
 	pos := checkpoint.Position{Path: p.last.Path, ID: p.last.ID, Offset: p.lastEv.Pos}
@@ -287,12 +309,14 @@ func (st *Stream) flush(ctx context.Context, p *pending) {
 	clear(p.chunks[len(kept):])
 	p.chunks = kept
 	p.b.Reset()
+	clear(p.tails)
+	p.tails = p.tails[:0]
 }
 
 // put sends one batch, creating the group and stream when missing and
 // retrying transient failures forever. It reports false when ctx ended
 // before CloudWatch accepted the batch.
-func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch) bool {
+func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []msgTail) bool {
 	n := b.Len()
 	events := make([]types.InputLogEvent, n)
 	msgs := make([]string, n)
@@ -308,7 +332,7 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch) bool {
 	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: events}
 	// Escaping can grow a message up to 6x; most records grow by their
 	// quotes only.
-	st.body = appendPutBody(st.body[:0], st.group, st.name, b.Events)
+	st.body = appendPutBody(st.body[:0], st.group, st.name, b.Events, tails)
 	pctx := withBody(ctx, st.body)
 	defer func() {
 		if cap(st.body) > 4*batch.MaxBytes {

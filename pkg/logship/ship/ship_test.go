@@ -319,7 +319,10 @@ func TestFastPutBodyMatchesSDK(t *testing.T) {
 		ctx := context.Background()
 		if fast {
 			opts = append(opts, WithFastPut)
-			ctx = withBody(ctx, appendPutBody(nil, "/g", "s\"1", events))
+			// The first message ends with a pre-escaped tail.
+			tails := make([]msgTail, len(events))
+			tails[0] = msgTail{raw: len(`","stream":"stdout"}`), esc: []byte(`\",\"stream\":\"stdout\"}`)}
+			ctx = withBody(ctx, appendPutBody(nil, "/g", "s\"1", events, tails))
 		}
 		client := cloudwatchlogs.New(cloudwatchlogs.Options{
 			Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),

@@ -58,8 +58,16 @@ func (p *putProtocol) SerializeRequest(ctx context.Context, schema *smithy.Opera
 	return nil
 }
 
-// appendPutBody writes the PutLogEvents JSON request for events.
-func appendPutBody(dst []byte, group, stream string, events []batch.Event) []byte {
+// msgTail is the constant end of an event's message: its raw length and its
+// escaped form.
+type msgTail struct {
+	raw int
+	esc []byte
+}
+
+// appendPutBody writes the PutLogEvents JSON request for events; tails,
+// when not nil, has one entry per event.
+func appendPutBody(dst []byte, group, stream string, events []batch.Event, tails []msgTail) []byte {
 	dst = append(dst, `{"logGroupName":"`...)
 	dst, _ = record.AppendEscaped(dst, []byte(group), 1<<30)
 	dst = append(dst, `","logStreamName":"`...)
@@ -72,7 +80,12 @@ func appendPutBody(dst []byte, group, stream string, events []batch.Event) []byt
 		dst = append(dst, `{"timestamp":`...)
 		dst = strconv.AppendInt(dst, e.Timestamp, 10)
 		dst = append(dst, `,"message":"`...)
-		dst, _ = record.AppendEscaped(dst, e.Message, 1<<30)
+		if i < len(tails) && tails[i].raw > 0 {
+			dst, _ = record.AppendEscaped(dst, e.Message[:len(e.Message)-tails[i].raw], 1<<30)
+			dst = append(dst, tails[i].esc...)
+		} else {
+			dst, _ = record.AppendEscaped(dst, e.Message, 1<<30)
+		}
 		dst = append(dst, `"}`...)
 	}
 	return append(dst, "]}"...)
