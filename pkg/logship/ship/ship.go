@@ -207,9 +207,9 @@ func (s *Sender) release(c *Chunk) {
 // pending is the batch being built and the chunks it references.
 type pending struct {
 	b      batch.Batch
-	tails  []msgTail   // per event in b
-	chunks []*Chunk // chunks with events not yet accepted, in order
-	last   *Chunk   // chunk of the last event in b
+	tails  []msgTail // per event in b
+	chunks []*Chunk  // chunks with events not yet accepted, in order
+	last   *Chunk    // chunk of the last event in b
 	lastEv Event
 	born   time.Time
 }
