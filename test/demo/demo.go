@@ -109,11 +109,12 @@ func (d *demo) Run(ctx context.Context) int {
 	case len(d.failures) > 0:
 		d.out.Printf("\ndemo finished with %d failed step(s):\n", len(d.failures))
 		for _, f := range d.failures {
-			d.out.Printf("  - %s\n", f)
+			first, _, _ := strings.Cut(f, "\n")
+			d.out.Printf("  - %s\n", first)
 		}
 		return 1
 	}
-	d.out.Printf("\ndemo finished: every step worked and everything it started was removed.\n")
+	d.out.Printf("\ndemo finished in %v: every step worked and everything it started was removed.\n", time.Since(d.out.start).Round(time.Second))
 	return 0
 }
 

@@ -180,7 +180,8 @@ type record struct {
 // queryArgs are the `logship query` runs the demo shows.
 var queryArgs = [][]string{
 	{"--cluster", clusterName, "-n", "billing", "invoicer", "--since", "15m"},
-	{"--cluster", clusterName, "-n", "shop", "web*", "--grep", "seq=2", "--since", "15m"},
+	// The lines either side of the rotation after line 12.
+	{"--cluster", clusterName, "-n", "shop", "web*", "--regex", "seq=1[1-4]$", "--since", "15m"},
 	{"--cluster", clusterName, "--insights", "stats count(*) as events by kubernetes.namespace_name, kubernetes.pod_name", "--since", "15m", "--poll-interval", "200ms"},
 }
 
@@ -267,7 +268,7 @@ func (d *demo) filterLogEvents(ctx context.Context, pattern string) ([]string, e
 func shellJoin(args []string) string {
 	q := make([]string, len(args))
 	for i, a := range args {
-		if a == "" || strings.ContainsAny(a, " *'\"$()|;&<>") {
+		if a == "" || strings.ContainsAny(a, " *?[]'\"$()|;&<>\\") {
 			a = "'" + strings.ReplaceAll(a, "'", `'\''`) + "'"
 		}
 		q[i] = a

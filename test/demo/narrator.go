@@ -59,7 +59,9 @@ func (n *narrator) Step(what string) func(err error) {
 	return func(err error) {
 		took := time.Since(t0).Round(10 * time.Millisecond)
 		if err != nil {
-			n.Printf("   FAILED: %s (after %v): %v\n", what, took, err)
+			first, rest, _ := strings.Cut(err.Error(), "\n")
+			n.Printf("   FAILED after %v: %s\n", took, first)
+			n.Block("     | ", rest)
 			return
 		}
 		n.Printf("   ok (%v)\n", took)

@@ -292,7 +292,7 @@ func TestDemoOneshot(t *testing.T) {
 		"all 24 lines shipped once and in order across the rotation",
 		"stack trace is one event",
 		"node_load1 ",
-		"demo finished: every step worked",
+		"every step worked and everything it started was removed",
 	} {
 		if !strings.Contains(out, want) {
 			t.Errorf("the demo's output lacks %q", want)
@@ -344,4 +344,43 @@ func TestDemoInterrupted(t *testing.T) {
 			demoCheckClean(t, demoParseTraces(t, r), before)
 		})
 	}
+}
+
+// TestDemoBrokenAgent runs the demo with a logship that cannot start: the
+// demo must name the failed step, go on with the rest, exit 1 and still
+// clean up.
+func TestDemoBrokenAgent(t *testing.T) {
+	sandbox.RequireRoot(t)
+	demo, binDir := demoBinaries(t)
+	broken := t.TempDir()
+	for _, name := range []string{"metaproxy", "nodeexp"} {
+		if err := os.Symlink(filepath.Join(binDir, name), filepath.Join(broken, name)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	script := "#!/bin/sh\necho 'logship: cannot start (test stand-in)' >&2\nexit 2\n"
+	if err := os.WriteFile(filepath.Join(broken, "logship"), []byte(script), 0o755); err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	before := demoRootIptables(t)
+
+	r := demoStart(t, demo, broken, "DEMO_ONESHOT=1")
+	code := r.wait(t, ctx)
+	out := r.output()
+	if code != 1 {
+		t.Errorf("demo with a broken logship exited %d, want 1\n%s", code, out)
+	}
+	for _, want := range []string{
+		"logship: cannot start (test stand-in)",         // the agent's own words
+		"  - starting logship: logship exited",          // named in the summary
+		"skipped the read-back: logship is not running", // the rest goes on
+		"AWS CLI v2 role arn:aws:iam::123456789012:role/shop-web",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's output lacks %q:\n%s", want, out)
+		}
+	}
+	demoCheckClean(t, demoParseTraces(t, r), before)
 }
