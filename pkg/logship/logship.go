@@ -125,7 +125,14 @@ func (a *Agent) Run(ctx context.Context) error {
 
 	var wg sync.WaitGroup
 	watcher := discover.NewWatcher(a.cfg.ContainersDir, a.cfg.Rescan, a.logger)
+	first := true
 	err = watcher.Run(ctx, func(found map[string]discover.Target) {
+		// An empty first scan (directory not there yet at boot) proves
+		// nothing; forgetting then would re-ship every file.
+		if first && len(found) > 0 {
+			first = false
+			a.forgetStale(ctx, store, found)
+		}
 		a.sync(ctx, &wg, sender, store, found)
 		// Ready means positions are loaded and CloudWatch took a batch;
 		// with nothing to send since the start there is nothing to prove.
@@ -143,6 +150,20 @@ func (a *Agent) Run(ctx context.Context) error {
 	wg.Wait()
 	stopStore()
 	return errors.Join(err, <-storeDone)
+}
+
+// forgetStale drops the checkpoints of containers whose links went away
+// while logship was not running: there is nothing left to follow.
+func (a *Agent) forgetStale(ctx context.Context, store *checkpoint.Store, found map[string]discover.Target) {
+	for _, key := range store.Keys() {
+		if _, ok := found[key]; ok {
+			continue
+		}
+		a.logger.Info("forgetting the checkpoint of a container that is gone", "key", key)
+		if err := store.Delete(ctx, key); err != nil {
+			a.logger.Warn("removing a stale checkpoint", "key", key, "err", err)
+		}
+	}
 }
 
 // sync starts readers for new targets and drains removed ones.
