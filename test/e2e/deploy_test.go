@@ -408,7 +408,7 @@ func deployDeclared(t *testing.T, name string) string {
 // own cgroups hold no pods for nodeexp's pod collector to find).
 func deployFakeSys(t *testing.T, uid types.UID) string {
 	t.Helper()
-	root := t.TempDir()
+	root := deployOpenTempDir(t)
 	link := func(dir, real string, skip string) {
 		entries, err := os.ReadDir(real)
 		if err != nil {
@@ -599,7 +599,14 @@ func deployStartAgent(ctx context.Context, t *testing.T, bed *testbed.Bed, m *de
 		return nil, fmt.Errorf("container %s has no command", name)
 	}
 	argv[0] = filepath.Join(binDir, filepath.Base(argv[0]))
-	argv = append(argv, "--kubeconfig="+kubeconfig)
+	// In a pod the kubelet makes the token readable by the container's
+	// user; here each agent gets its own copy, owned by its uid.
+	uid, gid := deployIDs(c)
+	own, err := deployOwnCopy(t, kubeconfig, uid, gid)
+	if err != nil {
+		return nil, err
+	}
+	argv = append(argv, "--kubeconfig="+own)
 
 	a := &deployAgent{name: name, done: make(chan struct{}), output: &deployBuffer{}, client: bed.Sandbox.Node().HTTPClient()}
 	for _, p := range c.Ports {
@@ -610,7 +617,10 @@ func deployStartAgent(ctx context.Context, t *testing.T, bed *testbed.Bed, m *de
 	if a.opsAddr == "" {
 		return nil, fmt.Errorf("container %s: no port for its readiness probe", name)
 	}
-	a.cmd = bed.Sandbox.Node().Command(context.WithoutCancel(ctx), argv[0], argv[1:]...)
+	// The container's uid, gid and capabilities, as the runtime would set
+	// them: proof that what the manifest grants is enough.
+	priv := append(deploySetpriv(c), argv...)
+	a.cmd = bed.Sandbox.Node().Command(context.WithoutCancel(ctx), priv[0], priv[1:]...)
 	a.cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + t.TempDir()}, bed.AWSEnv()...)
 	keys := make([]string, 0, len(env))
 	for k := range env {
@@ -622,7 +632,7 @@ func deployStartAgent(ctx context.Context, t *testing.T, bed *testbed.Bed, m *de
 	}
 	a.cmd.Stdout, a.cmd.Stderr = a.output, a.output
 	a.cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
-	t.Logf("starting %s", strings.Join(argv, " "))
+	t.Logf("starting %s", strings.Join(priv, " "))
 	if err := a.cmd.Start(); err != nil {
 		return nil, fmt.Errorf("starting %s: %w", name, err)
 	}
@@ -642,6 +652,71 @@ func deployStartAgent(ctx context.Context, t *testing.T, bed *testbed.Bed, m *de
 		}
 	})
 	return a, nil
+}
+
+// deployIDs is the uid and gid the container runs as (the image's default
+// user is non-root: the manifest must say when it wants root).
+func deployIDs(c corev1.Container) (uid, gid int64) {
+	uid, gid = 65532, 65532
+	if sc := c.SecurityContext; sc != nil {
+		if sc.RunAsUser != nil {
+			uid = *sc.RunAsUser
+		}
+		if sc.RunAsGroup != nil {
+			gid = *sc.RunAsGroup
+		}
+	}
+	return uid, gid
+}
+
+// deploySetpriv is the setpriv(1) prefix that runs a program with the
+// container's uid, gid, no supplementary groups, no_new_privs
+// (allowPrivilegeEscalation: false) and only the capabilities it adds (a
+// process started as root gets exactly its bounding set).
+func deploySetpriv(c corev1.Container) []string {
+	uid, gid := deployIDs(c)
+	caps := "-all"
+	if sc := c.SecurityContext; sc != nil && sc.Capabilities != nil {
+		for _, add := range sc.Capabilities.Add {
+			caps += ",+" + strings.ToLower(string(add))
+		}
+	}
+	args := []string{"setpriv", "--no-new-privs", "--clear-groups", "--inh-caps=-all", "--bounding-set=" + caps}
+	if uid != 0 || gid != 0 {
+		args = append(args, fmt.Sprintf("--regid=%d", gid), fmt.Sprintf("--reuid=%d", uid))
+	}
+	return append(args, "--")
+}
+
+// deployOwnCopy copies path into a directory the uid can reach and makes
+// the copy the uid's.
+func deployOwnCopy(t *testing.T, path string, uid, gid int64) (string, error) {
+	data, err := os.ReadFile(path)
+	if err != nil {
+		return "", err
+	}
+	dir := deployOpenTempDir(t)
+	dst := filepath.Join(dir, filepath.Base(path))
+	if err := os.WriteFile(dst, data, 0o600); err != nil {
+		return "", err
+	}
+	if err := os.Chown(dst, int(uid), int(gid)); err != nil {
+		return "", fmt.Errorf("chown %s: %w", dst, err)
+	}
+	return dst, nil
+}
+
+// deployOpenTempDir is a t.TempDir that other users may traverse (t.TempDir's
+// parent is private to root).
+func deployOpenTempDir(t *testing.T) string {
+	t.Helper()
+	dir := t.TempDir()
+	for _, d := range []string{filepath.Dir(dir), dir} {
+		if err := os.Chmod(d, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	return dir
 }
 
 // deployMapPaths rewrites a flag value that is a container path under one
