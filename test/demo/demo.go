@@ -94,7 +94,9 @@ func (d *demo) Run(ctx context.Context) int {
 	}
 	interrupted := errors.Is(context.Cause(ctx), errInterrupted)
 
-	d.out.Section("Tearing down")
+	if d.work != "" {
+		d.out.Section("Tearing down")
+	}
 	terr := d.teardown()
 	switch {
 	case terr != nil:
@@ -190,9 +192,17 @@ func (d *demo) preflight(ctx context.Context) error {
 		if _, err := kubeapi.Binaries(ctx); err != nil {
 			return fmt.Errorf("kube-apiserver binaries: %w", err)
 		}
-		d.work, err = os.MkdirTemp("", "nodekit-demo-")
+		if removed, err := removeStaleWorkDirs(os.TempDir(), time.Now()); err != nil {
+			d.out.Detail("%v", err)
+		} else if len(removed) > 0 {
+			d.out.Detail("removed work dirs of runs that died without tearing down: %s", strings.Join(removed, " "))
+		}
+		d.work, err = os.MkdirTemp("", workDirPrefix)
 		if err != nil {
 			return fmt.Errorf("creating work dir: %w", err)
+		}
+		if err := writePidFile(d.work); err != nil {
+			return err
 		}
 		f, err := os.Create(filepath.Join(d.work, "components.log"))
 		if err != nil {

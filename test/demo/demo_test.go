@@ -3,7 +3,9 @@ package main
 import (
 	"bytes"
 	"os"
+	"os/exec"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
@@ -173,5 +175,58 @@ func TestRunRefusesBadArguments(t *testing.T) {
 				t.Errorf("run(%q) = %d, want %d; stderr: %s", tt.args, got, tt.want, stderr.String())
 			}
 		})
+	}
+}
+
+func TestRemoveStaleWorkDirs(t *testing.T) {
+	tmp := t.TempDir()
+	now := time.Now()
+	old := now.Add(-2 * staleGrace)
+	// A process that has exited: a reaped child's pid.
+	dead := exec.Command("true")
+	if err := dead.Run(); err != nil {
+		t.Fatal(err)
+	}
+	for _, tt := range []struct {
+		name      string
+		pid       string // "" = no pid file
+		mtime     time.Time
+		wantStale bool
+	}{
+		{"live run", strconv.Itoa(os.Getpid()), old, false},
+		{"dead run", strconv.Itoa(dead.Process.Pid), old, true},
+		{"garbage pid file", "not-a-pid", old, true},
+		{"no pid file, old", "", old, true},
+		{"no pid file, just created", "", now, false},
+	} {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := filepath.Join(tmp, workDirPrefix+strings.ReplaceAll(tt.name, " ", "-"))
+			if err := os.Mkdir(dir, 0o755); err != nil {
+				t.Fatal(err)
+			}
+			if tt.pid != "" {
+				if err := os.WriteFile(filepath.Join(dir, pidFile), []byte(tt.pid+"\n"), 0o644); err != nil {
+					t.Fatal(err)
+				}
+			}
+			if err := os.Chtimes(dir, tt.mtime, tt.mtime); err != nil {
+				t.Fatal(err)
+			}
+			if got := staleWorkDir(dir, now); got != tt.wantStale {
+				t.Errorf("staleWorkDir = %v, want %v", got, tt.wantStale)
+			}
+		})
+	}
+	removed, err := removeStaleWorkDirs(tmp, now)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(removed) != 3 {
+		t.Errorf("removed %q, want the 3 stale dirs", removed)
+	}
+	for _, dir := range removed {
+		if _, err := os.Stat(dir); !os.IsNotExist(err) {
+			t.Errorf("%s still exists", dir)
+		}
 	}
 }
