@@ -533,13 +533,15 @@ func (k deployKubectl) canI(t *testing.T, ctx context.Context, args ...string) b
 
 // deployAgent is one agent process started from the manifest.
 type deployAgent struct {
-	name    string
-	cmd     *exec.Cmd
-	done    chan struct{}
-	err     error
-	output  *deployBuffer
-	opsAddr string // host:port of /readyz and /metrics
-	client  *http.Client
+	name   string
+	cmd    *exec.Cmd
+	done   chan struct{}
+	err    error
+	output *deployBuffer
+	// readyURL and liveURL are what the kubelet's probes GET; metricsURL
+	// is what the ServiceMonitor scrapes (the readiness probe's port).
+	readyURL, liveURL, metricsURL string
+	client                        *http.Client
 }
 
 type deployBuffer struct {
@@ -609,14 +611,23 @@ func deployStartAgent(ctx context.Context, t *testing.T, bed *testbed.Bed, m *de
 	argv = append(argv, "--kubeconfig="+own)
 
 	a := &deployAgent{name: name, done: make(chan struct{}), output: &deployBuffer{}, client: bed.Sandbox.Node().HTTPClient()}
-	for _, p := range c.Ports {
-		if c.ReadinessProbe != nil && c.ReadinessProbe.HTTPGet != nil && p.Name == c.ReadinessProbe.HTTPGet.Port.String() {
-			a.opsAddr = net.JoinHostPort(nodeIP, fmt.Sprint(p.ContainerPort))
+	// The kubelet probes the pod IP, which is the node IP with hostNetwork.
+	probeURL := func(pr *corev1.Probe) string {
+		if pr == nil || pr.HTTPGet == nil {
+			return ""
 		}
+		for _, p := range c.Ports {
+			if p.Name == pr.HTTPGet.Port.String() || fmt.Sprint(p.ContainerPort) == pr.HTTPGet.Port.String() {
+				return "http://" + net.JoinHostPort(nodeIP, fmt.Sprint(p.ContainerPort)) + pr.HTTPGet.Path
+			}
+		}
+		return ""
 	}
-	if a.opsAddr == "" {
-		return nil, fmt.Errorf("container %s: no port for its readiness probe", name)
+	a.readyURL, a.liveURL = probeURL(c.ReadinessProbe), probeURL(c.LivenessProbe)
+	if a.readyURL == "" || a.liveURL == "" {
+		return nil, fmt.Errorf("container %s: no HTTP readiness or liveness probe on a declared port", name)
 	}
+	a.metricsURL = strings.TrimSuffix(a.readyURL, c.ReadinessProbe.HTTPGet.Path) + "/metrics"
 	// The container's uid, gid and capabilities, as the runtime would set
 	// them: proof that what the manifest grants is enough.
 	priv := append(deploySetpriv(c), argv...)
@@ -747,8 +758,11 @@ func (a *deployAgent) waitReady(ctx context.Context, bound time.Duration) error 
 	defer cancel()
 	last := ""
 	for {
-		code, body, err := a.get(ctx, "/readyz")
+		code, body, err := a.get(ctx, a.readyURL)
 		if err == nil && code == 200 {
+			if code, body, err := a.get(ctx, a.liveURL); err != nil || code != 200 {
+				return fmt.Errorf("%s is ready but its liveness probe %s answers HTTP %d %v %s", a.name, a.liveURL, code, err, body)
+			}
 			return nil
 		}
 		last = fmt.Sprintf("HTTP %d %v %s", code, err, strings.TrimSpace(body))
@@ -762,10 +776,10 @@ func (a *deployAgent) waitReady(ctx context.Context, bound time.Duration) error 
 	}
 }
 
-func (a *deployAgent) get(ctx context.Context, path string) (int, string, error) {
+func (a *deployAgent) get(ctx context.Context, url string) (int, string, error) {
 	rctx, cancel := context.WithTimeout(ctx, 10*time.Second)
 	defer cancel()
-	req, err := http.NewRequestWithContext(rctx, http.MethodGet, "http://"+a.opsAddr+path, nil)
+	req, err := http.NewRequestWithContext(rctx, http.MethodGet, url, nil)
 	if err != nil {
 		return 0, "", err
 	}
@@ -782,9 +796,9 @@ func (a *deployAgent) get(ctx context.Context, path string) (int, string, error)
 // (a histogram x as x_bucket, x_sum and x_count).
 func (a *deployAgent) seriesNames(t *testing.T, ctx context.Context) []string {
 	t.Helper()
-	code, body, err := a.get(ctx, "/metrics")
+	code, body, err := a.get(ctx, a.metricsURL)
 	if err != nil || code != 200 {
-		t.Fatalf("%s /metrics: HTTP %d %v", a.name, code, err)
+		t.Fatalf("%s %s: HTTP %d %v", a.name, a.metricsURL, code, err)
 	}
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
