@@ -11,9 +11,10 @@ import (
 type verdict int
 
 const (
-	unknown verdict = iota // not measured, or no goal to judge against
+	unknown verdict = iota // not measured
 	met
 	missed
+	info // reported beside the goals, with no goal of its own
 )
 
 func (v verdict) String() string {
@@ -22,6 +23,8 @@ func (v verdict) String() string {
 		return "met"
 	case missed:
 		return "**NOT MET**"
+	case info:
+		return "(no goal)"
 	default:
 		return "not measured"
 	}

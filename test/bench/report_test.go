@@ -35,6 +35,7 @@ func TestReportWrite(t *testing.T) {
 	r.add(figure{Agent: "logship", Name: "throughput", Measured: "120 MB/CPU-s", Goal: "≥ 100", Verdict: met})
 	r.add(figure{Agent: "nodeexp", Name: "RSS ratio", Measured: "0.9×", Goal: "≤ 0.7×", Verdict: missed, Note: "binary pages"})
 	r.notMeasured("metaproxy", "first request", "< 20 ms", errors.New("bed failed\nsecond line"))
+	r.add(figure{Agent: "logship", Name: "allocs per line", Measured: "0.01", Goal: "none", Verdict: info})
 	r.Sections = append(r.Sections, &section{Title: "metaproxy", Err: errors.New("bed `failed`"), Lines: []string{"detail line"}})
 	var b strings.Builder
 	if err := r.write(&b); err != nil {
@@ -54,6 +55,12 @@ func TestReportWrite(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("report lacks %q:\n%s", want, out)
 		}
+	}
+	if !strings.Contains(out, "| logship | allocs per line | 0.01 | none | (no goal) |") {
+		t.Errorf("informational figure not shown as such:\n%s", out)
+	}
+	if strings.Contains(out, "- logship: allocs per line") {
+		t.Error("an informational figure is listed as not measured")
 	}
 	if strings.Contains(out, "second line") {
 		t.Error("multi-line error leaked into the table")
