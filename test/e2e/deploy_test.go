@@ -12,6 +12,7 @@ package e2e
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -269,8 +270,20 @@ func TestDeploy(t *testing.T) {
 
 		// logship: the lines reach CloudWatch, then a throttled put is retried.
 		group, stream := "/aws/containerinsights/my-cluster/application", "web_shop_app-"+containerID
-		if _, err := bed.AWS.WaitEvents(ctx, group, stream, 2); err != nil {
+		if evs, err := bed.AWS.WaitEvents(ctx, group, stream, 2); err != nil {
 			t.Errorf("web's lines in %s/%s: %v (groups: %v)", group, stream, err, bed.AWS.LogGroups())
+		} else {
+			// Labels come from the pod informer, listing with the
+			// ServiceAccount's token.
+			var rec struct {
+				Kubernetes struct {
+					PodID  string            `json:"pod_id"`
+					Labels map[string]string `json:"labels"`
+				} `json:"kubernetes"`
+			}
+			if err := json.Unmarshal([]byte(evs[0].Message), &rec); err != nil || rec.Kubernetes.PodID != string(web.API.UID) || rec.Kubernetes.Labels["app"] != "web" {
+				t.Errorf("shipped record lacks the pod's metadata (%v): %s", err, evs[0].Message)
+			}
 		}
 		// Throttle every put until one was refused, then let the retry in.
 		puts := bed.AWS.Count("PutLogEvents")
@@ -292,6 +305,11 @@ func TestDeploy(t *testing.T) {
 			for _, s := range a.seriesNames(t, ctx) {
 				exported[s] = name
 			}
+		}
+		// nodeexp names the pod from its informer (the ServiceAccount's
+		// token again); before a sync it would only know the cgroup's uid.
+		if body := agents["nodeexp"].scrape(t, ctx); !strings.Contains(body, `namespace="shop"`) || !strings.Contains(body, `pod="web"`) {
+			t.Errorf("nodeexp's pod series lack the web pod's namespace and name:\n%s", deployGrep(body, "nodeexp_pod_"))
 		}
 		referenced := deployReferencedMetrics(t)
 		var missing []string
@@ -792,14 +810,31 @@ func (a *deployAgent) get(ctx context.Context, url string) (int, string, error) 
 	return resp.StatusCode, string(body), err
 }
 
-// seriesNames scrapes /metrics and returns every sample name it exposes
-// (a histogram x as x_bucket, x_sum and x_count).
-func (a *deployAgent) seriesNames(t *testing.T, ctx context.Context) []string {
+// scrape returns the exposition text of the agent's /metrics.
+func (a *deployAgent) scrape(t *testing.T, ctx context.Context) string {
 	t.Helper()
 	code, body, err := a.get(ctx, a.metricsURL)
 	if err != nil || code != 200 {
 		t.Fatalf("%s %s: HTTP %d %v", a.name, a.metricsURL, code, err)
 	}
+	return body
+}
+
+func deployGrep(text, prefix string) string {
+	var out []string
+	for line := range strings.SplitSeq(text, "\n") {
+		if strings.HasPrefix(line, prefix) {
+			out = append(out, line)
+		}
+	}
+	return strings.Join(out, "\n")
+}
+
+// seriesNames scrapes /metrics and returns every sample name it exposes
+// (a histogram x as x_bucket, x_sum and x_count).
+func (a *deployAgent) seriesNames(t *testing.T, ctx context.Context) []string {
+	t.Helper()
+	body := a.scrape(t, ctx)
 	parser := expfmt.NewTextParser(model.UTF8Validation)
 	families, err := parser.TextToMetricFamilies(strings.NewReader(body))
 	if err != nil {
