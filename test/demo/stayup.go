@@ -93,7 +93,8 @@ func (d *demo) instructions() string {
 func (d *demo) writeEnvFile() string {
 	path := filepath.Join(d.work, "aws.env")
 	var b strings.Builder
-	for _, kv := range d.bed.AWSEnv() {
+	// The AWS CLI reads AWS_DEFAULT_REGION; the SDKs read AWS_REGION.
+	for _, kv := range append(d.bed.AWSEnv(), "AWS_DEFAULT_REGION="+d.bed.AWS.Region()) {
 		k, v, _ := strings.Cut(kv, "=")
 		fmt.Fprintf(&b, "%s=%s\n", k, shellJoin([]string{v}))
 	}

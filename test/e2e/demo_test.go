@@ -384,3 +384,105 @@ func TestDemoBrokenAgent(t *testing.T) {
 	}
 	demoCheckClean(t, demoParseTraces(t, r), before)
 }
+
+// TestDemoInstructions runs every command the demo tells a newcomer to try
+// while it stays up, so its instructions (and the README section quoting
+// them) cannot drift: each must succeed and print something.
+func TestDemoInstructions(t *testing.T) {
+	sandbox.RequireRoot(t)
+	demo, binDir := demoBinaries(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 4*time.Minute)
+	defer cancel()
+	before := demoRootIptables(t)
+
+	r := demoStart(t, demo, binDir)
+	r.waitLine(t, ctx, "Agents' logs:")
+	out := r.output()
+	block := out[strings.Index(out, "The node stays up"):]
+	var setup string
+	var cmds []string
+	for _, line := range strings.Split(block, "\n") {
+		cmd, ok := strings.CutPrefix(line, "    ")
+		switch {
+		case !ok || strings.TrimSpace(cmd) == "":
+		case strings.HasPrefix(cmd, "set -a;"):
+			setup = cmd // loads the emulator's settings for the commands after it
+		default:
+			cmds = append(cmds, setup+"\n"+cmd)
+		}
+	}
+	if len(cmds) < 10 {
+		t.Fatalf("found only %d commands in the instructions:\n%s", len(cmds), block)
+	}
+	for _, script := range cmds {
+		name := script[strings.LastIndexByte(script, '\n')+1:]
+		t.Run(name, func(t *testing.T) {
+			cctx, ccancel := context.WithTimeout(ctx, 30*time.Second)
+			defer ccancel()
+			follow := strings.HasSuffix(name, " -f")
+			var stdout, stderr demoBuffer
+			cmd := exec.CommandContext(cctx, "bash", "-euo", "pipefail", "-c", script)
+			// An interactive shell in the instructions reads EOF and exits.
+			cmd.Stdin = strings.NewReader("")
+			cmd.Stdout, cmd.Stderr = &stdout, &stderr
+			cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
+			cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
+			if err := cmd.Start(); err != nil {
+				t.Fatal(err)
+			}
+			if follow {
+				// --follow never ends: a first line is success.
+				for stdout.Len() == 0 && cctx.Err() == nil {
+					select {
+					case <-cctx.Done():
+					case <-time.After(100 * time.Millisecond): // bounded poll on the command's output
+					}
+				}
+				_ = syscall.Kill(-cmd.Process.Pid, syscall.SIGINT)
+				_ = cmd.Wait()
+				if stdout.Len() == 0 {
+					t.Errorf("no output before the timeout; stderr: %s", stderr.String())
+				}
+				return
+			}
+			err := cmd.Wait()
+			if err != nil {
+				t.Errorf("%v\nstdout: %s\nstderr: %s", err, stdout.String(), stderr.String())
+			}
+			if stdout.Len() == 0 && !strings.Contains(name, " bash") {
+				t.Errorf("no output; stderr: %s", stderr.String())
+			}
+		})
+	}
+	if err := syscall.Kill(r.cmd.Process.Pid, syscall.SIGINT); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.wait(t, ctx); code != 0 {
+		t.Errorf("demo exited %d after Ctrl-C while staying up\n%s", code, r.output())
+	}
+	demoCheckClean(t, demoParseTraces(t, r), before)
+}
+
+// demoBuffer is a buffer safe for a writer and a reader goroutine.
+type demoBuffer struct {
+	mu  sync.Mutex
+	buf strings.Builder
+}
+
+func (b *demoBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *demoBuffer) Len() int {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Len()
+}
+
+func (b *demoBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
