@@ -114,6 +114,8 @@ type Sender struct {
 	// bufs recycles chunk buffers once CloudWatch accepted their records,
 	// so steady shipping allocates (and zeroes) almost nothing.
 	bufs sync.Pool
+	// bodies recycles PutLogEvents request bodies.
+	bodies sync.Pool
 }
 
 // Buffer returns an empty buffer for a Chunk with at least n bytes of
@@ -145,7 +147,6 @@ type Stream struct {
 	namespace string
 	in        chan *Chunk
 	logger    *slog.Logger
-	body      []byte // PutLogEvents request, reused across batches
 	suffix    []byte // last chunk suffix seen by Send, and its escaped form
 	suffixEsc []byte
 	acked     func(pos checkpoint.Position, lastTimestamp int64)
@@ -330,13 +331,19 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []ms
 		bytes += len(e.Message)
 	}
 	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: events}
-	// Escaping can grow a message up to 6x; most records grow by their
-	// quotes only.
-	st.body = appendPutBody(st.body[:0], st.group, st.name, b.Events, tails)
-	pctx := withBody(ctx, st.body)
+	// Request bodies come from a pool shared by all streams: a buffer per
+	// stream would pin megabytes per container on a busy node.
+	bp, _ := s.bodies.Get().(*[]byte)
+	if bp == nil {
+		bp = new([]byte)
+	}
+	*bp = appendPutBody((*bp)[:0], st.group, st.name, b.Events, tails)
+	pctx := withBody(ctx, *bp)
 	defer func() {
-		if cap(st.body) > 4*batch.MaxBytes {
-			st.body = nil // do not pin a rare huge buffer
+		// Escaping can grow a message up to 6x: do not keep a rare huge
+		// buffer.
+		if cap(*bp) <= 2*batch.MaxBytes {
+			s.bodies.Put(bp)
 		}
 	}()
 	backoff := time.Duration(0)

@@ -15,6 +15,9 @@ import (
 	"time"
 )
 
+// idleBuffer is the read buffer of a file with nothing new to read.
+const idleBuffer = 16 << 10
+
 // Config tunes a Follower.
 type Config struct {
 	// PollInterval is how often a file at its end is checked for growth,
@@ -346,7 +349,7 @@ func (fl *Follower) openNext() (bool, error) {
 		fl.after = ""
 	}
 	if fl.buf == nil {
-		fl.buf = make([]byte, fl.cfg.BufferSize)
+		fl.buf = make([]byte, min(idleBuffer, fl.cfg.BufferSize))
 	}
 	return true, nil
 }
@@ -360,6 +363,12 @@ func (fl *Follower) read() (Chunk, bool, error) {
 				return fl.hand(fl.filled, false), true, nil
 			}
 			nb := make([]byte, min(2*len(fl.buf), fl.cfg.MaxLine))
+			copy(nb, fl.buf[:fl.filled])
+			fl.buf = nb
+		}
+		if fl.filled > len(fl.buf)/2 && len(fl.buf) < fl.cfg.BufferSize {
+			// A busy file: read in large blocks.
+			nb := make([]byte, min(2*len(fl.buf), fl.cfg.BufferSize))
 			copy(nb, fl.buf[:fl.filled])
 			fl.buf = nb
 		}
@@ -394,9 +403,10 @@ func (fl *Follower) read() (Chunk, bool, error) {
 			}
 			continue
 		}
-		if len(fl.buf) > fl.cfg.BufferSize && fl.filled <= fl.cfg.BufferSize {
-			// The long line is gone: give the memory back.
-			nb := make([]byte, fl.cfg.BufferSize)
+		if len(fl.buf) > idleBuffer && fl.filled <= idleBuffer/2 {
+			// At the end of the file: an idle file (most of a node's)
+			// keeps a small buffer; a busy one grows it again.
+			nb := make([]byte, min(idleBuffer, fl.cfg.BufferSize))
 			copy(nb, fl.buf[:fl.filled])
 			fl.buf = nb
 		}
