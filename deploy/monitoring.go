@@ -198,7 +198,20 @@ func isKeyword(lw string) bool {
 // numbers, durations, Grafana variables, function calls and keywords, and
 // reports every other identifier. Syntax is promtool's job.
 func MetricNames(expr string) []string {
-	var names []string
+	metrics, _ := Refs(expr)
+	return metrics
+}
+
+// Refs returns the metric names (as MetricNames) and the label names an
+// expression mentions: in matchers ({name="..."}) and in grouping lists
+// (by, without, on, ignoring, group_left, group_right). Both sorted, without
+// duplicates.
+func Refs(expr string) (metrics, labels []string) {
+	add := func(list *[]string, s string) {
+		if !slices.Contains(*list, s) {
+			*list = append(*list, s)
+		}
+	}
 	grouping := false // the next (...) lists labels
 	for i := 0; i < len(expr); {
 		c := expr[i]
@@ -206,11 +219,21 @@ func MetricNames(expr string) []string {
 		case c == '"' || c == '\'' || c == '`':
 			i = skipString(expr, i)
 		case c == '{':
-			i = skipTo(expr, i, '}')
+			end := skipTo(expr, i, '}')
+			for _, l := range matcherLabels(expr[i+1 : max(end-1, i+1)]) {
+				add(&labels, l)
+			}
+			i = end
 		case c == '[':
 			i = skipTo(expr, i, ']')
 		case c == '(' && grouping:
-			i = skipTo(expr, i, ')')
+			end := skipTo(expr, i, ')')
+			for l := range strings.SplitSeq(expr[i+1:max(end-1, i+1)], ",") {
+				if l = strings.TrimSpace(l); l != "" {
+					add(&labels, l)
+				}
+			}
+			i = end
 			grouping = false
 		case c == '$':
 			i++
@@ -240,17 +263,43 @@ func MetricNames(expr string) []string {
 				grouping = true
 			case isKeyword(lw) || call:
 			default:
-				if !slices.Contains(names, word) {
-					names = append(names, word)
-				}
+				add(&metrics, word)
 			}
 			i = j
 		default:
 			i++
 		}
 	}
-	slices.Sort(names)
-	return names
+	slices.Sort(metrics)
+	slices.Sort(labels)
+	return metrics, labels
+}
+
+// matcherLabels returns the label names of the matchers inside {...}.
+func matcherLabels(body string) []string {
+	var out []string
+	for i := 0; i < len(body); {
+		switch c := body[i]; {
+		case c == '"' || c == '\'' || c == '`':
+			i = skipString(body, i)
+		case isIdentStart(c):
+			j := i
+			for j < len(body) && isIdentChar(body[j]) {
+				j++
+			}
+			k := j
+			for k < len(body) && body[k] == ' ' {
+				k++
+			}
+			if k < len(body) && (body[k] == '=' || body[k] == '!') {
+				out = append(out, body[i:j])
+			}
+			i = j
+		default:
+			i++
+		}
+	}
+	return out
 }
 
 func isIdentStart(c byte) bool {

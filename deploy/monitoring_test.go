@@ -237,6 +237,25 @@ func TestMetricNames(t *testing.T) {
 	}
 }
 
+func TestRefsLabels(t *testing.T) {
+	tests := []struct {
+		expr string
+		want []string
+	}{
+		{`up`, nil},
+		{`up{job=~"a|b", node != "x"} == 0`, []string{"job", "node"}},
+		{`sum by (node, namespace) (rate(m{code="403",reason!~"a,b=c"}[5m]))`, []string{"code", "namespace", "node", "reason"}},
+		{`a * on(instance) group_left(nodename) b`, []string{"instance", "nodename"}},
+		{`m{l="{x=\"y\"}"}`, []string{"l"}},
+		{`sum(m) without (cpu,mode)`, []string{"cpu", "mode"}},
+	}
+	for _, tc := range tests {
+		if _, got := Refs(tc.expr); !slices.Equal(got, tc.want) {
+			t.Errorf("Refs(%q) labels = %q, want %q", tc.expr, got, tc.want)
+		}
+	}
+}
+
 func TestGrafanaVariables(t *testing.T) {
 	tests := []struct{ in, want string }{
 		{`rate(m{node=~"$node"}[$__rate_interval])`, `rate(m{node=~"x"}[5m])`},
@@ -255,9 +274,10 @@ func FuzzMetricNames(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, expr string) {
-		for _, n := range MetricNames(expr) {
-			if n == "" || !isIdentStart(n[0]) {
-				t.Fatalf("MetricNames(%q) returned %q", expr, n)
+		metrics, labels := Refs(expr)
+		for _, n := range append(metrics, labels...) {
+			if n == "" {
+				t.Fatalf("Refs(%q) returned an empty name", expr)
 			}
 		}
 		_ = GrafanaVariables(expr)

@@ -300,10 +300,10 @@ func TestDeploy(t *testing.T) {
 	})
 
 	t.Run("alerts and dashboard query only exported metrics", func(t *testing.T) {
-		exported := map[string]string{} // series name -> agent
-		for name, a := range agents {
-			for _, s := range a.seriesNames(t, ctx) {
-				exported[s] = name
+		exported := map[string]map[string]bool{} // series name -> its label names
+		for _, a := range agents {
+			for name, labels := range a.seriesLabels(t, ctx) {
+				exported[name] = labels
 			}
 		}
 		// nodeexp names the pod from its informer (the ServiceAccount's
@@ -311,9 +311,14 @@ func TestDeploy(t *testing.T) {
 		if body := agents["nodeexp"].scrape(t, ctx); !strings.Contains(body, `namespace="shop"`) || !strings.Contains(body, `pod="web"`) {
 			t.Errorf("nodeexp's pod series lack the web pod's namespace and name:\n%s", deployGrep(body, "nodeexp_pod_"))
 		}
-		referenced := deployReferencedMetrics(t)
+		queries := deployQueries(t)
+		var referenced []string
+		for _, q := range queries {
+			referenced = append(referenced, deploy.MetricNames(q.expr)...)
+		}
+		slices.Sort(referenced)
 		var missing []string
-		for _, m := range referenced {
+		for _, m := range slices.Compact(referenced) {
 			if _, ok := exported[m]; ok {
 				continue
 			}
@@ -332,6 +337,31 @@ func TestDeploy(t *testing.T) {
 		}
 		if len(missing) > 0 {
 			t.Errorf("metrics queried by deploy/monitoring but exported by no agent: %v", missing)
+		}
+
+		// Every label a query matches or groups by is on one of its
+		// metrics, or is a target label the ServiceMonitor adds.
+		for _, q := range queries {
+			metrics, labels := deploy.Refs(q.expr)
+			seen := false
+			for _, m := range metrics {
+				_, ok := exported[m]
+				seen = seen || ok
+			}
+			if !seen {
+				continue
+			}
+			for _, l := range labels {
+				switch l {
+				case "node", "instance", "job":
+					continue
+				}
+				if !slices.ContainsFunc(metrics, func(m string) bool {
+					return exported[m][l] || l == "le" && strings.HasSuffix(m, "_bucket")
+				}) {
+					t.Errorf("%s: label %q is on none of %v", q.where, l, metrics)
+				}
+			}
 		}
 	})
 
@@ -373,27 +403,28 @@ func deployRead(t *testing.T, rel string) []byte {
 	return data
 }
 
-// deployReferencedMetrics lists every metric name the PrometheusRule and the
-// dashboard query.
-func deployReferencedMetrics(t *testing.T) []string {
+type deployQuery struct{ where, expr string }
+
+// deployQueries lists every PromQL expression of the PrometheusRule and the
+// dashboard.
+func deployQueries(t *testing.T) []deployQuery {
 	t.Helper()
 	_, rules, err := deploy.ParsePrometheusRule(deployRead(t, "monitoring/prometheusrule.yaml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	_, queries, err := deploy.ParseDashboard(deployRead(t, "monitoring/dashboard.json"))
+	_, panels, err := deploy.ParseDashboard(deployRead(t, "monitoring/dashboard.json"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	var names []string
+	var qs []deployQuery
 	for _, r := range rules {
-		names = append(names, deploy.MetricNames(r.Expr)...)
+		qs = append(qs, deployQuery{"alert " + r.Alert, r.Expr})
 	}
-	for _, q := range queries {
-		names = append(names, deploy.MetricNames(q.Expr)...)
+	for _, p := range panels {
+		qs = append(qs, deployQuery{"panel " + p.Panel, p.Expr})
 	}
-	slices.Sort(names)
-	return slices.Compact(names)
+	return qs
 }
 
 // deployDeclared returns the agent source file (under pkg/) that declares
@@ -830,9 +861,10 @@ func deployGrep(text, prefix string) string {
 	return strings.Join(out, "\n")
 }
 
-// seriesNames scrapes /metrics and returns every sample name it exposes
-// (a histogram x as x_bucket, x_sum and x_count).
-func (a *deployAgent) seriesNames(t *testing.T, ctx context.Context) []string {
+// seriesLabels scrapes /metrics and returns every sample name it exposes
+// (a histogram x as x_bucket, x_sum and x_count) with the label names its
+// series carry.
+func (a *deployAgent) seriesLabels(t *testing.T, ctx context.Context) map[string]map[string]bool {
 	t.Helper()
 	body := a.scrape(t, ctx)
 	parser := expfmt.NewTextParser(model.UTF8Validation)
@@ -840,21 +872,29 @@ func (a *deployAgent) seriesNames(t *testing.T, ctx context.Context) []string {
 	if err != nil {
 		t.Fatalf("%s /metrics does not parse: %v", a.name, err)
 	}
-	var names []string
+	out := map[string]map[string]bool{}
 	for name, f := range families {
 		if len(f.GetMetric()) == 0 {
 			continue
 		}
+		labels := map[string]bool{}
+		for _, m := range f.GetMetric() {
+			for _, l := range m.GetLabel() {
+				labels[l.GetName()] = true
+			}
+		}
+		names := []string{name}
 		switch f.GetType().String() {
 		case "HISTOGRAM", "GAUGE_HISTOGRAM":
-			names = append(names, name+"_bucket", name+"_sum", name+"_count")
+			names = []string{name + "_bucket", name + "_sum", name + "_count"}
 		case "SUMMARY":
-			names = append(names, name, name+"_sum", name+"_count")
-		default:
-			names = append(names, name)
+			names = append(names, name+"_sum", name+"_count")
+		}
+		for _, n := range names {
+			out[n] = labels
 		}
 	}
-	return names
+	return out
 }
 
 // stop sends SIGTERM and waits for the exit, then kills.
