@@ -134,6 +134,11 @@ func lint(m *Manifest) []string {
 		p = append(p, lintResources(c)...)
 		if c.Lifecycle == nil || c.Lifecycle.PreStop == nil {
 			bad("container %s: no preStop hook keeping it in service while it drains", c.Name)
+		} else if sl := c.Lifecycle.PreStop.Sleep; sl != nil && pod.TerminationGracePeriodSeconds != nil &&
+			sl.Seconds+10 > *pod.TerminationGracePeriodSeconds {
+			// The grace period covers the hook and then the agent's own
+			// shutdown; a hook eating it all means SIGKILL mid-drain.
+			bad("container %s: preStop sleeps %ds of a %ds grace period; leave the agent 10s to shut down", c.Name, sl.Seconds, *pod.TerminationGracePeriodSeconds)
 		}
 		p = append(p, lintSecurity(c, pol)...)
 		for _, vm := range c.VolumeMounts {
@@ -314,6 +319,9 @@ func TestLintCatches(t *testing.T) {
 		{"writable /var/log", func(m *Manifest) { container(m, "logship").VolumeMounts[0].ReadOnly = false }, "read-write"},
 		{"writable /proc", func(m *Manifest) { container(m, "nodeexp").VolumeMounts[0].ReadOnly = false }, "read-write"},
 		{"no preStop", func(m *Manifest) { container(m, "logship").Lifecycle = nil }, "logship: no preStop"},
+		{"preStop longer than the grace period", func(m *Manifest) {
+			container(m, "metaproxy").Lifecycle.PreStop.Sleep.Seconds = 25
+		}, "metaproxy: preStop sleeps 25s"},
 		{"second image", func(m *Manifest) { container(m, "nodeexp").Image = "quay.io/prometheus/node-exporter" }, "one image"},
 		{"hostPID", func(m *Manifest) { m.DaemonSet.Spec.Template.Spec.HostPID = true }, "hostPID"},
 	}
