@@ -266,6 +266,18 @@ func demoCheckClean(t *testing.T, tr demoTraces, iptablesBefore string) {
 			}
 		}
 	}
+	// The sandbox's addresses never appear in the root namespace's routes.
+	routes, err := exec.Command("ip", "-4", "route", "show", "table", "all").Output()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, line := range strings.Split(string(routes), "\n") {
+		for _, addr := range []string{sandbox.MetadataIP, "100.64.0.", "100.96.0."} {
+			if strings.Contains(line, addr) {
+				t.Errorf("root namespace route mentions %s: %s", addr, line)
+			}
+		}
+	}
 	if after := demoRootIptables(t); after != iptablesBefore {
 		t.Errorf("the root namespace's iptables rules changed:\nbefore:\n%s\nafter:\n%s", iptablesBefore, after)
 	}
