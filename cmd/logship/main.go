@@ -14,6 +14,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"runtime/debug"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
@@ -36,6 +37,7 @@ type options struct {
 	ship        logship.Config
 	metricsAddr string
 	enablePprof bool
+	memoryLimit int64
 }
 
 func parse(args []string, out io.Writer) (*options, error) {
@@ -45,6 +47,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	o.ship.RegisterFlags(fs)
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9182", "address for /metrics, /healthz and /readyz")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve /debug/pprof/ on --metrics-addr")
+	fs.Int64Var(&o.memoryLimit, "memory-limit-bytes", 36<<20, "soft memory limit for the Go runtime (GC works harder near it; 0 = none); $GOMEMLIMIT wins when set")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: logship [flags]\n       logship query [flags]   (not implemented yet)\n\n"+
 			"Ships container logs from --containers-dir to CloudWatch Logs. AWS settings come from the SDK's\n"+
@@ -86,6 +89,11 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	logger, err := o.common.NewLogger(os.Stderr)
 	if err != nil {
 		return &agent.UsageError{Err: err}
+	}
+	// The buffer bound keeps live memory small; the soft limit keeps the
+	// garbage around it small too (a DaemonSet on every node).
+	if _, set := os.LookupEnv("GOMEMLIMIT"); !set && o.memoryLimit > 0 {
+		debug.SetMemoryLimit(o.memoryLimit)
 	}
 	if err := o.common.RequireNodeName(); err != nil {
 		return &agent.UsageError{Err: err}

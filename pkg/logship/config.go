@@ -48,7 +48,7 @@ func DefaultConfig() Config {
 		LogStream:     "{pod}_{namespace}_{container}-{container_id}",
 		MultilineWait: 2 * time.Second,
 		BatchWait:     time.Second,
-		MaxBuffer:     16 << 20,
+		MaxBuffer:     8 << 20,
 		MaxEventBytes: batch.MaxMessage,
 		Rescan:        10 * time.Second,
 		MetadataWait:  5 * time.Second,
