@@ -77,7 +77,28 @@ func (d *demo) credentials(ctx context.Context) {
 		}
 	}
 	d.out.Detail("")
-	d.out.Detail("STS AssumeRole calls the emulator answered for metaproxy: %d; the node's own role was never handed to a pod", d.countAssumeRole())
+	d.out.Detail("STS AssumeRole calls metaproxy made: %d (one per pod role, then served from its cache)", d.countAssumeRole())
+	if direct := d.directIMDS(); len(direct) > 0 {
+		err := fmt.Errorf("%d requests from pods reached the real metadata service, e.g. %s", len(direct), direct[0])
+		d.out.Detail("FAILED: %v", err)
+		d.fail("interception", err)
+	} else {
+		d.out.Detail("no pod request reached the real metadata service: the node's own role never left the node")
+	}
+}
+
+// directIMDS lists the emulated IMDS requests that came straight from a pod
+// IP, bypassing metaproxy.
+func (d *demo) directIMDS() []string {
+	var out []string
+	for _, r := range d.bed.AWS.IMDSRequests() {
+		for _, p := range d.pods {
+			if p.pod != nil && strings.HasPrefix(r.RemoteAddr, p.pod.Net.IP().String()+":") {
+				out = append(out, fmt.Sprintf("%s %s from %s/%s", r.Method, r.Path, p.namespace, p.name))
+			}
+		}
+	}
+	return out
 }
 
 func (d *demo) countAssumeRole() int {

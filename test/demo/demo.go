@@ -289,7 +289,7 @@ func (d *demo) startAgents(ctx context.Context) {
 			}
 			continue
 		}
-		d.out.Detail("%s %s  (log: %s)", s.name, strings.Join(s.args, " "), d.agents[s.name].logPath)
+		d.out.Detail("%s %s  (log: %s)", s.name, shellJoin(s.args), d.agents[s.name].logPath)
 	}
 }
 
