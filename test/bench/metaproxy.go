@@ -275,7 +275,7 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 	ratio := proxied.rate() / direct.rate()
 	measured["ratio"] = true
 	r.add(figure{Agent: "metaproxy", Name: "credential path throughput, 16 keep-alive clients in pods",
-		Measured: fmt.Sprintf("%.2f× (%.0f vs %.0f req/s)", ratio, proxied.rate(), direct.rate()), Goal: ratioGoal,
+		Measured: fmt.Sprintf("%.3f× (%.0f vs %.0f req/s)", ratio, proxied.rate(), direct.rate()), Goal: ratioGoal,
 		Verdict: atLeast(ratio, 0.95), Note: fmt.Sprintf("p99 %.2f ms vs %.2f ms direct", ms(ml.P99), ms(dl.P99))})
 	s.addf("### Credential path, %d keep-alive clients, one per pod namespace\n", mpClients)
 	s.addf("Each client is an in-process HTTP client whose socket lives in its own pod namespace. Through metaproxy it asks")

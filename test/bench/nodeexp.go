@@ -316,10 +316,10 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	peakRatio := float64(mem[ours].Peak) / float64(mem[theirs].Peak)
 	measured = true
 	r.add(figure{Agent: "nodeexp", Name: "CPU per scrape vs node_exporter " + nodeExporterVersion,
-		Measured: fmt.Sprintf("%.2f× (%.2f vs %.2f ms)", cpuRatio, ms(t[ours].cpu/n), ms(t[theirs].cpu/n)), Goal: cpuGoal,
+		Measured: fmt.Sprintf("%.3f× (%.2f vs %.2f ms)", cpuRatio, ms(t[ours].cpu/n), ms(t[theirs].cpu/n)), Goal: cpuGoal,
 		Verdict: atMost(cpuRatio, 0.5), Note: fmt.Sprintf("%d alternating scrapes each, same %d collectors", cfg.scrapes, len(shared))})
 	r.add(figure{Agent: "nodeexp", Name: "RSS vs node_exporter " + nodeExporterVersion,
-		Measured: fmt.Sprintf("%.2f× (%.1f vs %.1f MiB)", rssRatio, mib(mem[ours].RSS), mib(mem[theirs].RSS)), Goal: rssGoal,
+		Measured: fmt.Sprintf("%.3f× (%.1f vs %.1f MiB)", rssRatio, mib(mem[ours].RSS), mib(mem[theirs].RSS)), Goal: rssGoal,
 		Verdict: atMost(rssRatio, 0.7), Note: fmt.Sprintf("VmRSS after the scrapes; peak (VmHWM) ratio %.2f×", peakRatio)})
 
 	s.addf("Both exporters run as processes in the root namespace on loopback listeners handed over by socket activation, with")
