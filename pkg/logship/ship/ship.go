@@ -21,6 +21,7 @@ import (
 	"math/rand/v2"
 	"net/http"
 	"sync"
+	"sync/atomic"
 	"time"
 	"unsafe"
 
@@ -116,6 +117,15 @@ type Sender struct {
 	bufs sync.Pool
 	// bodies recycles PutLogEvents request bodies.
 	bodies sync.Pool
+	// used mirrors what the budget holds, to tell when it runs short.
+	used atomic.Int64
+}
+
+// pressure reports whether readers are about to block on the budget: then
+// streams send what they have rather than wait for full batches, which
+// could otherwise hold the whole budget while every reader waits.
+func (s *Sender) pressure() bool {
+	return s.used.Load()*4 >= s.cfg.MaxBufferBytes*3
 }
 
 // Buffer returns an empty buffer for a Chunk with at least n bytes of
@@ -181,6 +191,7 @@ func (st *Stream) Send(ctx context.Context, c *Chunk) error {
 		return fmt.Errorf("waiting for buffer space for stream %s: %w", st.name, err)
 	}
 	st.s.metrics.buffered.Add(float64(c.weight))
+	st.s.used.Add(c.weight)
 	select {
 	case st.in <- c:
 		return nil
@@ -195,6 +206,7 @@ func (st *Stream) Close() { close(st.in) }
 
 func (s *Sender) release(c *Chunk) {
 	s.budget.Release(c.weight)
+	s.used.Add(-c.weight)
 	s.metrics.buffered.Sub(float64(c.weight))
 	// Nothing refers to the buffer any more: its events were sent (or the
 	// stream stopped) and the SDK call that saw it as strings returned.
@@ -239,8 +251,11 @@ func (st *Stream) Run(ctx context.Context) error {
 				return nil
 			}
 			st.add(ctx, &p, c)
+			if p.b.Len() > 0 && len(st.in) == 0 && st.s.pressure() {
+				st.flush(ctx, &p)
+			}
 		case <-tick.C:
-			if p.b.Len() > 0 && time.Since(p.born) >= st.s.cfg.BatchWait {
+			if p.b.Len() > 0 && (time.Since(p.born) >= st.s.cfg.BatchWait || st.s.pressure()) {
 				st.flush(ctx, &p)
 			}
 		}
