@@ -229,6 +229,9 @@ func (a *Agent) expand(tmpl string, t discover.Target) string {
 	).Replace(tmpl)
 }
 
+// errOptedOut stops a reader whose pod was annotated not to ship.
+var errOptedOut = errors.New("pod opted out of log shipping")
+
 // chunkBytes is the size of the record buffers handed to a stream.
 const chunkBytes = 256 << 10
 
@@ -290,6 +293,20 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		return err
 	}
 	err = r.loop(ctx, fl, tg)
+	if errors.Is(err, errOptedOut) {
+		// Lines already handed over are still sent; then nothing more
+		// until the container goes away.
+		logger.Info("pod opted out of log shipping", "annotation", enrich.Annotation)
+		stream.Close()
+		if err := <-streamDone; err != nil {
+			return err
+		}
+		select {
+		case <-ctx.Done():
+		case <-tg.drained:
+		}
+		return nil
+	}
 	if errors.Is(err, io.EOF) {
 		// Drained: let the stream send the rest, then forget the
 		// checkpoint (the file is gone for good).
@@ -443,6 +460,9 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 			// Labels arrived or changed: re-encode the metadata once.
 			version = m.Version
 			r.meta = m
+			if m.Disabled {
+				return errOptedOut
+			}
 			if err := r.newEncoder(); err != nil {
 				return err
 			}

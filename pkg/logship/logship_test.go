@@ -310,3 +310,44 @@ func dedupe(t *testing.T, recs []shipped) []shipped {
 	}
 	return out
 }
+
+func TestNamespaceFilterAndOptOut(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.ExcludeNamespaces = []string{"kube-system"}
+	h.meta.OnAdd(testPod("shop", "web-1", "uid-web"), false)
+	quiet := testPod("shop", "quiet-1", "uid-quiet")
+	quiet.Annotations = map[string]string{enrich.Annotation: "false"}
+	h.meta.OnAdd(quiet, false)
+	h.meta.OnAdd(testPod("kube-system", "dns-1", "uid-dns"), false)
+	later := testPod("shop", "later-1", "uid-later")
+	h.meta.OnAdd(later, false)
+	webPath, webStream := h.n.container("shop", "web-1", "uid-web", "app", "a1")
+	quietPath, quietStream := h.n.container("shop", "quiet-1", "uid-quiet", "app", "b2")
+	dnsPath, dnsStream := h.n.container("kube-system", "dns-1", "uid-dns", "app", "c3")
+	laterPath, laterStream := h.n.container("shop", "later-1", "uid-later", "app", "d4")
+	h.start()
+	for _, p := range []string{quietPath, dnsPath, laterPath} {
+		appendFile(t, p, criLine("stdout", "F", "should this ship?"))
+	}
+	h.records(laterStream, 1)
+	// The pod opts out while running: what follows stays on the node.
+	optOut := later.DeepCopy()
+	optOut.Annotations = map[string]string{enrich.Annotation: "false"}
+	h.meta.OnUpdate(later, optOut)
+	appendFile(t, laterPath, criLine("stdout", "F", "after opting out"))
+	appendFile(t, webPath, criLine("stdout", "F", "web line"))
+	h.records(webStream, 1)
+	// Give the opted-out reader the same chance to ship as web had.
+	appendFile(t, webPath, criLine("stdout", "F", "web line 2"))
+	h.records(webStream, 2)
+	for _, s := range []string{quietStream, dnsStream} {
+		if evs := h.emu.Events(group, s); len(evs) != 0 {
+			t.Errorf("%s shipped %d events", s, len(evs))
+		}
+	}
+	for _, e := range h.emu.Events(group, laterStream) {
+		if strings.Contains(e.Message, "after opting out") {
+			t.Error("a line written after the pod opted out was shipped")
+		}
+	}
+}
