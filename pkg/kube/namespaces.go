@@ -6,8 +6,6 @@ import (
 	"log/slog"
 
 	corev1 "k8s.io/api/core/v1"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -15,25 +13,20 @@ import (
 // policy such as iam.amazonaws.com/allowed-roles).
 type Namespaces struct {
 	logger   *slog.Logger
-	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
 }
 
 // NewNamespaces builds the namespace informer. It starts nothing.
-func NewNamespaces(client kubernetes.Interface, logger *slog.Logger) *Namespaces {
-	factory := informers.NewSharedInformerFactory(client, 0)
+func NewNamespaces(src Source, logger *slog.Logger) *Namespaces {
 	return &Namespaces{
 		logger:   logger.With("informer", "namespaces"),
-		factory:  factory,
-		informer: factory.Core().V1().Namespaces().Informer(),
+		informer: cache.NewSharedIndexInformer(src.Namespaces(), &corev1.Namespace{}, 0, cache.Indexers{}),
 	}
 }
 
 // Run starts the informer and blocks until ctx ends.
 func (n *Namespaces) Run(ctx context.Context) error {
-	n.factory.Start(ctx.Done())
-	<-ctx.Done()
-	n.factory.Shutdown()
+	n.informer.RunWithContext(ctx)
 	return nil
 }
 

@@ -8,11 +8,8 @@ import (
 	"time"
 
 	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
-	"k8s.io/client-go/informers"
-	"k8s.io/client-go/kubernetes"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -28,7 +25,6 @@ const (
 type Pods struct {
 	logger   *slog.Logger
 	nodeName string
-	factory  informers.SharedInformerFactory
 	informer cache.SharedIndexInformer
 
 	// changed is closed and replaced whenever a pod is added or updated,
@@ -38,15 +34,12 @@ type Pods struct {
 }
 
 // NewPods builds the node-scoped pod informer. It starts nothing.
-func NewPods(client kubernetes.Interface, nodeName string, logger *slog.Logger) (*Pods, error) {
+func NewPods(src Source, nodeName string, logger *slog.Logger) (*Pods, error) {
 	if nodeName == "" {
 		return nil, fmt.Errorf("pod informer needs a node name")
 	}
-	factory := informers.NewSharedInformerFactoryWithOptions(client, 0,
-		informers.WithTweakListOptions(func(o *metav1.ListOptions) {
-			o.FieldSelector = fields.OneTermEqualSelector("spec.nodeName", nodeName).String()
-		}))
-	inf := factory.Core().V1().Pods().Informer()
+	lw := src.Pods(fields.OneTermEqualSelector("spec.nodeName", nodeName))
+	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
 	// Drop what nodekit never reads, so a node with many pods stays cheap.
 	if err := inf.SetTransform(trimPod); err != nil {
 		return nil, fmt.Errorf("setting pod transform: %w", err)
@@ -57,7 +50,6 @@ func NewPods(client kubernetes.Interface, nodeName string, logger *slog.Logger) 
 	p := &Pods{
 		logger:   logger.With("informer", "pods", "node", nodeName),
 		nodeName: nodeName,
-		factory:  factory,
 		informer: inf,
 		changed:  make(chan struct{}),
 	}
@@ -73,9 +65,7 @@ func NewPods(client kubernetes.Interface, nodeName string, logger *slog.Logger) 
 // Run starts the informer and blocks until ctx ends.
 func (p *Pods) Run(ctx context.Context) error {
 	p.logger.Debug("starting pod informer")
-	p.factory.Start(ctx.Done())
-	<-ctx.Done()
-	p.factory.Shutdown()
+	p.informer.RunWithContext(ctx)
 	return nil
 }
 

@@ -29,7 +29,7 @@ func testPod(name string, uid types.UID, hostNetwork bool, ips ...string) *corev
 
 func startPods(t *testing.T, client kubernetes.Interface) *Pods {
 	t.Helper()
-	pods, err := NewPods(client, "node-a", slog.New(slog.DiscardHandler))
+	pods, err := NewPods(clientsetSource{client}, "node-a", slog.New(slog.DiscardHandler))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -117,7 +117,7 @@ func TestWaitForIPGivesUp(t *testing.T) {
 }
 
 func TestNewPodsNeedsNode(t *testing.T) {
-	if _, err := NewPods(fake.NewClientset(), "", slog.New(slog.DiscardHandler)); err == nil {
+	if _, err := NewPods(clientsetSource{fake.NewClientset()}, "", slog.New(slog.DiscardHandler)); err == nil {
 		t.Fatal("NewPods without a node name succeeded")
 	}
 }

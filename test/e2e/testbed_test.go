@@ -42,7 +42,11 @@ func TestTestBed(t *testing.T) {
 	}
 
 	t.Run("informer sees the node's pods by IP", func(t *testing.T) {
-		pods, err := kube.NewPods(bed.Client(), testbed.NodeName, slog.New(slog.DiscardHandler))
+		client, err := kube.NewClientForConfig(bed.Kube.RESTConfig())
+		if err != nil {
+			t.Fatal(err)
+		}
+		pods, err := kube.NewPods(client, testbed.NodeName, slog.New(slog.DiscardHandler))
 		if err != nil {
 			t.Fatal(err)
 		}
