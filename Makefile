@@ -11,12 +11,17 @@ BINARIES   := metaproxy logship nodeexp
 NODEKIT_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodekit
 export NODEKIT_CACHE
 KUBE_BIN = $(shell bash test/kubeapi/build.sh)
+# node_exporter, built from the Go module proxy, for nodeexp's side-by-side
+# tests and benchmarks.
+NODE_EXPORTER_VERSION := v1.12.1
+NODE_EXPORTER_BIN ?= $(NODEKIT_CACHE)/bin/node_exporter
+export NODE_EXPORTER_BIN
 
 # Debian packages the test bed and the demo use.
 DEB_PACKAGES := iptables iproute2 etcd-server awscli python3-botocore curl procps prometheus
 FUZZTIME ?= 5s
 
-.PHONY: build deps kube check unit fuzz e2e test demo bench clean
+.PHONY: build deps kube node-exporter check unit fuzz e2e test demo bench clean
 
 build:
 	mkdir -p bin
@@ -38,13 +43,17 @@ deps:
 kube:
 	@echo "kube-apiserver binaries: $(KUBE_BIN)"
 
+node-exporter: $(NODE_EXPORTER_BIN)
+$(NODE_EXPORTER_BIN):
+	tmp=$$(mktemp -d) && cd $$tmp && GOBIN=$(dir $(NODE_EXPORTER_BIN)) GOFLAGS=-mod=mod $(GO) install github.com/prometheus/node_exporter@$(NODE_EXPORTER_VERSION); rc=$$?; rm -rf $$tmp; exit $$rc
+
 check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
 	if [ -n "$$bad" ]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
 
-unit: kube
+unit: kube node-exporter
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) $(GO) test -race -timeout 20m ./...
 
 ## fuzz: a short run of every fuzz target.
@@ -62,11 +71,14 @@ e2e: kube build
 
 test: deps check unit fuzz e2e
 
+## demo: a whole node on this machine (root); DEMO_ONESHOT=1 tears down and exits.
 demo: deps kube build
-	@echo "make demo: the full demo arrives with the demo issue; for now see 'make test'."
+	$(GO) build -o bin/demo ./test/demo
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) bin/demo --bin $(CURDIR)/bin
 
-bench:
-	@echo "make bench: not written yet"
+## bench: measure every figure (root, ~10 min) and write BENCHMARKS.md.
+bench: deps kube node-exporter build
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) $(GO) run ./test/bench -bin bin -out BENCHMARKS.md
 
 clean:
 	rm -rf bin

@@ -4,12 +4,11 @@
 // Usage:
 //
 //	logship [flags]          ship (see --help)
-//	logship query [flags]    query shipped logs (not implemented yet)
+//	logship query [flags] [POD]   read shipped logs back, like kubectl logs (see logship query --help)
 package main
 
 import (
 	"context"
-	"errors"
 	"flag"
 	"fmt"
 	"io"
@@ -27,6 +26,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/kube"
 	"github.com/nodekit/nodekit/pkg/logship"
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
+	"github.com/nodekit/nodekit/pkg/logship/query"
 	"github.com/nodekit/nodekit/pkg/logship/ship"
 )
 
@@ -49,7 +49,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve /debug/pprof/ on --metrics-addr")
 	fs.Int64Var(&o.memoryLimit, "memory-limit-bytes", 36<<20, "soft memory limit for the Go runtime (GC works harder near it; 0 = none); $GOMEMLIMIT wins when set")
 	fs.Usage = func() {
-		fmt.Fprintf(fs.Output(), "Usage: logship [flags]\n       logship query [flags]   (not implemented yet)\n\n"+
+		fmt.Fprintf(fs.Output(), "Usage: logship [flags]\n       logship query [flags] [POD]   read shipped logs (logship query --help)\n\n"+
 			"Ships container logs from --containers-dir to CloudWatch Logs. AWS settings come from the SDK's\n"+
 			"default chain and environment (AWS_REGION, AWS_ENDPOINT_URL_CLOUDWATCH_LOGS, ...).\n\nFlags:\n")
 		fs.PrintDefaults()
@@ -70,13 +70,9 @@ func parse(args []string, out io.Writer) (*options, error) {
 	return o, nil
 }
 
-// errQueryNotImplemented exits 2 like a usage error: the subcommand is
-// reserved for its own issue.
-var errQueryNotImplemented = errors.New("logship query: not implemented yet")
-
 func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if len(args) > 0 && args[0] == "query" {
-		return &agent.UsageError{Err: errQueryNotImplemented}
+		return query.Run(ctx, args[1:], stdout, os.Stderr)
 	}
 	o, err := parse(args, os.Stderr)
 	if err != nil {

@@ -17,7 +17,9 @@ func TestCommandLine(t *testing.T) {
 	}{
 		{"help", []string{"--help"}, 0, ""},
 		{"version", []string{"--version"}, 0, ""},
-		{"query_stub", []string{"query"}, 2, "not implemented yet"},
+		{"query_help", []string{"query", "--help"}, 0, ""},
+		{"query_bad_flag", []string{"query", "--no-such-flag"}, 2, "no-such-flag"},
+		{"query_bad_time", []string{"query", "--cluster=c", "--since=yesterday-ish"}, 2, "since"},
 		{"bad_flag", []string{"--no-such-flag"}, 2, "no-such-flag"},
 		{"cluster_required", []string{"--node-name=n"}, 2, "--cluster-name"},
 		{"bad_multiline", []string{"--multiline=ns=(("}, 2, "multiline"},
