@@ -12,6 +12,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+
+	"github.com/nodekit/nodekit/pkg/logship/record"
 )
 
 // webLines is how many access-log lines the web pod writes; the kubelet
@@ -120,9 +122,9 @@ func (d *demo) logs(ctx context.Context) {
 // stack trace is one event.
 func (d *demo) checkStream(p *demoPod) {
 	evs := d.bed.AWS.Events(logGroup, p.log.stream)
-	var recs []record
+	var recs []record.Record
 	for _, ev := range evs {
-		var r record
+		var r record.Record
 		if err := json.Unmarshal([]byte(ev.Message), &r); err != nil {
 			d.fail("decoding a shipped record of "+p.name, fmt.Errorf("%w: %s", err, oneLine(ev.Message, 200)))
 			return
@@ -157,24 +159,6 @@ func (d *demo) checkStream(p *demoPod) {
 		}
 		d.fail("billing/invoicer stack trace", fmt.Errorf("no ERROR event among %d", len(recs)))
 	}
-}
-
-// record is the part of logship's record (fluent-bit's shape) the demo
-// shows.
-type record struct {
-	Log        string `json:"log"`
-	Stream     string `json:"stream"`
-	Time       string `json:"time"`
-	Kubernetes struct {
-		PodName        string            `json:"pod_name"`
-		NamespaceName  string            `json:"namespace_name"`
-		PodID          string            `json:"pod_id"`
-		Host           string            `json:"host"`
-		ContainerName  string            `json:"container_name"`
-		DockerID       string            `json:"docker_id"`
-		ContainerImage string            `json:"container_image"`
-		Labels         map[string]string `json:"labels"`
-	} `json:"kubernetes"`
 }
 
 // queryArgs are the `logship query` runs the demo shows.
@@ -253,7 +237,7 @@ func (d *demo) filterLogEvents(ctx context.Context, pattern string) ([]string, e
 			return nil, fmt.Errorf("FilterLogEvents on %s: %w", logGroup, err)
 		}
 		for _, ev := range page.Events {
-			var r record
+			var r record.Record
 			if err := json.Unmarshal([]byte(aws.ToString(ev.Message)), &r); err != nil {
 				continue
 			}

@@ -20,6 +20,7 @@ import (
 
 	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nodekit/nodekit/pkg/logship/record"
 	"github.com/nodekit/nodekit/test/awsemu"
 	"github.com/nodekit/nodekit/test/kubeapi"
 	"github.com/nodekit/nodekit/test/testbed"
@@ -230,26 +231,11 @@ func (b *lsBed) metric(name string) float64 {
 	return total
 }
 
-type lsRecord struct {
-	Log        string `json:"log"`
-	Stream     string `json:"stream"`
-	Time       string `json:"time"`
-	Kubernetes struct {
-		PodName        string            `json:"pod_name"`
-		NamespaceName  string            `json:"namespace_name"`
-		PodID          string            `json:"pod_id"`
-		Host           string            `json:"host"`
-		ContainerName  string            `json:"container_name"`
-		DockerID       string            `json:"docker_id"`
-		ContainerImage string            `json:"container_image"`
-		Labels         map[string]string `json:"labels"`
-	} `json:"kubernetes"`
-}
 
 // waitFor waits until the stream's last record contains marker.
-func (b *lsBed) waitFor(ctx context.Context, c *container, marker string) []lsRecord {
+func (b *lsBed) waitFor(ctx context.Context, c *container, marker string) []record.Record {
 	b.t.Helper()
-	var recs []lsRecord
+	var recs []record.Record
 	err := b.bed.AWS.WaitFor(ctx, func() bool {
 		evs := b.bed.AWS.Events(lsGroup, c.stream)
 		if len(evs) == 0 || !strings.Contains(evs[len(evs)-1].Message, marker) {
@@ -257,7 +243,7 @@ func (b *lsBed) waitFor(ctx context.Context, c *container, marker string) []lsRe
 		}
 		recs = recs[:0]
 		for _, e := range evs {
-			var r lsRecord
+			var r record.Record
 			if err := json.Unmarshal([]byte(e.Message), &r); err != nil {
 				b.t.Errorf("event in %s is not a JSON record: %v", c.stream, err)
 				return true
@@ -275,7 +261,7 @@ func (b *lsBed) waitFor(ctx context.Context, c *container, marker string) []lsRe
 // checkSeq verifies the "<pod> seq N" records: every N from 0 to n-1, in
 // order, repeats only as one run of at most a batch (the batch in flight
 // at a kill -9).
-func checkSeq(t *testing.T, c *container, recs []lsRecord, n int) {
+func checkSeq(t *testing.T, c *container, recs []record.Record, n int) {
 	t.Helper()
 	next, dups := 0, 0
 	prefix := c.pod.Name + " seq "
@@ -306,7 +292,7 @@ func checkSeq(t *testing.T, c *container, recs []lsRecord, n int) {
 	t.Logf("%s: %d lines in order, %d repeated after the kill -9", c.stream, n, dups)
 }
 
-func checkMeta(t *testing.T, c *container, recs []lsRecord) {
+func checkMeta(t *testing.T, c *container, recs []record.Record) {
 	t.Helper()
 	for _, r := range recs {
 		k := r.Kubernetes

@@ -38,7 +38,7 @@ type line struct {
 func (l line) streamName() string { return l.pod + "_" + l.ns + "_" + l.container + "-" + l.id }
 
 func (l line) record() string {
-	b, err := json.Marshal(shipped{
+	b, err := json.Marshal(record.Record{
 		Log: l.log, Stream: l.stream, Time: l.ts.Format(time.RFC3339Nano),
 		Kubernetes: record.Kubernetes{
 			PodName: l.pod, NamespaceName: l.ns, ContainerName: l.container, DockerID: l.id,

@@ -22,18 +22,10 @@ const (
 	formatRaw   = "raw"
 )
 
-// shipped is a record as logship (and fluent-bit) writes it.
-type shipped struct {
-	Log        string            `json:"log"`
-	Stream     string            `json:"stream"`
-	Time       string            `json:"time"`
-	Kubernetes record.Kubernetes `json:"kubernetes"`
-}
-
 // event is one FilteredLogEvent with its record decoded.
 type event struct {
 	raw      types.FilteredLogEvent
-	rec      shipped
+	rec      record.Record
 	isRecord bool // the message is a JSON record in the shipper's shape
 }
 
