@@ -2,6 +2,7 @@ package podstats
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -265,4 +266,100 @@ func cpuTime(tb testing.TB) time.Duration {
 		tb.Fatal(err)
 	}
 	return time.Duration(ru.Utime.Nano() + ru.Stime.Nano())
+}
+
+// openFDs counts this process's open descriptors.
+func openFDs(t *testing.T) int {
+	t.Helper()
+	entries, err := os.ReadDir("/proc/self/fd")
+	if err != nil {
+		t.Fatal(err)
+	}
+	return len(entries)
+}
+
+// TestV2KeepsFilesOpenAcrossScrapes checks what caching descriptors between
+// scrapes must not change: new values are read, new pods appear, removed
+// pods disappear and their descriptors are closed, and Close releases all.
+func TestV2KeepsFilesOpenAcrossScrapes(t *testing.T) {
+	root := newV2Root(t)
+	const uidA, uidB = "0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41", "1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"
+	pods := fakePods{}
+	pods.add("default", "a", uidA)
+	writePodV2(t, root, "systemd", "burstable", uidA, 1)
+	fdsBefore := openFDs(t)
+	c := New(Config{CgroupRoot: root}, pods, discard())
+	t.Cleanup(func() { c.Close() })
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(adapter{c})
+	cpu := func(lines ...string) string {
+		return "# HELP nodeexp_pod_cpu_usage_seconds_total CPU time consumed by all containers of the pod, from the pod cgroup.\n" +
+			"# TYPE nodeexp_pod_cpu_usage_seconds_total counter\n" + strings.Join(lines, "\n") + "\n"
+	}
+	steps := []struct {
+		name    string
+		change  func()
+		want    string
+		openFDs int // descriptors held by the collector after the scrape
+	}{
+		{"first scrape", func() {}, cpu(`nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="a",uid="` + uidA + `"} 1`), 9},
+		{"value changes", func() { writePodV2(t, root, "systemd", "burstable", uidA, 5) },
+			cpu(`nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="a",uid="` + uidA + `"} 5`), 9},
+		{"pod added, renamed in the informer", func() {
+			writePodV2(t, root, "cgroupfs", "", uidB, 2)
+			pods.add("default", "a2", uidA)
+		}, cpu(
+			`nodeexp_pod_cpu_usage_seconds_total{namespace="",pod="",uid="`+uidB+`"} 2`,
+			`nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="a2",uid="`+uidA+`"} 5`), 18},
+		{"pod removed", func() {
+			if err := os.RemoveAll(filepath.Join(root, podDirV2("systemd", "burstable", uidA))); err != nil {
+				t.Fatal(err)
+			}
+		}, cpu(`nodeexp_pod_cpu_usage_seconds_total{namespace="",pod="",uid="` + uidB + `"} 2`), 9},
+	}
+	for _, s := range steps {
+		s.change()
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(s.want), "nodeexp_pod_cpu_usage_seconds_total"); err != nil {
+			t.Errorf("%s: %v", s.name, err)
+		}
+		if got := openFDs(t) - fdsBefore; got != s.openFDs {
+			t.Errorf("%s: collector holds %d descriptors, want %d", s.name, got, s.openFDs)
+		}
+	}
+	c.Close()
+	if got := openFDs(t) - fdsBefore; got != 0 {
+		t.Errorf("after Close: collector holds %d descriptors, want 0", got)
+	}
+}
+
+// TestListDir checks the getdents parsing against os.ReadDir on a
+// directory large enough to need several getdents calls.
+func TestListDir(t *testing.T) {
+	dir := t.TempDir()
+	want := map[string]bool{}
+	for i := range 700 {
+		name := fmt.Sprintf("kubepods-burstable-pod%08x_0000_4000_8000_%012x.slice", i, i)
+		if err := os.Mkdir(filepath.Join(dir, name), 0o755); err != nil {
+			t.Fatal(err)
+		}
+		want[name] = true
+	}
+	writeFiles(t, dir, map[string]string{"cgroup.procs": "", "cpu.stat": ""})
+	got := map[string]bool{}
+	buf, err := listDir(dir, nil, func(name []byte) { got[string(name)] = true })
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(got) != len(want) {
+		t.Errorf("listed %d directories, want %d", len(got), len(want))
+	}
+	for name := range want {
+		if !got[name] {
+			t.Errorf("%s not listed", name)
+			break
+		}
+	}
+	if _, err := listDir(filepath.Join(dir, "missing"), buf, func([]byte) {}); !errors.Is(err, unix.ENOENT) {
+		t.Errorf("listDir(missing) = %v, want ENOENT", err)
+	}
 }
