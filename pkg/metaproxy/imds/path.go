@@ -118,17 +118,21 @@ func Classify(normalized string) Route {
 		if len(rest) == 0 {
 			return Route{Class: ClassProxy}
 		}
-		switch rest[0] {
-		case "iam":
+		switch {
+		case rest[0] == "iam":
 			return classifyIAM(segs[3:], rest[1:])
-		case "identity-credentials":
-			// The instance's own identity credentials (ec2/security-credentials/ec2-instance).
+		case strings.Contains(rest[0], "iam") || strings.Contains(rest[0], "identity"):
+			// The instance's own identity credentials
+			// (identity-credentials/ec2/security-credentials/ec2-instance), and
+			// any near-spelling of it or of iam ("iam.", " iam"): how the real
+			// service would read those is not ours to know. No other meta-data
+			// category contains either word.
 			return Route{Class: ClassDenied}
 		}
-		return Route{Class: ClassProxy}
+		return proxyable(segs)
 	case "dynamic":
 		if len(rest) == 1 && rest[0] == "instance-identity" || len(rest) == 2 && rest[0] == "instance-identity" && identityDocs[rest[1]] {
-			return Route{Class: ClassProxy}
+			return proxyable(segs)
 		}
 		if len(rest) >= 1 && rest[0] == "instance-identity" {
 			return Route{Class: ClassDenied}
@@ -154,4 +158,23 @@ func classifyIAM(segs, lower []string) Route {
 		}
 	}
 	return Route{Class: ClassDenied}
+}
+
+// proxyable lets a path go upstream only when every segment is spelt from
+// the characters real metadata paths use (MACs, IPs, instance tag keys: ASCII
+// letters, digits and +-=.,_:@). Whitespace, non-ASCII look-alikes (U+017F
+// folds to "s") and other bytes could be folded or trimmed by the real service
+// onto a path this package refuses, so they are refused rather than guessed at.
+func proxyable(segs []string) Route {
+	for _, s := range segs {
+		for i := 0; i < len(s); i++ {
+			switch c := s[i]; {
+			case 'a' <= c && c <= 'z', 'A' <= c && c <= 'Z', '0' <= c && c <= '9':
+			case strings.IndexByte("+-=.,_:@", c) >= 0:
+			default:
+				return Route{Class: ClassDenied}
+			}
+		}
+	}
+	return Route{Class: ClassProxy}
 }
