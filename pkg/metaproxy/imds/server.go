@@ -12,6 +12,7 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"hash/maphash"
 	"log/slog"
 	"net"
 	"net/http"
@@ -75,9 +76,11 @@ type Server struct {
 
 	// decisions remembers which (pod, decision) pairs were logged at Info,
 	// so each grant or denial is logged once rather than on every SDK poll;
-	// repeats go to Debug.
+	// repeats go to Debug. It holds hashes, not the decisions: those include
+	// paths pods choose, up to 1 KiB each.
 	mu        sync.Mutex
-	decisions map[string]struct{}
+	seed      maphash.Seed
+	decisions map[uint64]struct{}
 }
 
 // maxDecisions bounds the memo; when full it starts over, which at worst
@@ -100,7 +103,7 @@ func New(cfg Config, deps Deps, reg prometheus.Registerer, logger *slog.Logger) 
 	if err != nil {
 		return nil, err
 	}
-	return &Server{cfg: cfg, deps: deps, tokens: tokens, logger: logger, metrics: m, decisions: map[string]struct{}{}}, nil
+	return &Server{cfg: cfg, deps: deps, tokens: tokens, logger: logger, metrics: m, seed: maphash.MakeSeed(), decisions: map[uint64]struct{}{}}, nil
 }
 
 // Serve answers on ln until ctx ends, then shuts down within five seconds.
@@ -154,20 +157,22 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}()
 	rec.Header().Set("Server", "EC2ws")
 
-	p, err := Normalize(r.URL.EscapedPath())
-	if err != nil {
-		s.logger.Info("refused malformed metadata path", "remote", r.RemoteAddr, "path", r.URL.EscapedPath())
-		plain(rec, http.StatusBadRequest, "")
-		return
-	}
-	route := Classify(p)
-	class = route.Class.String()
 	addrPort, err := netip.ParseAddrPort(r.RemoteAddr)
 	if err != nil {
 		plain(rec, http.StatusBadRequest, "")
 		return
 	}
-	q := &request{w: rec, r: r, ip: addrPort.Addr().Unmap(), path: p, route: route}
+	ip := addrPort.Addr().Unmap()
+	p, err := Normalize(r.URL.EscapedPath())
+	if err != nil {
+		// Once per source at Info: a caller cannot flood the log.
+		s.logger.Log(r.Context(), s.level("malformed", ip.String()), "refused malformed metadata path", "ip", ip.String(), "path", r.URL.EscapedPath())
+		plain(rec, http.StatusBadRequest, "")
+		return
+	}
+	route := Classify(p)
+	class = route.Class.String()
+	q := &request{w: rec, r: r, ip: ip, path: p, route: route}
 
 	wantMethod := r.Method == http.MethodGet || r.Method == http.MethodHead
 	if route.Class == ClassToken {
@@ -185,7 +190,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 	pod, err := s.deps.Caller.Resolve(r.Context(), q.ip.String())
 	if err != nil {
-		s.logger.Info("denied metadata request from unknown source", "ip", q.ip.String(), "path", p, "reason", err.Error())
+		s.logger.Log(r.Context(), s.level("unknown", q.ip.String()), "denied metadata request from unknown source", "ip", q.ip.String(), "path", p, "reason", err.Error())
 		plain(rec, http.StatusNotFound, "")
 		return
 	}
@@ -351,18 +356,26 @@ func profileID(arn string) string {
 }
 
 func (s *Server) grant(q *request, a role.Assignment, what string) {
-	level := s.level(string(q.pod.UID) + "\x00granted\x00" + a.ARN + "\x00" + what)
+	level := s.level(string(q.pod.UID), "granted", a.ARN, what)
 	s.logger.Log(q.r.Context(), level, "granted", podAttrs(q.pod, "role", a.ARN, "what", what, "path", q.path)...)
 }
 
 func (s *Server) deny(q *request, code int, roleARN, reason string) {
-	level := s.level(string(q.pod.UID) + "\x00denied\x00" + roleARN + "\x00" + strconv.Itoa(code) + "\x00" + reason + "\x00" + q.path)
+	level := s.level(string(q.pod.UID), "denied", roleARN, strconv.Itoa(code), reason, q.path)
 	s.logger.Log(q.r.Context(), level, "denied", podAttrs(q.pod, "role", roleARN, "code", code, "reason", reason, "path", q.path)...)
 	plain(q.w, code, "")
 }
 
-// level is Info the first time a decision is seen, Debug after.
-func (s *Server) level(decision string) slog.Level {
+// level is Info the first time a decision (its parts) is seen, Debug after.
+// A hash collision only demotes a first log line to Debug.
+func (s *Server) level(parts ...string) slog.Level {
+	var h maphash.Hash
+	h.SetSeed(s.seed)
+	for _, p := range parts {
+		h.WriteString(p)
+		h.WriteByte(0)
+	}
+	decision := h.Sum64()
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if _, seen := s.decisions[decision]; seen {

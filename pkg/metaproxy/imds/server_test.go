@@ -10,6 +10,8 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"net/url"
+	"runtime"
+	"strconv"
 	"strings"
 	"sync"
 	"testing"
@@ -317,5 +319,54 @@ func TestDecisionsLoggedOnce(t *testing.T) {
 		if !strings.Contains(out, want) {
 			t.Errorf("log lacks %q:\n%s", want, out)
 		}
+	}
+}
+
+// TestRefusalsLoggedOncePerSource: a caller that is not a pod, or that sends
+// malformed paths, cannot flood the log at Info with one line per request.
+func TestRefusalsLoggedOncePerSource(t *testing.T) {
+	tests := []struct {
+		name, ip string
+		paths    []string
+		msg      string
+	}{
+		{"unknown source", "10.9.9.9", []string{"/latest/meta-data/iam/info", "/latest/meta-data/iam/info", "/latest/meta-data/placement/region"}, "unknown source"},
+		{"malformed paths", "10.0.0.1", []string{"/latest/%2500a", "/latest/a;b", "/latest/%2500b"}, "malformed metadata path"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			f := newFixture(t, Config{}, "")
+			var buf bytes.Buffer
+			f.srv.logger = slog.New(slog.NewTextHandler(&buf, &slog.HandlerOptions{Level: slog.LevelInfo}))
+			for _, p := range tt.paths {
+				f.do("GET", p, tt.ip, nil)
+			}
+			if n := strings.Count(buf.String(), tt.msg); n != 1 {
+				t.Fatalf("%d info lines with %q, want 1:\n%s", n, tt.msg, buf.String())
+			}
+		})
+	}
+}
+
+// TestDecisionMemoBounded: the once-only logging memo must not hold what
+// pods send. Paths are up to 1 KiB, so keeping them would let one pod pin
+// maxDecisions × 1 KiB (16 MiB, beyond metaproxy's whole memory budget).
+func TestDecisionMemoBounded(t *testing.T) {
+	f := newFixture(t, Config{}, "")
+	long := strings.Repeat("x", 900)
+	var before, after runtime.MemStats
+	runtime.GC()
+	runtime.ReadMemStats(&before)
+	for i := range maxDecisions {
+		w := f.do("GET", "/latest/meta-data/iam/"+long+strconv.Itoa(i), "10.0.0.1", nil)
+		if w.Code != http.StatusForbidden {
+			t.Fatalf("denied path got %d", w.Code)
+		}
+	}
+	runtime.GC()
+	runtime.ReadMemStats(&after)
+	runtime.KeepAlive(f.srv)
+	if grown := int64(after.HeapAlloc) - int64(before.HeapAlloc); grown > 4<<20 {
+		t.Fatalf("heap grew by %d bytes after %d distinct denied paths; the memo keeps what pods send", grown, maxDecisions)
 	}
 }
