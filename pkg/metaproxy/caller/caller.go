@@ -2,7 +2,7 @@
 // reads the node's pod informer through a small interface and, for an IP the
 // informer does not know yet, waits a bounded time for informer events (not
 // polling) before giving up. When several pods claim one IP (the CNI reused it
-// before the informer saw the old pod go), the running, non-terminating,
+// before the informer saw the old pod go), the non-terminating, running,
 // newest pod wins and the choice is logged with both UIDs.
 package caller
 
@@ -138,13 +138,13 @@ func (r *Resolver) logConflict(ip string, candidates []*corev1.Pod) {
 		others = append(others, p.Namespace+"/"+p.Name+" uid="+string(p.UID))
 	}
 	w := candidates[0]
-	r.logger.Warn("several pods claim one IP; chose the running, non-terminating, newest",
+	r.logger.Warn("several pods claim one IP; chose the non-terminating, running, newest",
 		"ip", ip, "namespace", w.Namespace, "pod", w.Name, "uid", string(w.UID), "others", others)
 }
 
 // Eligible drops pods that can never be the caller (finished, host network)
-// and orders the rest best first: running before not, non-terminating before
-// terminating, newest first, then by UID so the order is stable.
+// and orders the rest best first: non-terminating before terminating, then
+// running before not, newest first, then by UID so the order is stable.
 func Eligible(pods []*corev1.Pod) []*corev1.Pod {
 	out := make([]*corev1.Pod, 0, len(pods))
 	for _, p := range pods {
@@ -155,11 +155,14 @@ func Eligible(pods []*corev1.Pod) []*corev1.Pod {
 	}
 	sort.SliceStable(out, func(i, j int) bool {
 		a, b := out[i], out[j]
-		if ar, br := a.Status.Phase == corev1.PodRunning, b.Status.Phase == corev1.PodRunning; ar != br {
-			return ar
-		}
+		// Terminating loses first: a pod that claims the IP of a terminating
+		// one got it after that one's sandbox let it go, even while kubelet
+		// still reports the newcomer Pending and the old one Running.
 		if at, bt := a.DeletionTimestamp != nil, b.DeletionTimestamp != nil; at != bt {
 			return !at
+		}
+		if ar, br := a.Status.Phase == corev1.PodRunning, b.Status.Phase == corev1.PodRunning; ar != br {
+			return ar
 		}
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {
 			return b.CreationTimestamp.Before(&a.CreationTimestamp)

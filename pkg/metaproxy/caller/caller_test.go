@@ -64,6 +64,10 @@ func TestEligible(t *testing.T) {
 		{name: "host network never matches", pods: []*corev1.Pod{func() *corev1.Pod { p := mkpod("host", running, 0, false); p.Spec.HostNetwork = true; return p }()}, want: []string{}},
 		{name: "running beats pending even if older", pods: []*corev1.Pod{mkpod("pending", corev1.PodPending, 0, false), mkpod("run", running, time.Hour, false)}, want: []string{"run", "pending"}},
 		{name: "non-terminating beats terminating", pods: []*corev1.Pod{mkpod("old-term", running, 0, true), mkpod("new", running, time.Hour, false)}, want: []string{"new", "old-term"}},
+		// The terminating pod's sandbox released the IP before the newcomer
+		// got it; kubelet reports the newcomer Running only after its
+		// containers start, and they may ask for credentials before that.
+		{name: "pending newcomer beats the terminating pod it inherited the IP from", pods: []*corev1.Pod{mkpod("old-term", running, time.Hour, true), mkpod("new", corev1.PodPending, 0, false)}, want: []string{"new", "old-term"}},
 		{name: "newest wins", pods: []*corev1.Pod{mkpod("old", running, time.Hour, false), mkpod("new", running, time.Minute, false)}, want: []string{"new", "old"}},
 		{name: "terminating alone still matches", pods: []*corev1.Pod{mkpod("term", running, 0, true)}, want: []string{"term"}},
 		{name: "tie broken by uid", pods: []*corev1.Pod{mkpod("a", running, 0, false), mkpod("b", running, 0, false)}, want: []string{"b", "a"}},
