@@ -415,7 +415,29 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 		r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n))
 		lost = n
 	}
+	// A done context makes Next return at once when the file has nothing
+	// more right now: records are gathered across reads into chunks of
+	// about chunkBytes (so a chunk's budget weight is mostly records) yet
+	// never held back while the file is idle.
+	now, stop := context.WithCancel(context.Background())
+	stop()
 	for {
+		if r.out != nil && len(r.out.Events) > 0 {
+			c, err := fl.Next(now)
+			if err == nil {
+				if err := r.chunk(ctx, c, tg, &version, &lost, fl); err != nil {
+					return err
+				}
+				continue
+			}
+			if !errors.Is(err, context.Canceled) {
+				return err
+			}
+			if err := r.send(ctx); err != nil {
+				return err
+			}
+			continue
+		}
 		nctx := ctx
 		var cancel context.CancelFunc = func() {}
 		if r.ml != nil && r.ml.Pending() {
@@ -443,53 +465,72 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 			}
 			return err
 		}
-		if c.ID != r.curID || c.Path != r.curPath {
-			// Another file: the chunk in progress belongs to the old one.
-			if err := r.send(ctx); err != nil {
-				return err
-			}
-			r.curPath, r.curID = c.Path, c.ID
-			p := c.Path
-			tg.path.Store(&p)
-		}
-		uid := r.meta.UID
-		if uid == "" {
-			uid = r.t.PodUID
-		}
-		if m, ok := r.a.meta.Get(uid, r.t.Namespace, r.t.Pod); ok && m.Version != version {
-			// Labels arrived or changed: re-encode the metadata once.
-			version = m.Version
-			r.meta = m
-			if m.Disabled {
-				return errOptedOut
-			}
-			if err := r.newEncoder(); err != nil {
-				return err
-			}
-		}
-		if n := fl.Lost(); n > lost {
-			r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n - lost))
-			lost = n
-		}
-		r.lines.Add(float64(r.scan(c)))
-		r.bytes.Add(float64(len(c.Data)))
-		end := c.Start + int64(len(c.Data))
-		tg.readTo.Store(end)
-		if c.Final {
-			r.parser.Flush(end)
-			if r.ml != nil {
-				r.ml.Flush()
-			}
-			r.newParser()
-		}
-		if err := r.send(ctx); err != nil {
+		if err := r.chunk(ctx, c, tg, &version, &lost, fl); err != nil {
 			return err
 		}
 	}
 }
 
-// scan feeds a chunk's lines to the parser and returns how many there were.
-func (r *reader) scan(c tail.Chunk) int {
+// chunk parses one chunk read from the file into records, handing full
+// record chunks to the stream as they fill.
+func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *uint64, lost *int64, fl *tail.Follower) error {
+	if c.ID != r.curID || c.Path != r.curPath {
+		// Another file: the chunk in progress belongs to the old one.
+		if err := r.send(ctx); err != nil {
+			return err
+		}
+		r.curPath, r.curID = c.Path, c.ID
+		p := c.Path
+		tg.path.Store(&p)
+	}
+	uid := r.meta.UID
+	if uid == "" {
+		uid = r.t.PodUID
+	}
+	if m, ok := r.a.meta.Get(uid, r.t.Namespace, r.t.Pod); ok && m.Version != *version {
+		// Labels arrived or changed: re-encode the metadata once.
+		*version = m.Version
+		r.meta = m
+		if m.Disabled {
+			return errOptedOut
+		}
+		// Records so far end in the old metadata: they go in their own
+		// chunk, whose escaped suffix is the old one.
+		if err := r.send(ctx); err != nil {
+			return err
+		}
+		if err := r.newEncoder(); err != nil {
+			return err
+		}
+	}
+	if n := fl.Lost(); n > *lost {
+		r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n - *lost))
+		*lost = n
+	}
+	n, err := r.scan(ctx, c)
+	r.lines.Add(float64(n))
+	r.bytes.Add(float64(len(c.Data)))
+	if err != nil {
+		return err
+	}
+	end := c.Start + int64(len(c.Data))
+	tg.readTo.Store(end)
+	if c.Final {
+		r.parser.Flush(end)
+		if r.ml != nil {
+			r.ml.Flush()
+		}
+		r.newParser()
+		// The next file's records go in a chunk of their own.
+		return r.send(ctx)
+	}
+	return nil
+}
+
+// scan feeds a chunk's lines to the parser, handing the records to the
+// stream whenever about chunkBytes of them are ready, and returns how many
+// lines there were.
+func (r *reader) scan(ctx context.Context, c tail.Chunk) (int, error) {
 	data, off, n := c.Data, c.Start, 0
 	for len(data) > 0 {
 		i := indexNewline(data)
@@ -501,6 +542,11 @@ func (r *reader) scan(c tail.Chunk) int {
 		off += int64(next)
 		data = data[next:]
 		n++
+		if r.out != nil && len(r.out.Buf) >= chunkBytes {
+			if err := r.send(ctx); err != nil {
+				return n, err
+			}
+		}
 	}
-	return n
+	return n, nil
 }

@@ -117,15 +117,29 @@ type Sender struct {
 	bufs sync.Pool
 	// bodies recycles PutLogEvents request bodies.
 	bodies sync.Pool
-	// used mirrors what the budget holds, to tell when it runs short.
-	used atomic.Int64
+	// waiting counts readers blocked on the budget. While any is, streams
+	// send the partial batches they hold instead of waiting for them to
+	// fill: the budget they hold may be what a full batch needs, so
+	// waiting would leave everyone idle until BatchWait.
+	waiting atomic.Int32
+	// starved is closed (and replaced) when a reader starts waiting, to
+	// wake the streams at once.
+	starveMu sync.Mutex
+	starved  chan struct{}
 }
 
-// pressure reports whether readers are about to block on the budget: then
-// streams send what they have rather than wait for full batches, which
-// could otherwise hold the whole budget while every reader waits.
-func (s *Sender) pressure() bool {
-	return s.used.Load()*4 >= s.cfg.MaxBufferBytes*3
+// starvedCh returns the channel closed when a reader next starts waiting.
+func (s *Sender) starvedCh() <-chan struct{} {
+	s.starveMu.Lock()
+	defer s.starveMu.Unlock()
+	return s.starved
+}
+
+func (s *Sender) starve() {
+	s.starveMu.Lock()
+	defer s.starveMu.Unlock()
+	close(s.starved)
+	s.starved = make(chan struct{})
 }
 
 // Buffer returns an empty buffer for a Chunk with at least n bytes of
@@ -145,6 +159,7 @@ func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *
 	return &Sender{
 		cfg: cfg, client: client, commit: commit, logger: logger, metrics: metrics,
 		budget: semaphore.NewWeighted(cfg.MaxBufferBytes), groups: map[string]bool{},
+		starved: make(chan struct{}),
 	}, nil
 }
 
@@ -187,11 +202,18 @@ func (st *Stream) Send(ctx context.Context, c *Chunk) error {
 		}
 		c.suffixEsc = st.suffixEsc
 	}
-	if err := st.s.budget.Acquire(ctx, c.weight); err != nil {
-		return fmt.Errorf("waiting for buffer space for stream %s: %w", st.name, err)
+	if !st.s.budget.TryAcquire(c.weight) {
+		// Count ourselves as waiting before waking the streams, so that
+		// each one sees a waiter when it looks.
+		st.s.waiting.Add(1)
+		st.s.starve()
+		err := st.s.budget.Acquire(ctx, c.weight)
+		st.s.waiting.Add(-1)
+		if err != nil {
+			return fmt.Errorf("waiting for buffer space for stream %s: %w", st.name, err)
+		}
 	}
 	st.s.metrics.buffered.Add(float64(c.weight))
-	st.s.used.Add(c.weight)
 	select {
 	case st.in <- c:
 		return nil
@@ -206,7 +228,6 @@ func (st *Stream) Close() { close(st.in) }
 
 func (s *Sender) release(c *Chunk) {
 	s.budget.Release(c.weight)
-	s.used.Add(-c.weight)
 	s.metrics.buffered.Sub(float64(c.weight))
 	// Nothing refers to the buffer any more: its events were sent (or the
 	// stream stopped) and the SDK call that saw it as strings returned.
@@ -240,6 +261,18 @@ func (st *Stream) Run(ctx context.Context) error {
 	tick := time.NewTicker(max(st.s.cfg.BatchWait/10, time.Millisecond))
 	defer tick.Stop()
 	for {
+		// Take the channel before looking at waiting: a reader that
+		// starts waiting after the look closes this very channel.
+		starved := st.s.starvedCh()
+		if p.b.Len() > 0 && len(st.in) == 0 && st.s.waiting.Load() > 0 {
+			// A reader is paused for budget and this stream has taken
+			// everything queued: send now, whatever the batch's size.
+			st.flush(ctx, &p)
+			if ctx.Err() != nil {
+				return nil
+			}
+			continue
+		}
 		select {
 		case <-ctx.Done():
 			return nil
@@ -251,11 +284,9 @@ func (st *Stream) Run(ctx context.Context) error {
 				return nil
 			}
 			st.add(ctx, &p, c)
-			if p.b.Len() > 0 && len(st.in) == 0 && st.s.pressure() {
-				st.flush(ctx, &p)
-			}
+		case <-starved:
 		case <-tick.C:
-			if p.b.Len() > 0 && (time.Since(p.born) >= st.s.cfg.BatchWait || st.s.pressure()) {
+			if p.b.Len() > 0 && time.Since(p.born) >= st.s.cfg.BatchWait {
 				st.flush(ctx, &p)
 			}
 		}

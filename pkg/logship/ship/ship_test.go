@@ -14,6 +14,7 @@ import (
 	"sync"
 	"testing"
 	"time"
+	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
@@ -341,5 +342,87 @@ func TestFastPutBodyMatchesSDK(t *testing.T) {
 	}
 	if !reflect.DeepEqual(sdk, ours) {
 		t.Fatalf("bodies differ:\nsdk:  %s\nours: %s", bodies["false"], bodies["true"])
+	}
+}
+
+// TestPausedReaderWakesStreams is the regression test for shipping at one
+// batch per BatchWait: chunks whose buffers weigh much more than their
+// records fill the budget long before a batch fills. A reader paused on
+// the budget must make the streams send what they hold at once; BatchWait
+// is an hour here, so a stream that waits for its tick stalls the test.
+func TestPausedReaderWakesStreams(t *testing.T) {
+	var mu sync.Mutex
+	var sizes []int
+	fake := &FakeClient{PutLogEventsFunc: func(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput) (*cloudwatchlogs.PutLogEventsOutput, error) {
+		mu.Lock()
+		sizes = append(sizes, len(in.LogEvents))
+		mu.Unlock()
+		return &cloudwatchlogs.PutLogEventsOutput{}, nil
+	}}
+	puts := func() []int {
+		mu.Lock()
+		defer mu.Unlock()
+		return append([]int(nil), sizes...)
+	}
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	const budget = 2 * batch.MaxBytes
+	s, err := New(Config{BatchWait: time.Hour, MaxBufferBytes: budget, MaxBackoff: time.Second},
+		fake, &commits{}, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	streams := []*Stream{s.NewStream("g", "a", "ka", "shop", nil), s.NewStream("g", "b", "kb", "shop", nil)}
+	var stops []func()
+	for _, st := range streams {
+		stops = append(stops, run(t, st))
+	}
+	// Each chunk: one short record in a 300 KiB buffer, so six chunks
+	// fill the budget while the batches hold a few hundred bytes.
+	light := func(i int) *Chunk {
+		c := &Chunk{Path: "/p/0.log", Buf: make([]byte, 0, 300<<10)}
+		c.Buf = fmt.Appendf(c.Buf, "msg-%d", i)
+		c.Events = []Event{{Timestamp: int64(1000 + i), Start: 0, End: len(c.Buf), Pos: int64(i + 1)}}
+		return c
+	}
+	// The deadline only turns a stall (the old behaviour: an hour) into
+	// a failure; nothing is timed.
+	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+	defer cancel()
+	perChunk := int64(300<<10) + int64(unsafe.Sizeof(Event{}))
+	fit := int(budget / perChunk)
+	for i := range fit {
+		if err := streams[i%2].Send(ctx, light(i)); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// Nobody waits for budget yet and no batch is full or old: nothing
+	// may have been sent (small batches cost CPU and requests).
+	if got := puts(); len(got) != 0 {
+		t.Fatalf("sent %v before any reader waited for budget", got)
+	}
+	// These Sends need budget the queued chunks hold: they return only
+	// because the streams send their partial batches without a tick.
+	total := 4 * fit
+	for i := fit; i < total; i++ {
+		if err := streams[i%2].Send(ctx, light(i)); err != nil {
+			t.Fatalf("chunk %d: a reader stayed paused while the streams held the budget: %v", i, err)
+		}
+	}
+	if len(puts()) == 0 {
+		t.Fatal("readers resumed but nothing was sent")
+	}
+	for _, stop := range stops {
+		stop()
+	}
+	n := 0
+	for _, k := range puts() {
+		n += k
+	}
+	if n != total {
+		t.Fatalf("delivered %d of %d events", n, total)
 	}
 }

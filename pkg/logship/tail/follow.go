@@ -77,8 +77,9 @@ type Follower struct {
 	id     Identity
 	off    int64 // offset of buf[0] in f
 	buf    []byte
-	filled int // bytes of buf holding data
-	handed int // bytes of buf handed out by the last Next
+	filled int  // bytes of buf holding data
+	full   bool // the last read filled buf: the file is busy
+	handed int  // bytes of buf handed out by the last Next
 
 	// queue holds rotated files still to read before path, oldest first.
 	queue []Position
@@ -366,13 +367,17 @@ func (fl *Follower) read() (Chunk, bool, error) {
 			copy(nb, fl.buf[:fl.filled])
 			fl.buf = nb
 		}
-		if fl.filled > len(fl.buf)/2 && len(fl.buf) < fl.cfg.BufferSize {
-			// A busy file: read in large blocks.
+		if (fl.full || fl.filled > len(fl.buf)/2) && len(fl.buf) < fl.cfg.BufferSize {
+			// A busy file (the last read filled the buffer, or a long
+			// line is pending): read in large blocks. After a hand-off
+			// only a partial line is left, so "filled" alone would keep
+			// a burst reading 16 KiB at a time.
 			nb := make([]byte, min(2*len(fl.buf), fl.cfg.BufferSize))
 			copy(nb, fl.buf[:fl.filled])
 			fl.buf = nb
 		}
 		n, err := fl.f.Read(fl.buf[fl.filled:])
+		fl.full = n > 0 && fl.filled+n == len(fl.buf)
 		fl.filled += n
 		if err != nil && !errors.Is(err, io.EOF) {
 			return Chunk{}, false, fmt.Errorf("reading %s: %w", fl.name, err)
