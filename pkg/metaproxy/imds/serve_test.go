@@ -132,3 +132,63 @@ func TestRawRequestShapes(t *testing.T) {
 		t.Errorf("reached the upstream: %q", f.upstream.paths)
 	}
 }
+
+// TestConnectionsCappedPerSource: one pod opening connections without end
+// must not exhaust metaproxy's file descriptors and memory for every other
+// pod; connections over the cap are closed at once.
+func TestConnectionsCappedPerSource(t *testing.T) {
+	f := newFixture(t, Config{MaxConnsPerSource: 2}, "")
+	f.srv.deps.Caller.(podsByIP)["127.0.0.1"] = mkpod("ns", "loop", "uid-loop", "app")
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- f.srv.Serve(ctx, ln) }()
+	t.Cleanup(func() {
+		cancel()
+		if err := <-done; err != nil {
+			t.Errorf("Serve: %v", err)
+		}
+	})
+	const req = "GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nHost: x\r\n\r\n"
+	// ask sends one keep-alive request on conn and reports whether it was answered.
+	ask := func(conn net.Conn) bool {
+		if _, err := io.WriteString(conn, req); err != nil {
+			return false
+		}
+		resp, err := http.ReadResponse(bufio.NewReader(conn), nil)
+		if err != nil {
+			return false
+		}
+		io.Copy(io.Discard, resp.Body)
+		resp.Body.Close()
+		return resp.StatusCode == http.StatusOK
+	}
+	dial := func() net.Conn {
+		conn, err := net.Dial("tcp", ln.Addr().String())
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { conn.Close() })
+		return conn
+	}
+	first, second := dial(), dial()
+	if !ask(first) || !ask(second) {
+		t.Fatal("connections within the cap were not served")
+	}
+	if ask(dial()) {
+		t.Fatal("a third concurrent connection from one source was served; want it closed")
+	}
+	// Closing one frees its place once the server has seen it go; that is
+	// the server's own goroutine, so poll for it, bounded.
+	first.Close()
+	deadline := time.Now().Add(5 * time.Second)
+	for !ask(dial()) {
+		if time.Now().After(deadline) {
+			t.Fatal("a closed connection's place was never freed")
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
+}

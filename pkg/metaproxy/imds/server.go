@@ -33,6 +33,9 @@ import (
 type Config struct {
 	// RequireToken refuses tokenless (IMDSv1) requests with 401.
 	RequireToken bool
+	// MaxConnsPerSource caps concurrent connections from one source IP
+	// (default DefaultMaxConnsPerSource).
+	MaxConnsPerSource int
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -95,6 +98,9 @@ func New(cfg Config, deps Deps, reg prometheus.Registerer, logger *slog.Logger) 
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
+	if cfg.MaxConnsPerSource <= 0 {
+		cfg.MaxConnsPerSource = DefaultMaxConnsPerSource
+	}
 	tokens, err := NewTokens(cfg.Now)
 	if err != nil {
 		return nil, err
@@ -107,7 +113,9 @@ func New(cfg Config, deps Deps, reg prometheus.Registerer, logger *slog.Logger) 
 }
 
 // Serve answers on ln until ctx ends, then shuts down within five seconds.
+// Connections beyond MaxConnsPerSource from one source IP are closed.
 func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
+	ln = newCapListener(ln, s.cfg.MaxConnsPerSource, s.logger)
 	srv := &http.Server{
 		Handler:           s,
 		ReadHeaderTimeout: 5 * time.Second,
