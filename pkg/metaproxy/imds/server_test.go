@@ -7,6 +7,7 @@ import (
 	"errors"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -253,28 +254,31 @@ metaproxy_requests_total{class="denied",code="403"} 1
 	}
 }
 
-// FuzzServeHTTP throws arbitrary methods, raw paths and token headers at the
-// whole handler: it must never panic, never hand out another pod's role and
-// never let a sensitive path reach the upstream.
+// FuzzServeHTTP throws arbitrary methods, raw paths, token headers and
+// callers at the whole handler: it must never panic, never hand a pod
+// another pod's role (or any role to a non-pod) and never let a sensitive
+// path reach the upstream.
 func FuzzServeHTTP(f *testing.F) {
 	fx := newFixture(f, Config{}, "")
-	for _, s := range []string{"/latest/meta-data/iam/security-credentials/app", "/latest//meta-data/%69am/security-credentials/other", "/2016-09-02/user-data", "/latest/api/token"} {
-		f.Add("GET", s, "")
-		f.Add("PUT", s, "60")
+	callers := []struct{ ip, role string }{{"10.0.0.1", "app"}, {"10.0.0.2", "other"}, {"10.0.0.3", ""}, {"10.0.0.4", ""}, {"10.9.9.9", ""}, {"::ffff:10.0.0.1", "app"}}
+	for _, s := range []string{"/latest/meta-data/iam/security-credentials/app", "/latest//meta-data/%69am/security-credentials/other", "/2016-09-02/user-data", "/latest/api/token", "/latest/meta-data/iam%20/info"} {
+		f.Add("GET", s, "", uint8(0))
+		f.Add("PUT", s, "60", uint8(1))
 	}
-	f.Fuzz(func(t *testing.T, method, rawPath, header string) {
+	f.Fuzz(func(t *testing.T, method, rawPath, header string, who uint8) {
 		u, err := url.ParseRequestURI(rawPath)
 		if err != nil || !validMethod(method) {
 			return
 		}
-		r := &http.Request{Method: method, URL: u, Header: http.Header{}, RemoteAddr: "10.0.0.1:40000", Host: "169.254.169.254"}
+		c := callers[int(who)%len(callers)]
+		r := &http.Request{Method: method, URL: u, Header: http.Header{}, RemoteAddr: net.JoinHostPort(c.ip, "40000"), Host: "169.254.169.254"}
 		r = r.WithContext(context.Background())
 		r.Header.Set(TokenTTLHeader, header)
 		r.Header.Set(TokenHeader, header)
 		w := httptest.NewRecorder()
 		fx.srv.ServeHTTP(w, r)
-		if strings.Contains(w.Body.String(), "AccessKeyId") && !strings.Contains(w.Body.String(), base+"app\"") {
-			t.Fatalf("%s %q handed out %q", method, rawPath, w.Body.String())
+		if body := w.Body.String(); strings.Contains(body, "AccessKeyId") && (c.role == "" || !strings.Contains(body, base+c.role+"\"")) {
+			t.Fatalf("%s %q from %s handed out %q", method, rawPath, c.ip, body)
 		}
 		fx.upstream.mu.Lock()
 		defer fx.upstream.mu.Unlock()
