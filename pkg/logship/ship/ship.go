@@ -14,6 +14,7 @@ package ship
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"errors"
 	"fmt"
@@ -97,6 +98,12 @@ type Config struct {
 	MaxBufferBytes int64
 	// MaxBackoff caps the wait between retries.
 	MaxBackoff time.Duration
+	// MaxPuts bounds the PutLogEvents calls in flight across streams
+	// (0: 2). Each holds a request body of up to about a MiB: on a node
+	// with many busy streams they, not the records, would set the
+	// memory peak. Two calls of a full batch each are far more than a
+	// node's log rate; the backoff between retries holds no slot.
+	MaxPuts int
 }
 
 // Sender owns the streams. Create it with New; run each stream with
@@ -108,6 +115,7 @@ type Sender struct {
 	logger  *slog.Logger
 	metrics *Metrics
 	budget  *semaphore.Weighted
+	puts    *semaphore.Weighted
 
 	mu     sync.Mutex
 	groups map[string]bool // groups known to exist
@@ -159,7 +167,7 @@ func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *
 	return &Sender{
 		cfg: cfg, client: client, commit: commit, logger: logger, metrics: metrics,
 		budget: semaphore.NewWeighted(cfg.MaxBufferBytes), groups: map[string]bool{},
-		starved: make(chan struct{}),
+		starved: make(chan struct{}), puts: semaphore.NewWeighted(int64(cmp.Or(cfg.MaxPuts, 2))),
 	}, nil
 }
 
@@ -377,26 +385,9 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []ms
 		bytes += len(e.Message)
 	}
 	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: events}
-	// Request bodies come from a pool shared by all streams: a buffer per
-	// stream would pin megabytes per container on a busy node.
-	bp, _ := s.bodies.Get().(*[]byte)
-	if bp == nil {
-		bp = new([]byte)
-	}
-	*bp = appendPutBody((*bp)[:0], st.group, st.name, b.Events, tails)
-	pctx := withBody(ctx, *bp)
-	defer func() {
-		// Escaping can grow a message up to 6x: do not keep a rare huge
-		// buffer.
-		if cap(*bp) <= 2*batch.MaxBytes {
-			s.bodies.Put(bp)
-		}
-	}()
 	backoff := time.Duration(0)
 	for attempt := 0; ; attempt++ {
-		start := time.Now()
-		out, err := s.client.PutLogEvents(pctx, in)
-		s.metrics.putDuration.Observe(time.Since(start).Seconds())
+		out, err := s.putOnce(ctx, st, in, b, tails)
 		if err == nil {
 			s.metrics.batches.Inc()
 			s.metrics.events.WithLabelValues(st.namespace).Add(float64(n))
@@ -436,6 +427,38 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []ms
 		case <-t.C:
 		}
 	}
+}
+
+// putOnce makes one PutLogEvents call holding one of the MaxPuts slots.
+// The request body is built inside the slot and let go with it, so bodies
+// in memory never outnumber the slots, even while streams back off.
+func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.PutLogEventsInput, b *batch.Batch, tails []msgTail) (*cloudwatchlogs.PutLogEventsOutput, error) {
+	if err := s.puts.Acquire(ctx, 1); err != nil {
+		return nil, fmt.Errorf("waiting to send to stream %s: %w", st.name, err)
+	}
+	defer s.puts.Release(1)
+	start := time.Now()
+	defer func() { s.metrics.putDuration.Observe(time.Since(start).Seconds()) }()
+	// Request bodies come from a pool shared by all streams: a buffer per
+	// stream would pin megabytes per container on a busy node. Records
+	// are JSON already, so escaping adds about a backslash per quote:
+	// sizing the body up front spares the copies (and zeroing) of growing
+	// it, which a pool emptied by each GC would otherwise pay often.
+	want := b.Bytes() + b.Bytes()/8 + 256 + len(st.group) + len(st.name)
+	bp, _ := s.bodies.Get().(*[]byte)
+	if bp == nil || cap(*bp) < want {
+		nb := make([]byte, 0, want)
+		bp = &nb
+	}
+	*bp = appendPutBody((*bp)[:0], st.group, st.name, b.Events, tails)
+	defer func() {
+		// Escaping can grow a message up to 6x: do not keep a rare huge
+		// buffer.
+		if cap(*bp) <= 2*batch.MaxBytes {
+			s.bodies.Put(bp)
+		}
+	}()
+	return s.client.PutLogEvents(withBody(ctx, *bp), in)
 }
 
 // nextBackoff doubles up to max with full jitter.
