@@ -99,6 +99,7 @@ func TestRawRequestShapes(t *testing.T) {
 		{"token TTL 0", "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-aws-ec2-metadata-token-ttl-seconds: 0\r\n\r\n", 400},
 		{"token TTL 21600", "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nX-aws-ec2-metadata-token-ttl-seconds: 21600\r\n\r\n", 200},
 		{"token TTL missing", "PUT /latest/api/token HTTP/1.1\r\nHost: x\r\nContent-Length: 0\r\n\r\n", 400},
+		{"CONNECT tunnel to the real service", "CONNECT 169.254.169.254:80 HTTP/1.1\r\nHost: 169.254.169.254:80\r\n\r\n", 405},
 		{"DELETE", "DELETE /latest/meta-data/iam/info HTTP/1.1\r\nHost: x\r\n\r\n", 405},
 		{"lowercase method", "get /latest/meta-data/iam/info HTTP/1.1\r\nHost: x\r\n\r\n", 405},
 		{"backslash", "GET /latest/meta-data\\..\\user-data HTTP/1.1\r\nHost: x\r\n\r\n", 400},
