@@ -88,8 +88,11 @@ func New(cfg Config, logger *slog.Logger) (*Upstream, error) {
 		Rewrite: func(pr *httputil.ProxyRequest) {
 			pr.SetURL(u.base)
 			pr.Out.URL.RawQuery = ""
-			// Only our token goes up: the pod's headers are not forwarded.
+			// Only our token goes up: the pod's headers are not forwarded,
+			// nor its body or trailers (headers sent after a chunked body).
 			pr.Out.Header = http.Header{}
+			pr.Out.Trailer = nil
+			pr.Out.Body, pr.Out.ContentLength, pr.Out.TransferEncoding = nil, 0, nil
 			if tok, ok := pr.In.Context().Value(tokenKey{}).(string); ok {
 				pr.Out.Header.Set(tokenHeader, tok)
 			}

@@ -112,3 +112,54 @@ func TestCheckFailsWhenServiceDown(t *testing.T) {
 		t.Fatalf("proxy with no service = %d, want 502", w.Code)
 	}
 }
+
+// TestProxyDropsPodBodyAndTrailers: nothing a pod sends besides the path
+// reaches the metadata service; trailers are headers too.
+func TestProxyDropsPodBodyAndTrailers(t *testing.T) {
+	type seen struct {
+		body    string
+		trailer http.Header
+	}
+	got := make(chan seen, 1)
+	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if r.Method == http.MethodPut {
+			io.WriteString(w, "tok")
+			return
+		}
+		b, _ := io.ReadAll(r.Body)
+		got <- seen{body: string(b), trailer: r.Trailer.Clone()}
+		io.WriteString(w, "eu-west-1")
+	}))
+	defer srv.Close()
+	u, err := New(Config{Addr: strings.TrimPrefix(srv.URL, "http://")}, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	tests := []struct {
+		name    string
+		length  int64
+		chunked bool
+	}{
+		{name: "content-length body", length: 8},
+		{name: "chunked body with trailer", length: -1, chunked: true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := httptest.NewRequest("GET", "/latest/meta-data/placement/region", strings.NewReader("pod body"))
+			r.ContentLength = tt.length
+			if tt.chunked {
+				r.TransferEncoding = []string{"chunked"}
+				r.Trailer = http.Header{"X-Forwarded-For": {"6.6.6.6"}, "X-Aws-Ec2-Metadata-Token": {"pod-token"}}
+			}
+			w := httptest.NewRecorder()
+			u.ServeHTTP(w, r)
+			if w.Code != 200 {
+				t.Fatalf("proxied = %d %q", w.Code, w.Body.String())
+			}
+			s := <-got
+			if s.body != "" || len(s.trailer) != 0 {
+				t.Fatalf("metadata service got body %q and trailers %v from the pod", s.body, s.trailer)
+			}
+		})
+	}
+}
