@@ -116,6 +116,18 @@ func (c *timeCache) parse(b []byte) (int64, bool) {
 	}
 	rest := b[19:]
 	var nanos int64
+	if len(rest) == 11 && rest[0] == '.' && rest[10] == 'Z' {
+		// What containerd writes: nine digits and Z. One pass, no
+		// padding loop.
+		for _, d := range rest[1:10] {
+			d -= '0'
+			if d > 9 {
+				return 0, false
+			}
+			nanos = nanos*10 + int64(d)
+		}
+		return c.secs*1e9 + nanos, true
+	}
 	if rest[0] == '.' {
 		n := 1
 		for n < len(rest) && rest[n] >= '0' && rest[n] <= '9' {
