@@ -383,7 +383,7 @@ func (r *reader) newParser() {
 // entry encodes one parsed entry into the current chunk.
 func (r *reader) entry(e parse.Entry) {
 	if r.out == nil {
-		r.out = &ship.Chunk{Path: r.curPath, ID: r.curID, Buf: r.stream.Buffer(chunkBytes + chunkBytes/4), Suffix: r.enc.Suffix()}
+		r.out = r.stream.NewChunk(r.curPath, r.curID, r.enc.Suffix(), chunkBytes+chunkBytes/4)
 	}
 	ts := e.Time / 1e6
 	if e.Time == 0 {

@@ -120,11 +120,14 @@ type Sender struct {
 	mu     sync.Mutex
 	groups map[string]bool // groups known to exist
 
-	// bufs recycles chunk buffers once CloudWatch accepted their records,
-	// so steady shipping allocates (and zeroes) almost nothing.
-	bufs sync.Pool
-	// bodies recycles PutLogEvents request bodies.
-	bodies sync.Pool
+	// spares recycles chunk buffers once CloudWatch accepted their
+	// records, so steady shipping allocates (and zeroes) almost nothing.
+	// A bounded free list rather than a sync.Pool: a pool is emptied by
+	// every GC, which runs often near the memory limit, and holds any
+	// number of buffers in between; this holds at most about the budget.
+	spares chan spare
+	// bodies recycles PutLogEvents request bodies; one per put slot.
+	bodies chan []byte
 	// waiting counts readers blocked on the budget. While any is, streams
 	// send the partial batches they hold instead of waiting for them to
 	// fill: the budget they hold may be what a full batch needs, so
@@ -150,13 +153,30 @@ func (s *Sender) starve() {
 	s.starved = make(chan struct{})
 }
 
-// Buffer returns an empty buffer for a Chunk with at least n bytes of
-// capacity, reusing the buffers of chunks already sent.
-func (st *Stream) Buffer(n int) []byte {
-	if b, ok := st.s.bufs.Get().(*[]byte); ok && cap(*b) >= n {
-		return (*b)[:0]
+// spare is a sent chunk's storage, kept for the next chunk.
+type spare struct {
+	buf    []byte
+	events []Event
+}
+
+// maxSpareBuf is the largest chunk buffer kept for reuse; a rare huge
+// record must not pin its buffer.
+const maxSpareBuf = 1 << 20
+
+// NewChunk returns an empty Chunk of the file path (id) whose records end
+// in suffix, with at least n bytes of buffer, reusing the storage of
+// chunks already sent.
+func (st *Stream) NewChunk(path string, id tail.Identity, suffix []byte, n int) *Chunk {
+	c := &Chunk{Path: path, ID: id, Suffix: suffix}
+	select {
+	case sp := <-st.s.spares:
+		c.Buf, c.Events = sp.buf[:0], sp.events[:0]
+	default:
 	}
-	return make([]byte, 0, n)
+	if cap(c.Buf) < n {
+		c.Buf = make([]byte, 0, n)
+	}
+	return c
 }
 
 // New returns a Sender; it starts nothing.
@@ -164,10 +184,12 @@ func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *
 	if cfg.BatchWait <= 0 || cfg.MaxBufferBytes < 2*batch.MaxBytes || cfg.MaxBackoff <= 0 {
 		return nil, fmt.Errorf("invalid sender config %+v: batch wait and max backoff must be positive and the buffer at least %d bytes", cfg, 2*batch.MaxBytes)
 	}
+	puts := cmp.Or(cfg.MaxPuts, 2)
 	return &Sender{
 		cfg: cfg, client: client, commit: commit, logger: logger, metrics: metrics,
 		budget: semaphore.NewWeighted(cfg.MaxBufferBytes), groups: map[string]bool{},
-		starved: make(chan struct{}), puts: semaphore.NewWeighted(int64(cmp.Or(cfg.MaxPuts, 2))),
+		starved: make(chan struct{}), puts: semaphore.NewWeighted(int64(puts)),
+		spares: make(chan spare, max(4, cfg.MaxBufferBytes/(256<<10))), bodies: make(chan []byte, puts),
 	}, nil
 }
 
@@ -201,7 +223,7 @@ func (st *Stream) Send(ctx context.Context, c *Chunk) error {
 	if len(c.Events) == 0 {
 		return nil
 	}
-	c.weight = int64(cap(c.Buf)) + int64(len(c.Events))*int64(unsafe.Sizeof(Event{}))
+	c.weight = int64(cap(c.Buf)) + int64(cap(c.Events))*int64(unsafe.Sizeof(Event{}))
 	c.weight = min(c.weight, st.s.cfg.MaxBufferBytes)
 	if len(c.Suffix) > 0 {
 		if !bytes.Equal(c.Suffix, st.suffix) {
@@ -239,11 +261,13 @@ func (s *Sender) release(c *Chunk) {
 	s.metrics.buffered.Sub(float64(c.weight))
 	// Nothing refers to the buffer any more: its events were sent (or the
 	// stream stopped) and the SDK call that saw it as strings returned.
-	if c.Buf != nil && cap(c.Buf) <= 4<<20 {
-		b := c.Buf[:0]
-		c.Buf = nil
-		s.bufs.Put(&b)
+	if c.Buf != nil && cap(c.Buf) <= maxSpareBuf {
+		select {
+		case s.spares <- spare{buf: c.Buf[:0], events: c.Events[:0]}:
+		default:
+		}
 	}
+	c.Buf, c.Events = nil, nil
 }
 
 // pending is the batch being built and the chunks it references.
@@ -445,20 +469,26 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.Put
 	// sizing the body up front spares the copies (and zeroing) of growing
 	// it, which a pool emptied by each GC would otherwise pay often.
 	want := b.Bytes() + b.Bytes()/8 + 256 + len(st.group) + len(st.name)
-	bp, _ := s.bodies.Get().(*[]byte)
-	if bp == nil || cap(*bp) < want {
-		nb := make([]byte, 0, want)
-		bp = &nb
+	var body []byte
+	select {
+	case body = <-s.bodies:
+	default:
 	}
-	*bp = appendPutBody((*bp)[:0], st.group, st.name, b.Events, tails)
+	if cap(body) < want {
+		body = make([]byte, 0, max(want, batch.MaxBytes+batch.MaxBytes/8))
+	}
+	body = appendPutBody(body[:0], st.group, st.name, b.Events, tails)
 	defer func() {
 		// Escaping can grow a message up to 6x: do not keep a rare huge
 		// buffer.
-		if cap(*bp) <= 2*batch.MaxBytes {
-			s.bodies.Put(bp)
+		if cap(body) <= 2*batch.MaxBytes {
+			select {
+			case s.bodies <- body:
+			default:
+			}
 		}
 	}()
-	return s.client.PutLogEvents(withBody(ctx, *bp), in)
+	return s.client.PutLogEvents(withBody(ctx, body), in)
 }
 
 // nextBackoff doubles up to max with full jitter.
