@@ -64,14 +64,21 @@ type mpBed struct {
 	logs    *mpLockedBuffer
 }
 
+// mpLockedBuffer collects metaproxy's output; waitFor wakes on each write,
+// since the output arrives through a pipe after the request it logs.
 type mpLockedBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
+	mu      sync.Mutex
+	buf     bytes.Buffer
+	changed chan struct{}
 }
 
 func (b *mpLockedBuffer) Write(p []byte) (int, error) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
+	if b.changed != nil {
+		close(b.changed)
+		b.changed = nil
+	}
 	return b.buf.Write(p)
 }
 
@@ -79,6 +86,30 @@ func (b *mpLockedBuffer) String() string {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	return b.buf.String()
+}
+
+// waitFor reports whether the output holds every string before ctx ends.
+func (b *mpLockedBuffer) waitFor(ctx context.Context, want ...string) bool {
+	for {
+		b.mu.Lock()
+		all := true
+		for _, w := range want {
+			all = all && strings.Contains(b.buf.String(), w)
+		}
+		if b.changed == nil {
+			b.changed = make(chan struct{})
+		}
+		wake := b.changed
+		b.mu.Unlock()
+		if all {
+			return true
+		}
+		select {
+		case <-wake:
+		case <-ctx.Done():
+			return false
+		}
+	}
 }
 
 func mpBuild(t testing.TB, dir, pkg, name string) string {
@@ -482,8 +513,9 @@ func TestMetaproxyEndToEnd(t *testing.T) {
 		if code != 200 || body != "app-reuse2" {
 			t.Fatalf("with a terminating and a running pod on one IP: %d %q", code, body)
 		}
-		logs := b.logs.String()
-		if !strings.Contains(logs, string(old.UID)) || !strings.Contains(logs, string(newer.UID)) || !strings.Contains(logs, "several pods claim one IP") {
+		logCtx, cancel := context.WithTimeout(ctx, 10*time.Second)
+		defer cancel()
+		if !b.logs.waitFor(logCtx, string(old.UID), string(newer.UID), "several pods claim one IP") {
 			t.Errorf("the choice between %s and %s is not logged", old.UID, newer.UID)
 		}
 	})
