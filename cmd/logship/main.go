@@ -47,7 +47,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	o.ship.RegisterFlags(fs)
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9182", "address for /metrics, /healthz and /readyz")
 	fs.BoolVar(&o.enablePprof, "enable-pprof", false, "serve /debug/pprof/ on --metrics-addr")
-	fs.Int64Var(&o.memoryLimit, "memory-limit-bytes", 36<<20, "soft memory limit for the Go runtime (GC works harder near it; 0 = none); $GOMEMLIMIT wins when set")
+	fs.Int64Var(&o.memoryLimit, "memory-limit-bytes", 30<<20, "soft memory limit for the Go runtime (GC works harder near it; 0 = none); $GOMEMLIMIT wins when set")
 	fs.Usage = func() {
 		fmt.Fprintf(fs.Output(), "Usage: logship [flags]\n       logship query [flags] [POD]   read shipped logs (logship query --help)\n\n"+
 			"Ships container logs from --containers-dir to CloudWatch Logs. AWS settings come from the SDK's\n"+
