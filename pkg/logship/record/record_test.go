@@ -162,3 +162,14 @@ func replaceInvalid(s string) string {
 	}
 	return b.String()
 }
+
+// BenchmarkAppendEscapedRecord escapes an encoded record, as the request
+// body does for every event: long plain runs between quotes.
+func BenchmarkAppendEscapedRecord(b *testing.B) {
+	rec := []byte(`{"log":"GET /api/v1/items/00001234 200 12ms user=alice ua=curl/8.5 ref=-","stream":"stdout","time":"2026-11-21T10:00:00.123456789Z","kubernetes":{"pod_name":"web-1","namespace_name":"shop","pod_id":"0b5e7f0e-8f0a-4f7e-9a57-2f5b2c1f8c11","host":"ip-10-0-0-1.ec2.internal","container_name":"app","docker_id":"4f5d8c3a9b2e","container_image":"registry/app:1.2.3","labels":{"app":"web","pod-template-hash":"5d8c9b7f4"}}}`)
+	buf := make([]byte, 0, 4096)
+	b.SetBytes(int64(len(rec)))
+	for b.Loop() {
+		buf, _ = AppendEscaped(buf[:0], rec, 1<<30)
+	}
+}
