@@ -422,30 +422,27 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 	now, stop := context.WithCancel(context.Background())
 	stop()
 	for {
+		var c tail.Chunk
+		var err error
 		if r.out != nil && len(r.out.Events) > 0 {
-			c, err := fl.Next(now)
-			if err == nil {
-				if err := r.chunk(ctx, c, tg, &version, &lost, fl); err != nil {
+			c, err = fl.Next(now)
+			if errors.Is(err, context.Canceled) && ctx.Err() == nil {
+				// Nothing more for now: hand over what we have.
+				if err := r.send(ctx); err != nil {
 					return err
 				}
 				continue
 			}
-			if !errors.Is(err, context.Canceled) {
-				return err
+		} else {
+			nctx := ctx
+			var cancel context.CancelFunc = func() {}
+			if r.ml != nil && r.ml.Pending() {
+				// Wake up to flush a trailing multiline message.
+				nctx, cancel = context.WithTimeout(ctx, r.a.cfg.MultilineWait)
 			}
-			if err := r.send(ctx); err != nil {
-				return err
-			}
-			continue
+			c, err = fl.Next(nctx)
+			cancel()
 		}
-		nctx := ctx
-		var cancel context.CancelFunc = func() {}
-		if r.ml != nil && r.ml.Pending() {
-			// Wake up to flush a trailing multiline message.
-			nctx, cancel = context.WithTimeout(ctx, r.a.cfg.MultilineWait)
-		}
-		c, err := fl.Next(nctx)
-		cancel()
 		if err != nil {
 			if errors.Is(err, context.DeadlineExceeded) && ctx.Err() == nil {
 				r.ml.Flush()
