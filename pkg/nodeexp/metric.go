@@ -68,14 +68,22 @@ func newFieldFilter(re *regexp.Regexp) *fieldFilter {
 }
 
 func (f *fieldFilter) keep(name string) bool {
+	return f.keepBytes([]byte(name))
+}
+
+// keepBytes is keep for a name being assembled in a buffer: the map
+// lookup with string(name) does not allocate, so only names seen for the
+// first time cost a string.
+func (f *fieldFilter) keepBytes(name []byte) bool {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	k, ok := f.seen[name]
+	k, ok := f.seen[string(name)]
 	if !ok {
-		k = f.re.MatchString(name) && validMetricSuffix(name)
+		s := string(name)
+		k = f.re.MatchString(s) && validMetricSuffix(s)
 		// Bound the memo should a kernel file ever produce endless names.
 		if len(f.seen) < 10000 {
-			f.seen[name] = k
+			f.seen[s] = k
 		}
 	}
 	return k

@@ -1,7 +1,6 @@
 package nodeexp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"errors"
@@ -11,7 +10,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -73,54 +71,76 @@ func (c *netstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 // lines of /proc/net/netstat and /proc/net/snmp.
 func parseNetStats(b []byte, keep *fieldFilter) ([]netStat, error) {
 	var out []netStat
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		names := strings.Fields(s.Text())
-		if !s.Scan() {
+	var key []byte // "<proto>_<field>", reused
+	for len(b) > 0 {
+		var namesLine, valuesLine []byte
+		namesLine, b = cutLine(b)
+		if len(bytes.TrimSpace(namesLine)) == 0 {
+			continue
+		}
+		names := bytes.Fields(namesLine)
+		if len(b) == 0 {
 			return nil, fmt.Errorf("header line %q without values", names)
 		}
-		values := strings.Fields(s.Text())
-		if len(names) == 0 || len(names) != len(values) || names[0] != values[0] {
+		valuesLine, b = cutLine(b)
+		values := bytes.Fields(valuesLine)
+		if len(names) == 0 || len(names) != len(values) || !bytes.Equal(names[0], values[0]) {
 			return nil, fmt.Errorf("field count mismatch for %q", names)
 		}
-		proto := strings.TrimSuffix(names[0], ":")
+		proto := bytes.TrimSuffix(names[0], []byte(":"))
+		var protoStr string // allocated once per protocol with a kept field
 		for i := 1; i < len(names); i++ {
-			if !keep.keep(proto + "_" + names[i]) {
+			key = append(append(append(key[:0], proto...), '_'), names[i]...)
+			if !keep.keepBytes(key) {
 				continue
 			}
-			v, err := strconv.ParseFloat(values[i], 64)
+			v, err := strconv.ParseFloat(string(values[i]), 64)
 			if err != nil {
 				return nil, fmt.Errorf("invalid value %q for %s %s: %w", values[i], proto, names[i], err)
 			}
-			out = append(out, netStat{proto: proto, field: names[i], value: v})
+			if protoStr == "" {
+				protoStr = string(proto)
+			}
+			out = append(out, netStat{proto: protoStr, field: string(names[i]), value: v})
 		}
 	}
-	return out, s.Err()
+	return out, nil
+}
+
+// cutLine returns the first line of b (without its newline) and the rest.
+func cutLine(b []byte) (line, rest []byte) {
+	if i := bytes.IndexByte(b, '\n'); i >= 0 {
+		return b[:i], b[i+1:]
+	}
+	return b, nil
 }
 
 // parseSNMP6 parses "Ip6InReceives  1" lines: the protocol is everything up
 // to and including the first "6".
 func parseSNMP6(b []byte, keep *fieldFilter) []netStat {
 	var out []netStat
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		f := strings.Fields(s.Text())
+	var key []byte
+	for len(b) > 0 {
+		var line []byte
+		line, b = cutLine(b)
+		f := bytes.Fields(line)
 		if len(f) < 2 {
 			continue
 		}
-		i := strings.Index(f[0], "6")
+		i := bytes.IndexByte(f[0], '6')
 		if i < 0 {
 			continue
 		}
 		proto, field := f[0][:i+1], f[0][i+1:]
-		if !keep.keep(proto + "_" + field) {
+		key = append(append(append(key[:0], proto...), '_'), field...)
+		if !keep.keepBytes(key) {
 			continue
 		}
-		v, err := strconv.ParseFloat(f[1], 64)
+		v, err := strconv.ParseFloat(string(f[1]), 64)
 		if err != nil {
 			continue
 		}
-		out = append(out, netStat{proto: proto, field: field, value: v})
+		out = append(out, netStat{proto: string(proto), field: string(field), value: v})
 	}
 	return out
 }

@@ -1,7 +1,6 @@
 package nodeexp
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
@@ -10,7 +9,6 @@ import (
 	"path/filepath"
 	"regexp"
 	"strconv"
-	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -36,18 +34,20 @@ func (c *vmstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric)
 	if err != nil {
 		return fmt.Errorf("couldn't read %s: %w", c.path, err)
 	}
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		name, val, ok := strings.Cut(s.Text(), " ")
-		if !ok || !c.fields.keep(name) {
+	for len(b) > 0 {
+		var line []byte
+		line, b = cutLine(b)
+		// Only kept fields cost a string: most of the ~180 lines are not.
+		name, val, ok := bytes.Cut(line, []byte{' '})
+		if !ok || !c.fields.keepBytes(name) {
 			continue
 		}
-		v, err := strconv.ParseFloat(strings.TrimSpace(val), 64)
+		v, err := strconv.ParseFloat(string(bytes.TrimSpace(val)), 64)
 		if err != nil {
 			return fmt.Errorf("invalid value for %s in %s: %w", name, c.path, err)
 		}
-		d := c.descs.get("node_vmstat_"+name, "/proc/vmstat information field "+name+".")
+		d := c.descs.get("node_vmstat_"+string(name), "/proc/vmstat information field "+string(name)+".")
 		send(ch, d, prometheus.UntypedValue, v)
 	}
-	return s.Err()
+	return nil
 }
