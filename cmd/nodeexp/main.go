@@ -37,6 +37,7 @@ type options struct {
 	enablePprof   bool
 	systemdSocket bool
 	noSelfMetrics bool
+	podFilesOpen  bool
 }
 
 func parse(args []string, out io.Writer) (*options, error) {
@@ -49,6 +50,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.StringVar(&o.telemetryPath, "web.telemetry-path", "/metrics", "Path under which to expose metrics.")
 	fs.BoolVar(&o.systemdSocket, "web.systemd-socket", false, "Use systemd socket activation listeners instead of port listeners (Linux only).")
 	fs.BoolVar(&o.noSelfMetrics, "web.disable-exporter-metrics", false, "Exclude metrics about the exporter itself (process_*, go_*).")
+	fs.BoolVar(&o.podFilesOpen, "collector.pods.keep-files-open", true, "Keep the pod cgroups' files open between scrapes: ~4x less CPU per scrape, for ~4.4 KiB of kernel memory per file (9 per pod) charged to nodeexp's cgroup.")
 	fs.BoolVar(&o.enablePprof, "web.enable-pprof", false, "Serve /debug/pprof/ on the metrics port (off: profiles can leak memory contents).")
 	if err := agent.ParseFlags(fs, args, out); err != nil {
 		return nil, err
@@ -113,7 +115,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 			logger.Info("pod informer synced", "node", o.common.NodeName)
 			return nil
 		})
-		extra["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup")}, pods, logger.With("collector", "pods"))
+		extra["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup"), KeepFilesOpen: o.podFilesOpen}, pods, logger.With("collector", "pods"))
 	}
 	exp, err := nodeexp.NewExporter(o.node, logger, extra)
 	if err != nil {

@@ -229,7 +229,15 @@ func TestNoCgroupHierarchy(t *testing.T) {
 	}
 }
 
-func BenchmarkPodCollector100(b *testing.B) {
+// BenchmarkPodCollector100 is the figure, with the files of every
+// pod cgroup kept open between scrapes (nodeexp's default).
+func BenchmarkPodCollector100(b *testing.B) { benchmarkPods(b, true) }
+
+// BenchmarkPodCollector100Reopen opens and closes every file on each scrape
+// (--collector.pods.keep-files-open=false).
+func BenchmarkPodCollector100Reopen(b *testing.B) { benchmarkPods(b, false) }
+
+func benchmarkPods(b *testing.B, keepOpen bool) {
 	root := newV2Root(b)
 	pods := fakePods{}
 	for i := range 100 {
@@ -239,7 +247,7 @@ func BenchmarkPodCollector100(b *testing.B) {
 		qos := []string{"", "burstable", "besteffort"}[i%3]
 		writePodV2(b, root, driver, qos, uid, i+1)
 	}
-	c := New(Config{CgroupRoot: root}, pods, discard())
+	c := New(Config{CgroupRoot: root, KeepFilesOpen: keepOpen}, pods, discard())
 	ch := make(chan prometheus.Metric, 4096)
 	b.ReportAllocs()
 	before := cpuTime(b)
@@ -288,7 +296,7 @@ func TestV2KeepsFilesOpenAcrossScrapes(t *testing.T) {
 	pods.add("default", "a", uidA)
 	writePodV2(t, root, "systemd", "burstable", uidA, 1)
 	fdsBefore := openFDs(t)
-	c := New(Config{CgroupRoot: root}, pods, discard())
+	c := New(Config{CgroupRoot: root, KeepFilesOpen: true}, pods, discard())
 	t.Cleanup(func() { c.Close() })
 	reg := prometheus.NewPedanticRegistry()
 	reg.MustRegister(adapter{c})
@@ -361,5 +369,27 @@ func TestListDir(t *testing.T) {
 	}
 	if _, err := listDir(filepath.Join(dir, "missing"), buf, func([]byte) {}); !errors.Is(err, unix.ENOENT) {
 		t.Errorf("listDir(missing) = %v, want ENOENT", err)
+	}
+}
+
+// TestV2ReopenHoldsNoDescriptors checks that without KeepFilesOpen a scrape
+// leaves no descriptor open and still reads current values.
+func TestV2ReopenHoldsNoDescriptors(t *testing.T) {
+	root := newV2Root(t)
+	const uid = "0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"
+	writePodV2(t, root, "systemd", "", uid, 1)
+	before := openFDs(t)
+	c := New(Config{CgroupRoot: root}, nil, discard())
+	reg := prometheus.NewPedanticRegistry()
+	reg.MustRegister(adapter{c})
+	for _, n := range []int{1, 7} {
+		writePodV2(t, root, "systemd", "", uid, n)
+		want := fmt.Sprintf("# HELP nodeexp_pod_pids Number of tasks in the pod cgroup.\n# TYPE nodeexp_pod_pids gauge\nnodeexp_pod_pids{namespace=\"\",pod=\"\",uid=%q} %d\n", uid, n)
+		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "nodeexp_pod_pids"); err != nil {
+			t.Error(err)
+		}
+		if got := openFDs(t) - before; got != 0 {
+			t.Errorf("after a scrape the collector holds %d descriptors, want 0", got)
+		}
 	}
 }
