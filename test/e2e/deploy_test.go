@@ -586,28 +586,11 @@ type deployAgent struct {
 	cmd    *exec.Cmd
 	done   chan struct{}
 	err    error
-	output *deployBuffer
+	output *output
 	// readyURL and liveURL are what the kubelet's probes GET; metricsURL
 	// is what the ServiceMonitor scrapes (the readiness probe's port).
 	readyURL, liveURL, metricsURL string
 	client                        *http.Client
-}
-
-type deployBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *deployBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *deployBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 // deployStartAgent runs the manifest's container name in the node namespace:
@@ -659,7 +642,7 @@ func deployStartAgent(ctx context.Context, t *testing.T, bed *testbed.Bed, m *de
 	}
 	argv = append(argv, "--kubeconfig="+own)
 
-	a := &deployAgent{name: name, done: make(chan struct{}), output: &deployBuffer{}, client: bed.Sandbox.Node().HTTPClient()}
+	a := &deployAgent{name: name, done: make(chan struct{}), output: &output{}, client: bed.Sandbox.Node().HTTPClient()}
 	// The kubelet probes the pod IP, which is the node IP with hostNetwork.
 	probeURL := func(pr *corev1.Probe) string {
 		if pr == nil || pr.HTTPGet == nil {

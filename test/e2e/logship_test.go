@@ -4,7 +4,6 @@ package e2e
 
 import (
 	"bufio"
-	"bytes"
 	"context"
 	"encoding/json"
 	"fmt"
@@ -39,25 +38,8 @@ type lsBed struct {
 	state      string
 	proc       *exec.Cmd
 	procErr    chan error
-	logs       *lsBuffer
+	logs       *output
 	extraArgs  []string
-}
-
-type lsBuffer struct {
-	mu  sync.Mutex
-	buf bytes.Buffer
-}
-
-func (b *lsBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.Write(p)
-}
-
-func (b *lsBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
 }
 
 func lsStartBed(t *testing.T, extraArgs ...string) *lsBed {
@@ -65,7 +47,7 @@ func lsStartBed(t *testing.T, extraArgs ...string) *lsBed {
 	root := t.TempDir()
 	b := &lsBed{
 		t: t, bed: bed, root: root, containers: filepath.Join(root, "containers"), state: filepath.Join(root, "state"),
-		logs: &lsBuffer{}, extraArgs: extraArgs,
+		logs: &output{}, extraArgs: extraArgs,
 	}
 	if err := os.MkdirAll(b.containers, 0o755); err != nil {
 		t.Fatal(err)
@@ -230,7 +212,6 @@ func (b *lsBed) metric(name string) float64 {
 	}
 	return total
 }
-
 
 // waitFor waits until the stream's last record contains marker.
 func (b *lsBed) waitFor(ctx context.Context, c *container, marker string) []record.Record {

@@ -61,55 +61,7 @@ type mpBed struct {
 	awsEnv  []string
 	proc    *exec.Cmd
 	procErr chan error
-	logs    *mpLockedBuffer
-}
-
-// mpLockedBuffer collects metaproxy's output; waitFor wakes on each write,
-// since the output arrives through a pipe after the request it logs.
-type mpLockedBuffer struct {
-	mu      sync.Mutex
-	buf     bytes.Buffer
-	changed chan struct{}
-}
-
-func (b *mpLockedBuffer) Write(p []byte) (int, error) {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	if b.changed != nil {
-		close(b.changed)
-		b.changed = nil
-	}
-	return b.buf.Write(p)
-}
-
-func (b *mpLockedBuffer) String() string {
-	b.mu.Lock()
-	defer b.mu.Unlock()
-	return b.buf.String()
-}
-
-// waitFor reports whether the output holds every string before ctx ends.
-func (b *mpLockedBuffer) waitFor(ctx context.Context, want ...string) bool {
-	for {
-		b.mu.Lock()
-		all := true
-		for _, w := range want {
-			all = all && strings.Contains(b.buf.String(), w)
-		}
-		if b.changed == nil {
-			b.changed = make(chan struct{})
-		}
-		wake := b.changed
-		b.mu.Unlock()
-		if all {
-			return true
-		}
-		select {
-		case <-wake:
-		case <-ctx.Done():
-			return false
-		}
-	}
+	logs    *output
 }
 
 func mpBuild(t testing.TB, dir, pkg, name string) string {
@@ -146,7 +98,7 @@ func mpServe(t testing.TB, ln net.Listener, h http.Handler) {
 
 func mpStartBed(t testing.TB) *mpBed {
 	sandbox.RequireRoot(t)
-	b := &mpBed{t: t, logs: &mpLockedBuffer{}}
+	b := &mpBed{t: t, logs: &output{}}
 	b.bin = mpBinary(t)
 	b.sdkBin = mpBuild(t, t.TempDir(), "./test/e2e/testdata/mpgosdk", "mpgosdk")
 	bed := testbed.Start(t, testbed.Config{})

@@ -117,24 +117,26 @@ func querySelect(lines []queryLine, keep func(queryLine) bool) []queryLine {
 // loopback endpoint and returns stdout.
 func queryRun(t *testing.T, args ...string) (string, error) {
 	t.Helper()
-	var out, errOut lsBuffer
+	var out, errOut output
 	err := query.Run(t.Context(), args, &out, &errOut)
 	return out.String(), err
 }
 
-// queryWaitOutput waits for out to satisfy cond: a bounded poll on a real
-// external process (the follower's CloudWatch polls), not a sleep for sync.
-func queryWaitOutput(t *testing.T, out *lsBuffer, done <-chan error, cond func(string) bool) {
+// queryWaitOutput waits, woken by each write, for out to satisfy cond.
+func queryWaitOutput(t *testing.T, out *output, done <-chan error, cond func(string) bool) {
 	t.Helper()
-	deadline := time.Now().Add(90 * time.Second)
-	for !cond(out.String()) {
-		if time.Now().After(deadline) {
-			t.Fatalf("follow output never reached the expected state; have:\n%s", out.String())
+	timeout := time.After(90 * time.Second)
+	for {
+		s, next := out.snapshot()
+		if cond(s) {
+			return
 		}
 		select {
+		case <-next:
 		case err := <-done:
 			t.Fatalf("follow ended early: %v\n%s", err, out.String())
-		case <-time.After(50 * time.Millisecond):
+		case <-timeout:
+			t.Fatalf("follow output never reached the expected state; have:\n%s", s)
 		}
 	}
 }
@@ -293,7 +295,7 @@ func TestQueryEndToEnd(t *testing.T) {
 	t.Run("follow", func(t *testing.T) {
 		fctx, stop := context.WithCancel(ctx)
 		defer stop()
-		var out, errOut lsBuffer
+		var out, errOut output
 		done := make(chan error, 1)
 		go func() {
 			done <- query.Run(fctx, []string{"--cluster", "e2e", "--since", "30m", "-n", "shop", "web-7f9c-def34",
@@ -334,7 +336,7 @@ func TestQueryEndToEnd(t *testing.T) {
 		node := b.bed.Sandbox.Node()
 		cmd := node.Command(ctx, b.bin, "query", "--cluster", "e2e", "--since", "30m", "-n", "infra")
 		cmd.Env = append([]string{"PATH=" + os.Getenv("PATH"), "HOME=" + b.root}, b.bed.AWSEnv()...)
-		var stdout, stderr lsBuffer
+		var stdout, stderr output
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
 		if strings.Contains(stderr.String(), "not implemented") {
