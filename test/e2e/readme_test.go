@@ -7,16 +7,22 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
+	"slices"
 	"strings"
 	"testing"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	awscreds "github.com/aws/aws-sdk-go-v2/credentials"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+
+	"github.com/nodekit/nodekit/test/awsemu"
 )
 
 // TestREADMECommands keeps the README's shell examples true to the code:
 // every flag a nodekit command is shown with exists in that command's
-// --help, every make target exists, and every file kubectl is pointed at is
-// in the repository. The demo's own instructions are run for real by
-// TestDemoInstructions; these examples target real clusters, so they are
-// checked rather than run.
+// --help, the `logship query` examples run against the emulator, every make
+// target exists, and every file kubectl is pointed at is in the repository.
+// The demo's own instructions are run for real by TestDemoInstructions.
 func TestREADMECommands(t *testing.T) {
 	root := mpRepoRoot(t)
 	readme, err := os.ReadFile(filepath.Join(root, "README.md"))
@@ -44,6 +50,7 @@ func TestREADMECommands(t *testing.T) {
 	}
 
 	checked := map[string]int{}
+	var queries [][]string // logship query examples to run against the emulator
 	for _, line := range readmeShellLines(string(readme)) {
 		words := readmeCommand(shellWords(line))
 		if len(words) == 0 {
@@ -69,6 +76,9 @@ func TestREADMECommands(t *testing.T) {
 				if !regexp.MustCompile(`(?m)^\s+-` + regexp.QuoteMeta(name) + `(\s|$)`).MatchString(text) {
 					t.Errorf("README: `%s` uses %s, which `%s --help` does not list", line, w, strings.Join(cmd, " "))
 				}
+			}
+			if len(cmd) == 2 && cmd[1] == "query" && !slices.Contains(rest, "-f") && !slices.Contains(rest, "--follow") {
+				queries = append(queries, rest)
 			}
 			checked[prog]++
 		case "make":
@@ -99,11 +109,50 @@ func TestREADMECommands(t *testing.T) {
 			checked[prog]++
 		}
 	}
+	readmeRunQueries(t, filepath.Join(binDir, "logship"), queries)
+
 	// The README shows each of these; if extraction broke, say so rather
 	// than pass having checked nothing.
 	for _, prog := range []string{"logship", "metaproxy", "make", "kubectl"} {
 		if checked[prog] == 0 {
 			t.Errorf("no %s command found in the README's sh blocks (checked: %v)", prog, checked)
+		}
+	}
+}
+
+// readmeRunQueries runs the README's `logship query` examples (all but
+// --follow, which never ends) against the emulator, where the group of the
+// examples' cluster exists but holds nothing: each must run and exit 0.
+func readmeRunQueries(t *testing.T, bin string, queries [][]string) {
+	t.Helper()
+	if len(queries) == 0 {
+		t.Error("no runnable logship query example found in the README")
+		return
+	}
+	_, url := awsemu.StartServer(t, awsemu.Options{})
+	env := append(os.Environ(),
+		"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS="+url, "AWS_REGION=us-east-1",
+		"AWS_ACCESS_KEY_ID=AKIAEXAMPLEEXAMPLE01", "AWS_SECRET_ACCESS_KEY=secret", "AWS_EC2_METADATA_DISABLED=true")
+	logs := cloudwatchlogs.New(cloudwatchlogs.Options{
+		Region:       "us-east-1",
+		BaseEndpoint: aws.String(url),
+		Credentials:  awscreds.NewStaticCredentialsProvider("AKIAEXAMPLEEXAMPLE01", "secret", ""),
+	})
+	for _, q := range queries {
+		cluster := "prod"
+		for i, w := range q {
+			if w == "--cluster" && i+1 < len(q) {
+				cluster = q[i+1]
+			}
+		}
+		group := "/aws/containerinsights/" + cluster + "/application"
+		if _, err := logs.CreateLogGroup(t.Context(), &cloudwatchlogs.CreateLogGroupInput{LogGroupName: &group}); err != nil && !strings.Contains(err.Error(), "ResourceAlreadyExists") {
+			t.Fatal(err)
+		}
+		cmd := exec.CommandContext(t.Context(), bin, append([]string{"query"}, q...)...)
+		cmd.Env = env
+		if out, err := cmd.CombinedOutput(); err != nil {
+			t.Errorf("README example `logship query %s` failed: %v\n%s", strings.Join(q, " "), err, out)
 		}
 	}
 }
