@@ -168,21 +168,11 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	}()
 	fail := func(err error) *section { s.Err = err; return s }
 
-	dir, err := os.MkdirTemp("", "nodekit-bench-logship-")
+	bed, dir, closeBed, err := startBed(ctx, logger, "logship")
 	if err != nil {
 		return fail(err)
 	}
-	defer os.RemoveAll(dir)
-	logger.Info("logship: starting test bed")
-	bed, err := testbed.New(ctx, testbed.Config{Logger: logger.With("component", "testbed")})
-	if err != nil {
-		return fail(err)
-	}
-	defer func() {
-		if err := bed.Close(); err != nil {
-			logger.Warn("closing logship test bed", "err", err)
-		}
-	}()
+	defer closeBed()
 	node := bed.Sandbox.Node()
 
 	// Two pods of two containers each, known to the API server so records

@@ -36,6 +36,8 @@ import (
 	"strings"
 	"syscall"
 	"time"
+
+	"github.com/nodekit/nodekit/test/testbed"
 )
 
 func main() {
@@ -171,4 +173,25 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 	}
 	logger.Info("wrote report", "path", cfg.out)
 	return ctx.Err()
+}
+
+// startBed brings up a test bed and a scratch directory for one area;
+// closeBed removes both, the bed first.
+func startBed(ctx context.Context, logger *slog.Logger, area string) (bed *testbed.Bed, dir string, closeBed func(), err error) {
+	dir, err = os.MkdirTemp("", "nodekit-bench-"+area+"-")
+	if err != nil {
+		return nil, "", nil, err
+	}
+	logger.Info(area + ": starting test bed")
+	bed, err = testbed.New(ctx, testbed.Config{Logger: logger.With("component", "testbed")})
+	if err != nil {
+		os.RemoveAll(dir)
+		return nil, "", nil, err
+	}
+	return bed, dir, func() {
+		if err := bed.Close(); err != nil {
+			logger.Warn("closing test bed", "area", area, "err", err)
+		}
+		os.RemoveAll(dir)
+	}, nil
 }

@@ -9,7 +9,6 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"os"
 	"strings"
 	"sync"
 	"time"
@@ -183,21 +182,11 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 	}()
 	fail := func(err error) *section { s.Err = err; return s }
 
-	dir, err := os.MkdirTemp("", "nodekit-bench-metaproxy-")
+	bed, dir, closeBed, err := startBed(ctx, logger, "metaproxy")
 	if err != nil {
 		return fail(err)
 	}
-	defer os.RemoveAll(dir)
-	logger.Info("metaproxy: starting test bed")
-	bed, err := testbed.New(ctx, testbed.Config{Logger: logger.With("component", "testbed")})
-	if err != nil {
-		return fail(err)
-	}
-	defer func() {
-		if err := bed.Close(); err != nil {
-			logger.Warn("closing metaproxy test bed", "err", err)
-		}
-	}()
+	defer closeBed()
 	node := bed.Sandbox.Node()
 
 	// The baseline: the emulator's IMDS served straight to the pods.

@@ -28,21 +28,11 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	}()
 	fail := func(err error) *section { s.Err = err; return s }
 
-	dir, err := os.MkdirTemp("", "nodekit-bench-suite-")
+	bed, dir, closeBed, err := startBed(ctx, logger, "suite")
 	if err != nil {
 		return fail(err)
 	}
-	defer os.RemoveAll(dir)
-	logger.Info("suite: starting test bed")
-	bed, err := testbed.New(ctx, testbed.Config{Logger: logger.With("component", "testbed")})
-	if err != nil {
-		return fail(err)
-	}
-	defer func() {
-		if err := bed.Close(); err != nil {
-			logger.Warn("closing suite test bed", "err", err)
-		}
-	}()
+	defer closeBed()
 	node := bed.Sandbox.Node()
 
 	// 50 pods, each with its namespace, a role and a small container log.
