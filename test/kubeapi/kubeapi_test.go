@@ -4,6 +4,8 @@ import (
 	"context"
 	"os"
 	"os/exec"
+	"path/filepath"
+	"strconv"
 	"testing"
 	"time"
 
@@ -76,5 +78,41 @@ func TestServerOnLoopback(t *testing.T) {
 	}
 	if out, err := exec.Command("pgrep", "-f", dir).Output(); err == nil {
 		t.Fatalf("processes remain after Close: %s", out)
+	}
+}
+
+func TestRemoveStaleDirs(t *testing.T) {
+	// A child that exits gives a PID that is certainly dead.
+	child := exec.Command("true")
+	if err := child.Run(); err != nil {
+		t.Fatal(err)
+	}
+	dead := child.Process.Pid
+
+	mk := func(owner string) string {
+		dir, err := os.MkdirTemp("", dirPrefix)
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { os.RemoveAll(dir) })
+		if owner != "" {
+			if err := os.WriteFile(filepath.Join(dir, ownerFile), []byte(owner), 0o600); err != nil {
+				t.Fatal(err)
+			}
+		}
+		return dir
+	}
+	killed := mk(strconv.Itoa(dead))
+	live := mk(strconv.Itoa(os.Getpid()))
+	starting := mk("")
+
+	if err := removeStaleDirs(); err != nil {
+		t.Fatal(err)
+	}
+	for dir, wantGone := range map[string]bool{killed: true, live: false, starting: false} {
+		_, err := os.Stat(dir)
+		if gone := os.IsNotExist(err); gone != wantGone {
+			t.Errorf("%s: removed = %v, want %v", dir, gone, wantGone)
+		}
 	}
 }

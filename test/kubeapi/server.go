@@ -92,7 +92,10 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("kubeapi: AdvertiseAddress %q is not an IP", host)
 	}
 
-	dir, err := os.MkdirTemp("", "nodekit-kubeapi-")
+	if err := removeStaleDirs(); err != nil {
+		logger.Warn("removing directories of killed runs", "err", err)
+	}
+	dir, err := os.MkdirTemp("", dirPrefix)
 	if err != nil {
 		return nil, fmt.Errorf("making kube-apiserver directory: %w", err)
 	}
@@ -102,6 +105,9 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 			err = errors.Join(err, s.Close())
 		}
 	}()
+	if err := claimDir(dir); err != nil {
+		return nil, fmt.Errorf("claiming %s: %w", dir, err)
+	}
 
 	s.pki, err = writePKI(dir, []net.IP{hostIP})
 	if err != nil {
