@@ -1,6 +1,7 @@
 package nodeexp
 
 import (
+	"fmt"
 	"os"
 	"regexp"
 	"strconv"
@@ -65,6 +66,15 @@ type fieldFilter struct {
 
 func newFieldFilter(re *regexp.Regexp) *fieldFilter {
 	return &fieldFilter{re: re, seen: make(map[string]bool)}
+}
+
+// compileFieldFilter builds the filter of a collector's --collector.<name>.fields.
+func compileFieldFilter(collector, pattern string) (*fieldFilter, error) {
+	re, err := regexp.Compile(pattern)
+	if err != nil {
+		return nil, fmt.Errorf("compiling %s fields %q: %w", collector, pattern, err)
+	}
+	return newFieldFilter(re), nil
 }
 
 func (f *fieldFilter) keep(name string) bool {

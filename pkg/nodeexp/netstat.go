@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -26,11 +25,11 @@ type netstatCollector struct {
 }
 
 func newNetstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
-	re, err := regexp.Compile(cfg.NetstatFields)
+	fields, err := compileFieldFilter("netstat", cfg.NetstatFields)
 	if err != nil {
-		return nil, fmt.Errorf("compiling netstat fields %q: %w", cfg.NetstatFields, err)
+		return nil, err
 	}
-	return &netstatCollector{procPath: cfg.ProcPath, fields: newFieldFilter(re)}, nil
+	return &netstatCollector{procPath: cfg.ProcPath, fields: fields}, nil
 }
 
 type netStat struct {

@@ -7,7 +7,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -22,11 +21,11 @@ type vmstatCollector struct {
 }
 
 func newVmstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
-	re, err := regexp.Compile(cfg.VmstatFields)
+	fields, err := compileFieldFilter("vmstat", cfg.VmstatFields)
 	if err != nil {
-		return nil, fmt.Errorf("compiling vmstat fields %q: %w", cfg.VmstatFields, err)
+		return nil, err
 	}
-	return &vmstatCollector{path: filepath.Join(cfg.ProcPath, "vmstat"), fields: newFieldFilter(re)}, nil
+	return &vmstatCollector{path: filepath.Join(cfg.ProcPath, "vmstat"), fields: fields}, nil
 }
 
 func (c *vmstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {

@@ -475,15 +475,7 @@ func (p *jsonParser) valueComparison(steps []pathStep, op string) (jsonPred, err
 				return false
 			}
 			c := f.Cmp(num)
-			switch op {
-			case "<":
-				return c < 0
-			case ">":
-				return c > 0
-			case "<=":
-				return c <= 0
-			}
-			return c >= 0
+			return orderHolds(op, c)
 		}, nil
 	}
 	var eq func(x any) (matched, comparable bool)
@@ -576,4 +568,18 @@ func wildcard(pat string) func(string) bool {
 	b.WriteString("$")
 	re := regexp.MustCompile("(?s)" + b.String())
 	return re.MatchString
+}
+
+// orderHolds reports whether a comparison result c (as from big.Float.Cmp)
+// satisfies the ordering operator op: <, >, <= or >=.
+func orderHolds(op string, c int) bool {
+	switch op {
+	case "<":
+		return c < 0
+	case ">":
+		return c > 0
+	case "<=":
+		return c <= 0
+	}
+	return c >= 0
 }

@@ -721,15 +721,7 @@ func (l *exprLexer) comparison() (insightsPred, error) {
 				return false
 			}
 			c := an.Cmp(bn)
-			switch op {
-			case "<":
-				return c < 0
-			case ">":
-				return c > 0
-			case "<=":
-				return c <= 0
-			}
-			return c >= 0
+			return orderHolds(op, c)
 		}
 	default:
 		return nil, malformed("awsemu does not support %q in filter %q", op, l.src)
