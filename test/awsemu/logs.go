@@ -350,30 +350,39 @@ func (e *Emulator) createLogGroup(body []byte) (any, error) {
 }
 
 func (e *Emulator) createLogStream(body []byte) (any, error) {
+	group, stream, err := decodeStreamRef(body)
+	if err != nil {
+		return nil, err
+	}
+	e.mu.Lock()
+	defer e.mu.Unlock()
+	g, err := e.groupLocked(group)
+	if err != nil {
+		return nil, err
+	}
+	if _, ok := g.streams[stream]; ok {
+		return nil, &logsError{http.StatusBadRequest, "ResourceAlreadyExistsException", msgStreamExists}
+	}
+	g.streams[stream] = &logStream{name: stream, created: e.now().UnixMilli()}
+	return struct{}{}, nil
+}
+
+// decodeStreamRef decodes and validates a request naming one log stream.
+func decodeStreamRef(body []byte) (group, stream string, err error) {
 	var in struct {
 		LogGroupName  *string `json:"logGroupName"`
 		LogStreamName *string `json:"logStreamName"`
 	}
 	if err := decode(body, &in); err != nil {
-		return nil, err
+		return "", "", err
 	}
 	var v validationErrors
 	checkGroupName(&v, in.LogGroupName, "logGroupName", false)
 	checkStreamName(&v, in.LogStreamName, "logStreamName")
 	if err := v.err(); err != nil {
-		return nil, err
+		return "", "", err
 	}
-	e.mu.Lock()
-	defer e.mu.Unlock()
-	g, err := e.groupLocked(*in.LogGroupName)
-	if err != nil {
-		return nil, err
-	}
-	if _, ok := g.streams[*in.LogStreamName]; ok {
-		return nil, &logsError{http.StatusBadRequest, "ResourceAlreadyExistsException", msgStreamExists}
-	}
-	g.streams[*in.LogStreamName] = &logStream{name: *in.LogStreamName, created: e.now().UnixMilli()}
-	return struct{}{}, nil
+	return *in.LogGroupName, *in.LogStreamName, nil
 }
 
 func (e *Emulator) deleteLogGroup(body []byte) (any, error) {
@@ -398,29 +407,20 @@ func (e *Emulator) deleteLogGroup(body []byte) (any, error) {
 }
 
 func (e *Emulator) deleteLogStream(body []byte) (any, error) {
-	var in struct {
-		LogGroupName  *string `json:"logGroupName"`
-		LogStreamName *string `json:"logStreamName"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	var v validationErrors
-	checkGroupName(&v, in.LogGroupName, "logGroupName", false)
-	checkStreamName(&v, in.LogStreamName, "logStreamName")
-	if err := v.err(); err != nil {
+	group, stream, err := decodeStreamRef(body)
+	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	g, err := e.groupLocked(*in.LogGroupName)
+	g, err := e.groupLocked(group)
 	if err != nil {
 		return nil, err
 	}
-	if _, ok := g.streams[*in.LogStreamName]; !ok {
+	if _, ok := g.streams[stream]; !ok {
 		return nil, notFound(msgStreamNotFound)
 	}
-	delete(g.streams, *in.LogStreamName)
+	delete(g.streams, stream)
 	return struct{}{}, nil
 }
 
