@@ -13,6 +13,7 @@ package parse
 
 import (
 	"bytes"
+	"encoding/binary"
 	"time"
 )
 
@@ -86,6 +87,9 @@ type Parser struct {
 	errors   int
 	scratch  []byte // unescaped docker "log" value
 	times    timeCache
+	// slowOnly turns criFast off, for tests comparing it with the
+	// general path.
+	slowOnly bool
 }
 
 // timeCache remembers the seconds of the last "2006-01-02T15:04:05" prefix:
@@ -93,8 +97,11 @@ type Parser struct {
 // their fraction and zone.
 type timeCache struct {
 	prefix [19]byte
-	secs   int64 // Unix seconds of prefix, in UTC before any zone offset
-	valid  bool
+	// word0..2 are prefix as criFast loads it: bytes 0-7, 8-15, 15-18.
+	word0, word1 uint64
+	word2        uint32
+	secs         int64 // Unix seconds of prefix, in UTC before any zone offset
+	valid        bool
 }
 
 // parse is ParseTime with the cache; a nil cache parses in full.
@@ -112,6 +119,9 @@ func (c *timeCache) parse(b []byte) (int64, bool) {
 			return ParseTime(b)
 		}
 		copy(c.prefix[:], b[:19])
+		c.word0 = binary.LittleEndian.Uint64(c.prefix[:])
+		c.word1 = binary.LittleEndian.Uint64(c.prefix[8:])
+		c.word2 = binary.LittleEndian.Uint32(c.prefix[15:])
 		c.secs, c.valid = t/1e9, true
 	}
 	rest := b[19:]
@@ -299,7 +309,10 @@ func (p *Parser) emitFragment(s Stream, end int64, final bool) {
 
 // cri parses "<time> <stream> <tag> <msg>".
 func (p *Parser) cri(line []byte, start, end int64) {
-	hdr, rest, ok := parseCRIHeader(line, &p.times)
+	hdr, rest, ok := p.times.criFast(line)
+	if !ok || p.slowOnly {
+		hdr, rest, ok = parseCRIHeader(line, &p.times)
+	}
 	if !ok {
 		p.raw(line, start, end)
 		return

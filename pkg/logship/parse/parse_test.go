@@ -2,6 +2,7 @@ package parse
 
 import (
 	"bytes"
+	"encoding/binary"
 	"fmt"
 	"regexp"
 	"strings"
@@ -318,4 +319,111 @@ func BenchmarkParseDocker(b *testing.B) {
 	for i := 0; b.Loop(); i++ {
 		p.Line(line, int64(i), int64(i+1))
 	}
+}
+
+func TestEightDigits(t *testing.T) {
+	tests := []struct {
+		in   string
+		ok   bool
+		want uint32
+	}{
+		{"00000000", true, 0},
+		{"12345678", true, 12345678},
+		{"99999999", true, 99999999},
+		{"09080706", true, 9080706},
+		{"1234567/", false, 0},
+		{"1234567:", false, 0},
+		{"a2345678", false, 0},
+		{"\xf9\xff\xff\xff\xff\xff\xff\xff", false, 0},
+		{"123 5678", false, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.in, func(t *testing.T) {
+			x := binary.LittleEndian.Uint64([]byte(tt.in))
+			if got := eightDigits(x); got != tt.ok {
+				t.Fatalf("eightDigits(%q) = %v", tt.in, got)
+			}
+			if tt.ok {
+				if got := eightDigitsValue(x); got != tt.want {
+					t.Fatalf("eightDigitsValue(%q) = %d, want %d", tt.in, got, tt.want)
+				}
+			}
+		})
+	}
+}
+
+// TestCRIFastPathTaken checks the fast path answers for the line shape
+// containerd writes once the cache holds its second (else the benchmark
+// figure would measure the general path) and leaves other shapes alone.
+func TestCRIFastPathTaken(t *testing.T) {
+	const t1 = "2026-11-21T10:00:00.123456789Z"
+	tests := []struct {
+		line string
+		fast bool
+	}{
+		{t1 + " stdout F hello", true},
+		{t1 + " stderr P hello", true},
+		{t1 + " stdout F", true},
+		{t1 + " stdout F ", true},
+		{t1 + " stdout F:x hello", false},
+		{t1 + " stdout X hello", false},
+		{t1 + " stdin  F hello", false},
+		{"2026-11-21T10:00:01.123456789Z stdout F hello", false}, // another second
+		{"2026-11-21T10:00:00.12345678Z stdout F hello", false},
+		{"2026-11-21T10:00:00.123456789z stdout F hello", false},
+		{"2026-11-21T10:00:00.12345678xZ stdout F hello", false},
+	}
+	for _, tt := range tests {
+		t.Run(tt.line, func(t *testing.T) {
+			var c timeCache
+			if _, ok := c.parse([]byte(t1)); !ok {
+				t.Fatal("priming the cache failed")
+			}
+			_, _, ok := c.criFast([]byte(tt.line))
+			if ok != tt.fast {
+				t.Fatalf("criFast took %v, want %v", ok, tt.fast)
+			}
+		})
+	}
+}
+
+// parseAll runs data's lines through a parser and records every entry.
+func parseAll(format Format, slow bool, data []byte) []Entry {
+	var out []Entry
+	p := New(format, 64, func(e Entry) {
+		e.TimeRaw = bytes.Clone(e.TimeRaw)
+		e.Log = bytes.Clone(e.Log)
+		out = append(out, e)
+	})
+	p.slowOnly = slow
+	var off int64
+	for _, l := range bytes.Split(data, []byte("\n")) {
+		end := off + int64(len(l)) + 1
+		p.Line(l, off, end)
+		off = end
+	}
+	p.Flush(off)
+	return out
+}
+
+// FuzzCRIFastPath is the differential test of criFast: every entry the
+// parser emits must be the same with the fast path on and off.
+func FuzzCRIFastPath(f *testing.F) {
+	const t1 = "2026-11-21T10:00:00.123456789Z"
+	f.Add([]byte(t1 + " stdout F hello\n" + t1 + " stderr P a\n" + t1 + " stderr F b\n2026-11-21T10:00:00.023456789Z stdout F x"))
+	f.Add([]byte(t1 + " stdout F\n" + t1 + " stdout F \n" + t1 + " stdout F:x y\n2026-11-21T10:00:01.000000000Z stdout P z"))
+	f.Add([]byte(t1 + " stdout F " + strings.Repeat("x", 100) + "\n" + t1 + " stdout P " + strings.Repeat("y", 70)))
+	f.Add([]byte("2026-11-21T10:00:00Z stdout F a\n2026-11-21T10:00:00.999999999Z stdout F b\n2026-11-21T10:00:00.99999999:Z stdout F c"))
+	f.Fuzz(func(t *testing.T, data []byte) {
+		fast, slow := parseAll(CRI, false, data), parseAll(CRI, true, data)
+		if len(fast) != len(slow) {
+			t.Fatalf("fast path emitted %d entries, general path %d", len(fast), len(slow))
+		}
+		for i := range fast {
+			a, b := fast[i], slow[i]
+			if a.Time != b.Time || !bytes.Equal(a.TimeRaw, b.TimeRaw) || a.Stream != b.Stream || !bytes.Equal(a.Log, b.Log) || a.Pos != b.Pos || a.Part != b.Part {
+				t.Fatalf("entry %d: fast path %+v, general path %+v", i, a, b)
+			}
+		}
+	})
 }
