@@ -1,6 +1,8 @@
 // Command nodeexp is nodekit's node exporter: node_exporter's node_* families
 // under node_exporter's flag names, plus per-pod nodeexp_pod_* metrics from
-// the pods' cgroups.
+// the pods' cgroups, named from the kubelet's pod log directories. nodeexp
+// never calls the Kubernetes API server, and does not link a client for it:
+// that alone halved the binary and its resident memory.
 package main
 
 import (
@@ -21,8 +23,8 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nodekit/nodekit/pkg/agent"
-	"github.com/nodekit/nodekit/pkg/kube"
 	"github.com/nodekit/nodekit/pkg/nodeexp"
+	"github.com/nodekit/nodekit/pkg/nodeexp/podnames"
 	"github.com/nodekit/nodekit/pkg/nodeexp/podstats"
 )
 
@@ -38,12 +40,17 @@ type options struct {
 	systemdSocket bool
 	noSelfMetrics bool
 	podFilesOpen  bool
+	podLogDir     string
 }
 
 func parse(args []string, out io.Writer) (*options, error) {
 	o := &options{node: nodeexp.DefaultConfig()}
 	fs := flag.NewFlagSet("nodeexp", flag.ContinueOnError)
 	o.common.Register(fs)
+	// Every nodekit binary accepts these (DESIGN.md); nodeexp has no use
+	// for them, and its help says so.
+	fs.Lookup("kubeconfig").Usage = "Accepted for compatibility with the other nodekit agents and ignored: nodeexp never calls the Kubernetes API server."
+	fs.Lookup("node-name").Usage = "Name of the node this agent runs on (default $NODE_NAME); accepted for compatibility with the other nodekit agents and ignored: nodeexp never calls the Kubernetes API server."
 	o.node.RegisterFlags(fs, "pods")
 	fs.StringVar(&o.listenAddress, "web.listen-address", ":9100", "Address on which to expose metrics and web interface.")
 	fs.StringVar(&o.webConfigFile, "web.config.file", "", "Path to configuration file that can enable TLS or authentication (exporter-toolkit format).")
@@ -51,6 +58,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.BoolVar(&o.systemdSocket, "web.systemd-socket", false, "Use systemd socket activation listeners instead of port listeners (Linux only).")
 	fs.BoolVar(&o.noSelfMetrics, "web.disable-exporter-metrics", false, "Exclude metrics about the exporter itself (process_*, go_*).")
 	fs.BoolVar(&o.podFilesOpen, "collector.pods.keep-files-open", true, "Keep the pod cgroups' files open between scrapes: ~4x less CPU per scrape, for ~4.4 KiB of kernel memory per file (9 per pod) charged to nodeexp's cgroup.")
+	fs.StringVar(&o.podLogDir, "collector.pods.log-dir", "", "The kubelet's pod log directory, whose entries <namespace>_<pod>_<uid> give the pods' cgroups their namespace and pod labels (nodeexp never asks the API server). A path as nodeexp sees it, like --path.sysfs; empty means var/log/pods under --path.rootfs. A pod without an entry there is still reported, with its uid and empty namespace and pod.")
 	fs.BoolVar(&o.enablePprof, "web.enable-pprof", false, "Serve /debug/pprof/ on the metrics port (off: profiles can leak memory contents).")
 	if err := agent.ParseFlags(fs, args, out); err != nil {
 		return nil, err
@@ -89,33 +97,17 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 
 	extra := map[string]nodeexp.Collector{}
 	if o.node.Enabled("pods") {
-		if err := o.common.RequireNodeName(); err != nil {
-			return &agent.UsageError{Err: fmt.Errorf("%w (or pass --no-collector.pods)", err)}
+		logDir := o.podLogDir
+		if logDir == "" {
+			logDir = filepath.Join(o.node.RootPath, "var/log/pods")
 		}
-		client, err := kube.NewClient(o.common.Kubeconfig, "nodekit-nodeexp")
-		if err != nil {
-			return fmt.Errorf("creating kubernetes client: %w", err)
+		if _, err := os.Stat(logDir); err != nil {
+			// Not fatal: node metrics matter more, and the kubelet may
+			// create the directory later (it is looked for again).
+			logger.Warn("pod log directory unreadable: pod series carry only their uid until it is", "dir", logDir, "err", err)
 		}
-		pods, err := kube.NewPods(client, o.common.NodeName, logger)
-		if err != nil {
-			return fmt.Errorf("creating pod informer for node %s: %w", o.common.NodeName, err)
-		}
-		// The informer's sync is deliberately not a readiness gate: with the
-		// API server down, node metrics must keep flowing, and an unready
-		// pod drops out of the endpoints Prometheus scrapes. Until the sync,
-		// pod series carry only their uid.
-		g.Go(func() error { return pods.Run(ctx) })
-		g.Go(func() error {
-			if err := pods.WaitForSync(ctx); err != nil {
-				if ctx.Err() != nil {
-					return nil
-				}
-				return fmt.Errorf("waiting for pod informer: %w", err)
-			}
-			logger.Info("pod informer synced", "node", o.common.NodeName)
-			return nil
-		})
-		extra["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup"), KeepFilesOpen: o.podFilesOpen}, pods, logger.With("collector", "pods"))
+		extra["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup"), KeepFilesOpen: o.podFilesOpen},
+			podnames.New(logDir), logger.With("collector", "pods"))
 	}
 	exp, err := nodeexp.NewExporter(o.node, logger, extra)
 	if err != nil {

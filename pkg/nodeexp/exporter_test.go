@@ -19,10 +19,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sys/unix"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/nodekit/nodekit/pkg/nodeexp/podnames"
 	"github.com/nodekit/nodekit/pkg/nodeexp/podstats"
 )
 
@@ -59,17 +57,6 @@ func fixtureStatfs(root string) StatfsFunc {
 	}
 }
 
-type fakePods map[types.UID]*corev1.Pod
-
-func (f fakePods) ByUID(uid types.UID) (*corev1.Pod, bool) {
-	p, ok := f[uid]
-	return p, ok
-}
-
-func pod(ns, name, uid string) *corev1.Pod {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)}}
-}
-
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
 // newFixtureExporter builds the full default collector set plus the pod
@@ -78,11 +65,8 @@ func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 func newFixtureExporter(t testing.TB) *Exporter {
 	t.Helper()
 	cfg := fixtureConfig(t)
-	pods := fakePods{
-		"11111111-1111-1111-1111-111111111111": pod("kube-system", "coredns-0", "11111111-1111-1111-1111-111111111111"),
-		"22222222-2222-2222-2222-222222222222": pod("shop", "cart-7d9", "22222222-2222-2222-2222-222222222222"),
-		"33333333-3333-3333-3333-333333333333": pod("batch", "report-x1", "33333333-3333-3333-3333-333333333333"),
-	}
+	// The kubelet's pod log directories name three of the four pods.
+	pods := podnames.New(filepath.Join(cfg.RootPath, "var/log/pods"))
 	extra := map[string]Collector{
 		"pods": podstats.New(podstats.Config{CgroupRoot: filepath.Join(cfg.SysPath, "fs/cgroup")}, pods, discard()),
 	}

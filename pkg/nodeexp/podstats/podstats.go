@@ -1,8 +1,8 @@
 // Package podstats is nodeexp's pod collector: per-pod resource usage read
 // from the pod-level cgroups the kubelet creates under kubepods (both the
 // systemd and the cgroupfs cgroup drivers; cgroup v2, or v1 where that is
-// what the node runs), labelled with namespace, pod and uid from the node's
-// pod informer.
+// what the node runs), labelled with namespace, pod and uid from a
+// PodLookup (nodeexp's reads the kubelet's pod log directories).
 //
 // The pod-level cgroup aggregates every container of the pod, whichever
 // runtime created them (containerd "cri-containerd-<id>.scope", CRI-O
@@ -26,13 +26,14 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
-	corev1 "k8s.io/api/core/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
-// PodLookup finds a pod of this node by UID; *kube.Pods implements it.
+// PodLookup names a pod of this node from the UID in its cgroup's name
+// (with dashes, as the cgroupfs driver writes it); *podnames.Dir
+// implements it. A pod's namespace and name never change, so the
+// collector remembers an answer for as long as the pod's cgroup exists.
 type PodLookup interface {
-	ByUID(uid types.UID) (*corev1.Pod, bool)
+	ByUID(uid string) (namespace, pod string, ok bool)
 }
 
 // Config selects the cgroup hierarchy to read.
@@ -75,8 +76,10 @@ type descs struct {
 
 var podLabels = []string{"namespace", "pod", "uid"}
 
-// New returns a pod collector. pods may be nil, in which case series carry
-// only the uid label's value (namespace and pod empty).
+// New returns a pod collector. pods may be nil. A pod the lookup does not
+// know is still reported, with its uid and empty namespace and pod: its
+// usage is real, and hiding it would make the pods' sum disagree with the
+// node's.
 func New(cfg Config, pods PodLookup, logger *slog.Logger) *Collector {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("nodeexp_pod_"+name, help, podLabels, nil)
@@ -105,8 +108,9 @@ func New(cfg Config, pods PodLookup, logger *slog.Logger) *Collector {
 }
 
 // podDirRE matches a pod-level cgroup: "pod<uid>" (cgroupfs driver) or
-// "kubepods[-<qos>]-pod<uid with _>.slice" (systemd driver).
-var podDirRE = regexp.MustCompile(`^(?:kubepods(?:-burstable|-besteffort)?-)?pod([0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12})(?:\.slice)?$`)
+// "kubepods[-<qos>]-pod<uid with _>.slice" (systemd driver). The uid is a
+// UUID, or for a static pod the kubelet's 32-digit hash of its manifest.
+var podDirRE = regexp.MustCompile(`^(?:kubepods(?:-burstable|-besteffort)?-)?pod([0-9a-fA-F]{8}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{4}[-_][0-9a-fA-F]{12}|[0-9a-fA-F]{32})(?:\.slice)?$`)
 
 // podCgroup is one pod's cgroup path relative to a hierarchy root.
 type podCgroup struct {
@@ -160,8 +164,8 @@ func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) err
 
 func (c *Collector) labels(uid string) []string {
 	if c.pods != nil {
-		if p, ok := c.pods.ByUID(types.UID(uid)); ok {
-			return []string{p.Namespace, p.Name, uid}
+		if ns, name, ok := c.pods.ByUID(uid); ok {
+			return []string{ns, name, uid}
 		}
 	}
 	return []string{"", "", uid}
@@ -324,9 +328,10 @@ type openPod struct {
 	// descriptors are closed after this scrape.
 	stale bool
 	// The label pairs of the last scrape, reused while namespace and name
-	// are unchanged.
+	// are unchanged; named is set once the lookup knew the pod.
 	ns, name string
 	pairs    []*dto.LabelPair
+	named    bool
 }
 
 func (c *Collector) openPod(dir, uid string) *openPod {
@@ -444,13 +449,17 @@ func (c *Collector) podV2(p *openPod, ch chan<- prometheus.Metric) {
 	}
 }
 
-// emitterFor returns the emitter of p's series, rebuilding its label pairs
-// only when the informer's namespace or name for the uid changed.
+// emitterFor returns the emitter of p's series. Once the lookup has named
+// the pod its label pairs are kept (a pod's namespace and name never
+// change); an unnamed pod is looked up again on every scrape.
 func (c *Collector) emitterFor(p *openPod, ch chan<- prometheus.Metric) *emitter {
-	lv := c.labels(p.uid)
-	if p.pairs == nil || p.ns != lv[0] || p.name != lv[1] {
-		p.ns, p.name = lv[0], lv[1]
-		p.pairs = labelPairs(lv)
+	if !p.named {
+		lv := c.labels(p.uid)
+		if p.pairs == nil || p.ns != lv[0] || p.name != lv[1] {
+			p.ns, p.name = lv[0], lv[1]
+			p.pairs = labelPairs(lv)
+		}
+		p.named = lv[1] != ""
 	}
 	// One allocation for all of a pod's metrics instead of one each.
 	return &emitter{ch: ch, pairs: p.pairs, slab: make([]podMetric, 0, maxPodSeries)}

@@ -14,21 +14,17 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
-	corev1 "k8s.io/api/core/v1"
-	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
-	"k8s.io/apimachinery/pkg/types"
 )
 
-type fakePods map[types.UID]*corev1.Pod
+// fakePods is a PodLookup: uid -> {namespace, name}.
+type fakePods map[string][2]string
 
-func (f fakePods) ByUID(uid types.UID) (*corev1.Pod, bool) {
+func (f fakePods) ByUID(uid string) (string, string, bool) {
 	p, ok := f[uid]
-	return p, ok
+	return p[0], p[1], ok
 }
 
-func (f fakePods) add(ns, name, uid string) {
-	f[types.UID(uid)] = &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)}}
-}
+func (f fakePods) add(ns, name, uid string) { f[uid] = [2]string{ns, name} }
 
 func writeFiles(t testing.TB, dir string, files map[string]string) {
 	t.Helper()
@@ -102,8 +98,11 @@ func TestV2BothDriversAndQoS(t *testing.T) {
 			pods.add("default", "api", "1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52")
 			writePodV2(t, root, driver, "", "0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41", 1)
 			writePodV2(t, root, driver, "burstable", "1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52", 2)
-			// Unknown to the informer (a static pod's config UID): still reported.
+			// Unknown to the lookup: still reported, by uid only.
 			writePodV2(t, root, driver, "besteffort", "2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63", 3)
+			// A static pod: its uid is the kubelet's hash of the manifest.
+			pods.add("kube-system", "etcd-node-a", "9f86d081884c7d659a2feaa0c55ad015")
+			writePodV2(t, root, driver, "burstable", "9f86d081884c7d659a2feaa0c55ad015", 4)
 			reg := prometheus.NewPedanticRegistry()
 			reg.MustRegister(adapter{New(Config{CgroupRoot: root}, pods, discard())})
 			want := `
@@ -112,21 +111,25 @@ func TestV2BothDriversAndQoS(t *testing.T) {
 nodeexp_pod_cpu_usage_seconds_total{namespace="",pod="",uid="2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63"} 3
 nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 2
 nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 1
+nodeexp_pod_cpu_usage_seconds_total{namespace="kube-system",pod="etcd-node-a",uid="9f86d081884c7d659a2feaa0c55ad015"} 4
 # HELP nodeexp_pod_memory_working_set_bytes Memory usage minus inactive file cache: what the kubelet compares with eviction thresholds.
 # TYPE nodeexp_pod_memory_working_set_bytes gauge
 nodeexp_pod_memory_working_set_bytes{namespace="",pod="",uid="2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63"} 2700
 nodeexp_pod_memory_working_set_bytes{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 1800
 nodeexp_pod_memory_working_set_bytes{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 900
+nodeexp_pod_memory_working_set_bytes{namespace="kube-system",pod="etcd-node-a",uid="9f86d081884c7d659a2feaa0c55ad015"} 3600
 # HELP nodeexp_pod_cpu_cfs_throttled_seconds_total Total time the pod cgroup was throttled by its CPU limit.
 # TYPE nodeexp_pod_cpu_cfs_throttled_seconds_total counter
 nodeexp_pod_cpu_cfs_throttled_seconds_total{namespace="",pod="",uid="2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63"} 0.75
 nodeexp_pod_cpu_cfs_throttled_seconds_total{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 0.5
 nodeexp_pod_cpu_cfs_throttled_seconds_total{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 0.25
+nodeexp_pod_cpu_cfs_throttled_seconds_total{namespace="kube-system",pod="etcd-node-a",uid="9f86d081884c7d659a2feaa0c55ad015"} 1
 # HELP nodeexp_pod_pressure_io_stalled_seconds_total Total time in seconds no task of the pod could make progress for lack of io (PSI full).
 # TYPE nodeexp_pod_pressure_io_stalled_seconds_total counter
 nodeexp_pod_pressure_io_stalled_seconds_total{namespace="",pod="",uid="2e7a6cfa-9df8-4b7a-9da8-2e4f5dafad63"} 1
 nodeexp_pod_pressure_io_stalled_seconds_total{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 1
 nodeexp_pod_pressure_io_stalled_seconds_total{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 1
+nodeexp_pod_pressure_io_stalled_seconds_total{namespace="kube-system",pod="etcd-node-a",uid="9f86d081884c7d659a2feaa0c55ad015"} 1
 `
 			if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 				"nodeexp_pod_cpu_usage_seconds_total", "nodeexp_pod_memory_working_set_bytes",
@@ -134,8 +137,8 @@ nodeexp_pod_pressure_io_stalled_seconds_total{namespace="default",pod="web",uid=
 				t.Error(err)
 			}
 			// Every family is reported for every pod.
-			if n, err := testutil.GatherAndCount(reg); err != nil || n != 3*16 {
-				t.Errorf("GatherAndCount = %d, %v; want %d series", n, err, 3*16)
+			if n, err := testutil.GatherAndCount(reg); err != nil || n != 4*16 {
+				t.Errorf("GatherAndCount = %d, %v; want %d series", n, err, 4*16)
 			}
 		})
 	}
@@ -313,17 +316,19 @@ func TestV2KeepsFilesOpenAcrossScrapes(t *testing.T) {
 		{"first scrape", func() {}, cpu(`nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="a",uid="` + uidA + `"} 1`), 9},
 		{"value changes", func() { writePodV2(t, root, "systemd", "burstable", uidA, 5) },
 			cpu(`nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="a",uid="` + uidA + `"} 5`), 9},
-		{"pod added, renamed in the informer", func() {
+		{"pod added, not yet known to the lookup", func() {
 			writePodV2(t, root, "cgroupfs", "", uidB, 2)
-			pods.add("default", "a2", uidA)
 		}, cpu(
 			`nodeexp_pod_cpu_usage_seconds_total{namespace="",pod="",uid="`+uidB+`"} 2`,
-			`nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="a2",uid="`+uidA+`"} 5`), 18},
+			`nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="a",uid="`+uidA+`"} 5`), 18},
+		{"lookup learns the new pod", func() { pods.add("jobs", "b", uidB) }, cpu(
+			`nodeexp_pod_cpu_usage_seconds_total{namespace="default",pod="a",uid="`+uidA+`"} 5`,
+			`nodeexp_pod_cpu_usage_seconds_total{namespace="jobs",pod="b",uid="`+uidB+`"} 2`), 18},
 		{"pod removed", func() {
 			if err := os.RemoveAll(filepath.Join(root, podDirV2("systemd", "burstable", uidA))); err != nil {
 				t.Fatal(err)
 			}
-		}, cpu(`nodeexp_pod_cpu_usage_seconds_total{namespace="",pod="",uid="` + uidB + `"} 2`), 9},
+		}, cpu(`nodeexp_pod_cpu_usage_seconds_total{namespace="jobs",pod="b",uid="` + uidB + `"} 2`), 9},
 	}
 	for _, s := range steps {
 		s.change()
