@@ -11,7 +11,6 @@
 package nodeexp
 
 import (
-	"compress/gzip"
 	"context"
 	"errors"
 	"fmt"
@@ -25,6 +24,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 )
@@ -68,6 +68,11 @@ type Exporter struct {
 	// once it has collected once.
 	firstOnce   sync.Once
 	firstScrape chan struct{}
+	// gzipFree holds one idle compressor (~800 KB of tables) for the next
+	// scrape. Scrapes come one at a time, so one is enough; an overlapping
+	// scrape makes a second, which is dropped afterwards. A sync.Pool kept
+	// one per P and doubled the heap that outlives a scrape.
+	gzipFree chan *gzip.Writer
 }
 
 // NewExporter builds the collectors enabled in cfg plus any extra ones
@@ -101,6 +106,7 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 		timeout:     cfg.ScrapeTimeout,
 		offset:      cfg.ScrapeTimeoutOffset,
 		firstScrape: make(chan struct{}),
+		gzipFree:    make(chan *gzip.Writer, 1),
 	}, nil
 }
 
@@ -167,9 +173,8 @@ func (e *Exporter) Handler(self prometheus.Gatherer, errorLog promhttp.Logger) h
 			h.ServeHTTP(w, r)
 			return
 		}
-		gz := gzipWriters.Get().(*gzip.Writer)
-		defer gzipWriters.Put(gz)
-		gz.Reset(w)
+		gz := e.gzipWriter(w)
+		defer e.putGzipWriter(gz)
 		w.Header().Set("Content-Encoding", "gzip")
 		w.Header().Add("Vary", "Accept-Encoding")
 		h.ServeHTTP(gzipResponseWriter{ResponseWriter: w, w: gz}, r)
@@ -179,12 +184,28 @@ func (e *Exporter) Handler(self prometheus.Gatherer, errorLog promhttp.Logger) h
 	})
 }
 
-// gzipWriters recycles compressors (each holds ~800 KB of state) across
-// scrapes; sync.Pool is safe for concurrent use.
-var gzipWriters = sync.Pool{New: func() any {
-	w, _ := gzip.NewWriterLevel(io.Discard, gzip.BestSpeed) // a valid level cannot fail
-	return w
-}}
+// gzipWriter returns a compressor writing to w at the fastest level. It is
+// klauspost/compress's: twice as fast as compress/gzip's BestSpeed on an
+// exposition (a tenth of a scrape's CPU went to compress/flate), with a
+// third less state, for an output within 1% of the same size.
+func (e *Exporter) gzipWriter(w io.Writer) *gzip.Writer {
+	select {
+	case gz := <-e.gzipFree:
+		gz.Reset(w)
+		return gz
+	default:
+		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // a valid level cannot fail
+		return gz
+	}
+}
+
+func (e *Exporter) putGzipWriter(gz *gzip.Writer) {
+	gz.Reset(io.Discard) // drop the reference to the response
+	select {
+	case e.gzipFree <- gz:
+	default:
+	}
+}
 
 // acceptsGzip reports whether the client listed gzip with a non-zero q.
 func acceptsGzip(r *http.Request) bool {
