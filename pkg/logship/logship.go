@@ -383,14 +383,16 @@ func (r *reader) newParser() {
 // entry encodes one parsed entry into the current chunk.
 func (r *reader) entry(e parse.Entry) {
 	if r.out == nil {
-		r.out = r.stream.NewChunk(r.curPath, r.curID, r.enc.Suffix(), chunkBytes+chunkBytes/4)
+		r.out = r.stream.NewChunk(r.curPath, r.curID, chunkBytes+chunkBytes/4)
 	}
 	ts := e.Time / 1e6
 	if e.Time == 0 {
 		ts = r.a.now().UnixMilli()
 	}
-	r.out.Buf = r.enc.Append(r.out.Buf, e.Log, e.Stream.String(), e.TimeRaw, r.a.now, func(start, end int) {
-		r.out.Events = append(r.out.Events, ship.Event{Timestamp: ts, Start: start, End: end, Pos: e.Pos})
+	// Records go in their wire form (escaped for the request body), so
+	// the sender assembles bodies by copying.
+	r.out.Buf = r.enc.AppendWire(r.out.Buf, e.Log, e.Stream.String(), e.TimeRaw, r.a.now, func(start, end, size int) {
+		r.out.Events = append(r.out.Events, ship.Event{Timestamp: ts, Start: start, End: end, Size: size, Pos: e.Pos})
 	})
 }
 

@@ -31,6 +31,18 @@ const (
 type Event struct {
 	Timestamp int64
 	Message   []byte
+	// Size, when not zero, is the message's size as CloudWatch counts it
+	// (its UTF-8 bytes) and Message holds it in another form, such as
+	// escaped for a request body; otherwise the size is len(Message).
+	Size int
+}
+
+// size is the message's size as CloudWatch counts it.
+func (e Event) size() int {
+	if e.Size > 0 {
+		return e.Size
+	}
+	return len(e.Message)
 }
 
 // ErrTooLarge is returned for a message no batch can carry; callers split
@@ -61,7 +73,7 @@ func (b *Batch) Fits(e Event) bool {
 	if len(b.Events) == 0 {
 		return true
 	}
-	if len(b.Events)+1 > MaxEvents || b.bytes+len(e.Message)+EventOverhead > MaxBytes {
+	if len(b.Events)+1 > MaxEvents || b.bytes+e.size()+EventOverhead > MaxBytes {
 		return false
 	}
 	ts := max(e.Timestamp, b.floor)
@@ -75,16 +87,16 @@ func (b *Batch) Add(e Event) error {
 	if len(e.Message) == 0 {
 		return ErrEmpty
 	}
-	if len(e.Message) > MaxMessage {
-		return fmt.Errorf("%w: %d bytes", ErrTooLarge, len(e.Message))
+	if e.size() > MaxMessage {
+		return fmt.Errorf("%w: %d bytes", ErrTooLarge, e.size())
 	}
 	if !b.Fits(e) {
-		return fmt.Errorf("event of %d bytes does not fit a batch of %d events and %d bytes", len(e.Message), len(b.Events), b.bytes)
+		return fmt.Errorf("event of %d bytes does not fit a batch of %d events and %d bytes", e.size(), len(b.Events), b.bytes)
 	}
 	e.Timestamp = max(e.Timestamp, b.floor)
 	b.floor = e.Timestamp
 	b.Events = append(b.Events, e)
-	b.bytes += len(e.Message) + EventOverhead
+	b.bytes += e.size() + EventOverhead
 	return nil
 }
 
@@ -102,10 +114,10 @@ func Validate(events []Event) error {
 	}
 	size := 0
 	for i, e := range events {
-		if len(e.Message) == 0 || len(e.Message) > MaxMessage {
-			return fmt.Errorf("event %d has %d bytes", i, len(e.Message))
+		if len(e.Message) == 0 || e.size() > MaxMessage {
+			return fmt.Errorf("event %d has %d bytes", i, e.size())
 		}
-		size += len(e.Message) + EventOverhead
+		size += e.size() + EventOverhead
 		if i > 0 && e.Timestamp < events[i-1].Timestamp {
 			return fmt.Errorf("event %d is older than event %d", i, i-1)
 		}

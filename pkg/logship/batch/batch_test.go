@@ -36,12 +36,15 @@ func TestLimits(t *testing.T) {
 		events    []Event
 		wantSizes []int // events per batch
 	}{
-		{"exactly_max_bytes_in_one", []Event{{0, msg(MaxBytes/2 - EventOverhead)}, {0, msg(MaxBytes/2 - EventOverhead)}}, []int{2}},
-		{"one_byte_over_splits", []Event{{0, msg(MaxBytes/2 - EventOverhead)}, {0, msg(MaxBytes/2 - EventOverhead + 1)}}, []int{1, 1}},
-		{"max_message_alone", []Event{{0, msg(1)}, {0, msg(MaxMessage)}, {0, msg(1)}}, []int{1, 1, 1}},
-		{"span_exactly_24h", []Event{{0, msg(1)}, {day, msg(1)}}, []int{2}},
-		{"span_24h_plus_1ms", []Event{{0, msg(1)}, {day + 1, msg(1)}}, []int{1, 1}},
-		{"older_event_clamped_not_reordered", []Event{{100, msg(1)}, {50, msg(2)}, {200, msg(3)}}, []int{3}},
+		{"exactly_max_bytes_in_one", []Event{{Timestamp: 0, Message: msg(MaxBytes/2 - EventOverhead)}, {Timestamp: 0, Message: msg(MaxBytes/2 - EventOverhead)}}, []int{2}},
+		{"one_byte_over_splits", []Event{{Timestamp: 0, Message: msg(MaxBytes/2 - EventOverhead)}, {Timestamp: 0, Message: msg(MaxBytes/2 - EventOverhead + 1)}}, []int{1, 1}},
+		{"max_message_alone", []Event{{Timestamp: 0, Message: msg(1)}, {Timestamp: 0, Message: msg(MaxMessage)}, {Timestamp: 0, Message: msg(1)}}, []int{1, 1, 1}},
+		{"span_exactly_24h", []Event{{Timestamp: 0, Message: msg(1)}, {Timestamp: day, Message: msg(1)}}, []int{2}},
+		{"span_24h_plus_1ms", []Event{{Timestamp: 0, Message: msg(1)}, {Timestamp: day + 1, Message: msg(1)}}, []int{1, 1}},
+		// A wire-form message is counted by its Size, not its length.
+		{"size_counts_not_length", []Event{{Message: msg(10), Size: MaxBytes/2 - EventOverhead}, {Message: msg(10), Size: MaxBytes/2 - EventOverhead + 1}}, []int{1, 1}},
+		{"size_fits_exactly", []Event{{Message: msg(10), Size: MaxBytes/2 - EventOverhead}, {Message: msg(10), Size: MaxBytes/2 - EventOverhead}}, []int{2}},
+		{"older_event_clamped_not_reordered", []Event{{Timestamp: 100, Message: msg(1)}, {Timestamp: 50, Message: msg(2)}, {Timestamp: 200, Message: msg(3)}}, []int{3}},
 	}
 	for _, tc := range tests {
 		t.Run(tc.name, func(t *testing.T) {
@@ -68,7 +71,7 @@ func TestLimits(t *testing.T) {
 func TestMaxEvents(t *testing.T) {
 	events := make([]Event, MaxEvents+1)
 	for i := range events {
-		events[i] = Event{int64(i), msg(1)}
+		events[i] = Event{Timestamp: int64(i), Message: msg(1)}
 	}
 	batches := fill(t, events)
 	if len(batches) != 2 || len(batches[0]) != MaxEvents || len(batches[1]) != 1 {
@@ -79,7 +82,7 @@ func TestMaxEvents(t *testing.T) {
 func TestOrderKept(t *testing.T) {
 	var b Batch
 	for i, ts := range []int64{10, 5, 20, 15} {
-		if err := b.Add(Event{ts, []byte{byte('a' + i)}}); err != nil {
+		if err := b.Add(Event{Timestamp: ts, Message: []byte{byte('a' + i)}}); err != nil {
 			t.Fatal(err)
 		}
 	}
@@ -94,7 +97,7 @@ func TestOrderKept(t *testing.T) {
 	}
 	// The floor survives Reset: the next batch cannot go back in time.
 	b.Reset()
-	_ = b.Add(Event{1, msg(1)})
+	_ = b.Add(Event{Timestamp: 1, Message: msg(1)})
 	if b.Events[0].Timestamp != 20 {
 		t.Fatalf("timestamp after reset = %d, want 20", b.Events[0].Timestamp)
 	}
@@ -102,10 +105,10 @@ func TestOrderKept(t *testing.T) {
 
 func TestAddRefusesInvalid(t *testing.T) {
 	var b Batch
-	if err := b.Add(Event{0, nil}); !errors.Is(err, ErrEmpty) {
+	if err := b.Add(Event{Timestamp: 0, Message: nil}); !errors.Is(err, ErrEmpty) {
 		t.Errorf("empty: %v", err)
 	}
-	if err := b.Add(Event{0, msg(MaxMessage + 1)}); !errors.Is(err, ErrTooLarge) {
+	if err := b.Add(Event{Timestamp: 0, Message: msg(MaxMessage + 1)}); !errors.Is(err, ErrTooLarge) {
 		t.Errorf("too large: %v", err)
 	}
 	if b.Len() != 0 {
@@ -126,7 +129,7 @@ func FuzzBatch(f *testing.F) {
 				size = 1
 			}
 			ts := int64(int16(binary.LittleEndian.Uint16(data[2:]))) * 3_600_000 / 7
-			events = append(events, Event{ts, msg(size)})
+			events = append(events, Event{Timestamp: ts, Message: msg(size)})
 			data = data[4:]
 		}
 		n := 0
@@ -153,7 +156,7 @@ func BenchmarkBatch(b *testing.B) {
 	b.SetBytes(int64(len(m)))
 	b.ReportAllocs()
 	for i := 0; b.Loop(); i++ {
-		e := Event{int64(i), m}
+		e := Event{Timestamp: int64(i), Message: m}
 		if !bt.Fits(e) {
 			bt.Reset()
 		}

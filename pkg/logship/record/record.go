@@ -35,6 +35,7 @@ type Kubernetes struct {
 type Encoder struct {
 	suffix   []byte // `,"kubernetes":{...}}`
 	maxBytes int
+	wire     wire // the constant parts escaped for AppendWire
 }
 
 // New returns an encoder whose records never exceed maxBytes (a CloudWatch
@@ -46,7 +47,7 @@ func New(k Kubernetes, maxBytes int) (*Encoder, error) {
 	}
 	suffix := append([]byte(`,"kubernetes":`), kb...)
 	suffix = append(suffix, '}')
-	e := &Encoder{suffix: suffix, maxBytes: maxBytes}
+	e := &Encoder{suffix: suffix, maxBytes: maxBytes, wire: newWire(suffix)}
 	if e.budget(len(time.RFC3339Nano)+10) < 64 {
 		return nil, fmt.Errorf("record limit of %d bytes leaves no room for the log of pod %s/%s", maxBytes, k.NamespaceName, k.PodName)
 	}

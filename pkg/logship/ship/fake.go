@@ -2,11 +2,16 @@ package ship
 
 import (
 	"context"
+	"encoding/json"
+	"fmt"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 )
 
-// FakeClient is a func-field Client for tests; nil funcs succeed.
+// FakeClient is a func-field Client for tests; nil funcs succeed. Like the
+// service, PutLogEvents reads the events from the request body a Sender
+// wrote (see PutBody): PutLogEventsFunc sees them in the input, decoded.
 type FakeClient struct {
 	PutLogEventsFunc       func(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput) (*cloudwatchlogs.PutLogEventsOutput, error)
 	CreateLogGroupFunc     func(ctx context.Context, in *cloudwatchlogs.CreateLogGroupInput) (*cloudwatchlogs.CreateLogGroupOutput, error)
@@ -18,6 +23,21 @@ var _ Client = (*FakeClient)(nil)
 
 // PutLogEvents implements Client.
 func (f *FakeClient) PutLogEvents(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput, _ ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error) {
+	if body := PutBody(ctx); body != nil {
+		var req struct {
+			LogGroupName, LogStreamName string
+			LogEvents                   []types.InputLogEvent
+		}
+		if err := json.Unmarshal(body, &req); err != nil {
+			return nil, &types.InvalidParameterException{Message: ptr(fmt.Sprintf("request body is not JSON: %v", err))}
+		}
+		if req.LogGroupName != deref(in.LogGroupName) || req.LogStreamName != deref(in.LogStreamName) {
+			return nil, &types.InvalidParameterException{Message: ptr("request body names another stream than the input")}
+		}
+		dup := *in
+		dup.LogEvents = req.LogEvents
+		in = &dup
+	}
 	if f.PutLogEventsFunc == nil {
 		return &cloudwatchlogs.PutLogEventsOutput{}, nil
 	}
@@ -46,4 +66,13 @@ func (f *FakeClient) PutRetentionPolicy(ctx context.Context, in *cloudwatchlogs.
 		return &cloudwatchlogs.PutRetentionPolicyOutput{}, nil
 	}
 	return f.PutRetentionPolicyFunc(ctx, in)
+}
+
+func ptr[T any](v T) *T { return &v }
+
+func deref(s *string) string {
+	if s == nil {
+		return ""
+	}
+	return *s
 }

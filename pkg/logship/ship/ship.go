@@ -13,7 +13,6 @@
 package ship
 
 import (
-	"bytes"
 	"cmp"
 	"context"
 	"errors"
@@ -35,7 +34,6 @@ import (
 
 	"github.com/nodekit/nodekit/pkg/logship/batch"
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
-	"github.com/nodekit/nodekit/pkg/logship/record"
 	"github.com/nodekit/nodekit/pkg/logship/tail"
 )
 
@@ -61,26 +59,25 @@ type Committer interface {
 }
 
 // Event is one record in a Chunk: Buf[Start:End], at Timestamp (Unix ms),
-// after which the file may be resumed from Pos.
+// after which the file may be resumed from Pos. Size is the record's size
+// as CloudWatch counts it (its UTF-8 bytes).
 type Event struct {
 	Timestamp  int64
 	Start, End int
+	Size       int
 	Pos        int64
 }
 
-// Chunk is a run of records from one file. Its Buf must not be written
-// once the Chunk is handed to a Sender: the Sender hands it to the SDK as
-// strings without copying.
+// Chunk is a run of records from one file, each in its wire form: JSON-
+// escaped, as it appears between the quotes of a PutLogEvents event's
+// "message" (record.Encoder.AppendWire writes that), so request bodies are
+// assembled by copying. Its Buf must not be written once the Chunk is
+// handed to a Sender.
 type Chunk struct {
 	Path   string
 	ID     tail.Identity
 	Buf    []byte
 	Events []Event
-	// Suffix, when set, ends every record in Buf (the constant part of
-	// the records of one file): it is JSON-escaped once per chunk for the
-	// request body instead of once per record.
-	Suffix    []byte
-	suffixEsc []byte
 	// weight is what the chunk holds of the Sender's memory budget.
 	weight int64
 	// added counts events taken into batches (owned by the stream's Run).
@@ -163,11 +160,10 @@ type spare struct {
 // record must not pin its buffer.
 const maxSpareBuf = 1 << 20
 
-// NewChunk returns an empty Chunk of the file path (id) whose records end
-// in suffix, with at least n bytes of buffer, reusing the storage of
-// chunks already sent.
-func (st *Stream) NewChunk(path string, id tail.Identity, suffix []byte, n int) *Chunk {
-	c := &Chunk{Path: path, ID: id, Suffix: suffix}
+// NewChunk returns an empty Chunk of the file path (id) with at least n
+// bytes of buffer, reusing the storage of chunks already sent.
+func (st *Stream) NewChunk(path string, id tail.Identity, n int) *Chunk {
+	c := &Chunk{Path: path, ID: id}
 	select {
 	case sp := <-st.s.spares:
 		c.Buf, c.Events = sp.buf[:0], sp.events[:0]
@@ -179,10 +175,17 @@ func (st *Stream) NewChunk(path string, id tail.Identity, suffix []byte, n int) 
 	return c
 }
 
-// New returns a Sender; it starts nothing.
+// New returns a Sender; it starts nothing. The Sender writes PutLogEvents
+// request bodies itself: an SDK client must have the WithFastPut option,
+// and other Clients read the body with PutBody.
 func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *slog.Logger) (*Sender, error) {
 	if cfg.BatchWait <= 0 || cfg.MaxBufferBytes < 2*batch.MaxBytes || cfg.MaxBackoff <= 0 {
 		return nil, fmt.Errorf("invalid sender config %+v: batch wait and max backoff must be positive and the buffer at least %d bytes", cfg, 2*batch.MaxBytes)
+	}
+	if c, ok := client.(*cloudwatchlogs.Client); ok {
+		if _, fast := c.Options().Protocol.(*putProtocol); !fast {
+			return nil, errors.New("the CloudWatch Logs client lacks the ship.WithFastPut option: it would send no events")
+		}
 	}
 	puts := cmp.Or(cfg.MaxPuts, 2)
 	return &Sender{
@@ -202,8 +205,6 @@ type Stream struct {
 	namespace string
 	in        chan *Chunk
 	logger    *slog.Logger
-	suffix    []byte // last chunk suffix seen by Send, and its escaped form
-	suffixEsc []byte
 	acked     func(pos checkpoint.Position, lastTimestamp int64)
 }
 
@@ -225,13 +226,6 @@ func (st *Stream) Send(ctx context.Context, c *Chunk) error {
 	}
 	c.weight = int64(cap(c.Buf)) + int64(cap(c.Events))*int64(unsafe.Sizeof(Event{}))
 	c.weight = min(c.weight, st.s.cfg.MaxBufferBytes)
-	if len(c.Suffix) > 0 {
-		if !bytes.Equal(c.Suffix, st.suffix) {
-			st.suffix = c.Suffix
-			st.suffixEsc, _ = record.AppendEscaped(nil, c.Suffix, 1<<30)
-		}
-		c.suffixEsc = st.suffixEsc
-	}
 	if !st.s.budget.TryAcquire(c.weight) {
 		// Count ourselves as waiting before waking the streams, so that
 		// each one sees a waiter when it looks.
@@ -273,9 +267,8 @@ func (s *Sender) release(c *Chunk) {
 // pending is the batch being built and the chunks it references.
 type pending struct {
 	b      batch.Batch
-	tails  []msgTail // per event in b
-	chunks []*Chunk  // chunks with events not yet accepted, in order
-	last   *Chunk    // chunk of the last event in b
+	chunks []*Chunk // chunks with events not yet accepted, in order
+	last   *Chunk   // chunk of the last event in b
 	lastEv Event
 	born   time.Time
 }
@@ -331,7 +324,7 @@ func (st *Stream) Run(ctx context.Context) error {
 func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 	p.chunks = append(p.chunks, c)
 	for i, ev := range c.Events {
-		e := batch.Event{Timestamp: ev.Timestamp, Message: c.Buf[ev.Start:ev.End]}
+		e := batch.Event{Timestamp: ev.Timestamp, Message: c.Buf[ev.Start:ev.End], Size: ev.Size}
 		if !p.b.Fits(e) {
 			st.flush(ctx, p)
 			if ctx.Err() != nil {
@@ -345,15 +338,10 @@ func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 		if err := p.b.Add(e); err != nil {
 			// The encoder keeps records within limits; an event that is
 			// still invalid cannot be sent by any retry.
-			st.logger.Error("dropping an event CloudWatch cannot take", "bytes", len(e.Message), "err", err)
+			st.logger.Error("dropping an event CloudWatch cannot take", "bytes", ev.Size, "err", err)
 			st.s.metrics.dropped.WithLabelValues(st.namespace, "invalid").Inc()
 			continue
 		}
-		t := msgTail{}
-		if len(c.suffixEsc) > 0 && bytes.HasSuffix(e.Message, c.Suffix) {
-			t = msgTail{raw: len(c.Suffix), esc: c.suffixEsc}
-		}
-		p.tails = append(p.tails, t)
 		p.last, p.lastEv = c, c.Events[i]
 	}
 	if p.b.Bytes() >= batch.MaxBytes-4096 || p.b.Len() >= batch.MaxEvents {
@@ -365,7 +353,7 @@ func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 // saves the checkpoint and releases the chunks it finished. It returns
 // early only when ctx ends.
 func (st *Stream) flush(ctx context.Context, p *pending) {
-	if !st.s.put(ctx, st, &p.b, p.tails) {
+	if !st.s.put(ctx, st, &p.b) {
 		return
 	}
 	pos := checkpoint.Position{Path: p.last.Path, ID: p.last.ID, Offset: p.lastEv.Pos}
@@ -388,30 +376,21 @@ func (st *Stream) flush(ctx context.Context, p *pending) {
 	clear(p.chunks[len(kept):])
 	p.chunks = kept
 	p.b.Reset()
-	clear(p.tails)
-	p.tails = p.tails[:0]
 }
 
 // put sends one batch, creating the group and stream when missing and
 // retrying transient failures forever. It reports false when ctx ended
 // before CloudWatch accepted the batch.
-func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []msgTail) bool {
+func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch) bool {
 	n := b.Len()
-	events := make([]types.InputLogEvent, n)
-	msgs := make([]string, n)
-	stamps := make([]int64, n)
-	bytes := 0
-	for i, e := range b.Events {
-		// Zero-copy: chunk buffers are never written after hand-off.
-		msgs[i] = unsafe.String(unsafe.SliceData(e.Message), len(e.Message))
-		stamps[i] = e.Timestamp
-		events[i] = types.InputLogEvent{Message: &msgs[i], Timestamp: &stamps[i]}
-		bytes += len(e.Message)
-	}
-	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: events}
+	bytes := b.Bytes() - n*batch.EventOverhead
+	// The events travel in the body the Sender writes (see WithFastPut);
+	// the SDK's input only names the stream, and its empty (not nil)
+	// event list passes the SDK's validation.
+	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: []types.InputLogEvent{}}
 	backoff := time.Duration(0)
 	for attempt := 0; ; attempt++ {
-		out, err := s.putOnce(ctx, st, in, b, tails)
+		out, err := s.putOnce(ctx, st, in, b)
 		if err == nil {
 			s.metrics.batches.Inc()
 			s.metrics.events.WithLabelValues(st.namespace).Add(float64(n))
@@ -456,7 +435,7 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []ms
 // putOnce makes one PutLogEvents call holding one of the MaxPuts slots.
 // The request body is built inside the slot and let go with it, so bodies
 // in memory never outnumber the slots, even while streams back off.
-func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.PutLogEventsInput, b *batch.Batch, tails []msgTail) (*cloudwatchlogs.PutLogEventsOutput, error) {
+func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.PutLogEventsInput, b *batch.Batch) (*cloudwatchlogs.PutLogEventsOutput, error) {
 	if err := s.puts.Acquire(ctx, 1); err != nil {
 		return nil, fmt.Errorf("waiting to send to stream %s: %w", st.name, err)
 	}
@@ -464,11 +443,9 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.Put
 	start := time.Now()
 	defer func() { s.metrics.putDuration.Observe(time.Since(start).Seconds()) }()
 	// Request bodies come from a pool shared by all streams: a buffer per
-	// stream would pin megabytes per container on a busy node. Records
-	// are JSON already, so escaping adds about a backslash per quote:
-	// sizing the body up front spares the copies (and zeroing) of growing
-	// it, which a pool emptied by each GC would otherwise pay often.
-	want := b.Bytes() + b.Bytes()/8 + 256 + len(st.group) + len(st.name)
+	// stream would pin megabytes per container on a busy node. Sizing the
+	// body exactly up front spares the copies (and zeroing) of growing it.
+	want := putBodySize(st.group, st.name, b.Events)
 	var body []byte
 	select {
 	case body = <-s.bodies:
@@ -477,9 +454,9 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.Put
 	if cap(body) < want {
 		body = make([]byte, 0, max(want, batch.MaxBytes+batch.MaxBytes/8))
 	}
-	body = appendPutBody(body[:0], st.group, st.name, b.Events, tails)
+	body = appendPutBody(body[:0], st.group, st.name, b.Events)
 	defer func() {
-		// Escaping can grow a message up to 6x: do not keep a rare huge
+		// Escaping can grow a message up to 7x: do not keep a rare huge
 		// buffer.
 		if cap(body) <= 2*batch.MaxBytes {
 			select {

@@ -28,6 +28,7 @@ import (
 
 	"github.com/nodekit/nodekit/pkg/logship/batch"
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
+	"github.com/nodekit/nodekit/pkg/logship/record"
 )
 
 type commits struct {
@@ -299,7 +300,8 @@ func TestFastPutBodyMatchesSDK(t *testing.T) {
 	var events []batch.Event
 	var in []types.InputLogEvent
 	for i, m := range msgs {
-		events = append(events, batch.Event{Timestamp: int64(1700000000000 + i), Message: []byte(m)})
+		wire, _ := record.AppendEscaped(nil, []byte(m), 1<<30)
+		events = append(events, batch.Event{Timestamp: int64(1700000000000 + i), Message: wire, Size: len(m)})
 		in = append(in, types.InputLogEvent{Timestamp: aws.Int64(int64(1700000000000 + i)), Message: aws.String(m)})
 	}
 	bodies := map[string][]byte{}
@@ -320,10 +322,7 @@ func TestFastPutBodyMatchesSDK(t *testing.T) {
 		ctx := context.Background()
 		if fast {
 			opts = append(opts, WithFastPut)
-			// The first message ends with a pre-escaped tail.
-			tails := make([]msgTail, len(events))
-			tails[0] = msgTail{raw: len(`","stream":"stdout"}`), esc: []byte(`\",\"stream\":\"stdout\"}`)}
-			ctx = withBody(ctx, appendPutBody(nil, "/g", "s\"1", events, tails))
+			ctx = withBody(ctx, appendPutBody(nil, "/g", "s\"1", events))
 		}
 		client := cloudwatchlogs.New(cloudwatchlogs.Options{
 			Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
@@ -424,5 +423,32 @@ func TestPausedReaderWakesStreams(t *testing.T) {
 	}
 	if n != total {
 		t.Fatalf("delivered %d of %d events", n, total)
+	}
+}
+
+// TestNewNeedsFastPut: the Sender writes the events only into the body it
+// builds, so an SDK client that would serialize the (empty) input instead
+// must be refused up front.
+func TestNewNeedsFastPut(t *testing.T) {
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	cfg := Config{BatchWait: time.Second, MaxBufferBytes: 4 << 20, MaxBackoff: time.Second}
+	for _, tc := range []struct {
+		name    string
+		opts    []func(*cloudwatchlogs.Options)
+		wantErr bool
+	}{
+		{"without_fast_put", nil, true},
+		{"with_fast_put", []func(*cloudwatchlogs.Options){WithFastPut}, false},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			client := cloudwatchlogs.New(cloudwatchlogs.Options{Region: "us-east-1"}, tc.opts...)
+			_, err := New(cfg, client, &commits{}, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+			if (err != nil) != tc.wantErr {
+				t.Fatalf("New: err = %v, want error %v", err, tc.wantErr)
+			}
+		})
 	}
 }

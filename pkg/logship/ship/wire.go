@@ -58,34 +58,51 @@ func (p *putProtocol) SerializeRequest(ctx context.Context, schema *smithy.Opera
 	return nil
 }
 
-// msgTail is the constant end of an event's message: its raw length and its
-// escaped form.
-type msgTail struct {
-	raw int
-	esc []byte
+// PutBody returns the PutLogEvents request body a Sender built for this
+// call (nil if none): the SDK client sends it through WithFastPut, and a
+// Client of another kind (a test double) reads the events from it.
+func PutBody(ctx context.Context) []byte {
+	body, _ := ctx.Value(bodyKey{}).([]byte)
+	return body
 }
 
-// appendPutBody writes the PutLogEvents JSON request for events; tails,
-// when not nil, has one entry per event.
-func appendPutBody(dst []byte, group, stream string, events []batch.Event, tails []msgTail) []byte {
+// Per event: `{"timestamp":` 13 bytes, at most 20 digits, `,"message":"`
+// 12, `"}` and a comma.
+const eventFrame = 13 + 20 + 12 + 2 + 1
+
+// putBodySize bounds the length of appendPutBody's output.
+func putBodySize(group, stream string, events []batch.Event) int {
+	// A name escapes to at most 6 bytes per byte.
+	n := 64 + 6*(len(group)+len(stream))
+	for _, e := range events {
+		n += eventFrame + len(e.Message)
+	}
+	return n
+}
+
+// appendPutBody writes the PutLogEvents JSON request for events, whose
+// messages are in wire form (JSON-escaped: see Chunk).
+func appendPutBody(dst []byte, group, stream string, events []batch.Event) []byte {
 	dst = append(dst, `{"logGroupName":"`...)
 	dst, _ = record.AppendEscaped(dst, []byte(group), 1<<30)
 	dst = append(dst, `","logStreamName":"`...)
 	dst, _ = record.AppendEscaped(dst, []byte(stream), 1<<30)
 	dst = append(dst, `","logEvents":[`...)
+	// Neighbouring lines mostly share their millisecond: format each
+	// timestamp once.
+	var ts [20]byte
+	last, digits := int64(-1), ts[:0]
 	for i, e := range events {
 		if i > 0 {
 			dst = append(dst, ',')
 		}
 		dst = append(dst, `{"timestamp":`...)
-		dst = strconv.AppendInt(dst, e.Timestamp, 10)
-		dst = append(dst, `,"message":"`...)
-		if i < len(tails) && tails[i].raw > 0 {
-			dst, _ = record.AppendEscaped(dst, e.Message[:len(e.Message)-tails[i].raw], 1<<30)
-			dst = append(dst, tails[i].esc...)
-		} else {
-			dst, _ = record.AppendEscaped(dst, e.Message, 1<<30)
+		if e.Timestamp != last {
+			last, digits = e.Timestamp, strconv.AppendInt(ts[:0], e.Timestamp, 10)
 		}
+		dst = append(dst, digits...)
+		dst = append(dst, `,"message":"`...)
+		dst = append(dst, e.Message...)
 		dst = append(dst, `"}`...)
 	}
 	return append(dst, "]}"...)

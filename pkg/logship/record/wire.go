@@ -1,0 +1,165 @@
+package record
+
+import (
+	"time"
+	"unicode/utf8"
+)
+
+// A record travels to CloudWatch inside the JSON string of a PutLogEvents
+// event's "message": a record is JSON, so the request body holds it escaped
+// a second time. AppendWire writes that escaped form directly, escaping the
+// log text for both levels in one pass and copying the constant parts of
+// the record escaped once per Encoder, so the body is assembled by copying
+// rather than by escaping every record again.
+
+// wire holds an Encoder's constant record parts in their wire form.
+type wire struct {
+	headLog, headStream, headTime []byte
+	// tail is `"` and the suffix: what follows the time.
+	tail    []byte
+	tailRaw int
+}
+
+func newWire(suffix []byte) wire {
+	esc := func(s []byte) []byte {
+		out, _ := AppendEscaped(nil, s, 1<<30)
+		return out
+	}
+	tail := append([]byte{'"'}, suffix...)
+	return wire{
+		headLog: esc([]byte(headLog)), headStream: esc([]byte(headStream)), headTime: esc([]byte(headTime)),
+		tail: esc(tail), tailRaw: len(tail),
+	}
+}
+
+// AppendWire is Append for the request body: it appends each record as it
+// appears between the quotes of a JSON string (the record JSON-escaped) and
+// calls emit with its bounds in dst and its size as CloudWatch counts it
+// (the UTF-8 bytes of the record itself, which is what the limits are
+// about). The records are exactly Append's, split at the same places.
+func (e *Encoder) AppendWire(dst []byte, msg []byte, stream string, timeRaw []byte, now func() time.Time, emit func(start, end, size int)) []byte {
+	var tbuf [40]byte
+	if len(timeRaw) == 0 || len(timeRaw) > len(tbuf) {
+		timeRaw = now().UTC().AppendFormat(tbuf[:0], time.RFC3339Nano)
+	}
+	budget := e.budget(len(timeRaw))
+	// stream and timeRaw need no escaping: the parser hands over
+	// "stdout"/"stderr" and a timestamp of digits and punctuation; anything
+	// else goes through the escaper like the log text.
+	plain := isPlain(stream) && isPlain(timeRaw)
+	for first := true; first || len(msg) > 0; first = false {
+		start := len(dst)
+		dst = append(dst, e.wire.headLog...)
+		var n, raw int
+		dst, n, raw = appendEscapedTwice(dst, msg, budget)
+		msg = msg[n:]
+		size := len(headLog) + raw + len(headStream) + len(stream) + len(headTime) + len(timeRaw) + e.wire.tailRaw
+		dst = append(dst, e.wire.headStream...)
+		if plain {
+			dst = append(dst, stream...)
+			dst = append(dst, e.wire.headTime...)
+			dst = append(dst, timeRaw...)
+		} else {
+			// Append escapes neither; keep the same record, escaped for
+			// the body.
+			dst = appendBody(dst, []byte(stream))
+			dst = append(dst, e.wire.headTime...)
+			dst = appendBody(dst, timeRaw)
+		}
+		dst = append(dst, e.wire.tail...)
+		emit(start, len(dst), size)
+	}
+	return dst
+}
+
+// isPlain reports whether s needs no escaping inside a JSON string.
+func isPlain[T string | []byte](s T) bool {
+	for i := 0; i < len(s); i++ {
+		if !safe[s[i]] {
+			return false
+		}
+	}
+	return true
+}
+
+// appendBody escapes raw record bytes for the body (one level).
+func appendBody(dst, s []byte) []byte {
+	dst, _ = AppendEscaped(dst, s, 1<<30)
+	return dst
+}
+
+// twice maps a plain-ASCII byte that the record escapes with a short
+// sequence to that sequence escaped again for the body.
+var twice = func() (t [utf8.RuneSelf]string) {
+	t['"'], t['\\'] = `\\\"`, `\\\\`
+	t['\n'], t['\r'], t['\t'] = `\\n`, `\\r`, `\\t`
+	return t
+}()
+
+// appendEscapedTwice appends src escaped as AppendEscaped would, then
+// escaped once more for a JSON string, writing at most budget bytes of the
+// once-escaped form. It returns how many bytes of src it consumed and the
+// once-escaped length written (the record bytes CloudWatch counts).
+func appendEscapedTwice(dst, src []byte, budget int) ([]byte, int, int) {
+	raw, i := 0, 0
+	for i < len(src) {
+		// Copy the run of plain ASCII in one append: the same bytes at
+		// both levels.
+		end := min(len(src), i+budget-raw)
+		j := i
+		for j < end && safe[src[j]] {
+			j++
+		}
+		dst = append(dst, src[i:j]...)
+		raw += j - i
+		i = j
+		if i >= len(src) || raw >= budget {
+			break
+		}
+		c := src[i]
+		if c < utf8.RuneSelf {
+			if esc := twice[c]; esc != "" {
+				if raw+2 > budget {
+					break
+				}
+				dst = append(dst, esc...)
+				raw += 2
+			} else {
+				// \u00XX once, \\u00XX twice.
+				if raw+6 > budget {
+					break
+				}
+				dst = append(dst, '\\', '\\', 'u', '0', '0', hexDigits[c>>4], hexDigits[c&0xF])
+				raw += 6
+			}
+			i++
+			continue
+		}
+		r, size := utf8.DecodeRune(src[i:])
+		if r == utf8.RuneError && size == 1 {
+			if raw+3 > budget {
+				break
+			}
+			dst = append(dst, "\uFFFD"...)
+			raw += 3
+			i++
+			continue
+		}
+		if r == '\u2028' || r == '\u2029' {
+			if raw+6 > budget {
+				break
+			}
+			dst = append(dst, '\\', '\\', 'u', '2', '0', '2', hexDigits[r&0xF])
+			raw += 6
+			i += size
+			continue
+		}
+		if raw+size > budget {
+			break
+		}
+		dst = append(dst, src[i:i+size]...)
+		raw += size
+		i += size
+	}
+	return dst, i, raw
+}
