@@ -1,14 +1,17 @@
 package nodeexp
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"regexp"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
+	"golang.org/x/sys/unix"
 )
 
 const namespace = "node"
@@ -97,4 +100,36 @@ func (f *fieldFilter) keepBytes(name []byte) bool {
 		}
 	}
 	return k
+}
+
+// readFileInto reads the file at path into buf, reused from its start and
+// grown as needed, and returns the contents. It calls open(2), read(2)
+// and close(2) directly: os.Open also asks epoll to watch the descriptor,
+// a syscall that always fails for /proc and /sys files.
+func readFileInto(path string, buf []byte) ([]byte, error) {
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return buf[:0], &os.PathError{Op: "open", Path: path, Err: err}
+	}
+	defer unix.Close(fd)
+	if cap(buf) < 4096 {
+		buf = make([]byte, 0, 4096)
+	}
+	buf = buf[:0]
+	for {
+		if len(buf) == cap(buf) {
+			buf = slices.Grow(buf, cap(buf))
+		}
+		n, err := unix.Read(fd, buf[len(buf):cap(buf)])
+		if errors.Is(err, unix.EINTR) {
+			continue
+		}
+		if err != nil {
+			return buf[:0], &os.PathError{Op: "read", Path: path, Err: err}
+		}
+		if n <= 0 {
+			return buf, nil
+		}
+		buf = buf[:len(buf)+n]
+	}
 }
