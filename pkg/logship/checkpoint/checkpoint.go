@@ -11,12 +11,12 @@
 package checkpoint
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"log/slog"
-	"maps"
 	"os"
 	"path/filepath"
 	"sync"
@@ -53,6 +53,11 @@ type Store struct {
 	done      chan struct{}
 	kick      chan struct{}
 	stopped   chan struct{}
+
+	// Owned by Run: the encoding buffer and the state directory, kept
+	// open for its fsyncs (a write per accepted batch on a busy node).
+	buf bytes.Buffer
+	dir *os.File
 }
 
 // Open loads the state in dir, creating dir if needed. A corrupt state file
@@ -155,6 +160,12 @@ func (s *Store) change(ctx context.Context, f func(map[string]Position)) error {
 // Run writes changes until ctx ends, then writes once more and returns.
 func (s *Store) Run(ctx context.Context) error {
 	defer close(s.stopped)
+	defer func() {
+		if s.dir != nil {
+			s.dir.Close()
+			s.dir = nil
+		}
+	}()
 	for {
 		select {
 		case <-ctx.Done():
@@ -175,10 +186,13 @@ func (s *Store) flush() {
 		return
 	}
 	gen := s.gen
-	data, err := json.Marshal(state{Version: 1, Positions: maps.Clone(s.positions)})
+	// Encoded under the lock (a few hundred bytes per container), into a
+	// buffer kept across writes.
+	s.buf.Reset()
+	err := json.NewEncoder(&s.buf).Encode(state{Version: 1, Positions: s.positions})
 	s.mu.Unlock()
 	if err == nil {
-		err = writeAtomic(s.path, data)
+		err = s.writeAtomic(s.buf.Bytes())
 	}
 	if err != nil {
 		s.logger.Error("saving positions failed; lines may be shipped again after a restart", "path", s.path, "err", err)
@@ -191,33 +205,39 @@ func (s *Store) flush() {
 	s.mu.Unlock()
 }
 
-func writeAtomic(path string, data []byte) error {
-	dir := filepath.Dir(path)
-	tmp, err := os.CreateTemp(dir, ".positions-*")
+// writeAtomic replaces the state file with data: write a temporary file
+// (one name: Run is the only writer, and a leftover of a crash is simply
+// truncated), fsync it, rename it over the state file, fsync the directory.
+func (s *Store) writeAtomic(data []byte) error {
+	tmp := s.path + ".tmp"
+	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("creating temporary positions file in %s: %w", dir, err)
+		return fmt.Errorf("creating temporary positions file %s: %w", tmp, err)
 	}
-	defer os.Remove(tmp.Name()) // no-op after the rename
-	if _, err := tmp.Write(data); err != nil {
-		tmp.Close()
-		return fmt.Errorf("writing %s: %w", tmp.Name(), err)
+	if _, err := f.Write(data); err != nil {
+		f.Close()
+		return fmt.Errorf("writing %s: %w", tmp, err)
 	}
-	if err := tmp.Sync(); err != nil {
-		tmp.Close()
-		return fmt.Errorf("syncing %s: %w", tmp.Name(), err)
+	if err := f.Sync(); err != nil {
+		f.Close()
+		return fmt.Errorf("syncing %s: %w", tmp, err)
 	}
-	if err := tmp.Close(); err != nil {
-		return fmt.Errorf("closing %s: %w", tmp.Name(), err)
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("closing %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp.Name(), path); err != nil {
-		return fmt.Errorf("replacing %s: %w", path, err)
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("replacing %s: %w", s.path, err)
 	}
-	d, err := os.Open(dir)
-	if err != nil {
-		return fmt.Errorf("opening %s to sync it: %w", dir, err)
+	dir := filepath.Dir(s.path)
+	if s.dir == nil {
+		if s.dir, err = os.Open(dir); err != nil {
+			return fmt.Errorf("opening %s to sync it: %w", dir, err)
+		}
 	}
-	defer d.Close()
-	if err := d.Sync(); err != nil {
+	if err := s.dir.Sync(); err != nil {
+		// Reopen next time, in case the handle went bad.
+		s.dir.Close()
+		s.dir = nil
 		return fmt.Errorf("syncing directory %s: %w", dir, err)
 	}
 	return nil

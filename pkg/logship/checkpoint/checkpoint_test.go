@@ -182,3 +182,34 @@ func helper() {
 		fmt.Println(i)
 	}
 }
+
+// BenchmarkCommit is the cost of one durable commit with 50 containers'
+// positions in the file (a sender commits after every accepted batch).
+func BenchmarkCommit(b *testing.B) {
+	s, err := Open(b.TempDir(), discard())
+	if err != nil {
+		b.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- s.Run(ctx) }()
+	defer func() {
+		cancel()
+		if err := <-done; err != nil {
+			b.Error(err)
+		}
+	}()
+	pos := Position{Path: "/var/log/pods/shop_web-1_0b5e7f0e-8f0a-4f7e-9a57-2f5b2c1f8c11/app/0.log", ID: tail.Identity{Dev: 1, Ino: 2, FPLen: 3, FP: 4}}
+	for i := range 50 {
+		if err := s.Commit(ctx, fmt.Sprintf("shop_web-%d_app", i), pos); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.ReportAllocs()
+	for b.Loop() {
+		pos.Offset++
+		if err := s.Commit(ctx, "shop_web-1_app", pos); err != nil {
+			b.Fatal(err)
+		}
+	}
+}
