@@ -15,9 +15,6 @@ import (
 	"time"
 )
 
-// idleBuffer is the read buffer of a file with nothing new to read.
-const idleBuffer = 16 << 10
-
 // Config tunes a Follower.
 type Config struct {
 	// PollInterval is how often a file at its end is checked for growth,
@@ -32,11 +29,16 @@ type Config struct {
 	// it is read; after that its unread bytes are given up (and reported
 	// through Lost), so a stuck reader cannot pin disk space forever.
 	MaxHold time.Duration
+
+	// buffers lends read buffers; DefaultConfig's is shared by every
+	// Follower opened with a copy of it, and a Config without one gets
+	// a pool of its own at Open.
+	buffers *bufferPool
 }
 
 // DefaultConfig is what logship uses.
 func DefaultConfig() Config {
-	return Config{PollInterval: 250 * time.Millisecond, BufferSize: 256 << 10, MaxLine: 4 << 20, MaxHold: 10 * time.Minute}
+	return Config{PollInterval: 250 * time.Millisecond, BufferSize: 256 << 10, MaxLine: 4 << 20, MaxHold: 10 * time.Minute, buffers: new(bufferPool)}
 }
 
 // Position is where to start reading a stream: the file (by path and
@@ -72,11 +74,15 @@ type Follower struct {
 	logger *slog.Logger
 	now    func() time.Time
 
-	f      *os.File
-	name   string // path f was opened as
-	id     Identity
-	off    int64 // offset of buf[0] in f
+	f    *os.File
+	name string // path f was opened as
+	id   Identity
+	off  int64 // offset of buf[0] in f
+	// buf is borrowed from cfg.buffers (bufp is its holder) while there
+	// is data to hand out or a partial line to keep, and nil otherwise:
+	// a caught-up file holds no buffer.
 	buf    []byte
+	bufp   *[]byte
 	filled int  // bytes of buf holding data
 	full   bool // the last read filled buf: the file is busy
 	handed int  // bytes of buf handed out by the last Next
@@ -108,6 +114,9 @@ type Follower struct {
 func Open(path string, from *Position, cfg Config, logger *slog.Logger) (*Follower, error) {
 	if cfg.BufferSize <= 0 || cfg.PollInterval <= 0 || cfg.MaxLine < cfg.BufferSize {
 		return nil, fmt.Errorf("invalid tail config for %s: %+v", path, cfg)
+	}
+	if cfg.buffers == nil {
+		cfg.buffers = new(bufferPool)
 	}
 	fl := &Follower{path: path, cfg: cfg, logger: logger.With("path", path), now: time.Now, wake: make(chan struct{}, 1)}
 	if from != nil {
@@ -202,8 +211,9 @@ func (fl *Follower) HeldBytes() int64 { return fl.held.Load() }
 // Lost counts files given up before they were read to their end.
 func (fl *Follower) Lost() int64 { return fl.lost.Load() }
 
-// Close releases the open file.
+// Close releases the open file and the read buffer.
 func (fl *Follower) Close() error {
+	fl.release()
 	if fl.f == nil {
 		return nil
 	}
@@ -221,6 +231,11 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 		fl.filled -= fl.handed
 		fl.off += int64(fl.handed)
 		fl.handed = 0
+	}
+	if fl.filled == 0 {
+		// Caught up (or between files): give the buffer back; the
+		// next read borrows one.
+		fl.release()
 	}
 	for {
 		if fl.done {
@@ -349,32 +364,31 @@ func (fl *Follower) openNext() (bool, error) {
 	if len(fl.queue) == 0 {
 		fl.after = ""
 	}
-	if fl.buf == nil {
-		fl.buf = make([]byte, min(idleBuffer, fl.cfg.BufferSize))
-	}
 	return true, nil
 }
 
 // read reads more of f and returns the complete lines in the buffer.
 func (fl *Follower) read() (Chunk, bool, error) {
+	small := min(idleBuffer, fl.cfg.BufferSize)
 	for {
-		if fl.filled == len(fl.buf) {
+		switch {
+		case fl.buf == nil && fl.full:
+			// Busy the last time it was read: straight to large reads.
+			fl.resize(fl.cfg.BufferSize)
+		case fl.buf == nil:
+			fl.resize(small)
+		case fl.filled == len(fl.buf):
 			if len(fl.buf) >= fl.cfg.MaxLine {
 				// A line longer than MaxLine: hand it out in pieces.
 				return fl.hand(fl.filled, false), true, nil
 			}
-			nb := make([]byte, min(2*len(fl.buf), fl.cfg.MaxLine))
-			copy(nb, fl.buf[:fl.filled])
-			fl.buf = nb
-		}
-		if (fl.full || fl.filled > len(fl.buf)/2) && len(fl.buf) < fl.cfg.BufferSize {
+			fl.resize(min(max(2*len(fl.buf), fl.cfg.BufferSize), fl.cfg.MaxLine))
+		case (fl.full || fl.filled > len(fl.buf)/2) && len(fl.buf) < fl.cfg.BufferSize:
 			// A busy file (the last read filled the buffer, or a long
 			// line is pending): read in large blocks. After a hand-off
 			// only a partial line is left, so "filled" alone would keep
-			// a burst reading 16 KiB at a time.
-			nb := make([]byte, min(2*len(fl.buf), fl.cfg.BufferSize))
-			copy(nb, fl.buf[:fl.filled])
-			fl.buf = nb
+			// a burst reading small blocks.
+			fl.resize(fl.cfg.BufferSize)
 		}
 		n, err := fl.f.Read(fl.buf[fl.filled:])
 		fl.full = n > 0 && fl.filled+n == len(fl.buf)
@@ -402,21 +416,38 @@ func (fl *Follower) read() (Chunk, bool, error) {
 		}
 		if n > 0 {
 			if i := bytes.LastIndexByte(fl.buf[fl.filled-n:fl.filled], '\n'); i >= 0 {
-				// Keep a large buffer for big bursts, and a small one for
-				// the many idle files.
 				return fl.hand(fl.filled-n+i+1, false), true, nil
 			}
 			continue
 		}
-		if len(fl.buf) > idleBuffer && fl.filled <= idleBuffer/2 {
-			// At the end of the file: an idle file (most of a node's)
-			// keeps a small buffer; a busy one grows it again.
-			nb := make([]byte, min(idleBuffer, fl.cfg.BufferSize))
-			copy(nb, fl.buf[:fl.filled])
-			fl.buf = nb
+		// At the end of the file: a caught-up file (most of a node's)
+		// holds no buffer, or a small one for a partial line; a busy one
+		// borrows a large one again.
+		switch {
+		case fl.filled == 0:
+			fl.release()
+		case len(fl.buf) > small && fl.filled <= small/2:
+			fl.resize(small)
 		}
 		return Chunk{}, false, nil
 	}
+}
+
+// resize moves what buf holds to a borrowed buffer of n bytes and gives
+// the old one back.
+func (fl *Follower) resize(n int) {
+	nb := fl.cfg.buffers.get(n, fl.cfg.BufferSize)
+	copy(*nb, fl.buf[:fl.filled])
+	fl.release()
+	fl.bufp, fl.buf = nb, *nb
+}
+
+// release gives the buffer back to the pool.
+func (fl *Follower) release() {
+	if fl.bufp != nil {
+		fl.cfg.buffers.put(fl.bufp, fl.cfg.BufferSize)
+	}
+	fl.bufp, fl.buf = nil, nil
 }
 
 func (fl *Follower) hand(n int, final bool) Chunk {
