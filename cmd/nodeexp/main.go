@@ -119,6 +119,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	if err != nil {
 		return fmt.Errorf("creating node collectors: %w", err)
 	}
+	defer exp.Close()
 	logger.Info("starting nodeexp", "version", agent.Version(), "collectors", exp.Collectors())
 
 	// Ready after the first collection, which nodeexp runs itself: waiting

@@ -110,6 +110,20 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 	}, nil
 }
 
+// Close releases what collectors keep between scrapes (open files), for
+// collectors that implement io.Closer. Scrapes may follow; they reopen.
+func (e *Exporter) Close() error {
+	var errs []error
+	for _, name := range e.names {
+		if c, ok := e.collectors[name].(io.Closer); ok {
+			if err := c.Close(); err != nil {
+				errs = append(errs, fmt.Errorf("closing collector %s: %w", name, err))
+			}
+		}
+	}
+	return errors.Join(errs...)
+}
+
 // Collectors returns the names of the enabled collectors, sorted.
 func (e *Exporter) Collectors() []string { return slices.Clone(e.names) }
 

@@ -74,6 +74,7 @@ func newFixtureExporter(t testing.TB) *Exporter {
 	if err != nil {
 		t.Fatalf("NewExporter: %v", err)
 	}
+	t.Cleanup(func() { e.Close() })
 	e.collectors["time"].(*timeCollector).clock = func() time.Time { return time.Unix(1700000000, 500000000).UTC() }
 	e.collectors["timex"].(*timexCollector).adjtimex = func(tx *unix.Timex) (int, error) {
 		*tx = unix.Timex{Offset: -1500, Freq: 655360, Maxerror: 16000, Esterror: 8000, Status: 0x2001, Constant: 2, Tick: 10000, Tai: 37}
