@@ -8,6 +8,8 @@ import (
 	"testing"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sys/unix"
 )
@@ -47,13 +49,17 @@ func cpuTime(tb testing.TB) time.Duration {
 }
 
 // BenchmarkHandler is one scrape as Prometheus makes it: the HTTP handler
-// with gzip, on this machine's default collector set, without the socket.
+// with gzip, on this machine's default collector set plus the process and
+// Go metrics nodeexp serves (pkg/agent's registry), without the socket.
 func BenchmarkHandler(b *testing.B) {
 	e, err := NewExporter(DefaultConfig(), discard(), nil)
 	if err != nil {
 		b.Fatal(err)
 	}
-	h := e.Handler(nil, nil)
+	b.Cleanup(func() { e.Close() })
+	self := prometheus.NewRegistry()
+	self.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
+	h := e.Handler(self, nil)
 	req := httptest.NewRequest(http.MethodGet, "/metrics", nil)
 	req.Header.Set("Accept-Encoding", "gzip")
 	w := &discardResponse{h: http.Header{}}

@@ -373,3 +373,45 @@ func TestAcceptsGzip(t *testing.T) {
 		}
 	}
 }
+
+// TestMergedGatherer checks that merging two registries gives what
+// prometheus.Gatherers gives: sorted families, and families of the same
+// name merged or reported as Gatherers does.
+func TestMergedGatherer(t *testing.T) {
+	gauge := func(reg *prometheus.Registry, name, help string, labels prometheus.Labels) {
+		reg.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: name, Help: help, ConstLabels: labels}))
+	}
+	for _, tc := range []struct {
+		name    string
+		a, b    func(*prometheus.Registry)
+		wantErr bool
+	}{
+		{"disjoint", func(r *prometheus.Registry) { gauge(r, "node_b", "b", nil); gauge(r, "node_z", "z", nil) },
+			func(r *prometheus.Registry) { gauge(r, "go_a", "a", nil); gauge(r, "process_c", "c", nil) }, false},
+		{"same family, other series", func(r *prometheus.Registry) { gauge(r, "x", "h", prometheus.Labels{"k": "1"}) },
+			func(r *prometheus.Registry) { gauge(r, "x", "h", prometheus.Labels{"k": "2"}) }, false},
+		{"same series", func(r *prometheus.Registry) { gauge(r, "x", "h", nil) },
+			func(r *prometheus.Registry) { gauge(r, "x", "h", nil) }, true},
+		{"other help", func(r *prometheus.Registry) { gauge(r, "x", "h", nil) },
+			func(r *prometheus.Registry) { gauge(r, "x", "other", prometheus.Labels{"k": "2"}) }, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			a, b := prometheus.NewRegistry(), prometheus.NewRegistry()
+			tc.a(a)
+			tc.b(b)
+			got, err := mergedGatherer{a, b}.Gather()
+			want, wantErr := prometheus.Gatherers{a, b}.Gather()
+			if (err != nil) != tc.wantErr || (wantErr != nil) != tc.wantErr {
+				t.Fatalf("errors: merged %v, Gatherers %v; want error %v", err, wantErr, tc.wantErr)
+			}
+			if len(got) != len(want) {
+				t.Fatalf("merged %d families, Gatherers %d", len(got), len(want))
+			}
+			for i := range got {
+				if got[i].String() != want[i].String() {
+					t.Errorf("family %d: merged %v, Gatherers %v", i, got[i], want[i])
+				}
+			}
+		})
+	}
+}
