@@ -309,10 +309,21 @@ func (p *Parser) emitFragment(s Stream, end int64, final bool) {
 
 // cri parses "<time> <stream> <tag> <msg>".
 func (p *Parser) cri(line []byte, start, end int64) {
-	hdr, rest, ok := p.times.criFast(line)
-	if !ok || p.slowOnly {
-		hdr, rest, ok = parseCRIHeader(line, &p.times)
+	if t, s, final, ok := p.times.criFast(line); ok && !p.slowOnly {
+		var msg []byte
+		if len(line) > criFastLen {
+			msg = line[criFastLen+1:]
+		}
+		if final && !p.partial[0].open && !p.partial[1].open && len(msg) <= p.maxBytes {
+			// A whole line and nothing being joined: what add would
+			// do, without its arguments spilled to the stack.
+			p.emit(Entry{Time: t, TimeRaw: line[:30], Stream: s, Log: msg, Pos: end})
+			return
+		}
+		p.add(s, t, line[:30], msg, final, start, end)
+		return
 	}
+	hdr, rest, ok := parseCRIHeader(line, &p.times)
 	if !ok {
 		p.raw(line, start, end)
 		return

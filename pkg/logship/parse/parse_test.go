@@ -379,7 +379,7 @@ func TestCRIFastPathTaken(t *testing.T) {
 			if _, ok := c.parse([]byte(t1)); !ok {
 				t.Fatal("priming the cache failed")
 			}
-			_, _, ok := c.criFast([]byte(tt.line))
+			_, _, _, ok := c.criFast([]byte(tt.line))
 			if ok != tt.fast {
 				t.Fatalf("criFast took %v, want %v", ok, tt.fast)
 			}
