@@ -383,6 +383,10 @@ func (r *reader) newParser() {
 // entry encodes one parsed entry into the current chunk.
 func (r *reader) entry(e parse.Entry) {
 	if r.out == nil {
+		// Full-size buffers from the start, even for a quiet container:
+		// they come from the sender's spares, and the memory budget then
+		// bounds how many readers fill buffers at once. (Starting small
+		// and growing raised the suite's peak RSS from 29 to 35 MiB.)
 		r.out = r.stream.NewChunk(r.curPath, r.curID, chunkBytes+chunkBytes/4)
 	}
 	ts := e.Time / 1e6

@@ -20,6 +20,7 @@ import (
 	"log/slog"
 	"math/rand/v2"
 	"net/http"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -101,6 +102,10 @@ type Config struct {
 	// memory peak. Two calls of a full batch each are far more than a
 	// node's log rate; the backoff between retries holds no slot.
 	MaxPuts int
+	// IdleRelease is how long the Sender goes without records before it
+	// lets go of the buffers it keeps for reuse and hands the memory back
+	// to the OS (0: 5s): a burst must not pin its peak on a quiet node.
+	IdleRelease time.Duration
 }
 
 // Sender owns the streams. Create it with New; run each stream with
@@ -134,6 +139,44 @@ type Sender struct {
 	// wake the streams at once.
 	starveMu sync.Mutex
 	starved  chan struct{}
+	// active is when records last came in or went out (Unix ns); trimmed
+	// says the buffers were let go since.
+	active  atomic.Int64
+	trimmed atomic.Bool
+}
+
+// touch records activity, so an idle release happens again after it.
+func (s *Sender) touch() {
+	s.active.Store(time.Now().UnixNano())
+	if s.trimmed.Load() {
+		s.trimmed.Store(false)
+	}
+}
+
+// idle reports whether the Sender has had nothing to do for d.
+func (s *Sender) idle(now time.Time, d time.Duration) bool {
+	return now.UnixNano()-s.active.Load() >= int64(d)
+}
+
+// trim lets go of the reusable buffers once the Sender has been idle for
+// IdleRelease, and returns the memory to the OS. After a burst those
+// buffers are most of logship's heap; keeping them would hold the burst's
+// peak for good. Forcing the collection here (once per quiet spell, at
+// most once per IdleRelease) is what makes that memory free: an idle
+// process allocates too little to start a GC of its own.
+func (s *Sender) trim(now time.Time) {
+	if !s.idle(now, s.cfg.IdleRelease) || !s.trimmed.CompareAndSwap(false, true) {
+		return
+	}
+	for drained := false; !drained; {
+		select {
+		case <-s.spares:
+		case <-s.bodies:
+		default:
+			drained = true
+		}
+	}
+	debug.FreeOSMemory()
 }
 
 // starvedCh returns the channel closed when a reader next starts waiting.
@@ -163,6 +206,7 @@ const maxSpareBuf = 1 << 20
 // NewChunk returns an empty Chunk of the file path (id) with at least n
 // bytes of buffer, reusing the storage of chunks already sent.
 func (st *Stream) NewChunk(path string, id tail.Identity, n int) *Chunk {
+	st.s.touch()
 	c := &Chunk{Path: path, ID: id}
 	select {
 	case sp := <-st.s.spares:
@@ -188,12 +232,15 @@ func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *
 		}
 	}
 	puts := cmp.Or(cfg.MaxPuts, 2)
-	return &Sender{
+	cfg.IdleRelease = cmp.Or(cfg.IdleRelease, 5*time.Second)
+	s := &Sender{
 		cfg: cfg, client: client, commit: commit, logger: logger, metrics: metrics,
 		budget: semaphore.NewWeighted(cfg.MaxBufferBytes), groups: map[string]bool{},
 		starved: make(chan struct{}), puts: semaphore.NewWeighted(int64(puts)),
 		spares: make(chan spare, max(4, cfg.MaxBufferBytes/(256<<10))), bodies: make(chan []byte, puts),
-	}, nil
+	}
+	s.touch()
+	return s, nil
 }
 
 // Stream is one CloudWatch stream fed by one container's files.
@@ -314,11 +361,24 @@ func (st *Stream) Run(ctx context.Context) error {
 			if p.b.Len() > 0 && time.Since(p.born) >= st.s.cfg.BatchWait {
 				st.flush(ctx, &p)
 			}
+			if p.b.Len() == 0 {
+				st.idle(&p)
+			}
 		}
 		if ctx.Err() != nil {
 			return nil
 		}
 	}
+}
+
+// idle drops the stream's batch storage (up to MaxEvents entries) once
+// the Sender is quiet, then lets the Sender trim its own.
+func (st *Stream) idle(p *pending) {
+	now := time.Now()
+	if p.b.Events != nil && len(p.chunks) == 0 && st.s.idle(now, st.s.cfg.IdleRelease/2) {
+		p.b.Events, p.chunks = nil, nil
+	}
+	st.s.trim(now)
 }
 
 func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
@@ -441,7 +501,11 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.Put
 	}
 	defer s.puts.Release(1)
 	start := time.Now()
-	defer func() { s.metrics.putDuration.Observe(time.Since(start).Seconds()) }()
+	s.touch()
+	defer func() {
+		s.touch() // idle counts from the end of the last put
+		s.metrics.putDuration.Observe(time.Since(start).Seconds())
+	}()
 	// Request bodies come from a pool shared by all streams: a buffer per
 	// stream would pin megabytes per container on a busy node. Sizing the
 	// body exactly up front spares the copies (and zeroing) of growing it.

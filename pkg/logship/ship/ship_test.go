@@ -29,6 +29,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/batch"
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
 	"github.com/nodekit/nodekit/pkg/logship/record"
+	"github.com/nodekit/nodekit/pkg/logship/tail"
 )
 
 type commits struct {
@@ -450,5 +451,58 @@ func TestNewNeedsFastPut(t *testing.T) {
 				t.Fatalf("New: err = %v, want error %v", err, tc.wantErr)
 			}
 		})
+	}
+}
+
+// TestIdleReleasesBuffers: once nothing came in or went out for
+// IdleRelease, the buffers kept for reuse are let go; new records after
+// that are shipped as before.
+func TestIdleReleasesBuffers(t *testing.T) {
+	reg := prometheus.NewRegistry()
+	m, err := NewMetrics(reg)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var mu sync.Mutex
+	delivered := 0
+	fake := &FakeClient{PutLogEventsFunc: func(_ context.Context, in *cloudwatchlogs.PutLogEventsInput) (*cloudwatchlogs.PutLogEventsOutput, error) {
+		mu.Lock()
+		delivered += len(in.LogEvents)
+		mu.Unlock()
+		return &cloudwatchlogs.PutLogEventsOutput{}, nil
+	}}
+	s, err := New(Config{BatchWait: 10 * time.Millisecond, MaxBufferBytes: 4 << 20, MaxBackoff: time.Second, IdleRelease: 50 * time.Millisecond},
+		fake, &commits{}, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	st := s.NewStream("g", "s", "key", "shop", nil)
+	stop := run(t, st)
+	defer stop()
+	// Bounded poll on the sender's own state: nothing here is timed, the
+	// deadline only turns a hang into a failure.
+	waitFor := func(what string, cond func() bool) {
+		t.Helper()
+		deadline := time.Now().Add(30 * time.Second)
+		for !cond() {
+			if time.Now().After(deadline) {
+				t.Fatalf("timed out waiting for %s", what)
+			}
+			time.Sleep(5 * time.Millisecond)
+		}
+	}
+	ctx := context.Background()
+	for round := range 2 {
+		c := st.NewChunk("/p/0.log", tail.Identity{}, 1<<10)
+		c.Buf = append(c.Buf, fmt.Sprintf("msg-%d", round)...)
+		c.Events = append(c.Events, Event{Timestamp: int64(1000 + round), Start: 0, End: len(c.Buf), Pos: int64(round + 1)})
+		if err := st.Send(ctx, c); err != nil {
+			t.Fatal(err)
+		}
+		waitFor("delivery", func() bool { mu.Lock(); defer mu.Unlock(); return delivered == round+1 })
+		waitFor("the idle release", func() bool { return s.trimmed.Load() })
+		if n := len(s.spares) + len(s.bodies); n != 0 {
+			t.Fatalf("%d buffers still kept after the idle release", n)
+		}
 	}
 }
