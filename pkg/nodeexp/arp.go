@@ -14,8 +14,9 @@ import (
 // arpCollector counts neighbour entries per device from /proc/net/arp (the
 // "Node Exporter Full" dashboard graphs it).
 type arpCollector struct {
-	fs   procfs.FS
-	desc *prometheus.Desc
+	series seriesCache // label pairs of the series, across scrapes
+	fs     procfs.FS
+	desc   *prometheus.Desc
 }
 
 func newARPCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
@@ -36,7 +37,7 @@ func (c *arpCollector) Update(_ context.Context, ch chan<- prometheus.Metric) er
 		n[e.Device]++
 	}
 	for _, dev := range slices.Sorted(maps.Keys(n)) {
-		send(ch, c.desc, prometheus.GaugeValue, float64(n[dev]), dev)
+		c.series.send(ch, c.desc, prometheus.GaugeValue, float64(n[dev]), dev)
 	}
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 // master (/sys/class/net/bonding_masters; the node-mixin's
 // NodeBondingDegraded alert).
 type bondingCollector struct {
+	series         seriesCache // label pairs of the series, across scrapes
 	root           string
 	slaves, active *prometheus.Desc
 }
@@ -56,8 +57,8 @@ func (c *bondingCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 				up++
 			}
 		}
-		send(ch, c.slaves, prometheus.GaugeValue, float64(total), m)
-		send(ch, c.active, prometheus.GaugeValue, float64(up), m)
+		c.series.send(ch, c.slaves, prometheus.GaugeValue, float64(total), m)
+		c.series.send(ch, c.active, prometheus.GaugeValue, float64(up), m)
 	}
 	return nil
 }

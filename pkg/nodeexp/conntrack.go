@@ -16,6 +16,7 @@ import (
 // Kubernetes node a full table drops new connections, hence the node-mixin
 // alert on entries/limit.
 type conntrackCollector struct {
+	series     seriesCache // label pairs of the series, across scrapes
 	fs         procfs.FS
 	procPath   string
 	cur, limit *prometheus.Desc
@@ -59,8 +60,8 @@ func (c *conntrackCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 	if err != nil {
 		return conntrackErr(err)
 	}
-	send(ch, c.cur, prometheus.GaugeValue, float64(cur))
-	send(ch, c.limit, prometheus.GaugeValue, float64(limit))
+	c.series.send(ch, c.cur, prometheus.GaugeValue, float64(cur))
+	c.series.send(ch, c.limit, prometheus.GaugeValue, float64(limit))
 	entries, err := c.fs.ConntrackStat()
 	if err != nil {
 		return conntrackErr(err)
@@ -72,7 +73,7 @@ func (c *conntrackCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 		}
 	}
 	for i, v := range sum {
-		send(ch, c.stats[i], prometheus.GaugeValue, float64(v))
+		c.series.send(ch, c.stats[i], prometheus.GaugeValue, float64(v))
 	}
 	return nil
 }

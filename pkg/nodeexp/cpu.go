@@ -15,6 +15,7 @@ import (
 
 // cpuCollector reports per-CPU time from /proc/stat.
 type cpuCollector struct {
+	series seriesCache // label pairs of the series, across scrapes
 	fs     procfs.FS
 	logger *slog.Logger
 	cpu    *prometheus.Desc
@@ -60,10 +61,10 @@ func (c *cpuCollector) Update(_ context.Context, ch chan<- prometheus.Metric) er
 			mode string
 			v    float64
 		}{{"user", s.User}, {"nice", s.Nice}, {"system", s.System}, {"idle", s.Idle}, {"iowait", s.Iowait}, {"irq", s.IRQ}, {"softirq", s.SoftIRQ}, {"steal", s.Steal}} {
-			send(ch, c.cpu, prometheus.CounterValue, m.v, n, m.mode)
+			c.series.send(ch, c.cpu, prometheus.CounterValue, m.v, n, m.mode)
 		}
-		send(ch, c.guest, prometheus.CounterValue, s.Guest, n, "user")
-		send(ch, c.guest, prometheus.CounterValue, s.GuestNice, n, "nice")
+		c.series.send(ch, c.guest, prometheus.CounterValue, s.Guest, n, "user")
+		c.series.send(ch, c.guest, prometheus.CounterValue, s.GuestNice, n, "nice")
 	}
 	return nil
 }

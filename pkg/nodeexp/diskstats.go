@@ -19,6 +19,7 @@ import (
 // diskstatsCollector reports /proc/diskstats per whole disk, plus
 // node_disk_info and node_disk_filesystem_info from sysfs and udev.
 type diskstatsCollector struct {
+	series   seriesCache // label pairs of the series, across scrapes
 	fs       blockdevice.FS
 	path     string
 	udevPath string
@@ -126,7 +127,7 @@ func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 		if r, err := c.fs.SysBlockDeviceRotational(dev); err == nil && r == 1 {
 			rot = "1"
 		}
-		send(ch, c.info, prometheus.GaugeValue, 1, dev, f[0], f[1],
+		c.series.send(ch, c.info, prometheus.GaugeValue, 1, dev, f[0], f[1],
 			udev["ID_PATH"], udev["ID_WWN"], udev["ID_MODEL"], serial, udev["ID_REVISION"], rot)
 		// Sectors are 512 bytes whatever the device; times are in ms.
 		for _, i := range []int{2, 6} {
@@ -137,10 +138,10 @@ func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 		}
 		// Older kernels print fewer columns: only report what exists.
 		for i := range n {
-			send(ch, c.descs[i], c.types[i], v[i], dev)
+			c.series.send(ch, c.descs[i], c.types[i], v[i], dev)
 		}
 		if t := udev["ID_FS_TYPE"]; t != "" {
-			send(ch, c.fsInfo, prometheus.GaugeValue, 1, dev, t, udev["ID_FS_USAGE"], udev["ID_FS_UUID"], udev["ID_FS_VERSION"])
+			c.series.send(ch, c.fsInfo, prometheus.GaugeValue, 1, dev, t, udev["ID_FS_USAGE"], udev["ID_FS_UUID"], udev["ID_FS_VERSION"])
 		}
 	}
 	return nil

@@ -11,6 +11,7 @@ import (
 
 // entropyCollector reports the kernel random pool (/proc/sys/kernel/random).
 type entropyCollector struct {
+	series          seriesCache // label pairs of the series, across scrapes
 	fs              procfs.FS
 	avail, poolSize *prometheus.Desc
 }
@@ -35,10 +36,10 @@ func (c *entropyCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 	if r.EntropyAvaliable == nil {
 		return fmt.Errorf("couldn't get entropy_avail: %w", ErrNoData)
 	}
-	send(ch, c.avail, prometheus.GaugeValue, float64(*r.EntropyAvaliable))
+	c.series.send(ch, c.avail, prometheus.GaugeValue, float64(*r.EntropyAvaliable))
 	if r.PoolSize == nil {
 		return fmt.Errorf("couldn't get entropy poolsize: %w", ErrNoData)
 	}
-	send(ch, c.poolSize, prometheus.GaugeValue, float64(*r.PoolSize))
+	c.series.send(ch, c.poolSize, prometheus.GaugeValue, float64(*r.PoolSize))
 	return nil
 }

@@ -28,6 +28,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"google.golang.org/protobuf/proto"
 )
 
 // Collector gathers one group of metrics. Update is called once per scrape,
@@ -60,11 +61,14 @@ var (
 // Exporter runs a fixed set of collectors under a deadline. It is safe for
 // concurrent scrapes.
 type Exporter struct {
-	names      []string // sorted, for a stable exposition and log order
-	collectors map[string]Collector
-	logger     *slog.Logger
-	timeout    time.Duration
-	offset     time.Duration
+	names []string // sorted, for a stable exposition and log order
+	// collectorLabel holds each collector's {collector="<name>"} pair for
+	// node_scrape_collector_*, built once.
+	collectorLabel map[string][]*dto.LabelPair
+	collectors     map[string]Collector
+	logger         *slog.Logger
+	timeout        time.Duration
+	offset         time.Duration
 	// firstScrape is closed after the first complete scrape: nodeexp is ready
 	// once it has collected once.
 	firstOnce   sync.Once
@@ -100,14 +104,20 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 		}
 		cs[name] = c
 	}
+	label := make(map[string][]*dto.LabelPair, len(cs))
+	for name := range cs {
+		n := name
+		label[name] = []*dto.LabelPair{{Name: proto.String("collector"), Value: &n}}
+	}
 	return &Exporter{
-		names:       slices.Sorted(maps.Keys(cs)),
-		collectors:  cs,
-		logger:      logger,
-		timeout:     cfg.ScrapeTimeout,
-		offset:      cfg.ScrapeTimeoutOffset,
-		firstScrape: make(chan struct{}),
-		gzipFree:    make(chan *gzip.Writer, 1),
+		collectorLabel: label,
+		names:          slices.Sorted(maps.Keys(cs)),
+		collectors:     cs,
+		logger:         logger,
+		timeout:        cfg.ScrapeTimeout,
+		offset:         cfg.ScrapeTimeoutOffset,
+		firstScrape:    make(chan struct{}),
+		gzipFree:       make(chan *gzip.Writer, 1),
 	}, nil
 }
 
@@ -350,6 +360,7 @@ func (s *scrape) run(name string, c Collector, out chan<- prometheus.Metric) {
 			success = 0
 		}
 	}
-	out <- prometheus.MustNewConstMetric(scrapeDurationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), name)
-	out <- prometheus.MustNewConstMetric(scrapeSuccessDesc, prometheus.GaugeValue, success, name)
+	pairs := s.e.collectorLabel[name]
+	out <- &cachedMetric{desc: scrapeDurationDesc, typ: prometheus.GaugeValue, val: time.Since(start).Seconds(), pairs: pairs}
+	out <- &cachedMetric{desc: scrapeSuccessDesc, typ: prometheus.GaugeValue, val: success, pairs: pairs}
 }

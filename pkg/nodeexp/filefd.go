@@ -14,6 +14,7 @@ import (
 
 // filefdCollector reports /proc/sys/fs/file-nr.
 type filefdCollector struct {
+	series             seriesCache // label pairs of the series, across scrapes
 	path               string
 	allocated, maximum *prometheus.Desc
 }
@@ -41,7 +42,7 @@ func (c *filefdCollector) Update(_ context.Context, ch chan<- prometheus.Metric)
 	if err1 != nil || err2 != nil {
 		return fmt.Errorf("malformed %s: %q", c.path, b)
 	}
-	send(ch, c.allocated, prometheus.GaugeValue, alloc)
-	send(ch, c.maximum, prometheus.GaugeValue, maxFD)
+	c.series.send(ch, c.allocated, prometheus.GaugeValue, alloc)
+	c.series.send(ch, c.maximum, prometheus.GaugeValue, maxFD)
 	return nil
 }

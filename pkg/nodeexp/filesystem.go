@@ -29,6 +29,7 @@ type StatfsFunc func(path string, buf *unix.Statfs_t) error
 // the pending call returns, so a hung mount costs one goroutine, not one per
 // scrape, and never delays the scrape.
 type filesystemCollector struct {
+	series    seriesCache // label pairs of the series, across scrapes
 	procPath  string
 	rootPath  string
 	mpExclude *regexp.Regexp
@@ -217,21 +218,21 @@ func (c *filesystemCollector) emit(ch chan<- prometheus.Metric, p pendingStat, r
 	if r.err != nil {
 		devErr = 1
 	}
-	send(ch, c.devErr, prometheus.GaugeValue, devErr, lv...)
-	send(ch, c.ro, prometheus.GaugeValue, p.ro, lv...)
+	c.series.send(ch, c.devErr, prometheus.GaugeValue, devErr, lv...)
+	c.series.send(ch, c.ro, prometheus.GaugeValue, p.ro, lv...)
 	if r.err != nil {
 		return
 	}
 	bs := float64(r.buf.Bsize)
-	send(ch, c.size, prometheus.GaugeValue, float64(r.buf.Blocks)*bs, lv...)
-	send(ch, c.free, prometheus.GaugeValue, float64(r.buf.Bfree)*bs, lv...)
-	send(ch, c.avail, prometheus.GaugeValue, float64(r.buf.Bavail)*bs, lv...)
-	send(ch, c.files, prometheus.GaugeValue, float64(r.buf.Files), lv...)
-	send(ch, c.filesFree, prometheus.GaugeValue, float64(r.buf.Ffree), lv...)
-	send(ch, c.mountInfo, prometheus.GaugeValue, 1, l.device, l.major, l.minor, l.mountPoint)
+	c.series.send(ch, c.size, prometheus.GaugeValue, float64(r.buf.Blocks)*bs, lv...)
+	c.series.send(ch, c.free, prometheus.GaugeValue, float64(r.buf.Bfree)*bs, lv...)
+	c.series.send(ch, c.avail, prometheus.GaugeValue, float64(r.buf.Bavail)*bs, lv...)
+	c.series.send(ch, c.files, prometheus.GaugeValue, float64(r.buf.Files), lv...)
+	c.series.send(ch, c.filesFree, prometheus.GaugeValue, float64(r.buf.Ffree), lv...)
+	c.series.send(ch, c.mountInfo, prometheus.GaugeValue, 1, l.device, l.major, l.minor, l.mountPoint)
 	// node_exporter reports purgeable space (a macOS notion) as 0 on Linux;
 	// kept so the family set matches.
-	send(ch, c.purgeable, prometheus.GaugeValue, 0, lv...)
+	c.series.send(ch, c.purgeable, prometheus.GaugeValue, 0, lv...)
 }
 
 // readMounts returns the mounts to report, in mountinfo order, from PID 1's

@@ -11,8 +11,9 @@ import (
 
 // loadavgCollector reports /proc/loadavg.
 type loadavgCollector struct {
-	fs    procfs.FS
-	descs [3]*prometheus.Desc
+	series seriesCache // label pairs of the series, across scrapes
+	fs     procfs.FS
+	descs  [3]*prometheus.Desc
 }
 
 func newLoadavgCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
@@ -32,8 +33,8 @@ func (c *loadavgCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 	if err != nil {
 		return fmt.Errorf("couldn't get load: %w", err)
 	}
-	send(ch, c.descs[0], prometheus.GaugeValue, l.Load1)
-	send(ch, c.descs[1], prometheus.GaugeValue, l.Load5)
-	send(ch, c.descs[2], prometheus.GaugeValue, l.Load15)
+	c.series.send(ch, c.descs[0], prometheus.GaugeValue, l.Load1)
+	c.series.send(ch, c.descs[1], prometheus.GaugeValue, l.Load5)
+	c.series.send(ch, c.descs[2], prometheus.GaugeValue, l.Load15)
 	return nil
 }

@@ -16,6 +16,7 @@ import (
 // /sys/block/md*/md (the node-mixin's NodeRAIDDegraded and
 // NodeRAIDDiskFailure alerts read it).
 type mdadmCollector struct {
+	series                                               seriesCache // label pairs of the series, across scrapes
 	procfs                                               procfs.FS
 	sysfs                                                sysfs.FS
 	state                                                map[string]*prometheus.Desc // by mdstat activity state
@@ -61,19 +62,19 @@ func (c *mdadmCollector) Update(_ context.Context, ch chan<- prometheus.Metric) 
 		return fmt.Errorf("error parsing mdstatus: %w", err)
 	}
 	for _, s := range stats {
-		send(ch, c.required, prometheus.GaugeValue, float64(s.DisksTotal), s.Name)
-		send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksActive), s.Name, "active")
-		send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksFailed), s.Name, "failed")
-		send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksSpare), s.Name, "spare")
+		c.series.send(ch, c.required, prometheus.GaugeValue, float64(s.DisksTotal), s.Name)
+		c.series.send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksActive), s.Name, "active")
+		c.series.send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksFailed), s.Name, "failed")
+		c.series.send(ch, c.disks, prometheus.GaugeValue, float64(s.DisksSpare), s.Name, "spare")
 		for _, st := range mdStates {
 			v := 0.0
 			if s.ActivityState == st[0] {
 				v = 1
 			}
-			send(ch, c.state[st[0]], prometheus.GaugeValue, v, s.Name)
+			c.series.send(ch, c.state[st[0]], prometheus.GaugeValue, v, s.Name)
 		}
-		send(ch, c.blocks, prometheus.GaugeValue, float64(s.BlocksTotal), s.Name)
-		send(ch, c.synced, prometheus.GaugeValue, float64(s.BlocksSynced), s.Name)
+		c.series.send(ch, c.blocks, prometheus.GaugeValue, float64(s.BlocksTotal), s.Name)
+		c.series.send(ch, c.synced, prometheus.GaugeValue, float64(s.BlocksSynced), s.Name)
 	}
 	raids, err := c.sysfs.Mdraids()
 	if errors.Is(err, os.ErrNotExist) {
@@ -84,9 +85,9 @@ func (c *mdadmCollector) Update(_ context.Context, ch chan<- prometheus.Metric) 
 	}
 	for _, r := range raids {
 		if r.Disks != nil {
-			send(ch, c.raidDisks, prometheus.GaugeValue, float64(*r.Disks), r.Device)
+			c.series.send(ch, c.raidDisks, prometheus.GaugeValue, float64(*r.Disks), r.Device)
 		}
-		send(ch, c.degraded, prometheus.GaugeValue, float64(r.DegradedDisks), r.Device)
+		c.series.send(ch, c.degraded, prometheus.GaugeValue, float64(r.DegradedDisks), r.Device)
 	}
 	return nil
 }

@@ -20,8 +20,9 @@ import (
 // "Active(anon)" becomes Active_anon, fields in kB are converted to bytes and
 // get a _bytes suffix, unitless fields (HugePages_*) keep their name.
 type meminfoCollector struct {
-	path  string
-	descs descCache
+	series seriesCache // label pairs of the series, across scrapes
+	path   string
+	descs  descCache
 }
 
 func newMeminfoCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
@@ -39,7 +40,7 @@ func (c *meminfoCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 	}
 	for _, f := range fields {
 		d := c.descs.get("node_memory_"+f.name, "Memory information field "+f.name+".")
-		send(ch, d, prometheus.GaugeValue, f.value)
+		c.series.send(ch, d, prometheus.GaugeValue, f.value)
 	}
 	return nil
 }

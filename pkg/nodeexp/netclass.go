@@ -29,6 +29,7 @@ import (
 // nodeexp's cgroup, not its RSS: 100 KiB per interface, so the number kept
 // open is bounded; further interfaces are read the plain way.
 type netclassCollector struct {
+	series  seriesCache // label pairs of the series, across scrapes
 	fs      sysfs.FS
 	sysPath string
 	ignore  *regexp.Regexp
@@ -175,8 +176,8 @@ func (c *netclassCollector) Update(ctx context.Context, ch chan<- prometheus.Met
 			up = 1
 		}
 		flags, hasFlags := r.num(aFlags)
-		send(ch, c.up, prometheus.GaugeValue, up, dev)
-		send(ch, c.info, prometheus.GaugeValue, 1, dev, r.str(aAddress), r.str(aBroadcast), r.str(aDuplex), operState,
+		c.series.send(ch, c.up, prometheus.GaugeValue, up, dev)
+		c.series.send(ch, c.info, prometheus.GaugeValue, 1, dev, r.str(aAddress), r.str(aBroadcast), r.str(aDuplex), operState,
 			adminState(flags, hasFlags), r.str(aIfAlias))
 		for i, p := range netclassProps {
 			v, ok := r.num(p.attr)
@@ -192,7 +193,7 @@ func (c *netclassCollector) Update(ctx context.Context, ch chan<- prometheus.Met
 			if p.counter {
 				t = prometheus.CounterValue
 			}
-			send(ch, c.props[i], t, float64(v), dev)
+			c.series.send(ch, c.props[i], t, float64(v), dev)
 		}
 	}
 	if owner {

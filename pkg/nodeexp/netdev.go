@@ -18,6 +18,7 @@ import (
 // node_exporter's legacy names. receive_nohandler is not in /proc/net/dev,
 // so it comes from sysfs statistics when present.
 type netdevCollector struct {
+	series  seriesCache // label pairs of the series, across scrapes
 	fs      procfs.FS
 	sysPath string
 	exclude *regexp.Regexp
@@ -70,7 +71,7 @@ func (c *netdevCollector) Update(_ context.Context, ch chan<- prometheus.Metric)
 			if v < 0 {
 				continue
 			}
-			send(ch, c.descs[i], prometheus.CounterValue, v, name)
+			c.series.send(ch, c.descs[i], prometheus.CounterValue, v, name)
 		}
 	}
 	return nil

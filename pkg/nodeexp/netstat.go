@@ -19,6 +19,7 @@ import (
 // procfs only parses these per process into fixed structs, and the field set
 // grows with every kernel, so they are parsed generically here.
 type netstatCollector struct {
+	series   seriesCache // label pairs of the series, across scrapes
 	procPath string
 	fields   *fieldFilter
 	descs    descCache
@@ -61,7 +62,7 @@ func (c *netstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 	}
 	for _, s := range all {
 		d := c.descs.get("node_netstat_"+s.proto+"_"+s.field, "Statistic "+s.proto+s.field+".")
-		send(ch, d, prometheus.UntypedValue, s.value)
+		c.series.send(ch, d, prometheus.UntypedValue, s.value)
 	}
 	return nil
 }

@@ -18,6 +18,7 @@ import (
 
 // osCollector reports os-release(5) of the host (read under --path.rootfs).
 type osCollector struct {
+	series        seriesCache // label pairs of the series, across scrapes
 	paths         []string
 	info, version *prometheus.Desc
 }
@@ -55,11 +56,11 @@ func (c *osCollector) Update(_ context.Context, ch chan<- prometheus.Metric) err
 		return fmt.Errorf("reading os-release: %w", err)
 	}
 	env := parseOSRelease(b)
-	send(ch, c.info, prometheus.GaugeValue, 1,
+	c.series.send(ch, c.info, prometheus.GaugeValue, 1,
 		env["BUILD_ID"], env["ID"], env["ID_LIKE"], env["IMAGE_ID"], env["IMAGE_VERSION"], env["NAME"],
 		env["PRETTY_NAME"], env["VARIANT"], env["VARIANT_ID"], env["VERSION"], env["VERSION_CODENAME"], env["VERSION_ID"])
 	if v, err := strconv.ParseFloat(osVersionRE.FindString(env["VERSION_ID"]), 64); err == nil && v > 0 {
-		send(ch, c.version, prometheus.GaugeValue, v, env["ID"], env["ID_LIKE"], env["NAME"])
+		c.series.send(ch, c.version, prometheus.GaugeValue, v, env["ID"], env["ID_LIKE"], env["NAME"])
 	}
 	return nil
 }

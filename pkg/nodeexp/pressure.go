@@ -14,6 +14,7 @@ import (
 
 // pressureCollector reports pressure stall information (/proc/pressure).
 type pressureCollector struct {
+	series                                 seriesCache // label pairs of the series, across scrapes
 	fs                                     procfs.FS
 	logger                                 *slog.Logger
 	cpu, io, ioFull, mem, memFull, irqFull *prometheus.Desc
@@ -56,15 +57,15 @@ func (c *pressureCollector) Update(_ context.Context, ch chan<- prometheus.Metri
 		sec := func(l *procfs.PSILine) float64 { return float64(l.Total) / 1e6 }
 		switch {
 		case res == "cpu" && v.Some != nil:
-			send(ch, c.cpu, prometheus.CounterValue, sec(v.Some))
+			c.series.send(ch, c.cpu, prometheus.CounterValue, sec(v.Some))
 		case res == "io" && v.Some != nil && v.Full != nil:
-			send(ch, c.io, prometheus.CounterValue, sec(v.Some))
-			send(ch, c.ioFull, prometheus.CounterValue, sec(v.Full))
+			c.series.send(ch, c.io, prometheus.CounterValue, sec(v.Some))
+			c.series.send(ch, c.ioFull, prometheus.CounterValue, sec(v.Full))
 		case res == "memory" && v.Some != nil && v.Full != nil:
-			send(ch, c.mem, prometheus.CounterValue, sec(v.Some))
-			send(ch, c.memFull, prometheus.CounterValue, sec(v.Full))
+			c.series.send(ch, c.mem, prometheus.CounterValue, sec(v.Some))
+			c.series.send(ch, c.memFull, prometheus.CounterValue, sec(v.Full))
 		case res == "irq" && v.Full != nil:
-			send(ch, c.irqFull, prometheus.CounterValue, sec(v.Full))
+			c.series.send(ch, c.irqFull, prometheus.CounterValue, sec(v.Full))
 		default:
 			return fmt.Errorf("pressure for %s is incomplete: %w", res, ErrNoData)
 		}

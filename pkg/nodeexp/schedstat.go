@@ -14,6 +14,7 @@ import (
 // schedstatCollector reports per-CPU scheduler statistics from
 // /proc/schedstat (absent when the kernel lacks CONFIG_SCHEDSTATS).
 type schedstatCollector struct {
+	series                      seriesCache // label pairs of the series, across scrapes
 	fs                          procfs.FS
 	running, waiting, timeslice *prometheus.Desc
 }
@@ -41,9 +42,9 @@ func (c *schedstatCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 		return fmt.Errorf("couldn't get /proc/schedstat: %w", err)
 	}
 	for _, cpu := range s.CPUs {
-		send(ch, c.running, prometheus.CounterValue, float64(cpu.RunningNanoseconds)/1e9, cpu.CPUNum)
-		send(ch, c.waiting, prometheus.CounterValue, float64(cpu.WaitingNanoseconds)/1e9, cpu.CPUNum)
-		send(ch, c.timeslice, prometheus.CounterValue, float64(cpu.RunTimeslices), cpu.CPUNum)
+		c.series.send(ch, c.running, prometheus.CounterValue, float64(cpu.RunningNanoseconds)/1e9, cpu.CPUNum)
+		c.series.send(ch, c.waiting, prometheus.CounterValue, float64(cpu.WaitingNanoseconds)/1e9, cpu.CPUNum)
+		c.series.send(ch, c.timeslice, prometheus.CounterValue, float64(cpu.RunTimeslices), cpu.CPUNum)
 	}
 	return nil
 }

@@ -13,6 +13,7 @@ import (
 
 // sockstatCollector reports /proc/net/sockstat and sockstat6.
 type sockstatCollector struct {
+	series   seriesCache // label pairs of the series, across scrapes
 	fs       procfs.FS
 	pageSize int
 	used     *prometheus.Desc
@@ -39,7 +40,7 @@ func (c *sockstatCollector) Update(_ context.Context, ch chan<- prometheus.Metri
 		return fmt.Errorf("failed to get IPv4 sockstat data: %w", err)
 	default:
 		if s4.Used != nil {
-			send(ch, c.used, prometheus.GaugeValue, float64(*s4.Used))
+			c.series.send(ch, c.used, prometheus.GaugeValue, float64(*s4.Used))
 		}
 		c.protocols(ch, s4)
 	}
@@ -62,7 +63,7 @@ func (c *sockstatCollector) protocols(ch chan<- prometheus.Metric, s *procfs.Net
 			}
 			d := c.descs.get("node_sockstat_"+p.Protocol+"_"+state,
 				fmt.Sprintf("Number of %s sockets in state %s.", p.Protocol, state))
-			send(ch, d, prometheus.GaugeValue, float64(*v))
+			c.series.send(ch, d, prometheus.GaugeValue, float64(*v))
 		}
 		emit("inuse", &p.InUse)
 		emit("orphan", p.Orphan)

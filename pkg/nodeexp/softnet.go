@@ -12,6 +12,7 @@ import (
 
 // softnetCollector reports /proc/net/softnet_stat per CPU.
 type softnetCollector struct {
+	series                                                                 seriesCache // label pairs of the series, across scrapes
 	fs                                                                     procfs.FS
 	processed, dropped, squeezed, collision, rps, flowLimit, backlogLength *prometheus.Desc
 }
@@ -41,13 +42,13 @@ func (c *softnetCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 	}
 	for _, s := range stats {
 		cpu := strconv.FormatUint(uint64(s.Index), 10)
-		send(ch, c.processed, prometheus.CounterValue, float64(s.Processed), cpu)
-		send(ch, c.dropped, prometheus.CounterValue, float64(s.Dropped), cpu)
-		send(ch, c.squeezed, prometheus.CounterValue, float64(s.TimeSqueezed), cpu)
-		send(ch, c.collision, prometheus.CounterValue, float64(s.CPUCollision), cpu)
-		send(ch, c.rps, prometheus.CounterValue, float64(s.ReceivedRps), cpu)
-		send(ch, c.flowLimit, prometheus.CounterValue, float64(s.FlowLimitCount), cpu)
-		send(ch, c.backlogLength, prometheus.GaugeValue, float64(s.SoftnetBacklogLen), cpu)
+		c.series.send(ch, c.processed, prometheus.CounterValue, float64(s.Processed), cpu)
+		c.series.send(ch, c.dropped, prometheus.CounterValue, float64(s.Dropped), cpu)
+		c.series.send(ch, c.squeezed, prometheus.CounterValue, float64(s.TimeSqueezed), cpu)
+		c.series.send(ch, c.collision, prometheus.CounterValue, float64(s.CPUCollision), cpu)
+		c.series.send(ch, c.rps, prometheus.CounterValue, float64(s.ReceivedRps), cpu)
+		c.series.send(ch, c.flowLimit, prometheus.CounterValue, float64(s.FlowLimitCount), cpu)
+		c.series.send(ch, c.backlogLength, prometheus.GaugeValue, float64(s.SoftnetBacklogLen), cpu)
 	}
 	return nil
 }

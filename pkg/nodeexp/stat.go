@@ -11,6 +11,7 @@ import (
 
 // statCollector reports the system-wide counters of /proc/stat.
 type statCollector struct {
+	series                                     seriesCache // label pairs of the series, across scrapes
 	fs                                         procfs.FS
 	intr, ctxt, forks, btime, running, blocked *prometheus.Desc
 }
@@ -36,11 +37,11 @@ func (c *statCollector) Update(_ context.Context, ch chan<- prometheus.Metric) e
 	if err != nil {
 		return fmt.Errorf("couldn't get /proc/stat: %w", err)
 	}
-	send(ch, c.intr, prometheus.CounterValue, float64(s.IRQTotal))
-	send(ch, c.ctxt, prometheus.CounterValue, float64(s.ContextSwitches))
-	send(ch, c.forks, prometheus.CounterValue, float64(s.ProcessCreated))
-	send(ch, c.btime, prometheus.GaugeValue, float64(s.BootTime))
-	send(ch, c.running, prometheus.GaugeValue, float64(s.ProcessesRunning))
-	send(ch, c.blocked, prometheus.GaugeValue, float64(s.ProcessesBlocked))
+	c.series.send(ch, c.intr, prometheus.CounterValue, float64(s.IRQTotal))
+	c.series.send(ch, c.ctxt, prometheus.CounterValue, float64(s.ContextSwitches))
+	c.series.send(ch, c.forks, prometheus.CounterValue, float64(s.ProcessCreated))
+	c.series.send(ch, c.btime, prometheus.GaugeValue, float64(s.BootTime))
+	c.series.send(ch, c.running, prometheus.GaugeValue, float64(s.ProcessesRunning))
+	c.series.send(ch, c.blocked, prometheus.GaugeValue, float64(s.ProcessesBlocked))
 	return nil
 }

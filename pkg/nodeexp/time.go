@@ -14,6 +14,7 @@ import (
 // timeCollector reports the system clock, the time zone offset and the
 // clock sources.
 type timeCollector struct {
+	series                    seriesCache // label pairs of the series, across scrapes
 	fs                        sysfs.FS
 	logger                    *slog.Logger
 	now, zone, avail, current *prometheus.Desc
@@ -38,9 +39,9 @@ func newTimeCollector(cfg *Config, logger *slog.Logger) (Collector, error) {
 
 func (c *timeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
 	now := c.clock()
-	send(ch, c.now, prometheus.GaugeValue, float64(now.UnixNano())/1e9)
+	c.series.send(ch, c.now, prometheus.GaugeValue, float64(now.UnixNano())/1e9)
 	zone, offset := now.Zone()
-	send(ch, c.zone, prometheus.GaugeValue, float64(offset), zone)
+	c.series.send(ch, c.zone, prometheus.GaugeValue, float64(offset), zone)
 	sources, err := c.fs.ClockSources()
 	if err != nil {
 		// Containers and some kernels hide the clocksource directory;
@@ -54,9 +55,9 @@ func (c *timeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) e
 			dev = s.Name
 		}
 		for _, a := range s.Available {
-			send(ch, c.avail, prometheus.GaugeValue, 1, dev, a)
+			c.series.send(ch, c.avail, prometheus.GaugeValue, 1, dev, a)
 		}
-		send(ch, c.current, prometheus.GaugeValue, 1, dev, s.Current)
+		c.series.send(ch, c.current, prometheus.GaugeValue, 1, dev, s.Current)
 	}
 	return nil
 }

@@ -14,6 +14,7 @@ import (
 // timexCollector reports the kernel clock discipline (adjtimex(2)); the
 // node-mixin alerts on node_timex_offset_seconds and sync_status.
 type timexCollector struct {
+	series   seriesCache // label pairs of the series, across scrapes
 	descs    [17]*prometheus.Desc
 	types    [17]prometheus.ValueType
 	adjtimex func(*unix.Timex) (int, error)
@@ -68,7 +69,7 @@ func (c *timexCollector) Update(_ context.Context, ch chan<- prometheus.Metric) 
 		return fmt.Errorf("failed to retrieve adjtimex stats: %w", err)
 	}
 	for i, v := range timexValues(state, &tx) {
-		send(ch, c.descs[i], c.types[i], v)
+		c.series.send(ch, c.descs[i], c.types[i], v)
 	}
 	return nil
 }

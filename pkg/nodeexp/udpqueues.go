@@ -15,8 +15,9 @@ import (
 // (/proc/net/udp and udp6), which grows when a DNS cache or similar
 // consumer falls behind.
 type udpQueuesCollector struct {
-	fs   procfs.FS
-	desc *prometheus.Desc
+	series seriesCache // label pairs of the series, across scrapes
+	fs     procfs.FS
+	desc   *prometheus.Desc
 }
 
 func newUDPQueuesCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
@@ -42,8 +43,8 @@ func (c *udpQueuesCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 			return fmt.Errorf("couldn't get udp%s queue stats: %w", v.ip, err)
 		}
 		found = true
-		send(ch, c.desc, prometheus.GaugeValue, float64(s.TxQueueLength), v.ip, "tx")
-		send(ch, c.desc, prometheus.GaugeValue, float64(s.RxQueueLength), v.ip, "rx")
+		c.series.send(ch, c.desc, prometheus.GaugeValue, float64(s.TxQueueLength), v.ip, "tx")
+		c.series.send(ch, c.desc, prometheus.GaugeValue, float64(s.RxQueueLength), v.ip, "rx")
 	}
 	if !found {
 		return fmt.Errorf("no /proc/net/udp: %w", ErrNoData)

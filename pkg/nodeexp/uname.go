@@ -11,8 +11,9 @@ import (
 
 // unameCollector reports uname(2) as node_uname_info.
 type unameCollector struct {
-	desc  *prometheus.Desc
-	uname func(*unix.Utsname) error
+	series seriesCache // label pairs of the series, across scrapes
+	desc   *prometheus.Desc
+	uname  func(*unix.Utsname) error
 }
 
 func newUnameCollector(_ *Config, _ *slog.Logger) (Collector, error) {
@@ -28,7 +29,7 @@ func (c *unameCollector) Update(_ context.Context, ch chan<- prometheus.Metric) 
 	if err := c.uname(&u); err != nil {
 		return fmt.Errorf("calling uname: %w", err)
 	}
-	send(ch, c.desc, prometheus.GaugeValue, 1,
+	c.series.send(ch, c.desc, prometheus.GaugeValue, 1,
 		unix.ByteSliceToString(u.Sysname[:]),
 		unix.ByteSliceToString(u.Release[:]),
 		unix.ByteSliceToString(u.Version[:]),

@@ -15,6 +15,7 @@ import (
 // vmstatCollector reports the /proc/vmstat fields matching
 // --collector.vmstat.fields (untyped, as node_exporter does).
 type vmstatCollector struct {
+	series seriesCache // label pairs of the series, across scrapes
 	path   string
 	fields *fieldFilter
 	descs  descCache
@@ -46,7 +47,7 @@ func (c *vmstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric)
 			return fmt.Errorf("invalid value for %s in %s: %w", name, c.path, err)
 		}
 		d := c.descs.get("node_vmstat_"+string(name), "/proc/vmstat information field "+string(name)+".")
-		send(ch, d, prometheus.UntypedValue, v)
+		c.series.send(ch, d, prometheus.UntypedValue, v)
 	}
 	return nil
 }
