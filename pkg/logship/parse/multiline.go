@@ -65,6 +65,10 @@ func (m *Multiline) Add(e Entry) {
 func (m *Multiline) Flush() {
 	m.flush(Stdout)
 	m.flush(Stderr)
+	// Quiet now: hold no buffers while idle.
+	for i := range m.bufs {
+		m.bufs[i].buf, m.bufs[i].timeRaw = nil, nil
+	}
 }
 
 // Pending reports whether a message is being joined.

@@ -14,6 +14,7 @@ package parse
 import (
 	"bytes"
 	"encoding/binary"
+	"sync"
 	"time"
 )
 
@@ -160,13 +161,30 @@ func (c *timeCache) parse(b []byte) (int64, bool) {
 	return c.secs*1e9 + nanos, true
 }
 
+// joinBufferSize is the capacity of the buffers fragments are joined in:
+// a runtime splits lines at 16 KiB, so most long lines fit.
+const joinBufferSize = 64 << 10
+
+// joinBuffers lends join buffers to Parsers, so that a file which once
+// had a long line does not keep a buffer for it while idle, and files with
+// many long lines do not allocate one per line. It is a sync.Pool (of
+// *[]byte, so Put does not allocate): package-level, but it holds only
+// spare capacity, nothing a Parser's output depends on.
+var joinBuffers = sync.Pool{New: func() any {
+	b := make([]byte, 0, joinBufferSize)
+	return &b
+}}
+
 // fragment is a message being joined on one stream.
 type fragment struct {
 	open    bool
 	start   int64 // file offset of the first line of the fragment
 	time    int64
 	timeRaw []byte
-	buf     []byte
+	// buf holds the message, in the buffer borrowed as bufp while the
+	// fragment is open (it may outgrow it).
+	buf  []byte
+	bufp *[]byte
 	// split is true once a part of this message was emitted.
 	split bool
 }
@@ -267,7 +285,8 @@ func (p *Parser) add(s Stream, t int64, traw, msg []byte, final bool, start, end
 		f.start = start
 		f.time = t
 		f.timeRaw = append(f.timeRaw[:0], traw...)
-		f.buf = f.buf[:0]
+		f.bufp = joinBuffers.Get().(*[]byte)
+		f.buf = (*f.bufp)[:0]
 		f.split = false
 	}
 	for len(f.buf)+len(msg) > p.maxBytes {
@@ -295,16 +314,23 @@ func (p *Parser) emitPart(s Stream) {
 func (p *Parser) emitFragment(s Stream, end int64, final bool) {
 	f := &p.partial[s]
 	f.open = false
+	defer f.release()
 	if !final && len(f.buf) == 0 && f.split {
 		return
 	}
 	e := Entry{Time: f.time, TimeRaw: f.timeRaw, Stream: s, Log: f.buf, Pos: p.safePos(end)}
 	p.emit(e)
-	f.buf = f.buf[:0]
 	f.split = false
-	if cap(f.buf) > 64<<10 {
-		f.buf = nil // a rare long message must not pin its buffer for the file's lifetime
+}
+
+// release gives the join buffer back once the message is emitted (Entry.Log
+// is valid only until emit returns); one it outgrew is left to the
+// collector.
+func (f *fragment) release() {
+	if f.bufp != nil {
+		joinBuffers.Put(f.bufp)
 	}
+	f.buf, f.bufp = nil, nil
 }
 
 // cri parses "<time> <stream> <tag> <msg>".

@@ -427,3 +427,63 @@ func FuzzCRIFastPath(f *testing.F) {
 		}
 	})
 }
+
+// TestJoinedMessageLeavesNoBuffer: once a joined message is emitted the
+// parser holds no join buffer (an idle file must not keep one), and two
+// parsers sharing the pool keep their messages apart.
+func TestJoinedMessageLeavesNoBuffer(t *testing.T) {
+	const t1 = "2026-11-21T10:00:00.123456789Z"
+	var logs []string
+	emit := func(e Entry) { logs = append(logs, string(e.Log)) }
+	a, b := New(CRI, 0, emit), New(CRI, 0, emit)
+	fa, fb := strings.Repeat("a", 16384), strings.Repeat("b", 16384)
+	steps := []struct {
+		p    *Parser
+		line string
+	}{
+		{a, t1 + " stdout P " + fa},
+		{b, t1 + " stdout P " + fb},
+		{a, t1 + " stdout F " + fa},
+		{b, t1 + " stdout F " + fb},
+		{a, t1 + " stderr P x"},
+	}
+	for i, st := range steps {
+		st.p.Line([]byte(st.line), int64(i), int64(i+1))
+	}
+	a.Flush(int64(len(steps)))
+	if want := []string{fa + fa, fb + fb, "x"}; fmt.Sprint(logs) != fmt.Sprint(want) {
+		t.Fatalf("got %d messages (the first starting %.20q), want 32 KiB of a, 32 KiB of b, then x", len(logs), logs)
+	}
+	for _, p := range []*Parser{a, b} {
+		for s := range p.partial {
+			if p.partial[s].buf != nil || p.partial[s].bufp != nil {
+				t.Fatalf("stream %d kept a %d-byte join buffer", s, cap(p.partial[s].buf))
+			}
+		}
+	}
+	m := NewMultiline(regexp.MustCompile(`^\S`), 0, emit)
+	m.Add(Entry{Stream: Stdout, Log: []byte("start")})
+	m.Add(Entry{Stream: Stdout, Log: []byte(" more")})
+	m.Flush()
+	if m.bufs[0].buf != nil || m.bufs[1].buf != nil {
+		t.Fatal("an idle multiline joiner kept its buffer after Flush")
+	}
+}
+
+// BenchmarkParseCRIJoin is the long-line path: a 40 KB line the runtime
+// split into 16 KiB fragments, joined back.
+func BenchmarkParseCRIJoin(b *testing.B) {
+	const t1 = "2026-11-21T10:00:00.123456789Z"
+	frag := strings.Repeat("x", 16384)
+	lines := [][]byte{[]byte(t1 + " stdout P " + frag), []byte(t1 + " stdout P " + frag), []byte(t1 + " stdout F " + frag[:8192])}
+	p := New(CRI, 0, func(Entry) {})
+	b.SetBytes(int64(len(lines[0]) + len(lines[1]) + len(lines[2]) + 3))
+	b.ReportAllocs()
+	var off int64
+	for b.Loop() {
+		for _, l := range lines {
+			p.Line(l, off, off+int64(len(l))+1)
+			off += int64(len(l)) + 1
+		}
+	}
+}
