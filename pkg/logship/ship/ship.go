@@ -129,7 +129,7 @@ type Sender struct {
 	// number of buffers in between; this holds at most about the budget.
 	spares chan spare
 	// bodies recycles PutLogEvents request bodies; one per put slot.
-	bodies chan []byte
+	bodies chan *putBody
 	// waiting counts readers blocked on the budget. While any is, streams
 	// send the partial batches they hold instead of waiting for them to
 	// fill: the budget they hold may be what a full batch needs, so
@@ -237,7 +237,7 @@ func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *
 		cfg: cfg, client: client, commit: commit, logger: logger, metrics: metrics,
 		budget: semaphore.NewWeighted(cfg.MaxBufferBytes), groups: map[string]bool{},
 		starved: make(chan struct{}), puts: semaphore.NewWeighted(int64(puts)),
-		spares: make(chan spare, max(4, cfg.MaxBufferBytes/(256<<10))), bodies: make(chan []byte, puts),
+		spares: make(chan spare, max(4, cfg.MaxBufferBytes/(256<<10))), bodies: make(chan *putBody, puts),
 	}
 	s.touch()
 	return s, nil
@@ -506,23 +506,19 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.Put
 		s.touch() // idle counts from the end of the last put
 		s.metrics.putDuration.Observe(time.Since(start).Seconds())
 	}()
-	// Request bodies come from a pool shared by all streams: a buffer per
-	// stream would pin megabytes per container on a busy node. Sizing the
-	// body exactly up front spares the copies (and zeroing) of growing it.
-	want := putBodySize(st.group, st.name, b.Events)
-	var body []byte
+	// Request bodies (their frames; the messages stay in the chunks)
+	// come from a pool shared by all streams.
+	var body *putBody
 	select {
 	case body = <-s.bodies:
 	default:
+		body = &putBody{}
 	}
-	if cap(body) < want {
-		body = make([]byte, 0, max(want, batch.MaxBytes+batch.MaxBytes/8))
-	}
-	body = appendPutBody(body[:0], st.group, st.name, b.Events)
+	body.build(st.group, st.name, b.Events)
 	defer func() {
-		// Escaping can grow a message up to 7x: do not keep a rare huge
-		// buffer.
-		if cap(body) <= 2*batch.MaxBytes {
+		body.reset()
+		// Do not keep a rare huge frame buffer.
+		if cap(body.frames) <= 64*batch.MaxEvents {
 			select {
 			case s.bodies <- body:
 			default:

@@ -1,6 +1,7 @@
 package ship
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -323,7 +324,9 @@ func TestFastPutBodyMatchesSDK(t *testing.T) {
 		ctx := context.Background()
 		if fast {
 			opts = append(opts, WithFastPut)
-			ctx = withBody(ctx, appendPutBody(nil, "/g", "s\"1", events))
+			body := &putBody{}
+			body.build("/g", "s\"1", events)
+			ctx = withBody(ctx, body)
 		}
 		client := cloudwatchlogs.New(cloudwatchlogs.Options{
 			Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
@@ -504,5 +507,68 @@ func TestIdleReleasesBuffers(t *testing.T) {
 		if n := len(s.spares) + len(s.bodies); n != 0 {
 			t.Fatalf("%d buffers still kept after the idle release", n)
 		}
+	}
+}
+
+// TestBodyReader reads one body every way the SDK and net/http do: whole
+// through WriteTo (the signer's hash), in small Reads (the transport),
+// after seeking back, from the middle; each must give the same bytes, and
+// Len must agree.
+func TestBodyReader(t *testing.T) {
+	var events []batch.Event
+	for i, m := range []string{`{\"log\":\"a\"}`, "b", "", "ccc"} {
+		if m == "" {
+			continue
+		}
+		events = append(events, batch.Event{Timestamp: int64(1700000000000 + i/2), Message: []byte(m)})
+	}
+	body := &putBody{}
+	body.build("/g", "s", events)
+	want := `{"logGroupName":"/g","logStreamName":"s","logEvents":[` +
+		`{"timestamp":1700000000000,"message":"{\"log\":\"a\"}"},` +
+		`{"timestamp":1700000000000,"message":"b"},` +
+		`{"timestamp":1700000000001,"message":"ccc"}]}`
+	r := body.reader()
+	if r.Len() != len(want) {
+		t.Fatalf("Len %d, want %d", r.Len(), len(want))
+	}
+	var whole bytes.Buffer
+	if _, err := r.WriteTo(&whole); err != nil || whole.String() != want {
+		t.Fatalf("WriteTo: %v\n got: %s\nwant: %s", err, whole.String(), want)
+	}
+	if n, err := r.Seek(0, io.SeekCurrent); err != nil || n != int64(len(want)) || r.Len() != 0 {
+		t.Fatalf("position after WriteTo: %d, %v, Len %d", n, err, r.Len())
+	}
+	for _, step := range []int{1, 3, 7, 4096} {
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		var got []byte
+		buf := make([]byte, step)
+		for {
+			n, err := r.Read(buf)
+			got = append(got, buf[:n]...)
+			if err == io.EOF {
+				break
+			}
+			if err != nil {
+				t.Fatal(err)
+			}
+		}
+		if string(got) != want {
+			t.Fatalf("reads of %d: got %s", step, got)
+		}
+	}
+	for _, off := range []int{0, 5, 60, len(want) - 2, len(want)} {
+		if _, err := r.Seek(int64(off), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		rest, err := io.ReadAll(r)
+		if err != nil || string(rest) != want[off:] {
+			t.Fatalf("from %d: %v: %s", off, err, rest)
+		}
+	}
+	if _, err := r.Seek(int64(len(want)+1), io.SeekStart); err == nil {
+		t.Fatal("seek past the end accepted")
 	}
 }

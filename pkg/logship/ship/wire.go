@@ -1,9 +1,9 @@
 package ship
 
 import (
-	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"net/http"
 	"strconv"
 
@@ -33,13 +33,13 @@ type putProtocol struct {
 type bodyKey struct{}
 
 // withBody carries a prebuilt PutLogEvents body to putProtocol.
-func withBody(ctx context.Context, body []byte) context.Context {
+func withBody(ctx context.Context, body *putBody) context.Context {
 	return context.WithValue(ctx, bodyKey{}, body)
 }
 
 // SerializeRequest implements smithyhttp.ClientProtocol.
 func (p *putProtocol) SerializeRequest(ctx context.Context, schema *smithy.OperationSchema, in smithy.Serializable, req *smithyhttp.Request) error {
-	body, ok := ctx.Value(bodyKey{}).([]byte)
+	body, ok := ctx.Value(bodyKey{}).(*putBody)
 	if !ok || schema.ID().Name != "PutLogEvents" {
 		return p.ClientProtocol.SerializeRequest(ctx, schema, in, req)
 	}
@@ -50,7 +50,7 @@ func (p *putProtocol) SerializeRequest(ctx context.Context, schema *smithy.Opera
 	}
 	req.Header.Set("X-Amz-Target", "Logs_20140328.PutLogEvents")
 	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
-	sreq, err := req.SetStream(bytes.NewReader(body))
+	sreq, err := req.SetStream(body.reader())
 	if err != nil {
 		return fmt.Errorf("setting PutLogEvents body: %w", err)
 	}
@@ -62,39 +62,49 @@ func (p *putProtocol) SerializeRequest(ctx context.Context, schema *smithy.Opera
 // call (nil if none): the SDK client sends it through WithFastPut, and a
 // Client of another kind (a test double) reads the events from it.
 func PutBody(ctx context.Context) []byte {
-	body, _ := ctx.Value(bodyKey{}).([]byte)
-	return body
-}
-
-// Per event: `{"timestamp":` 13 bytes, at most 20 digits, `,"message":"`
-// 12, `"}` and a comma.
-const eventFrame = 13 + 20 + 12 + 2 + 1
-
-// putBodySize bounds the length of appendPutBody's output.
-func putBodySize(group, stream string, events []batch.Event) int {
-	// A name escapes to at most 6 bytes per byte.
-	n := 64 + 6*(len(group)+len(stream))
-	for _, e := range events {
-		n += eventFrame + len(e.Message)
+	body, ok := ctx.Value(bodyKey{}).(*putBody)
+	if !ok {
+		return nil
 	}
-	return n
+	out, _ := io.ReadAll(body.reader())
+	return out
 }
 
-// appendPutBody writes the PutLogEvents JSON request for events, whose
-// messages are in wire form (JSON-escaped: see Chunk).
-func appendPutBody(dst []byte, group, stream string, events []batch.Event) []byte {
+// putBody is a PutLogEvents request body that is never assembled in one
+// buffer: the events' messages are read in place from the chunks that
+// hold them (already in wire form), between small frames
+// (`{"timestamp":N,"message":"`) written per put. The signer hashes it and
+// net/http sends it straight from those buffers, so a ~1 MiB batch costs
+// a ~100 KiB frame buffer instead of a copy of itself.
+type putBody struct {
+	// frames holds the request's head and, per event, `"},` (after the
+	// first) and the event's opening; ends[i] is where event i's ends.
+	frames []byte
+	ends   []int
+	events []batch.Event
+	size   int64
+}
+
+// bodyTail closes the last event and the request.
+const bodyTail = `"}]}`
+
+// build fills b for events of the stream, reusing b's storage.
+func (b *putBody) build(group, stream string, events []batch.Event) {
+	dst := b.frames[:0]
 	dst = append(dst, `{"logGroupName":"`...)
 	dst, _ = record.AppendEscaped(dst, []byte(group), 1<<30)
 	dst = append(dst, `","logStreamName":"`...)
 	dst, _ = record.AppendEscaped(dst, []byte(stream), 1<<30)
 	dst = append(dst, `","logEvents":[`...)
+	ends := b.ends[:0]
 	// Neighbouring lines mostly share their millisecond: format each
 	// timestamp once.
 	var ts [20]byte
 	last, digits := int64(-1), ts[:0]
+	size := int64(len(bodyTail))
 	for i, e := range events {
 		if i > 0 {
-			dst = append(dst, ',')
+			dst = append(dst, `"},`...)
 		}
 		dst = append(dst, `{"timestamp":`...)
 		if e.Timestamp != last {
@@ -102,8 +112,121 @@ func appendPutBody(dst []byte, group, stream string, events []batch.Event) []byt
 		}
 		dst = append(dst, digits...)
 		dst = append(dst, `,"message":"`...)
-		dst = append(dst, e.Message...)
-		dst = append(dst, `"}`...)
+		ends = append(ends, len(dst))
+		size += int64(len(e.Message))
 	}
-	return append(dst, "]}"...)
+	b.frames, b.ends, b.events = dst, ends, events
+	b.size = size + int64(len(dst))
+}
+
+// reset drops the references to the events' buffers.
+func (b *putBody) reset() { b.events = nil }
+
+// segment returns the k-th piece of the body: frames and messages
+// alternate, then the tail.
+func (b *putBody) segment(k int) []byte {
+	i := k / 2
+	switch {
+	case i == len(b.events):
+		if k%2 == 0 {
+			return []byte(bodyTail)
+		}
+		return nil
+	case k%2 == 1:
+		return b.events[i].Message
+	case i == 0:
+		return b.frames[:b.ends[0]]
+	default:
+		return b.frames[b.ends[i-1]:b.ends[i]]
+	}
+}
+
+func (b *putBody) reader() *bodyReader { return &bodyReader{b: b} }
+
+// bodyReader reads a putBody; it is what the SDK's signer hashes (through
+// WriteTo) and net/http sends. It seeks, so the signer can rewind it.
+type bodyReader struct {
+	b   *putBody
+	k   int   // current segment
+	off int   // offset in it
+	pos int64 // offset in the body
+}
+
+var (
+	_ io.ReadSeeker = (*bodyReader)(nil)
+	_ io.WriterTo   = (*bodyReader)(nil)
+)
+
+func (r *bodyReader) done() bool { return r.k > 2*len(r.b.events) }
+
+// Len is how many bytes are left; smithy sizes the request with it.
+func (r *bodyReader) Len() int { return int(r.b.size - r.pos) }
+
+// Read implements io.Reader.
+func (r *bodyReader) Read(p []byte) (int, error) {
+	n := 0
+	for n < len(p) && !r.done() {
+		seg := r.b.segment(r.k)
+		c := copy(p[n:], seg[r.off:])
+		n += c
+		r.off += c
+		if r.off == len(seg) {
+			r.k, r.off = r.k+1, 0
+		}
+	}
+	r.pos += int64(n)
+	if n == 0 && r.done() {
+		return 0, io.EOF
+	}
+	return n, nil
+}
+
+// WriteTo implements io.WriterTo: each piece is written from where it
+// lies.
+func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
+	var total int64
+	for !r.done() {
+		seg := r.b.segment(r.k)[r.off:]
+		n, err := w.Write(seg)
+		total += int64(n)
+		r.pos += int64(n)
+		r.off += n
+		if err != nil {
+			return total, err
+		}
+		if n < len(seg) {
+			return total, io.ErrShortWrite
+		}
+		r.k, r.off = r.k+1, 0
+	}
+	return total, nil
+}
+
+// Seek implements io.Seeker.
+func (r *bodyReader) Seek(offset int64, whence int) (int64, error) {
+	switch whence {
+	case io.SeekCurrent:
+		offset += r.pos
+	case io.SeekEnd:
+		offset += r.b.size
+	}
+	if offset < 0 || offset > r.b.size {
+		return r.pos, fmt.Errorf("seeking PutLogEvents body to %d of %d bytes", offset, r.b.size)
+	}
+	// Walk from the start: the SDK only rewinds to the start and asks
+	// for the current position.
+	if offset == r.pos {
+		return offset, nil
+	}
+	r.k, r.off, r.pos = 0, 0, 0
+	for r.pos < offset {
+		seg := r.b.segment(r.k)
+		if rest := offset - r.pos; rest < int64(len(seg)) {
+			r.off, r.pos = int(rest), offset
+			break
+		}
+		r.pos += int64(len(seg))
+		r.k++
+	}
+	return offset, nil
 }
