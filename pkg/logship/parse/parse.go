@@ -335,18 +335,18 @@ func (f *fragment) release() {
 
 // cri parses "<time> <stream> <tag> <msg>".
 func (p *Parser) cri(line []byte, start, end int64) {
-	if t, s, final, ok := p.times.criFast(line); ok && !p.slowOnly {
+	if t, s, final, n, ok := p.times.criFast(line); ok && !p.slowOnly {
 		var msg []byte
-		if len(line) > criFastLen {
-			msg = line[criFastLen+1:]
+		if len(line) > n+streamTag {
+			msg = line[n+streamTag+1:]
 		}
 		if final && !p.partial[0].open && !p.partial[1].open && len(msg) <= p.maxBytes {
 			// A whole line and nothing being joined: what add would
 			// do, without its arguments spilled to the stack.
-			p.emit(Entry{Time: t, TimeRaw: line[:30], Stream: s, Log: msg, Pos: end})
+			p.emit(Entry{Time: t, TimeRaw: line[:n], Stream: s, Log: msg, Pos: end})
 			return
 		}
-		p.add(s, t, line[:30], msg, final, start, end)
+		p.add(s, t, line[:n], msg, final, start, end)
 		return
 	}
 	hdr, rest, ok := parseCRIHeader(line, &p.times)

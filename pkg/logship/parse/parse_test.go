@@ -352,8 +352,8 @@ func TestEightDigits(t *testing.T) {
 	}
 }
 
-// TestCRIFastPathTaken checks the fast path answers for the line shape
-// containerd writes once the cache holds its second (else the benchmark
+// TestCRIFastPathTaken checks the fast path answers for the line shapes
+// runtimes write once the cache holds their second (else the benchmark
 // figure would measure the general path) and leaves other shapes alone.
 func TestCRIFastPathTaken(t *testing.T) {
 	const t1 = "2026-11-21T10:00:00.123456789Z"
@@ -365,13 +365,21 @@ func TestCRIFastPathTaken(t *testing.T) {
 		{t1 + " stderr P hello", true},
 		{t1 + " stdout F", true},
 		{t1 + " stdout F ", true},
+		{"2026-11-21T10:00:00.12345678Z stdout F hello", true}, // containerd drops trailing zeros
+		{"2026-11-21T10:00:00.1Z stdout F hello", true},
+		{"2026-11-21T10:00:00.123456789+01:00 stdout F hello", true}, // CRI-O
+		{"2026-11-21T10:00:00.123456789-00:30 stderr F", true},
 		{t1 + " stdout F:x hello", false},
 		{t1 + " stdout X hello", false},
 		{t1 + " stdin  F hello", false},
 		{"2026-11-21T10:00:01.123456789Z stdout F hello", false}, // another second
-		{"2026-11-21T10:00:00.12345678Z stdout F hello", false},
+		{"2026-11-21T10:00:00Z stdout F hello", false},
+		{"2026-11-21T10:00:00.Z stdout F hello", false},
 		{"2026-11-21T10:00:00.123456789z stdout F hello", false},
 		{"2026-11-21T10:00:00.12345678xZ stdout F hello", false},
+		{"2026-11-21T10:00:00.123456789+24:00 stdout F hello", false},
+		{"2026-11-21T10:00:00.123456789+0100 stdout F hello", false},
+		{"2026-11-21T10:00:00.1234567+01:00 stdout F hello", false},
 	}
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
@@ -379,7 +387,7 @@ func TestCRIFastPathTaken(t *testing.T) {
 			if _, ok := c.parse([]byte(t1)); !ok {
 				t.Fatal("priming the cache failed")
 			}
-			_, _, _, ok := c.criFast([]byte(tt.line))
+			_, _, _, _, ok := c.criFast([]byte(tt.line))
 			if ok != tt.fast {
 				t.Fatalf("criFast took %v, want %v", ok, tt.fast)
 			}
@@ -414,6 +422,8 @@ func FuzzCRIFastPath(f *testing.F) {
 	f.Add([]byte(t1 + " stdout F\n" + t1 + " stdout F \n" + t1 + " stdout F:x y\n2026-11-21T10:00:01.000000000Z stdout P z"))
 	f.Add([]byte(t1 + " stdout F " + strings.Repeat("x", 100) + "\n" + t1 + " stdout P " + strings.Repeat("y", 70)))
 	f.Add([]byte("2026-11-21T10:00:00Z stdout F a\n2026-11-21T10:00:00.999999999Z stdout F b\n2026-11-21T10:00:00.99999999:Z stdout F c"))
+	f.Add([]byte(t1 + " stdout F a\n2026-11-21T10:00:00.1234567Z stdout F b\n2026-11-21T10:00:00.1Z stderr P c\n2026-11-21T10:00:00.12Z stderr F"))
+	f.Add([]byte(t1 + " stdout F a\n2026-11-21T10:00:00.123456789+01:30 stdout F b\n2026-11-21T10:00:00.000000001-23:59 stderr F c\n2026-11-21T10:00:00.123456789+23:60 stdout F d"))
 	f.Fuzz(func(t *testing.T, data []byte) {
 		fast, slow := parseAll(CRI, false, data), parseAll(CRI, true, data)
 		if len(fast) != len(slow) {
@@ -485,5 +495,24 @@ func BenchmarkParseCRIJoin(b *testing.B) {
 			p.Line(l, off, off+int64(len(l))+1)
 			off += int64(len(l)) + 1
 		}
+	}
+}
+
+// BenchmarkParseCRIRuntimes is the header shapes runtimes write besides
+// BenchmarkParseCRI's: containerd's trimmed fraction, CRI-O's zone.
+func BenchmarkParseCRIRuntimes(b *testing.B) {
+	for _, bm := range []struct{ name, time string }{
+		{"containerd_trimmed", "2026-11-21T10:00:00.1234567Z"},
+		{"crio", "2026-11-21T10:00:00.123456789+00:00"},
+	} {
+		b.Run(bm.name, func(b *testing.B) {
+			line := []byte(bm.time + " stdout F " + strings.Repeat("x", 70))
+			p := New(CRI, 0, func(Entry) {})
+			b.SetBytes(int64(len(line) + 1))
+			b.ReportAllocs()
+			for i := 0; b.Loop(); i++ {
+				p.Line(line, int64(i), int64(i+1))
+			}
+		})
 	}
 }
