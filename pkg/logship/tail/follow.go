@@ -57,7 +57,8 @@ type Chunk struct {
 	Start int64
 	// Data holds whole lines, each ending in '\n' except, when Final is
 	// set, possibly the last. It aliases the Follower's buffer and is valid
-	// until the next call to Next.
+	// until the next call to Next or Close (the buffer is then given back to
+	// a pool other Followers borrow from).
 	Data []byte
 	// Final is set on the last chunk of a file that will not be read again
 	// (rotated away and read to its end, or drained): the reader flushes
