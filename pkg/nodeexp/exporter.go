@@ -11,6 +11,7 @@
 package nodeexp
 
 import (
+	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -22,12 +23,14 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/klauspost/compress/gzip"
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
 )
 
@@ -78,6 +81,12 @@ type Exporter struct {
 	// scrape makes a second, which is dropped afterwards. A sync.Pool kept
 	// one per P and doubled the heap that outlives a scrape.
 	gzipFree chan *gzip.Writer
+	bufFree  chan *bufio.Writer
+	// descs caches the name and help of descriptors for the text writer.
+	descs descInfos
+	// lastCount is the number of metrics of the last scrape, a capacity
+	// hint for the next.
+	lastCount atomic.Int64
 }
 
 // NewExporter builds the collectors enabled in cfg plus any extra ones
@@ -118,6 +127,7 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 		offset:         cfg.ScrapeTimeoutOffset,
 		firstScrape:    make(chan struct{}),
 		gzipFree:       make(chan *gzip.Writer, 1),
+		bufFree:        make(chan *bufio.Writer, 1),
 	}, nil
 }
 
@@ -184,29 +194,100 @@ func (e *Exporter) Handler(self prometheus.Gatherer, errorLog promhttp.Logger) h
 			ctx, cancel = context.WithTimeout(ctx, d)
 			defer cancel()
 		}
-		reg := prometheus.NewRegistry()
-		if err := reg.Register(&scrape{e: e, ctx: ctx}); err != nil {
-			http.Error(w, "registering scrape: "+err.Error(), http.StatusInternalServerError)
+		var out io.Writer = w
+		rw := w
+		if acceptsGzip(r) {
+			gz := e.gzipWriter(w)
+			defer e.putGzipWriter(gz)
+			w.Header().Set("Content-Encoding", "gzip")
+			w.Header().Add("Vary", "Accept-Encoding")
+			out = gz
+			rw = gzipResponseWriter{ResponseWriter: w, w: gz}
+			defer func() {
+				if err := gz.Close(); err != nil {
+					e.logger.Debug("finishing gzip response", "err", err)
+				}
+			}()
+		}
+		// The format promhttp would choose (OpenMetrics is not offered).
+		format := expfmt.Negotiate(r.Header)
+		if format.FormatType() != expfmt.TypeTextPlain {
+			e.serveRegistry(rw, r, &scrape{e: e, ctx: ctx}, self, opts)
 			return
 		}
-		var g prometheus.Gatherer = reg
-		if self != nil {
-			g = mergedGatherer{reg, self}
+		metrics := e.collect(ctx)
+		fams, err := textFamilies(metrics, &e.descs)
+		var selfFams []*dto.MetricFamily
+		if err == nil && self != nil {
+			selfFams, err = self.Gather()
+			for _, f := range selfFams {
+				if _, clash := slices.BinarySearchFunc(fams, f.GetName(), func(t *textFamily, name string) int { return strings.Compare(t.name, name) }); clash {
+					err = errNotPlain
+				}
+			}
 		}
-		h := promhttp.HandlerFor(g, opts)
-		if !acceptsGzip(r) {
-			h.ServeHTTP(w, r)
+		if err != nil {
+			// Let the registry check, report and write this scrape.
+			e.serveRegistry(rw, r, replay(metrics), self, opts)
 			return
 		}
-		gz := e.gzipWriter(w)
-		defer e.putGzipWriter(gz)
-		w.Header().Set("Content-Encoding", "gzip")
-		w.Header().Add("Vary", "Accept-Encoding")
-		h.ServeHTTP(gzipResponseWriter{ResponseWriter: w, w: gz}, r)
-		if err := gz.Close(); err != nil {
-			e.logger.Debug("finishing gzip response", "err", err)
+		w.Header().Set("Content-Type", string(format))
+		bw := e.bufWriter(out)
+		defer e.putBufWriter(bw)
+		if err := writeText(bw, fams, selfFams); err != nil {
+			e.logger.Debug("writing the exposition", "err", err)
 		}
 	})
+}
+
+// serveRegistry serves the metrics of c (and self's) the way promhttp does,
+// through a prometheus.Registry.
+func (e *Exporter) serveRegistry(w http.ResponseWriter, r *http.Request, c prometheus.Collector, self prometheus.Gatherer, opts promhttp.HandlerOpts) {
+	reg := prometheus.NewRegistry()
+	if err := reg.Register(c); err != nil {
+		http.Error(w, "registering scrape: "+err.Error(), http.StatusInternalServerError)
+		return
+	}
+	var g prometheus.Gatherer = reg
+	if self != nil {
+		g = mergedGatherer{reg, self}
+	}
+	promhttp.HandlerFor(g, opts).ServeHTTP(w, r)
+}
+
+// collect runs one scrape and returns its metrics.
+func (e *Exporter) collect(ctx context.Context) []prometheus.Metric {
+	ch := make(chan prometheus.Metric, 256)
+	go func() {
+		(&scrape{e: e, ctx: ctx}).Collect(ch)
+		close(ch)
+	}()
+	out := make([]prometheus.Metric, 0, e.lastCount.Load())
+	for m := range ch {
+		out = append(out, m)
+	}
+	e.lastCount.Store(int64(len(out)))
+	return out
+}
+
+// bufWriter returns a 32 KiB buffer writing to w; like the compressor,
+// one idle buffer is kept for the next scrape.
+func (e *Exporter) bufWriter(w io.Writer) *bufio.Writer {
+	select {
+	case b := <-e.bufFree:
+		b.Reset(w)
+		return b
+	default:
+		return bufio.NewWriterSize(w, 32<<10)
+	}
+}
+
+func (e *Exporter) putBufWriter(b *bufio.Writer) {
+	b.Reset(io.Discard)
+	select {
+	case e.bufFree <- b:
+	default:
+	}
 }
 
 // mergedGatherer serves the families of two gatherers whose names do not
