@@ -516,3 +516,49 @@ func BenchmarkParseCRIRuntimes(b *testing.B) {
 		})
 	}
 }
+
+// FuzzParseTime holds the hand-written timestamp parsers to time.Parse:
+// whatever fastTime accepts, time.Parse accepts with the same instant, and
+// the cached parse (primed with another timestamp of the same second or
+// not) agrees with ParseTime.
+func FuzzParseTime(f *testing.F) {
+	for _, s := range []string{
+		"2026-11-21T10:00:00.123456789Z", "2026-11-21T10:00:00Z", "2024-02-29T23:59:59.5+01:00",
+		"1969-12-31T23:59:59.999999999-23:59", "0001-01-01T00:00:00z", "2026-11-21t10:00:00.1Z",
+		"2026-11-21T10:00:00.1234567890Z", "2026-11-21T24:00:00Z", "2026-11-21T10:00:00+24:00",
+	} {
+		f.Add([]byte(s), []byte("2026-11-21T10:00:00.5Z"))
+	}
+	f.Fuzz(func(t *testing.T, b, prime []byte) {
+		if got, ok := fastTime(b); ok {
+			// RFC 3339 allows a lower-case t and z; time.Parse does not,
+			// and fastTime does on purpose.
+			std := bytes.Clone(b)
+			if std[10] == 't' {
+				std[10] = 'T'
+			}
+			if std[len(std)-1] == 'z' {
+				std[len(std)-1] = 'Z'
+			}
+			want, err := time.Parse(time.RFC3339Nano, string(std))
+			if err != nil {
+				t.Fatalf("fastTime accepted %q (%d), time.Parse did not: %v", b, got, err)
+			}
+			// Unix nanoseconds only hold the years 1678-2262.
+			if y := want.Year(); y > 1678 && y < 2262 && got != want.UnixNano() {
+				t.Fatalf("fastTime(%q) = %d, time.Parse says %d", b, got, want.UnixNano())
+			}
+		}
+		if y, ok := digits(b, 4); !ok || y <= 1678 || y >= 2262 {
+			return // beyond Unix nanoseconds: any int64 is as wrong as another
+		}
+		want, wantOK := ParseTime(b)
+		for _, p := range [][]byte{prime, b} {
+			var c timeCache
+			c.parse(p)
+			if got, ok := c.parse(b); ok && (!wantOK || got != want) {
+				t.Fatalf("cached parse of %q (primed with %q) = %d, ParseTime = %d, %v", b, p, got, want, wantOK)
+			}
+		}
+	})
+}
