@@ -65,6 +65,8 @@ var (
 // concurrent scrapes.
 type Exporter struct {
 	names []string // sorted, for a stable exposition and log order
+	// workers run the collectors' Updates; Close stops them.
+	workers *workers
 	// collectorLabel holds each collector's {collector="<name>"} pair for
 	// node_scrape_collector_*, built once.
 	collectorLabel map[string][]*dto.LabelPair
@@ -118,9 +120,11 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 		n := name
 		label[name] = []*dto.LabelPair{{Name: proto.String("collector"), Value: &n}}
 	}
+	names := slices.Sorted(maps.Keys(cs))
 	return &Exporter{
+		workers:        newWorkers(names),
 		collectorLabel: label,
-		names:          slices.Sorted(maps.Keys(cs)),
+		names:          names,
 		collectors:     cs,
 		logger:         logger,
 		timeout:        cfg.ScrapeTimeout,
@@ -131,9 +135,12 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 	}, nil
 }
 
-// Close releases what collectors keep between scrapes (open files), for
-// collectors that implement io.Closer. Scrapes may follow; they reopen.
+// Close stops the collectors' worker goroutines (waiting for Updates still
+// running) and releases what collectors keep between scrapes (open files),
+// for collectors that implement io.Closer. Scrapes may follow; they run
+// each Update on a goroutine of its own and reopen files.
 func (e *Exporter) Close() error {
+	e.workers.Stop()
 	var errs []error
 	for _, name := range e.names {
 		if c, ok := e.collectors[name].(io.Closer); ok {
@@ -406,10 +413,10 @@ func (s *scrape) run(name string, c Collector, out chan<- prometheus.Metric) {
 	start := time.Now()
 	buf := make(chan prometheus.Metric, 64)
 	var err error
-	go func() {
-		defer close(buf)
-		err = c.Update(s.ctx, buf)
-	}()
+	s.e.workers.update(name, c, s.ctx, buf, func(uerr error) {
+		err = uerr
+		close(buf)
+	})
 	success := 1.0
 	done := false
 	for !done {

@@ -1,0 +1,94 @@
+package nodeexp
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// workers run collectors' Update calls on goroutines that outlive a
+// scrape. A goroutine starts with a 2 KiB stack, and a collector's parsing
+// grows it to 16 or 32 KiB, copying it at each doubling: with a fresh
+// goroutine per collector per scrape that was 6% of a scrape's CPU. A
+// worker keeps its grown stack for the next scrape (until the GC shrinks
+// an idle one).
+//
+// Each collector has its own pool: usually one idle worker, which takes
+// the next Update. When none is idle (the first scrape, or an Update still
+// running past an earlier scrape's deadline) a new worker starts; workers
+// beyond one idle per collector exit. Stop ends them all; Updates asked
+// for afterwards run on goroutines of their own, as before.
+type workers struct {
+	stop    chan struct{}
+	stopped atomic.Bool
+	wg      sync.WaitGroup
+	pools   map[string]*workerPool // fixed after newWorkers
+}
+
+type workerPool struct {
+	jobs chan workerJob // unbuffered: a send succeeds only when a worker waits
+	idle atomic.Int32
+}
+
+type workerJob struct {
+	c    Collector
+	ctx  context.Context
+	ch   chan<- prometheus.Metric
+	done func(error)
+}
+
+func newWorkers(names []string) *workers {
+	w := &workers{stop: make(chan struct{}), pools: make(map[string]*workerPool, len(names))}
+	for _, n := range names {
+		w.pools[n] = &workerPool{jobs: make(chan workerJob)}
+	}
+	return w
+}
+
+// update runs c.Update(ctx, ch) on a worker of the named collector's pool
+// and calls done with its error when it returns.
+func (w *workers) update(name string, c Collector, ctx context.Context, ch chan<- prometheus.Metric, done func(error)) {
+	j := workerJob{c: c, ctx: ctx, ch: ch, done: done}
+	p := w.pools[name]
+	if p != nil && !w.stopped.Load() {
+		select {
+		case p.jobs <- j:
+			return
+		default:
+		}
+		w.wg.Add(1)
+		go w.loop(p, j)
+		return
+	}
+	go func() { done(c.Update(ctx, ch)) }()
+}
+
+func (w *workers) loop(p *workerPool, j workerJob) {
+	defer w.wg.Done()
+	for {
+		j.done(j.c.Update(j.ctx, j.ch))
+		j = workerJob{} // drop references to the finished scrape
+		if p.idle.Add(1) > 1 {
+			p.idle.Add(-1)
+			return // another worker already waits
+		}
+		select {
+		case j = <-p.jobs:
+			p.idle.Add(-1)
+		case <-w.stop:
+			p.idle.Add(-1)
+			return
+		}
+	}
+}
+
+// Stop ends the idle workers and waits for the busy ones to finish their
+// Update.
+func (w *workers) Stop() {
+	if w.stopped.CompareAndSwap(false, true) {
+		close(w.stop)
+	}
+	w.wg.Wait()
+}

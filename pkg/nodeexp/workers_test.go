@@ -1,0 +1,70 @@
+package nodeexp
+
+import (
+	"context"
+	"sync"
+	"testing"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
+
+// blockingCollector's Update waits for release, counting its calls.
+type blockingCollector struct {
+	mu      sync.Mutex
+	calls   int
+	release chan struct{}
+}
+
+func (b *blockingCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+	b.mu.Lock()
+	b.calls++
+	b.mu.Unlock()
+	if b.release != nil {
+		<-b.release
+	}
+	return nil
+}
+
+// TestWorkers checks that Updates run on reused workers, that a busy
+// worker does not hold up the next Update, that Stop waits for running
+// Updates, and that Updates after Stop still run.
+func TestWorkers(t *testing.T) {
+	w := newWorkers([]string{"slow", "fast"})
+	run := func(name string, c Collector) chan error {
+		done := make(chan error, 1)
+		w.update(name, c, context.Background(), make(chan prometheus.Metric), func(err error) { done <- err })
+		return done
+	}
+	fast := &blockingCollector{}
+	for range 5 {
+		if err := <-run("fast", fast); err != nil {
+			t.Fatal(err)
+		}
+	}
+	slow := &blockingCollector{release: make(chan struct{})}
+	first := run("slow", slow)
+	// The first Update still runs: the second gets a worker of its own.
+	second := make(chan error, 1)
+	go func() { second <- <-run("slow", &blockingCollector{}) }()
+	if err := <-second; err != nil {
+		t.Fatal(err)
+	}
+	stopped := make(chan struct{})
+	go func() { w.Stop(); close(stopped) }()
+	select {
+	case <-stopped:
+		t.Fatal("Stop returned while an Update was running")
+	case <-first:
+		t.Fatal("blocked Update returned")
+	default:
+	}
+	close(slow.release)
+	<-first
+	<-stopped
+	if err := <-run("fast", fast); err != nil {
+		t.Fatal(err)
+	}
+	if fast.calls != 6 {
+		t.Errorf("fast collector ran %d times, want 6", fast.calls)
+	}
+}
