@@ -1,6 +1,9 @@
 package parse
 
-import "unicode/utf8"
+import (
+	"bytes"
+	"unicode/utf8"
+)
 
 type dockerLine struct {
 	log    []byte
@@ -89,7 +92,29 @@ func rawString(b []byte, i int) ([]byte, int, bool) {
 	if i >= len(b) || b[i] != '"' {
 		return nil, i, false
 	}
-	for j := i + 1; j < len(b); j++ {
+	// Keys and short values end within a few bytes: a byte loop is
+	// cheapest there.
+	j := i + 1
+	for end := min(len(b), j+16); j < end; j++ {
+		switch b[j] {
+		case '\\':
+			return rawStringEscaped(b, i, j)
+		case '"':
+			return b[i+1 : j], j + 1, true
+		}
+	}
+	// Longer ones (timestamps) rarely hold an escape: find the closing
+	// quote with IndexByte and make sure no backslash comes before it.
+	if q := bytes.IndexByte(b[j:], '"'); q >= 0 && bytes.IndexByte(b[j:j+q], '\\') < 0 {
+		return b[i+1 : j+q], j + q + 1, true
+	}
+	return rawStringEscaped(b, i, j)
+}
+
+// rawStringEscaped finishes rawString from b[j] byte by byte, skipping
+// escaped bytes.
+func rawStringEscaped(b []byte, i, j int) ([]byte, int, bool) {
+	for ; j < len(b); j++ {
 		switch b[j] {
 		case '\\':
 			j++
@@ -172,10 +197,15 @@ func unescape(dst, b []byte, i int) ([]byte, int, bool) {
 	}
 	i++
 	for i < len(b) {
-		// Copy the run of plain bytes in one append.
-		j := i
-		for j < len(b) && b[j] != '"' && b[j] != '\\' {
-			j++
+		// Copy the run of plain bytes up to the first quote or backslash
+		// in one append (two IndexByte calls beat a byte loop on all but
+		// the shortest runs).
+		j := len(b)
+		if q := bytes.IndexByte(b[i:], '"'); q >= 0 {
+			j = i + q
+		}
+		if k := bytes.IndexByte(b[i:j], '\\'); k >= 0 {
+			j = i + k
 		}
 		dst = append(dst, b[i:j]...)
 		i = j

@@ -8,6 +8,7 @@ import (
 	"strings"
 	"testing"
 	"time"
+	"unicode/utf8"
 )
 
 type got struct {
@@ -558,6 +559,114 @@ func FuzzParseTime(f *testing.F) {
 			c.parse(p)
 			if got, ok := c.parse(b); ok && (!wantOK || got != want) {
 				t.Fatalf("cached parse of %q (primed with %q) = %d, ParseTime = %d, %v", b, p, got, want, wantOK)
+			}
+		}
+	})
+}
+
+// rawStringRef and unescapeRef are the byte-at-a-time scanners rawString
+// and unescape replaced, kept as the oracle of FuzzDockerStrings.
+func rawStringRef(b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return nil, i, false
+	}
+	for j := i + 1; j < len(b); j++ {
+		switch b[j] {
+		case '\\':
+			j++
+		case '"':
+			return b[i+1 : j], j + 1, true
+		}
+	}
+	return nil, i, false
+}
+
+func unescapeRef(dst, b []byte, i int) ([]byte, int, bool) {
+	if i >= len(b) || b[i] != '"' {
+		return dst, i, false
+	}
+	i++
+	for i < len(b) {
+		// Copy the run of plain bytes in one append.
+		j := i
+		for j < len(b) && b[j] != '"' && b[j] != '\\' {
+			j++
+		}
+		dst = append(dst, b[i:j]...)
+		i = j
+		if i >= len(b) {
+			break
+		}
+		if b[i] == '"' {
+			return dst, i + 1, true
+		}
+		// Backslash escape.
+		if i+1 >= len(b) {
+			return dst, i, false
+		}
+		c := b[i+1]
+		i += 2
+		switch c {
+		case '"', '\\', '/':
+			dst = append(dst, c)
+		case 'b':
+			dst = append(dst, '\b')
+		case 'f':
+			dst = append(dst, '\f')
+		case 'n':
+			dst = append(dst, '\n')
+		case 'r':
+			dst = append(dst, '\r')
+		case 't':
+			dst = append(dst, '\t')
+		case 'u':
+			r, ok := hex4(b[i:])
+			if !ok {
+				return dst, i, false
+			}
+			i += 4
+			if r >= 0xD800 && r < 0xDC00 {
+				// High surrogate: combine with a following low one.
+				if i+6 <= len(b) && b[i] == '\\' && b[i+1] == 'u' {
+					if lo, ok := hex4(b[i+2:]); ok && lo >= 0xDC00 && lo < 0xE000 {
+						r = (r-0xD800)<<10 + (lo - 0xDC00) + 0x10000
+						i += 6
+					} else {
+						r = utf8.RuneError
+					}
+				} else {
+					r = utf8.RuneError
+				}
+			} else if r >= 0xDC00 && r < 0xE000 {
+				r = utf8.RuneError
+			}
+			dst = utf8.AppendRune(dst, r)
+		default:
+			return dst, i, false
+		}
+	}
+	return dst, i, false
+}
+
+// FuzzDockerStrings is the differential test of the IndexByte scans in
+// rawString and unescape: same bytes, same end, same verdict as the byte
+// loops, from every start offset.
+func FuzzDockerStrings(f *testing.F) {
+	f.Add([]byte(`"log"`))
+	f.Add([]byte(`"a\\"b\"" "x\n\u00e9\ud83d\ude00\ud800z" "2026-11-21T10:00:00.123456789Z"`))
+	f.Add([]byte(`"` + strings.Repeat("x", 40) + `\"` + strings.Repeat("y", 20) + `"`))
+	f.Add([]byte(`"unterminated \`))
+	f.Fuzz(func(t *testing.T, b []byte) {
+		for i := range b {
+			got, gotNext, gotOK := rawString(b, i)
+			want, wantNext, wantOK := rawStringRef(b, i)
+			if !bytes.Equal(got, want) || gotNext != wantNext || gotOK != wantOK {
+				t.Fatalf("rawString(%q, %d) = %q, %d, %v; byte loop: %q, %d, %v", b, i, got, gotNext, gotOK, want, wantNext, wantOK)
+			}
+			gotU, gotNext, gotOK := unescape(nil, b, i)
+			wantU, wantNext, wantOK := unescapeRef(nil, b, i)
+			if !bytes.Equal(gotU, wantU) || gotNext != wantNext || gotOK != wantOK {
+				t.Fatalf("unescape(%q, %d) = %q, %d, %v; byte loop: %q, %d, %v", b, i, gotU, gotNext, gotOK, wantU, wantNext, wantOK)
 			}
 		}
 	})
