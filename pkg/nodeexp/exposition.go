@@ -100,6 +100,7 @@ type textFamily struct {
 	name, help string
 	typ        dto.MetricType
 	samples    []textSample
+	n          int // series counted before samples is filled
 }
 
 type textSample struct {
@@ -113,11 +114,18 @@ var errNotPlain = errors.New("scrape holds metrics the text writer leaves to the
 // textFamilies groups a scrape's metrics into sorted families with sorted
 // series, or returns errNotPlain.
 func textFamilies(metrics []prometheus.Metric, infos *descInfos) ([]*textFamily, error) {
-	byDesc := make(map[*prometheus.Desc]*textFamily)
-	byName := make(map[string]*textFamily)
+	// One allocation each for the families, their series and the
+	// metric-to-family index, instead of one per family and per growth.
+	families := make([]textFamily, 0, len(metrics)) // never grows: pointers stay valid
+	entries := make([]struct {
+		f *textFamily
+		s textSample
+	}, len(metrics))
+	byDesc := make(map[*prometheus.Desc]*textFamily, len(metrics)/2)
+	byName := make(map[string]*textFamily, len(metrics)/2)
 	var fams []*textFamily
 	var d dto.Metric
-	for _, m := range metrics {
+	for i, m := range metrics {
 		var s textSample
 		var typ dto.MetricType
 		if cm, ok := m.(*cachedMetric); ok {
@@ -157,7 +165,8 @@ func textFamilies(metrics []prometheus.Metric, infos *descInfos) ([]*textFamily,
 			// Descriptors may share a family (node_md_state has one
 			// per state, a constant label), as in the registry.
 			if f = byName[info.name]; f == nil {
-				f = &textFamily{name: info.name, help: info.help, typ: typ}
+				families = append(families, textFamily{name: info.name, help: info.help, typ: typ})
+				f = &families[len(families)-1]
 				byName[info.name] = f
 				fams = append(fams, f)
 			} else if f.help != info.help {
@@ -168,7 +177,15 @@ func textFamilies(metrics []prometheus.Metric, infos *descInfos) ([]*textFamily,
 		if f.typ != typ {
 			return nil, errNotPlain
 		}
-		f.samples = append(f.samples, s)
+		f.n++
+		entries[i].f, entries[i].s = f, s
+	}
+	all := make([]textSample, len(metrics))
+	for _, f := range fams {
+		f.samples, all = all[:0:f.n], all[f.n:]
+	}
+	for _, e := range entries {
+		e.f.samples = append(e.f.samples, e.s)
 	}
 	slices.SortFunc(fams, func(a, b *textFamily) int { return strings.Compare(a.name, b.name) })
 	for _, f := range fams {

@@ -6,10 +6,10 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,24 +23,114 @@ type meminfoCollector struct {
 	series seriesCache // label pairs of the series, across scrapes
 	path   string
 	descs  descCache
+
+	// mu guards the read buffer and the fields seen in earlier scrapes,
+	// by their key in the file ("Active(anon)"), so a scrape parses only
+	// numbers: building each name, help and line string again was most
+	// of the collector's allocations.
+	mu     sync.Mutex
+	buf    []byte
+	fields map[string]*meminfoKey
+	gen    uint64
+}
+
+// meminfoKey is what a key of /proc/meminfo turns into; keys that map to
+// one name (node_exporter drops parentheses) share it.
+type meminfoKey struct {
+	desc *prometheus.Desc
+	kB   bool   // the value is in kB, exported in bytes
+	gen  uint64 // the scrape that last sent it: a name is sent once
 }
 
 func newMeminfoCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
-	return &meminfoCollector{path: filepath.Join(cfg.ProcPath, "meminfo")}, nil
+	return &meminfoCollector{path: filepath.Join(cfg.ProcPath, "meminfo"), fields: map[string]*meminfoKey{}}, nil
 }
 
 func (c *meminfoCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	b, err := os.ReadFile(c.path)
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var err error
+	c.buf, err = readFileInto(c.path, c.buf)
 	if err != nil {
 		return fmt.Errorf("couldn't get meminfo: %w", err)
 	}
-	fields, err := parseMeminfo(b)
+	c.gen++
+	type sample struct {
+		desc *prometheus.Desc
+		v    float64
+	}
+	var out [128]sample
+	samples := out[:0]
+	for rest := c.buf; len(rest) > 0; {
+		var line []byte
+		line, rest = cutLine(rest)
+		key, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		num, unit, _ := bytes.Cut(bytes.TrimSpace(val), []byte(" "))
+		unit = bytes.TrimSpace(unit)
+		k := c.fields[string(key)]
+		if k == nil || k.kB != (len(unit) > 0) || (len(unit) > 0 && string(unit) != "kB") {
+			return c.updateSlow(ch)
+		}
+		v, err := strconv.ParseFloat(string(num), 64)
+		if err != nil {
+			return c.updateSlow(ch)
+		}
+		if k.desc == nil || k.gen == c.gen {
+			continue // not a valid name, or its name was sent already
+		}
+		k.gen = c.gen
+		if k.kB {
+			v *= 1024
+		}
+		samples = append(samples, sample{k.desc, v})
+	}
+	for _, s := range samples {
+		c.series.send(ch, s.desc, prometheus.GaugeValue, s.v)
+	}
+	return nil
+}
+
+// updateSlow parses the buffer with parseMeminfo, reporting its errors, and
+// learns the keys for the next scrapes. Called with mu held.
+func (c *meminfoCollector) updateSlow(ch chan<- prometheus.Metric) error {
+	fields, err := parseMeminfo(c.buf)
 	if err != nil {
 		return fmt.Errorf("couldn't parse %s: %w", c.path, err)
 	}
+	byName := make(map[string]*meminfoKey, len(fields))
 	for _, f := range fields {
 		d := c.descs.get("node_memory_"+f.name, "Memory information field "+f.name+".")
+		byName[f.name] = &meminfoKey{desc: d, gen: c.gen}
 		c.series.send(ch, d, prometheus.GaugeValue, f.value)
+	}
+	// Relearn every key of the file, sharing an entry per name.
+	clear(c.fields)
+	for rest := c.buf; len(rest) > 0; {
+		var line []byte
+		line, rest = cutLine(rest)
+		key, val, ok := bytes.Cut(line, []byte(":"))
+		if !ok {
+			continue
+		}
+		_, unit, _ := bytes.Cut(bytes.TrimSpace(val), []byte(" "))
+		kB := len(bytes.TrimSpace(unit)) > 0
+		name := parenReplacer.Replace(strings.TrimSpace(string(key)))
+		if kB {
+			name += "_bytes"
+		}
+		k := byName[name]
+		if k == nil {
+			k = &meminfoKey{gen: c.gen} // skipped by parseMeminfo: never sent
+		}
+		c.fields[string(key)] = &meminfoKey{desc: k.desc, kB: kB, gen: k.gen}
+		if k.desc != nil {
+			// Keys of one name share the entry, so the name is sent once.
+			c.fields[string(key)] = k
+			k.kB = kB
+		}
 	}
 	return nil
 }

@@ -146,6 +146,7 @@ type seriesCache struct {
 	pairs map[*prometheus.Desc]map[string][]*dto.LabelPair
 	n     int
 	key   []byte
+	slab  []cachedMetric
 }
 
 // maxCachedSeries bounds a collector's cache: past it (series churn, such
@@ -157,7 +158,10 @@ const maxCachedSeries = 4096
 func (s *seriesCache) send(ch chan<- prometheus.Metric, desc *prometheus.Desc, t prometheus.ValueType, v float64, labelValues ...string) {
 	if len(labelValues) == 0 {
 		// Nothing to cache: only the value and its type.
-		ch <- &cachedMetric{desc: desc, typ: t, val: v}
+		s.mu.Lock()
+		m := s.newMetric(desc, t, v, nil)
+		s.mu.Unlock()
+		ch <- m
 		return
 	}
 	s.mu.Lock()
@@ -198,7 +202,22 @@ func (s *seriesCache) send(ch chan<- prometheus.Metric, desc *prometheus.Desc, t
 		}
 		s.mu.Unlock()
 	}
-	ch <- &cachedMetric{desc: desc, typ: t, val: v, pairs: pairs}
+	s.mu.Lock()
+	m := s.newMetric(desc, t, v, pairs)
+	s.mu.Unlock()
+	ch <- m
+}
+
+// newMetric returns a cachedMetric from the current slab, allocating
+// slabs of 32: one allocation per 32 series instead of one each. A slab is
+// never reused, so a metric stays valid as long as it is referenced.
+// Called with mu held.
+func (s *seriesCache) newMetric(desc *prometheus.Desc, t prometheus.ValueType, v float64, pairs []*dto.LabelPair) *cachedMetric {
+	if len(s.slab) == cap(s.slab) {
+		s.slab = make([]cachedMetric, 0, 32)
+	}
+	s.slab = append(s.slab, cachedMetric{desc: desc, typ: t, val: v, pairs: pairs})
+	return &s.slab[len(s.slab)-1]
 }
 
 // cachedMetric is a constant metric with shared, already validated and

@@ -1,7 +1,11 @@
 package nodeexp
 
 import (
+	"context"
 	"fmt"
+	"os"
+	"path/filepath"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -59,5 +63,57 @@ func TestSeriesCache(t *testing.T) {
 	}
 	if s.n > maxCachedSeries {
 		t.Errorf("cache holds %d series, more than %d", s.n, maxCachedSeries)
+	}
+}
+
+// TestMeminfoLearnsKeys checks that scrapes after the first, which only
+// parse numbers for keys learnt before, report what parseMeminfo reports,
+// and that a changed or malformed file goes through parseMeminfo again.
+func TestMeminfoLearnsKeys(t *testing.T) {
+	dir := t.TempDir()
+	path := filepath.Join(dir, "meminfo")
+	write := func(s string) {
+		t.Helper()
+		if err := os.WriteFile(path, []byte(s), 0o644); err != nil {
+			t.Fatal(err)
+		}
+	}
+	c := &meminfoCollector{path: path, fields: map[string]*meminfoKey{}}
+	scrape := func() (string, error) {
+		ch := make(chan prometheus.Metric, 100)
+		err := c.Update(context.Background(), ch)
+		close(ch)
+		var lines []string
+		for m := range ch {
+			var d dto.Metric
+			if err := m.Write(&d); err != nil {
+				t.Fatal(err)
+			}
+			info, _ := parseDesc(m.Desc().String())
+			lines = append(lines, fmt.Sprintf("%s %g", info.name, d.GetGauge().GetValue()))
+		}
+		return strings.Join(lines, "\n"), err
+	}
+	const base = "MemTotal:       1000 kB\nActive(anon):     10 kB\nActive_anon:      20 kB\nHugePages_Total:   3\nBad-Name:          4\n"
+	const want = "node_memory_MemTotal_bytes 1.024e+06\nnode_memory_Active_anon_bytes 10240\nnode_memory_HugePages_Total 3"
+	write(base)
+	for i := range 3 {
+		got, err := scrape()
+		if err != nil || got != want {
+			t.Fatalf("scrape %d: %v\n%s\nwant\n%s", i, err, got, want)
+		}
+	}
+	write(strings.Replace(base, "1000", "2000", 1) + "NewField:          5 kB\n")
+	got, err := scrape()
+	if want2 := strings.Replace(want, "1.024e+06", "2.048e+06", 1) + "\nnode_memory_NewField_bytes 5120"; err != nil || got != want2 {
+		t.Fatalf("after a new field: %v\n%s\nwant\n%s", err, got, want2)
+	}
+	write(strings.Replace(base, "1000 kB", "1000 MB", 1))
+	if _, err := scrape(); err == nil {
+		t.Error("unknown unit: no error")
+	}
+	write(strings.Replace(base, "1000", "x", 1))
+	if _, err := scrape(); err == nil {
+		t.Error("malformed value: no error")
 	}
 }
