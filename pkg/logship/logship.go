@@ -388,13 +388,16 @@ func (r *reader) entry(e parse.Entry) {
 		// bounds how many readers fill buffers at once. (Starting small
 		// and growing raised the suite's peak RSS from 29 to 35 MiB.)
 		r.out = r.stream.NewChunk(r.curPath, r.curID, chunkBytes+chunkBytes/4)
+		// Every record of the chunk ends with the encoder's tail (the pod's
+		// metadata), held once: a metadata change starts a new chunk.
+		r.out.Tail = r.enc.WireTail()
 	}
 	ts := e.Time / 1e6
 	if e.Time == 0 {
 		ts = r.a.now().UnixMilli()
 	}
 	// Records go in their wire form (escaped for the request body), so
-	// the sender assembles bodies by copying.
+	// the sender reads bodies from the chunks as they are.
 	r.out.Buf = r.enc.AppendWire(r.out.Buf, e.Log, e.Stream.String(), e.TimeRaw, r.a.now, func(start, end, size int) {
 		r.out.Events = append(r.out.Events, ship.Event{Timestamp: ts, Start: start, End: end, Size: size, Pos: e.Pos})
 	})

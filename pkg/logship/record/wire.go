@@ -32,11 +32,18 @@ func newWire(suffix []byte) wire {
 	}
 }
 
+// WireTail is the wire form of the end every record of this Encoder
+// shares: the closing quote of its time and the "kubernetes" object.
+func (e *Encoder) WireTail() []byte { return e.wire.tail }
+
 // AppendWire is Append for the request body: it appends each record as it
-// appears between the quotes of a JSON string (the record JSON-escaped) and
-// calls emit with its bounds in dst and its size as CloudWatch counts it
-// (the UTF-8 bytes of the record itself, which is what the limits are
-// about). The records are exactly Append's, split at the same places.
+// appears between the quotes of a JSON string (the record JSON-escaped),
+// except for WireTail, which every record continues with and which the
+// caller keeps once rather than per record. It calls emit with the bounds
+// of what it wrote in dst and the size of the whole record as CloudWatch
+// counts it (the UTF-8 bytes of the record itself, tail included, which is
+// what the limits are about). Each record followed by WireTail is exactly
+// one of Append's, split at the same places.
 func (e *Encoder) AppendWire(dst []byte, msg []byte, stream string, timeRaw []byte, now func() time.Time, emit func(start, end, size int)) []byte {
 	var tbuf [40]byte
 	if len(timeRaw) == 0 || len(timeRaw) > len(tbuf) {
@@ -66,7 +73,6 @@ func (e *Encoder) AppendWire(dst []byte, msg []byte, stream string, timeRaw []by
 			dst = append(dst, e.wire.headTime...)
 			dst = appendBody(dst, timeRaw)
 		}
-		dst = append(dst, e.wire.tail...)
 		emit(start, len(dst), size)
 	}
 	return dst

@@ -31,7 +31,8 @@ func checkWire(t *testing.T, max int, msg []byte, stream, timeRaw string) int {
 	}
 	for i, sp := range wspans {
 		var got string
-		if err := json.Unmarshal(append(append([]byte{'"'}, wbuf[sp.s:sp.e]...), '"'), &got); err != nil {
+		whole := append(append([]byte{'"'}, wbuf[sp.s:sp.e]...), e.WireTail()...)
+		if err := json.Unmarshal(append(whole, '"'), &got); err != nil {
 			t.Fatalf("record %d: wire form is not a JSON string body: %v: %s", i, err, wbuf[sp.s:sp.e])
 		}
 		if got != string(recs[i]) {

@@ -72,12 +72,15 @@ type Event struct {
 // Chunk is a run of records from one file, each in its wire form: JSON-
 // escaped, as it appears between the quotes of a PutLogEvents event's
 // "message" (record.Encoder.AppendWire writes that), so request bodies are
-// assembled by copying. Its Buf must not be written once the Chunk is
+// read from the chunks as they are. Every record of the chunk ends with
+// Tail, which the chunk holds once: Buf[Start:End] followed by Tail is the
+// event's message. Buf and Tail must not be written once the Chunk is
 // handed to a Sender.
 type Chunk struct {
 	Path   string
 	ID     tail.Identity
 	Buf    []byte
+	Tail   []byte
 	Events []Event
 	// weight is what the chunk holds of the Sender's memory budget.
 	weight int64
@@ -314,7 +317,8 @@ func (s *Sender) release(c *Chunk) {
 // pending is the batch being built and the chunks it references.
 type pending struct {
 	b      batch.Batch
-	chunks []*Chunk // chunks with events not yet accepted, in order
+	tails  []tailRun // which Tail each event of b ends with
+	chunks []*Chunk  // chunks with events not yet accepted, in order
 	last   *Chunk   // chunk of the last event in b
 	lastEv Event
 	born   time.Time
@@ -376,7 +380,7 @@ func (st *Stream) Run(ctx context.Context) error {
 func (st *Stream) idle(p *pending) {
 	now := time.Now()
 	if p.b.Events != nil && len(p.chunks) == 0 && st.s.idle(now, st.s.cfg.IdleRelease/2) {
-		p.b.Events, p.chunks = nil, nil
+		p.b.Events, p.chunks, p.tails = nil, nil, nil
 	}
 	st.s.trim(now)
 }
@@ -402,6 +406,9 @@ func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 			st.s.metrics.dropped.WithLabelValues(st.namespace, "invalid").Inc()
 			continue
 		}
+		if n := len(p.tails); n == 0 || unsafe.SliceData(p.tails[n-1].tail) != unsafe.SliceData(c.Tail) {
+			p.tails = append(p.tails, tailRun{from: p.b.Len() - 1, tail: c.Tail})
+		}
 		p.last, p.lastEv = c, c.Events[i]
 	}
 	if p.b.Bytes() >= batch.MaxBytes-4096 || p.b.Len() >= batch.MaxEvents {
@@ -413,7 +420,7 @@ func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 // saves the checkpoint and releases the chunks it finished. It returns
 // early only when ctx ends.
 func (st *Stream) flush(ctx context.Context, p *pending) {
-	if !st.s.put(ctx, st, &p.b) {
+	if !st.s.put(ctx, st, &p.b, p.tails) {
 		return
 	}
 	pos := checkpoint.Position{Path: p.last.Path, ID: p.last.ID, Offset: p.lastEv.Pos}
@@ -436,12 +443,14 @@ func (st *Stream) flush(ctx context.Context, p *pending) {
 	clear(p.chunks[len(kept):])
 	p.chunks = kept
 	p.b.Reset()
+	clear(p.tails)
+	p.tails = p.tails[:0]
 }
 
 // put sends one batch, creating the group and stream when missing and
 // retrying transient failures forever. It reports false when ctx ended
 // before CloudWatch accepted the batch.
-func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch) bool {
+func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []tailRun) bool {
 	n := b.Len()
 	bytes := b.Bytes() - n*batch.EventOverhead
 	// The events travel in the body the Sender writes (see WithFastPut);
@@ -450,7 +459,7 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch) bool {
 	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: []types.InputLogEvent{}}
 	backoff := time.Duration(0)
 	for attempt := 0; ; attempt++ {
-		out, err := s.putOnce(ctx, st, in, b)
+		out, err := s.putOnce(ctx, st, in, b, tails)
 		if err == nil {
 			s.metrics.batches.Inc()
 			s.metrics.events.WithLabelValues(st.namespace).Add(float64(n))
@@ -495,7 +504,7 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch) bool {
 // putOnce makes one PutLogEvents call holding one of the MaxPuts slots.
 // The request body is built inside the slot and let go with it, so bodies
 // in memory never outnumber the slots, even while streams back off.
-func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.PutLogEventsInput, b *batch.Batch) (*cloudwatchlogs.PutLogEventsOutput, error) {
+func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.PutLogEventsInput, b *batch.Batch, tails []tailRun) (*cloudwatchlogs.PutLogEventsOutput, error) {
 	if err := s.puts.Acquire(ctx, 1); err != nil {
 		return nil, fmt.Errorf("waiting to send to stream %s: %w", st.name, err)
 	}
@@ -514,7 +523,7 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.Put
 	default:
 		body = &putBody{}
 	}
-	body.build(st.group, st.name, b.Events)
+	body.build(st.group, st.name, b.Events, tails)
 	defer func() {
 		body.reset()
 		// Do not keep a rare huge frame buffer.

@@ -68,13 +68,14 @@ func newSender(t *testing.T, client Client, cm Committer) (*Sender, *Metrics, *p
 	return s, m, reg
 }
 
-// chunk builds a chunk of n events "msg-<first+i>" with positions.
+// chunk builds a chunk of n events "msg-<first+i>|c<first>" with
+// positions; "|c<first>" is the chunk's Tail.
 func chunk(first, n int) *Chunk {
-	c := &Chunk{Path: "/p/0.log"}
+	c := &Chunk{Path: "/p/0.log", Tail: fmt.Appendf(nil, "|c%d", first)}
 	for i := first; i < first+n; i++ {
 		start := len(c.Buf)
 		c.Buf = fmt.Appendf(c.Buf, "msg-%d", i)
-		c.Events = append(c.Events, Event{Timestamp: int64(1000 + i), Start: start, End: len(c.Buf), Pos: int64(i + 1)})
+		c.Events = append(c.Events, Event{Timestamp: int64(1000 + i), Start: start, End: len(c.Buf), Size: len(c.Buf) - start + len(c.Tail), Pos: int64(i + 1)})
 	}
 	return c
 }
@@ -164,7 +165,7 @@ func TestRetriesCreatesAndDeliversInOrder(t *testing.T) {
 		t.Fatalf("delivered %d of %d", len(got), n)
 	}
 	for i, m := range got {
-		if m != fmt.Sprintf("msg-%d", i) {
+		if m != fmt.Sprintf("msg-%d|c%d", i, i/1000*1000) {
 			t.Fatalf("event %d is %q", i, m)
 		}
 	}
@@ -325,7 +326,7 @@ func TestFastPutBodyMatchesSDK(t *testing.T) {
 		if fast {
 			opts = append(opts, WithFastPut)
 			body := &putBody{}
-			body.build("/g", "s\"1", events)
+			body.build("/g", "s\"1", events, nil)
 			ctx = withBody(ctx, body)
 		}
 		client := cloudwatchlogs.New(cloudwatchlogs.Options{
@@ -523,11 +524,13 @@ func TestBodyReader(t *testing.T) {
 		events = append(events, batch.Event{Timestamp: int64(1700000000000 + i/2), Message: []byte(m)})
 	}
 	body := &putBody{}
-	body.build("/g", "s", events)
+	// The first two events end with one chunk's tail, the last with
+	// another's.
+	body.build("/g", "s", events, []tailRun{{from: 0, tail: []byte(`,\"k\":1}`)}, {from: 2, tail: []byte(`,\"k\":2}`)}})
 	want := `{"logGroupName":"/g","logStreamName":"s","logEvents":[` +
-		`{"timestamp":1700000000000,"message":"{\"log\":\"a\"}"},` +
-		`{"timestamp":1700000000000,"message":"b"},` +
-		`{"timestamp":1700000000001,"message":"ccc"}]}`
+		`{"timestamp":1700000000000,"message":"{\"log\":\"a\"},\"k\":1}"},` +
+		`{"timestamp":1700000000000,"message":"b,\"k\":1}"},` +
+		`{"timestamp":1700000000001,"message":"ccc,\"k\":2}"}]}`
 	r := body.reader()
 	if r.Len() != len(want) {
 		t.Fatalf("Len %d, want %d", r.Len(), len(want))

@@ -70,9 +70,16 @@ func PutBody(ctx context.Context) []byte {
 	return out
 }
 
+// tailRun says that the events of a batch from index from on (until the
+// next run) end with tail (their chunk's Tail).
+type tailRun struct {
+	from int
+	tail []byte
+}
+
 // putBody is a PutLogEvents request body that is never assembled in one
-// buffer: the events' messages are read in place from the chunks that
-// hold them (already in wire form), between small frames
+// buffer: each event's message is read in place from its chunk (already in
+// wire form) and then its chunk's shared Tail, between small frames
 // (`{"timestamp":N,"message":"`) written per put. The signer hashes it and
 // net/http sends it straight from those buffers, so a ~1 MiB batch costs
 // a ~100 KiB frame buffer instead of a copy of itself.
@@ -82,14 +89,16 @@ type putBody struct {
 	frames []byte
 	ends   []int
 	events []batch.Event
+	tails  []tailRun
 	size   int64
 }
 
 // bodyTail closes the last event and the request.
 const bodyTail = `"}]}`
 
-// build fills b for events of the stream, reusing b's storage.
-func (b *putBody) build(group, stream string, events []batch.Event) {
+// build fills b for events of the stream, reusing b's storage; tails
+// (sorted, the first from 0) gives each event's tail, none if empty.
+func (b *putBody) build(group, stream string, events []batch.Event, tails []tailRun) {
 	dst := b.frames[:0]
 	dst = append(dst, `{"logGroupName":"`...)
 	dst, _ = record.AppendEscaped(dst, []byte(group), 1<<30)
@@ -115,31 +124,19 @@ func (b *putBody) build(group, stream string, events []batch.Event) {
 		ends = append(ends, len(dst))
 		size += int64(len(e.Message))
 	}
-	b.frames, b.ends, b.events = dst, ends, events
+	for r, t := range tails {
+		next := len(events)
+		if r+1 < len(tails) {
+			next = tails[r+1].from
+		}
+		size += int64(next-t.from) * int64(len(t.tail))
+	}
+	b.frames, b.ends, b.events, b.tails = dst, ends, events, tails
 	b.size = size + int64(len(dst))
 }
 
 // reset drops the references to the events' buffers.
-func (b *putBody) reset() { b.events = nil }
-
-// segment returns the k-th piece of the body: frames and messages
-// alternate, then the tail.
-func (b *putBody) segment(k int) []byte {
-	i := k / 2
-	switch {
-	case i == len(b.events):
-		if k%2 == 0 {
-			return []byte(bodyTail)
-		}
-		return nil
-	case k%2 == 1:
-		return b.events[i].Message
-	case i == 0:
-		return b.frames[:b.ends[0]]
-	default:
-		return b.frames[b.ends[i-1]:b.ends[i]]
-	}
-}
+func (b *putBody) reset() { b.events, b.tails = nil, nil }
 
 func (b *putBody) reader() *bodyReader { return &bodyReader{b: b} }
 
@@ -150,6 +147,35 @@ type bodyReader struct {
 	k   int   // current segment
 	off int   // offset in it
 	pos int64 // offset in the body
+	run int   // the tail run of the current event
+}
+
+// segment returns the k-th piece of the body: per event its frame, its
+// message and its tail; then the end of the request.
+func (r *bodyReader) segment(k int) []byte {
+	b := r.b
+	i := k / 3
+	switch {
+	case i == len(b.events):
+		return []byte(bodyTail)
+	case k%3 == 1:
+		return b.events[i].Message
+	case k%3 == 2:
+		if len(b.tails) == 0 {
+			return nil
+		}
+		if r.run >= len(b.tails) || b.tails[r.run].from > i {
+			r.run = 0
+		}
+		for r.run+1 < len(b.tails) && b.tails[r.run+1].from <= i {
+			r.run++
+		}
+		return b.tails[r.run].tail
+	case i == 0:
+		return b.frames[:b.ends[0]]
+	default:
+		return b.frames[b.ends[i-1]:b.ends[i]]
+	}
 }
 
 var (
@@ -157,7 +183,7 @@ var (
 	_ io.WriterTo   = (*bodyReader)(nil)
 )
 
-func (r *bodyReader) done() bool { return r.k > 2*len(r.b.events) }
+func (r *bodyReader) done() bool { return r.k > 3*len(r.b.events) }
 
 // Len is how many bytes are left; smithy sizes the request with it.
 func (r *bodyReader) Len() int { return int(r.b.size - r.pos) }
@@ -166,7 +192,7 @@ func (r *bodyReader) Len() int { return int(r.b.size - r.pos) }
 func (r *bodyReader) Read(p []byte) (int, error) {
 	n := 0
 	for n < len(p) && !r.done() {
-		seg := r.b.segment(r.k)
+		seg := r.segment(r.k)
 		c := copy(p[n:], seg[r.off:])
 		n += c
 		r.off += c
@@ -186,7 +212,11 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
 	var total int64
 	for !r.done() {
-		seg := r.b.segment(r.k)[r.off:]
+		seg := r.segment(r.k)[r.off:]
+		if len(seg) == 0 {
+			r.k++
+			continue
+		}
 		n, err := w.Write(seg)
 		total += int64(n)
 		r.pos += int64(n)
@@ -220,7 +250,7 @@ func (r *bodyReader) Seek(offset int64, whence int) (int64, error) {
 	}
 	r.k, r.off, r.pos = 0, 0, 0
 	for r.pos < offset {
-		seg := r.b.segment(r.k)
+		seg := r.segment(r.k)
 		if rest := offset - r.pos; rest < int64(len(seg)) {
 			r.off, r.pos = int(rest), offset
 			break
