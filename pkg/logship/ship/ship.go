@@ -319,7 +319,7 @@ type pending struct {
 	b      batch.Batch
 	tails  []tailRun // which Tail each event of b ends with
 	chunks []*Chunk  // chunks with events not yet accepted, in order
-	last   *Chunk   // chunk of the last event in b
+	last   *Chunk    // chunk of the last event in b
 	lastEv Event
 	born   time.Time
 }
