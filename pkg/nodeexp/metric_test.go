@@ -117,3 +117,51 @@ func TestMeminfoLearnsKeys(t *testing.T) {
 		t.Error("malformed value: no error")
 	}
 }
+
+// TestNetstatFastPathMatchesParse checks the netstat collector's number-only
+// parse against parseNetStats on the fixtures and on this machine, over two
+// scrapes (the second uses the fields learnt in the first).
+func TestNetstatFastPathMatchesParse(t *testing.T) {
+	for name, proc := range map[string]string{"fixtures": "testdata/fixtures/proc", "this machine": "/proc"} {
+		t.Run(name, func(t *testing.T) {
+			cfg := DefaultConfig()
+			cfg.ProcPath = proc
+			col, err := newNetstatCollector(&cfg, discard())
+			if err != nil {
+				t.Fatal(err)
+			}
+			c := col.(*netstatCollector)
+			var want []string
+			for _, f := range []string{"net/netstat", "net/snmp"} {
+				b, err := os.ReadFile(filepath.Join(proc, f))
+				if err != nil {
+					t.Fatal(err)
+				}
+				st, err := parseNetStats(b, c.fields)
+				if err != nil {
+					t.Fatal(err)
+				}
+				for _, s := range st {
+					want = append(want, "node_netstat_"+s.proto+"_"+s.field)
+				}
+			}
+			for i := range 2 {
+				ch := make(chan prometheus.Metric, 1000)
+				if err := c.Update(context.Background(), ch); err != nil {
+					t.Fatal(err)
+				}
+				close(ch)
+				var got []string
+				for m := range ch {
+					info, _ := parseDesc(m.Desc().String())
+					if !strings.HasPrefix(info.name, "node_netstat_Ip6") && !strings.HasPrefix(info.name, "node_netstat_Icmp6") && !strings.HasPrefix(info.name, "node_netstat_Udp6") && !strings.HasPrefix(info.name, "node_netstat_UdpLite6") {
+						got = append(got, info.name)
+					}
+				}
+				if strings.Join(got, "\n") != strings.Join(want, "\n") {
+					t.Errorf("scrape %d: fields\n%v\nwant\n%v", i, got, want)
+				}
+			}
+		})
+	}
+}

@@ -9,6 +9,7 @@ import (
 	"os"
 	"path/filepath"
 	"strconv"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -23,6 +24,15 @@ type netstatCollector struct {
 	procPath string
 	fields   *fieldFilter
 	descs    descCache
+
+	// mu guards the read buffer and, by "<proto>_<field>", the descriptor
+	// of every field seen before (nil: filtered out), so that a scrape
+	// parses only numbers: building each field's name and help again was
+	// most of the collector's allocations.
+	mu   sync.Mutex
+	buf  []byte
+	key  []byte
+	seen map[string]*prometheus.Desc
 }
 
 func newNetstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
@@ -30,7 +40,7 @@ func newNetstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &netstatCollector{procPath: cfg.ProcPath, fields: fields}, nil
+	return &netstatCollector{procPath: cfg.ProcPath, fields: fields, seen: map[string]*prometheus.Desc{}}, nil
 }
 
 type netStat struct {
@@ -38,33 +48,118 @@ type netStat struct {
 	value        float64
 }
 
+type netstatSample struct {
+	desc *prometheus.Desc
+	v    float64
+}
+
 func (c *netstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	var all []netStat
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	var out []netstatSample
 	for _, f := range []string{"net/netstat", "net/snmp"} {
-		b, err := os.ReadFile(filepath.Join(c.procPath, f))
+		var err error
+		c.buf, err = readFileInto(filepath.Join(c.procPath, f), c.buf)
 		if err != nil {
 			return fmt.Errorf("couldn't get %s: %w", f, err)
 		}
-		st, err := parseNetStats(b, c.fields)
-		if err != nil {
-			return fmt.Errorf("couldn't parse %s: %w", f, err)
+		n := len(out)
+		if out, err = c.pairs(out); err != nil {
+			// Something unusual: parseNetStats decides, as it did
+			// before this fast path.
+			st, err := parseNetStats(c.buf, c.fields)
+			if err != nil {
+				return fmt.Errorf("couldn't parse %s: %w", f, err)
+			}
+			out = out[:n]
+			for _, s := range st {
+				out = append(out, netstatSample{c.desc(s.proto, s.field), s.value})
+			}
 		}
-		all = append(all, st...)
 	}
 	// snmp6 is missing when IPv6 is disabled; that is not an error.
-	b, err := os.ReadFile(filepath.Join(c.procPath, "net/snmp6"))
+	var err error
+	c.buf, err = readFileInto(filepath.Join(c.procPath, "net/snmp6"), c.buf)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
 	case err != nil:
 		return fmt.Errorf("couldn't get SNMP6 stats: %w", err)
 	default:
-		all = append(all, parseSNMP6(b, c.fields)...)
+		for _, s := range parseSNMP6(c.buf, c.fields) {
+			out = append(out, netstatSample{c.desc(s.proto, s.field), s.value})
+		}
 	}
-	for _, s := range all {
-		d := c.descs.get("node_netstat_"+s.proto+"_"+s.field, "Statistic "+s.proto+s.field+".")
-		c.series.send(ch, d, prometheus.UntypedValue, s.value)
+	for _, s := range out {
+		c.series.send(ch, s.desc, prometheus.UntypedValue, s.v)
 	}
 	return nil
+}
+
+// desc returns the descriptor of a kept field. Called with mu held.
+func (c *netstatCollector) desc(proto, field string) *prometheus.Desc {
+	return c.descs.get("node_netstat_"+proto+"_"+field, "Statistic "+proto+field+".")
+}
+
+// pairs appends the kept fields of the "Proto: names..." / "Proto:
+// values..." line pairs in c.buf to out, as parseNetStats reads them.
+// Called with mu held.
+func (c *netstatCollector) pairs(out []netstatSample) ([]netstatSample, error) {
+	for b := c.buf; len(b) > 0; {
+		var names, values []byte
+		names, b = cutLine(b)
+		if len(bytes.TrimSpace(names)) == 0 {
+			continue
+		}
+		if len(b) == 0 {
+			return out, errors.New("header line without values")
+		}
+		values, b = cutLine(b)
+		proto, names, ok1 := bytes.Cut(names, []byte(": "))
+		vproto, values, ok2 := bytes.Cut(values, []byte(": "))
+		if !ok1 || !ok2 || !bytes.Equal(proto, vproto) {
+			return out, errors.New("field count mismatch")
+		}
+		for {
+			var name, value []byte
+			name, names, ok1 = nextField(names)
+			value, values, ok2 = nextField(values)
+			if ok1 != ok2 {
+				return out, errors.New("field count mismatch")
+			}
+			if !ok1 {
+				break
+			}
+			c.key = append(append(append(c.key[:0], proto...), '_'), name...)
+			d, seen := c.seen[string(c.key)]
+			if !seen {
+				if c.fields.keepBytes(c.key) {
+					d = c.desc(string(proto), string(name))
+				}
+				c.seen[string(c.key)] = d
+			}
+			if d == nil {
+				continue
+			}
+			v, err := strconv.ParseFloat(string(value), 64)
+			if err != nil {
+				return out, err
+			}
+			out = append(out, netstatSample{d, v})
+		}
+	}
+	return out, nil
+}
+
+// nextField returns the first space-separated field of b and the rest.
+func nextField(b []byte) (field, rest []byte, ok bool) {
+	b = bytes.TrimLeft(b, " ")
+	if len(b) == 0 {
+		return nil, nil, false
+	}
+	if i := bytes.IndexByte(b, ' '); i >= 0 {
+		return b[:i], b[i+1:], true
+	}
+	return b, nil, true
 }
 
 // parseNetStats parses the pairs of "Proto: names..." / "Proto: values..."
