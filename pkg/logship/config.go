@@ -48,7 +48,7 @@ func DefaultConfig() Config {
 		LogStream:     "{pod}_{namespace}_{container}-{container_id}",
 		MultilineWait: 2 * time.Second,
 		BatchWait:     time.Second,
-		MaxBuffer:     8 << 20,
+		MaxBuffer:     4 << 20,
 		MaxEventBytes: batch.MaxMessage,
 		Rescan:        10 * time.Second,
 		MetadataWait:  5 * time.Second,

@@ -232,8 +232,11 @@ func (a *Agent) expand(tmpl string, t discover.Target) string {
 // errOptedOut stops a reader whose pod was annotated not to ship.
 var errOptedOut = errors.New("pod opted out of log shipping")
 
-// chunkBytes is the size of the record buffers handed to a stream.
-const chunkBytes = 256 << 10
+// chunkBytes is the size of the record buffers handed to a stream. A
+// chunk holds records without their metadata tail (about 150 bytes each
+// for ~110-byte lines): 128 KiB is ~900 records, and a full batch a
+// handful of chunks.
+const chunkBytes = 128 << 10
 
 // runTarget reads, parses and encodes one container's log and feeds its
 // stream until the log is drained or ctx ends.
