@@ -1,8 +1,9 @@
 // Command nodeexp is nodekit's node exporter: node_exporter's node_* families
 // under node_exporter's flag names, plus per-pod nodeexp_pod_* metrics from
 // the pods' cgroups, named from the kubelet's pod log directories. nodeexp
-// never calls the Kubernetes API server, and does not link a client for it:
-// that alone halved the binary and its resident memory.
+// never calls the Kubernetes API server and does not link a client for it,
+// which took the binary from 23 to 13.5 MB and its file-backed resident
+// memory from 16.5 to 11.5 MiB.
 package main
 
 import (
