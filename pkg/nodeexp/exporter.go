@@ -65,6 +65,9 @@ var (
 // concurrent scrapes.
 type Exporter struct {
 	names []string // sorted, for a stable exposition and log order
+	// lastLen is each collector's number of metrics in the last scrape
+	// (by index in names), the capacity to start the next with.
+	lastLen []atomic.Int32
 	// workers run the collectors' Updates; Close stops them.
 	workers *workers
 	// collectorLabel holds each collector's {collector="<name>"} pair for
@@ -86,9 +89,6 @@ type Exporter struct {
 	bufFree  chan *bufio.Writer
 	// descs caches the name and help of descriptors for the text writer.
 	descs descInfos
-	// lastCount is the number of metrics of the last scrape, a capacity
-	// hint for the next.
-	lastCount atomic.Int64
 }
 
 // NewExporter builds the collectors enabled in cfg plus any extra ones
@@ -123,6 +123,7 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 	names := slices.Sorted(maps.Keys(cs))
 	return &Exporter{
 		workers:        newWorkers(names),
+		lastLen:        make([]atomic.Int32, len(names)),
 		collectorLabel: label,
 		names:          names,
 		collectors:     cs,
@@ -264,17 +265,7 @@ func (e *Exporter) serveRegistry(w http.ResponseWriter, r *http.Request, c prome
 
 // collect runs one scrape and returns its metrics.
 func (e *Exporter) collect(ctx context.Context) []prometheus.Metric {
-	ch := make(chan prometheus.Metric, 256)
-	go func() {
-		(&scrape{e: e, ctx: ctx}).Collect(ch)
-		close(ch)
-	}()
-	out := make([]prometheus.Metric, 0, e.lastCount.Load())
-	for m := range ch {
-		out = append(out, m)
-	}
-	e.lastCount.Store(int64(len(out)))
-	return out
+	return (&scrape{e: e, ctx: ctx}).metrics()
 }
 
 // bufWriter returns a 32 KiB buffer writing to w; like the compressor,
@@ -393,23 +384,44 @@ type scrape struct {
 func (s *scrape) Describe(chan<- *prometheus.Desc) {}
 
 func (s *scrape) Collect(ch chan<- prometheus.Metric) {
+	for _, m := range s.metrics() {
+		ch <- m
+	}
+}
+
+// metrics runs every collector and returns their metrics, collector by
+// collector. Each collector's metrics are gathered into a slice of its own
+// rather than sent on to one channel: a second channel hop per metric and
+// the goroutine switches it caused are saved.
+func (s *scrape) metrics() []prometheus.Metric {
+	per := make([][]prometheus.Metric, len(s.e.names))
 	var wg sync.WaitGroup
-	for _, name := range s.e.names {
+	for i, name := range s.e.names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			s.run(name, s.e.collectors[name], ch)
+			per[i] = s.run(name, s.e.collectors[name], int(s.e.lastLen[i].Load()))
+			s.e.lastLen[i].Store(int32(len(per[i])))
 		}()
 	}
 	wg.Wait()
 	s.e.firstOnce.Do(func() { close(s.e.firstScrape) })
+	n := 0
+	for _, p := range per {
+		n += len(p)
+	}
+	out := make([]prometheus.Metric, 0, n)
+	for _, p := range per {
+		out = append(out, p...)
+	}
+	return out
 }
 
-// run forwards one collector's metrics until it finishes or the scrape's
+// run gathers one collector's metrics until it finishes or the scrape's
 // deadline passes. The collector's goroutine owns buf and closes it when
 // Update returns; after a missed deadline a drainer keeps reading buf so
 // the collector is never blocked on a send and exits as soon as Update does.
-func (s *scrape) run(name string, c Collector, out chan<- prometheus.Metric) {
+func (s *scrape) run(name string, c Collector, hint int) []prometheus.Metric {
 	start := time.Now()
 	buf := make(chan prometheus.Metric, 64)
 	var err error
@@ -417,6 +429,7 @@ func (s *scrape) run(name string, c Collector, out chan<- prometheus.Metric) {
 		err = uerr
 		close(buf)
 	})
+	out := make([]prometheus.Metric, 0, hint)
 	success := 1.0
 	done := false
 	for !done {
@@ -426,7 +439,7 @@ func (s *scrape) run(name string, c Collector, out chan<- prometheus.Metric) {
 				done = true
 				break
 			}
-			out <- m
+			out = append(out, m)
 		case <-s.ctx.Done():
 			go func() {
 				for range buf {
@@ -449,6 +462,7 @@ func (s *scrape) run(name string, c Collector, out chan<- prometheus.Metric) {
 		}
 	}
 	pairs := s.e.collectorLabel[name]
-	out <- &cachedMetric{desc: scrapeDurationDesc, typ: prometheus.GaugeValue, val: time.Since(start).Seconds(), pairs: pairs}
-	out <- &cachedMetric{desc: scrapeSuccessDesc, typ: prometheus.GaugeValue, val: success, pairs: pairs}
+	return append(out,
+		&cachedMetric{desc: scrapeDurationDesc, typ: prometheus.GaugeValue, val: time.Since(start).Seconds(), pairs: pairs},
+		&cachedMetric{desc: scrapeSuccessDesc, typ: prometheus.GaugeValue, val: success, pairs: pairs})
 }
