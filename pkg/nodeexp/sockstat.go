@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
@@ -18,6 +19,11 @@ type sockstatCollector struct {
 	pageSize int
 	used     *prometheus.Desc
 	descs    descCache
+
+	// byState holds the descriptors by protocol and state, so that a
+	// scrape does not format each one's name and help to look it up.
+	mu      sync.Mutex
+	byState map[[2]string]*prometheus.Desc
 }
 
 func newSockstatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
@@ -61,8 +67,17 @@ func (c *sockstatCollector) protocols(ch chan<- prometheus.Metric, s *procfs.Net
 			if v == nil || !validMetricSuffix(p.Protocol) {
 				return
 			}
-			d := c.descs.get("node_sockstat_"+p.Protocol+"_"+state,
-				fmt.Sprintf("Number of %s sockets in state %s.", p.Protocol, state))
+			c.mu.Lock()
+			d := c.byState[[2]string{p.Protocol, state}]
+			if d == nil {
+				d = c.descs.get("node_sockstat_"+p.Protocol+"_"+state,
+					fmt.Sprintf("Number of %s sockets in state %s.", p.Protocol, state))
+				if c.byState == nil {
+					c.byState = make(map[[2]string]*prometheus.Desc)
+				}
+				c.byState[[2]string{p.Protocol, state}] = d
+			}
+			c.mu.Unlock()
 			c.series.send(ch, d, prometheus.GaugeValue, float64(*v))
 		}
 		emit("inuse", &p.InUse)
