@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"maps"
+	"path/filepath"
 	"slices"
 	"strconv"
 	"sync"
@@ -26,6 +27,10 @@ type cpuCollector struct {
 	// that did not happen.
 	mu   sync.Mutex
 	last map[int64]procfs.CPUStat
+
+	path  string
+	bufMu sync.Mutex
+	buf   []byte
 }
 
 func newCPUCollector(cfg *Config, logger *slog.Logger) (Collector, error) {
@@ -35,6 +40,7 @@ func newCPUCollector(cfg *Config, logger *slog.Logger) (Collector, error) {
 	}
 	return &cpuCollector{
 		fs:     fs,
+		path:   filepath.Join(cfg.ProcPath, "stat"),
 		logger: logger,
 		cpu: prometheus.NewDesc("node_cpu_seconds_total",
 			"Seconds the CPUs spent in each mode.", []string{"cpu", "mode"}, nil),
@@ -49,11 +55,18 @@ func newCPUCollector(cfg *Config, logger *slog.Logger) (Collector, error) {
 const jumpBackSeconds = 3.0
 
 func (c *cpuCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	st, err := c.fs.Stat()
+	c.bufMu.Lock()
+	var err error
+	c.buf, err = readFileInto(c.path, c.buf)
+	var st procStat
+	if err == nil {
+		st, err = parseProcStat(c.buf)
+	}
+	c.bufMu.Unlock()
 	if err != nil {
 		return fmt.Errorf("couldn't get /proc/stat: %w", err)
 	}
-	stats := c.monotonic(st.CPU)
+	stats := c.monotonic(st.cpu)
 	for _, id := range slices.Sorted(maps.Keys(stats)) {
 		s := stats[id]
 		n := strconv.FormatInt(id, 10)

@@ -3,6 +3,7 @@ package nodeexp
 import (
 	"context"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"strings"
@@ -10,6 +11,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
+	"github.com/prometheus/procfs"
 )
 
 // TestSeriesCache checks that cached series write what NewConstMetric
@@ -160,6 +162,66 @@ func TestNetstatFastPathMatchesParse(t *testing.T) {
 				}
 				if strings.Join(got, "\n") != strings.Join(want, "\n") {
 					t.Errorf("scrape %d: fields\n%v\nwant\n%v", i, got, want)
+				}
+			}
+		})
+	}
+}
+
+// TestProcStatMatchesProcfs compares parseProcStat with procfs' parser on
+// the fixture and on a copy of this machine's /proc/stat, and checks that
+// malformed numbers fail as in procfs.
+func TestProcStatMatchesProcfs(t *testing.T) {
+	live, err := os.ReadFile("/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	fixture, err := os.ReadFile("testdata/fixtures/proc/stat")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for name, tc := range map[string]struct {
+		content string
+		wantErr bool
+	}{
+		"fixture":       {string(fixture), false},
+		"this machine":  {string(live), false},
+		"old kernel":    {"cpu0 1 2 3 4\nbtime 5\n", false},
+		"bad cpu value": {"cpu0 1 x 3\n", true},
+		"bad cpu id":    {"cpuX 1 2 3\n", true},
+		"bad counter":   {"ctxt many\n", true},
+		"short lines":   {"ctxt\n\nprocesses 3\n", false},
+	} {
+		t.Run(name, func(t *testing.T) {
+			dir := t.TempDir()
+			if err := os.WriteFile(filepath.Join(dir, "stat"), []byte(tc.content), 0o644); err != nil {
+				t.Fatal(err)
+			}
+			fs, err := procfs.NewFS(dir)
+			if err != nil {
+				t.Fatal(err)
+			}
+			want, wantErr := fs.Stat()
+			got, gotErr := parseProcStat([]byte(tc.content))
+			if (gotErr != nil) != tc.wantErr || (wantErr != nil) != tc.wantErr {
+				t.Fatalf("errors: ours %v, procfs %v; want error: %v", gotErr, wantErr, tc.wantErr)
+			}
+			if tc.wantErr {
+				return
+			}
+			if !maps.Equal(got.cpu, want.CPU) {
+				t.Errorf("cpu: ours %v, procfs %v", got.cpu, want.CPU)
+			}
+			for _, f := range []struct {
+				name      string
+				got, want uint64
+			}{
+				{"intr", got.intr, want.IRQTotal}, {"ctxt", got.ctxt, want.ContextSwitches}, {"btime", got.btime, want.BootTime},
+				{"processes", got.processes, want.ProcessCreated}, {"running", got.running, want.ProcessesRunning},
+				{"blocked", got.blocked, want.ProcessesBlocked},
+			} {
+				if f.got != f.want {
+					t.Errorf("%s: ours %d, procfs %d", f.name, f.got, f.want)
 				}
 			}
 		})

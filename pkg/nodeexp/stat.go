@@ -4,6 +4,8 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
+	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
@@ -14,6 +16,10 @@ type statCollector struct {
 	series                                     seriesCache // label pairs of the series, across scrapes
 	fs                                         procfs.FS
 	intr, ctxt, forks, btime, running, blocked *prometheus.Desc
+
+	path string
+	mu   sync.Mutex // guards buf
+	buf  []byte
 }
 
 func newStatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
@@ -23,6 +29,7 @@ func newStatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
 	}
 	return &statCollector{
 		fs:      fs,
+		path:    filepath.Join(cfg.ProcPath, "stat"),
 		intr:    prometheus.NewDesc("node_intr_total", "Total number of interrupts serviced.", nil, nil),
 		ctxt:    prometheus.NewDesc("node_context_switches_total", "Total number of context switches.", nil, nil),
 		forks:   prometheus.NewDesc("node_forks_total", "Total number of forks.", nil, nil),
@@ -33,15 +40,22 @@ func newStatCollector(cfg *Config, _ *slog.Logger) (Collector, error) {
 }
 
 func (c *statCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	s, err := c.fs.Stat()
+	c.mu.Lock()
+	var err error
+	c.buf, err = readFileInto(c.path, c.buf)
+	var s procStat
+	if err == nil {
+		s, err = parseProcStat(c.buf)
+	}
+	c.mu.Unlock()
 	if err != nil {
 		return fmt.Errorf("couldn't get /proc/stat: %w", err)
 	}
-	c.series.send(ch, c.intr, prometheus.CounterValue, float64(s.IRQTotal))
-	c.series.send(ch, c.ctxt, prometheus.CounterValue, float64(s.ContextSwitches))
-	c.series.send(ch, c.forks, prometheus.CounterValue, float64(s.ProcessCreated))
-	c.series.send(ch, c.btime, prometheus.GaugeValue, float64(s.BootTime))
-	c.series.send(ch, c.running, prometheus.GaugeValue, float64(s.ProcessesRunning))
-	c.series.send(ch, c.blocked, prometheus.GaugeValue, float64(s.ProcessesBlocked))
+	c.series.send(ch, c.intr, prometheus.CounterValue, float64(s.intr))
+	c.series.send(ch, c.ctxt, prometheus.CounterValue, float64(s.ctxt))
+	c.series.send(ch, c.forks, prometheus.CounterValue, float64(s.processes))
+	c.series.send(ch, c.btime, prometheus.GaugeValue, float64(s.btime))
+	c.series.send(ch, c.running, prometheus.GaugeValue, float64(s.running))
+	c.series.send(ch, c.blocked, prometheus.GaugeValue, float64(s.blocked))
 	return nil
 }
