@@ -15,13 +15,15 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/record"
 )
 
-// WithFastPut is a cloudwatchlogs client option that lets a Sender write
-// PutLogEvents request bodies itself. The SDK's generic JSON serializer
-// escapes every message rune by rune and was most of logship's CPU time;
-// the body written here is the same JSON, built with append in one pass.
-// Everything else (endpoint, signing, retries, error decoding) stays the
-// SDK's. Calls without a body from a Sender, and every other operation,
-// use the SDK's serializer unchanged.
+// WithFastPut is a cloudwatchlogs client option that lets a Sender supply
+// PutLogEvents request bodies itself; a Sender needs it (its input to the
+// SDK carries no events). The SDK's generic JSON serializer escapes every
+// message rune by rune and was most of logship's CPU time; the body sent
+// here is the same JSON, read from the records as the reader encoded them
+// (see putBody). Everything else (endpoint, signing with the payload's
+// SHA-256, retries, error decoding) stays the SDK's. Calls without a body
+// from a Sender, and every other operation, use the SDK's serializer
+// unchanged.
 func WithFastPut(o *cloudwatchlogs.Options) {
 	o.Protocol = &putProtocol{ClientProtocol: o.Protocol}
 }
