@@ -1,13 +1,13 @@
 package nodeexp
 
 import (
+	"bytes"
 	"errors"
 	"fmt"
 	"os"
 	"regexp"
 	"slices"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -50,13 +50,25 @@ func (c *descCache) get(name, help string, labels ...string) *prometheus.Desc {
 	return d
 }
 
-// readUint reads a file holding a single unsigned integer (sysfs style).
+// readUint reads a file holding a single unsigned integer (sysfs style),
+// with one read(2) into a stack buffer: os.ReadFile also registers the
+// descriptor with epoll, stats it and allocates. A file longer than the
+// buffer holds no single integer and fails to parse, as it did.
 func readUint(path string) (uint64, error) {
-	b, err := os.ReadFile(path)
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
 	if err != nil {
-		return 0, err
+		return 0, &os.PathError{Op: "open", Path: path, Err: err}
 	}
-	return strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	defer unix.Close(fd)
+	var b [64]byte
+	n, err := unix.Read(fd, b[:])
+	for errors.Is(err, unix.EINTR) {
+		n, err = unix.Read(fd, b[:])
+	}
+	if err != nil {
+		return 0, &os.PathError{Op: "read", Path: path, Err: err}
+	}
+	return strconv.ParseUint(string(bytes.TrimSpace(b[:max(n, 0)])), 10, 64)
 }
 
 // fieldFilter memoizes a field regexp: the kernel's field names are a fixed
