@@ -78,7 +78,7 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 		return fail(err)
 	}
 	defer ls.stop()
-	ne, err := startAgent(node, dir, "nodeexp", cfg.bin("nodeexp"), append(common, "--web.listen-address", "127.0.0.1:9100"), baseEnv(dir))
+	ne, err := startAgent(node, dir, "nodeexp", cfg.bin("nodeexp"), append(common, "--web.listen-address", "127.0.0.1:9100", "--collector.pods.log-dir", filepath.Join(dir, "pods")), baseEnv(dir))
 	if err != nil {
 		return fail(err)
 	}
