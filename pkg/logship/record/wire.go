@@ -1,6 +1,7 @@
 package record
 
 import (
+	"encoding/binary"
 	"time"
 	"unicode/utf8"
 )
@@ -110,9 +111,13 @@ func appendEscapedTwice(dst, src []byte, budget int) ([]byte, int, int) {
 	raw, i := 0, 0
 	for i < len(src) {
 		// Copy the run of plain ASCII in one append: the same bytes at
-		// both levels.
+		// both levels. Log text is mostly such runs: scan them a word at
+		// a time.
 		end := min(len(src), i+budget-raw)
 		j := i
+		for j+8 <= end && plainWord(binary.LittleEndian.Uint64(src[j:])) {
+			j += 8
+		}
 		for j < end && safe[src[j]] {
 			j++
 		}
@@ -168,4 +173,21 @@ func appendEscapedTwice(dst, src []byte, budget int) ([]byte, int, int) {
 		i += size
 	}
 	return dst, i, raw
+}
+
+const (
+	lows  = 0x0101010101010101
+	highs = 0x8080808080808080
+)
+
+// plainWord reports whether none of the 8 bytes in w needs escaping: none
+// is a control byte (< 0x20), '"', '\\' or non-ASCII (>= 0x80). The
+// classic "has a zero byte" test, (x - lows) &^ x & highs, flags bytes
+// below a bound or equal to a value; it may flag a byte next to a real
+// match, never miss one, and a flagged word just takes the byte loop.
+func plainWord(w uint64) bool {
+	below := (w - 0x20*lows) &^ w
+	quote := w ^ '"'*lows
+	backslash := w ^ '\\'*lows
+	return (below|(quote-lows)&^quote|(backslash-lows)&^backslash|w)&highs == 0
 }

@@ -1,7 +1,9 @@
 package record
 
 import (
+	"encoding/binary"
 	"encoding/json"
+	"math/rand/v2"
 	"strings"
 	"testing"
 	"time"
@@ -91,5 +93,38 @@ func BenchmarkAppendWire(b *testing.B) {
 	b.ReportAllocs()
 	for b.Loop() {
 		buf = e.AppendWire(buf[:0], msg, "stdout", ts, time.Now, func(int, int, int) {})
+	}
+}
+
+// TestPlainWord checks the word-at-a-time scan against the byte table: a
+// word it passes must hold only bytes that need no escaping, and a word of
+// plain bytes with one byte of each value must be judged by that byte.
+func TestPlainWord(t *testing.T) {
+	word := func(b [8]byte) uint64 { return binary.LittleEndian.Uint64(b[:]) }
+	for c := range 256 {
+		for pos := range 8 {
+			b := [8]byte{'a', 'Z', '0', ' ', '~', '{', ':', '/'}
+			b[pos] = byte(c)
+			if got := plainWord(word(b)); got != safe[c] {
+				t.Fatalf("byte %#x at %d: plainWord %v, want %v", c, pos, got, safe[c])
+			}
+		}
+	}
+	rng := rand.New(rand.NewPCG(1, 2))
+	for range 1 << 20 {
+		w := rng.Uint64()
+		if rng.IntN(2) == 0 {
+			w &= 0x7f7f7f7f7f7f7f7f // ASCII, where the borrows matter
+		}
+		if !plainWord(w) {
+			continue
+		}
+		var b [8]byte
+		binary.LittleEndian.PutUint64(b[:], w)
+		for _, c := range b {
+			if !safe[c] {
+				t.Fatalf("plainWord passed %q, which holds %#x", b, c)
+			}
+		}
 	}
 }
