@@ -81,7 +81,13 @@ func (e *Encoder) AppendWire(dst []byte, msg []byte, stream string, timeRaw []by
 
 // isPlain reports whether s needs no escaping inside a JSON string.
 func isPlain[T string | []byte](s T) bool {
-	for i := 0; i < len(s); i++ {
+	i := 0
+	for ; i+8 <= len(s); i += 8 {
+		if !plainWord(binary.LittleEndian.Uint64([]byte(s[i : i+8]))) {
+			return false
+		}
+	}
+	for ; i < len(s); i++ {
 		if !safe[s[i]] {
 			return false
 		}

@@ -570,8 +570,46 @@ func TestBodyReader(t *testing.T) {
 		if err != nil || string(rest) != want[off:] {
 			t.Fatalf("from %d: %v: %s", off, err, rest)
 		}
+		if _, err := r.Seek(int64(off), io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		var tail bytes.Buffer
+		if _, err := r.WriteTo(&tail); err != nil || tail.String() != want[off:] {
+			t.Fatalf("WriteTo from %d: %v: %s", off, err, tail.String())
+		}
 	}
 	if _, err := r.Seek(int64(len(want)+1), io.SeekStart); err == nil {
 		t.Fatal("seek past the end accepted")
 	}
+	// A WriteTo that fails part way leaves the reader where the written
+	// bytes end.
+	for _, limit := range []int{1, 30, 70, len(want) - 1} {
+		if _, err := r.Seek(0, io.SeekStart); err != nil {
+			t.Fatal(err)
+		}
+		lw := &limitedWriter{left: limit}
+		if _, err := r.WriteTo(lw); err == nil {
+			t.Fatalf("limit %d: WriteTo did not fail", limit)
+		}
+		rest, err := io.ReadAll(r)
+		if err != nil || lw.buf.String()+string(rest) != want {
+			t.Fatalf("limit %d: %v: wrote %q then read %q", limit, err, lw.buf.String(), rest)
+		}
+	}
+}
+
+// limitedWriter takes left bytes, then fails.
+type limitedWriter struct {
+	buf  bytes.Buffer
+	left int
+}
+
+func (w *limitedWriter) Write(p []byte) (int, error) {
+	n := min(len(p), w.left)
+	w.buf.Write(p[:n])
+	w.left -= n
+	if n < len(p) {
+		return n, errors.New("writer full")
+	}
+	return n, nil
 }

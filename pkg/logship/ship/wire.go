@@ -2,6 +2,7 @@ package ship
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"net/http"
@@ -212,6 +213,9 @@ func (r *bodyReader) Read(p []byte) (int, error) {
 // WriteTo implements io.WriterTo: each piece is written from where it
 // lies.
 func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
+	if r.pos == 0 {
+		return r.writeAll(w)
+	}
 	var total int64
 	for !r.done() {
 		seg := r.segment(r.k)[r.off:]
@@ -232,6 +236,53 @@ func (r *bodyReader) WriteTo(w io.Writer) (int64, error) {
 		r.k, r.off = r.k+1, 0
 	}
 	return total, nil
+}
+
+// writeAll is WriteTo from the start (the signer's hash reads the whole
+// body): the pieces in order, without looking each one up.
+func (r *bodyReader) writeAll(w io.Writer) (total int64, err error) {
+	b := r.b
+	defer func() {
+		if err == nil {
+			// At the end, as if read piece by piece.
+			r.k, r.off, r.pos, r.run = 3*len(b.events)+1, 0, b.size, 0
+			return
+		}
+		// Stopped part way: be where the written bytes end.
+		if _, serr := r.Seek(total, io.SeekStart); serr != nil {
+			err = errors.Join(err, serr)
+		}
+	}()
+	write := func(p []byte) error {
+		if len(p) == 0 {
+			return nil
+		}
+		n, err := w.Write(p)
+		total += int64(n)
+		if err == nil && n < len(p) {
+			err = io.ErrShortWrite
+		}
+		return err
+	}
+	run, start := 0, 0
+	for i, e := range b.events {
+		for run+1 < len(b.tails) && b.tails[run+1].from <= i {
+			run++
+		}
+		if err := write(b.frames[start:b.ends[i]]); err != nil {
+			return total, err
+		}
+		start = b.ends[i]
+		if err := write(e.Message); err != nil {
+			return total, err
+		}
+		if len(b.tails) > 0 {
+			if err := write(b.tails[run].tail); err != nil {
+				return total, err
+			}
+		}
+	}
+	return total, write([]byte(bodyTail))
 }
 
 // Seek implements io.Seeker.
