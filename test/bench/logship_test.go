@@ -89,6 +89,9 @@ func TestEventCounter(t *testing.T) {
 	if got := c.accepted.Load(); got != 5 {
 		t.Errorf("accepted = %d, want 5", got)
 	}
+	if got, want := c.bodyBytes.Load(), int64(len(events(3))+len(events(2))); got != want {
+		t.Errorf("body bytes = %d, want %d (the accepted puts only)", got, want)
+	}
 	if err := c.wait(t.Context(), 5); err != nil {
 		t.Errorf("wait for what was counted: %v", err)
 	}
