@@ -60,10 +60,6 @@ const (
 	headTime   = `","time":"`
 )
 
-// Suffix is the constant end of every record this encoder writes (the
-// "kubernetes" object); a sender may escape it once instead of per record.
-func (e *Encoder) Suffix() []byte { return e.suffix }
-
 // budget is how many bytes of escaped log fit in one record.
 func (e *Encoder) budget(timeLen int) int {
 	return e.maxBytes - len(headLog) - len(headStream) - len("stdout") - len(headTime) - timeLen - 1 - len(e.suffix)
