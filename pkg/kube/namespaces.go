@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"log/slog"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 )
 
@@ -20,7 +19,7 @@ type Namespaces struct {
 func NewNamespaces(src Source, logger *slog.Logger) *Namespaces {
 	return &Namespaces{
 		logger:   logger.With("informer", "namespaces"),
-		informer: cache.NewSharedIndexInformer(src.Namespaces(), &corev1.Namespace{}, 0, cache.Indexers{}),
+		informer: cache.NewSharedIndexInformer(src.Namespaces(), &Namespace{}, 0, cache.Indexers{}),
 	}
 }
 
@@ -42,11 +41,11 @@ func (n *Namespaces) WaitForSync(ctx context.Context) error {
 func (n *Namespaces) HasSynced() bool { return n.informer.HasSynced() }
 
 // Get returns the cached namespace. Do not modify it.
-func (n *Namespaces) Get(name string) (*corev1.Namespace, bool) {
+func (n *Namespaces) Get(name string) (*Namespace, bool) {
 	obj, ok, err := n.informer.GetIndexer().GetByKey(name)
 	if err != nil || !ok {
 		return nil, false
 	}
-	ns, ok := obj.(*corev1.Namespace)
+	ns, ok := obj.(*Namespace)
 	return ns, ok
 }

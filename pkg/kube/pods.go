@@ -7,7 +7,6 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
@@ -39,7 +38,7 @@ func NewPods(src Source, nodeName string, logger *slog.Logger) (*Pods, error) {
 		return nil, fmt.Errorf("pod informer needs a node name")
 	}
 	lw := src.Pods(fields.OneTermEqualSelector("spec.nodeName", nodeName))
-	inf := cache.NewSharedIndexInformer(lw, &corev1.Pod{}, 0, cache.Indexers{})
+	inf := cache.NewSharedIndexInformer(lw, &Pod{}, 0, cache.Indexers{})
 	// Drop what nodekit never reads, so a node with many pods stays cheap.
 	if err := inf.SetTransform(trimPod); err != nil {
 		return nil, fmt.Errorf("setting pod transform: %w", err)
@@ -90,12 +89,12 @@ func (p *Pods) AddEventHandler(h cache.ResourceEventHandler) error {
 
 // ByIP returns every cached pod that lists ip in status.podIPs (or status.podIP).
 // The pods are shared with the cache: do not modify them.
-func (p *Pods) ByIP(ip string) []*corev1.Pod {
+func (p *Pods) ByIP(ip string) []*Pod {
 	return p.byIndex(byIPIndex, ip)
 }
 
 // ByUID returns the cached pod with this UID.
-func (p *Pods) ByUID(uid types.UID) (*corev1.Pod, bool) {
+func (p *Pods) ByUID(uid types.UID) (*Pod, bool) {
 	pods := p.byIndex(byUIDIndex, string(uid))
 	if len(pods) == 0 {
 		return nil, false
@@ -104,21 +103,21 @@ func (p *Pods) ByUID(uid types.UID) (*corev1.Pod, bool) {
 }
 
 // Get returns the cached pod namespace/name.
-func (p *Pods) Get(namespace, name string) (*corev1.Pod, bool) {
+func (p *Pods) Get(namespace, name string) (*Pod, bool) {
 	obj, ok, err := p.informer.GetIndexer().GetByKey(namespace + "/" + name)
 	if err != nil || !ok {
 		return nil, false
 	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*Pod)
 	return pod, ok
 }
 
 // List returns every cached pod.
-func (p *Pods) List() []*corev1.Pod {
+func (p *Pods) List() []*Pod {
 	objs := p.informer.GetIndexer().List()
-	pods := make([]*corev1.Pod, 0, len(objs))
+	pods := make([]*Pod, 0, len(objs))
 	for _, o := range objs {
-		if pod, ok := o.(*corev1.Pod); ok {
+		if pod, ok := o.(*Pod); ok {
 			pods = append(pods, pod)
 		}
 	}
@@ -128,7 +127,7 @@ func (p *Pods) List() []*corev1.Pod {
 // WaitForIP returns the pods with ip, waiting up to timeout for one to appear.
 // It is woken by informer events rather than polling, so a pod the kubelet
 // just reported is found as soon as its update reaches the cache.
-func (p *Pods) WaitForIP(ctx context.Context, ip string, timeout time.Duration) []*corev1.Pod {
+func (p *Pods) WaitForIP(ctx context.Context, ip string, timeout time.Duration) []*Pod {
 	timer := time.NewTimer(timeout)
 	defer timer.Stop()
 	for {
@@ -161,15 +160,15 @@ func (p *Pods) broadcast() {
 	p.mu.Unlock()
 }
 
-func (p *Pods) byIndex(index, key string) []*corev1.Pod {
+func (p *Pods) byIndex(index, key string) []*Pod {
 	objs, err := p.informer.GetIndexer().ByIndex(index, key)
 	if err != nil {
 		p.logger.Error("reading pod index", "index", index, "err", err)
 		return nil
 	}
-	pods := make([]*corev1.Pod, 0, len(objs))
+	pods := make([]*Pod, 0, len(objs))
 	for _, o := range objs {
-		if pod, ok := o.(*corev1.Pod); ok {
+		if pod, ok := o.(*Pod); ok {
 			pods = append(pods, pod)
 		}
 	}
@@ -177,7 +176,7 @@ func (p *Pods) byIndex(index, key string) []*corev1.Pod {
 }
 
 func podIPs(obj any) ([]string, error) {
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*Pod)
 	if !ok || pod.Spec.HostNetwork {
 		return nil, nil
 	}
@@ -197,35 +196,18 @@ func podIPs(obj any) ([]string, error) {
 }
 
 func podUID(obj any) ([]string, error) {
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*Pod)
 	if !ok {
 		return nil, nil
 	}
 	return []string{string(pod.UID)}, nil
 }
 
-// trimPod keeps what nodekit reads (metadata, containers' names and images,
-// host network, status) and drops the rest of the spec and managed fields.
+// trimPod drops managed fields, which can outweigh the rest of a pod; the
+// lean Pod type already leaves out everything else nodekit never reads.
 func trimPod(obj any) (any, error) {
-	pod, ok := obj.(*corev1.Pod)
-	if !ok {
-		return obj, nil
+	if pod, ok := obj.(*Pod); ok {
+		pod.ManagedFields = nil
 	}
-	pod.ManagedFields = nil
-	containers := make([]corev1.Container, len(pod.Spec.Containers))
-	for i, c := range pod.Spec.Containers {
-		containers[i] = corev1.Container{Name: c.Name, Image: c.Image}
-	}
-	inits := make([]corev1.Container, len(pod.Spec.InitContainers))
-	for i, c := range pod.Spec.InitContainers {
-		inits[i] = corev1.Container{Name: c.Name, Image: c.Image}
-	}
-	pod.Spec = corev1.PodSpec{
-		NodeName:           pod.Spec.NodeName,
-		HostNetwork:        pod.Spec.HostNetwork,
-		ServiceAccountName: pod.Spec.ServiceAccountName,
-		Containers:         containers,
-		InitContainers:     inits,
-	}
-	return pod, nil
+	return obj, nil
 }

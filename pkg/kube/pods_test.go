@@ -80,8 +80,8 @@ func TestPodsIndexes(t *testing.T) {
 	if !ok || p.Name != "pending" {
 		t.Fatalf("ByUID(uid-pending) = %v, %v", p, ok)
 	}
-	if len(p.Spec.Containers) != 1 || p.Spec.Containers[0].Image != "app:1" || p.Spec.Containers[0].Args != nil {
-		t.Fatalf("cached pod keeps %+v; want only container name and image", p.Spec.Containers)
+	if len(p.Spec.Containers) != 1 || p.Spec.Containers[0] != (Container{Name: "app", Image: "app:1"}) {
+		t.Fatalf("cached pod's containers = %+v; want app with image app:1", p.Spec.Containers)
 	}
 	if _, ok := pods.ByUID("nope"); ok {
 		t.Fatal("ByUID(nope) found a pod")
@@ -92,7 +92,7 @@ func TestWaitForIPWakesOnUpdate(t *testing.T) {
 	client := fake.NewClientset(testPod("late", "uid-late", false))
 	pods := startPods(t, client)
 
-	got := make(chan []*corev1.Pod, 1)
+	got := make(chan []*Pod, 1)
 	go func() { got <- pods.WaitForIP(t.Context(), "10.0.0.7", time.Minute) }()
 
 	pod := testPod("late", "uid-late", false, "10.0.0.7")

@@ -17,10 +17,10 @@ import (
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/nodekit/nodekit/pkg/kube"
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
 	"github.com/nodekit/nodekit/pkg/logship/ship"
 	"github.com/nodekit/nodekit/test/awsemu"
@@ -82,10 +82,10 @@ func dockerLine(stream, msg string) string {
 	return string(b) + "\n"
 }
 
-func testPod(ns, name, uid string) *corev1.Pod {
-	return &corev1.Pod{
+func testPod(ns, name, uid string) *kube.Pod {
+	return &kube.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid), Labels: map[string]string{"app": name}},
-		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app", Image: "img:" + name}}},
+		Spec:       kube.PodSpec{NodeName: "node-a", Containers: []kube.Container{{Name: "app", Image: "img:" + name}}},
 	}
 }
 

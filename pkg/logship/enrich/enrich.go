@@ -14,8 +14,9 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/nodekit/nodekit/pkg/kube"
 )
 
 // Annotation turns shipping off for a pod when set to "false".
@@ -63,7 +64,7 @@ func New(retain time.Duration) *Cache {
 	return &Cache{retain: retain, now: time.Now, byUID: map[string]*entry{}, byName: map[string]string{}, changed: make(chan struct{})}
 }
 
-func metaOf(pod *corev1.Pod) Meta {
+func metaOf(pod *kube.Pod) Meta {
 	images := make(map[string]string, len(pod.Spec.Containers)+len(pod.Spec.InitContainers))
 	for _, c := range pod.Spec.InitContainers {
 		images[c.Name] = c.Image
@@ -89,7 +90,7 @@ func (c *Cache) OnDelete(obj any) {
 	if d, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = d.Obj
 	}
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*kube.Pod)
 	if !ok {
 		return
 	}
@@ -102,7 +103,7 @@ func (c *Cache) OnDelete(obj any) {
 }
 
 func (c *Cache) set(obj any) {
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*kube.Pod)
 	if !ok {
 		return
 	}

@@ -5,16 +5,17 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/nodekit/nodekit/pkg/kube"
 )
 
-func pod(uid, label string, annotations map[string]string) *corev1.Pod {
-	return &corev1.Pod{
+func pod(uid, label string, annotations map[string]string) *kube.Pod {
+	return &kube.Pod{
 		ObjectMeta: metav1.ObjectMeta{Name: "web-1", Namespace: "shop", UID: types.UID("u" + uid), Labels: map[string]string{"app": label}, Annotations: annotations},
-		Spec:       corev1.PodSpec{NodeName: "node-a", Containers: []corev1.Container{{Name: "app", Image: "nginx:1"}}},
+		Spec:       kube.PodSpec{NodeName: "node-a", Containers: []kube.Container{{Name: "app", Image: "nginx:1"}}},
 	}
 }
 

@@ -15,8 +15,9 @@ import (
 	"sync"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
+
+	"github.com/nodekit/nodekit/pkg/kube"
 )
 
 // DefaultWait bounds how long a request from an unknown IP waits for the
@@ -30,7 +31,7 @@ var ErrUnknown = errors.New("no pod with this IP on this node")
 // satisfies it. ByIP must match every status.podIPs entry and exclude
 // host-network pods.
 type Pods interface {
-	ByIP(ip string) []*corev1.Pod
+	ByIP(ip string) []*kube.Pod
 }
 
 // Resolver maps source IPs to pods. Register EventHandler() with the pod
@@ -79,7 +80,7 @@ func (r *Resolver) changes() <-chan struct{} {
 
 // Resolve returns the pod using ip, waiting up to the configured time for the
 // informer to learn about it, or ErrUnknown.
-func (r *Resolver) Resolve(ctx context.Context, ip string) (*corev1.Pod, error) {
+func (r *Resolver) Resolve(ctx context.Context, ip string) (*kube.Pod, error) {
 	// Take the change channel before looking, so an event between the lookup
 	// and the wait is not missed.
 	ch := r.changes()
@@ -104,7 +105,7 @@ func (r *Resolver) Resolve(ctx context.Context, ip string) (*corev1.Pod, error) 
 }
 
 // pick chooses among the pods claiming ip.
-func (r *Resolver) pick(ip string) *corev1.Pod {
+func (r *Resolver) pick(ip string) *kube.Pod {
 	candidates := Eligible(r.pods.ByIP(ip))
 	if len(candidates) == 0 {
 		return nil
@@ -116,7 +117,7 @@ func (r *Resolver) pick(ip string) *corev1.Pod {
 }
 
 // logConflict logs each distinct choice once per IP, not once per request.
-func (r *Resolver) logConflict(ip string, candidates []*corev1.Pod) {
+func (r *Resolver) logConflict(ip string, candidates []*kube.Pod) {
 	key := ""
 	for _, p := range candidates {
 		key += string(p.UID) + ","
@@ -145,10 +146,10 @@ func (r *Resolver) logConflict(ip string, candidates []*corev1.Pod) {
 // Eligible drops pods that can never be the caller (finished, host network)
 // and orders the rest best first: non-terminating before terminating, then
 // running before not, newest first, then by UID so the order is stable.
-func Eligible(pods []*corev1.Pod) []*corev1.Pod {
-	out := make([]*corev1.Pod, 0, len(pods))
+func Eligible(pods []*kube.Pod) []*kube.Pod {
+	out := make([]*kube.Pod, 0, len(pods))
 	for _, p := range pods {
-		if p == nil || p.Spec.HostNetwork || p.Status.Phase == corev1.PodSucceeded || p.Status.Phase == corev1.PodFailed {
+		if p == nil || p.Spec.HostNetwork || p.Status.Phase == kube.PodSucceeded || p.Status.Phase == kube.PodFailed {
 			continue
 		}
 		out = append(out, p)
@@ -161,7 +162,7 @@ func Eligible(pods []*corev1.Pod) []*corev1.Pod {
 		if at, bt := a.DeletionTimestamp != nil, b.DeletionTimestamp != nil; at != bt {
 			return !at
 		}
-		if ar, br := a.Status.Phase == corev1.PodRunning, b.Status.Phase == corev1.PodRunning; ar != br {
+		if ar, br := a.Status.Phase == kube.PodRunning, b.Status.Phase == kube.PodRunning; ar != br {
 			return ar
 		}
 		if !a.CreationTimestamp.Equal(&b.CreationTimestamp) {

@@ -9,20 +9,21 @@ import (
 	"testing"
 	"time"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
+
+	"github.com/nodekit/nodekit/pkg/kube"
 )
 
 // fakePods is an in-memory informer index.
 type fakePods struct {
 	mu   sync.Mutex
-	byIP map[string][]*corev1.Pod
+	byIP map[string][]*kube.Pod
 	// looked is signalled on every ByIP call so tests can wait for a lookup.
 	looked chan string
 }
 
-func (f *fakePods) ByIP(ip string) []*corev1.Pod {
+func (f *fakePods) ByIP(ip string) []*kube.Pod {
 	f.mu.Lock()
 	pods := f.byIP[ip]
 	f.mu.Unlock()
@@ -32,7 +33,7 @@ func (f *fakePods) ByIP(ip string) []*corev1.Pod {
 	return pods
 }
 
-func (f *fakePods) set(ip string, pods ...*corev1.Pod) {
+func (f *fakePods) set(ip string, pods ...*kube.Pod) {
 	f.mu.Lock()
 	f.byIP[ip] = pods
 	f.mu.Unlock()
@@ -40,10 +41,10 @@ func (f *fakePods) set(ip string, pods ...*corev1.Pod) {
 
 var t0 = time.Date(2026, 1, 1, 0, 0, 0, 0, time.UTC)
 
-func mkpod(uid string, phase corev1.PodPhase, age time.Duration, terminating bool) *corev1.Pod {
-	p := &corev1.Pod{
+func mkpod(uid string, phase kube.PodPhase, age time.Duration, terminating bool) *kube.Pod {
+	p := &kube.Pod{
 		ObjectMeta: metav1.ObjectMeta{Namespace: "ns", Name: uid, UID: types.UID(uid), CreationTimestamp: metav1.NewTime(t0.Add(-age))},
-		Status:     corev1.PodStatus{Phase: phase},
+		Status:     kube.PodStatus{Phase: phase},
 	}
 	if terminating {
 		now := metav1.NewTime(t0)
@@ -53,24 +54,24 @@ func mkpod(uid string, phase corev1.PodPhase, age time.Duration, terminating boo
 }
 
 func TestEligible(t *testing.T) {
-	running := corev1.PodRunning
+	running := kube.PodRunning
 	tests := []struct {
 		name string
-		pods []*corev1.Pod
+		pods []*kube.Pod
 		want []string
 	}{
 		{name: "none", want: []string{}},
-		{name: "finished never match", pods: []*corev1.Pod{mkpod("done", corev1.PodSucceeded, 0, false), mkpod("failed", corev1.PodFailed, 0, false)}, want: []string{}},
-		{name: "host network never matches", pods: []*corev1.Pod{func() *corev1.Pod { p := mkpod("host", running, 0, false); p.Spec.HostNetwork = true; return p }()}, want: []string{}},
-		{name: "running beats pending even if older", pods: []*corev1.Pod{mkpod("pending", corev1.PodPending, 0, false), mkpod("run", running, time.Hour, false)}, want: []string{"run", "pending"}},
-		{name: "non-terminating beats terminating", pods: []*corev1.Pod{mkpod("old-term", running, 0, true), mkpod("new", running, time.Hour, false)}, want: []string{"new", "old-term"}},
+		{name: "finished never match", pods: []*kube.Pod{mkpod("done", kube.PodSucceeded, 0, false), mkpod("failed", kube.PodFailed, 0, false)}, want: []string{}},
+		{name: "host network never matches", pods: []*kube.Pod{func() *kube.Pod { p := mkpod("host", running, 0, false); p.Spec.HostNetwork = true; return p }()}, want: []string{}},
+		{name: "running beats pending even if older", pods: []*kube.Pod{mkpod("pending", kube.PodPending, 0, false), mkpod("run", running, time.Hour, false)}, want: []string{"run", "pending"}},
+		{name: "non-terminating beats terminating", pods: []*kube.Pod{mkpod("old-term", running, 0, true), mkpod("new", running, time.Hour, false)}, want: []string{"new", "old-term"}},
 		// The terminating pod's sandbox released the IP before the newcomer
 		// got it; kubelet reports the newcomer Running only after its
 		// containers start, and they may ask for credentials before that.
-		{name: "pending newcomer beats the terminating pod it inherited the IP from", pods: []*corev1.Pod{mkpod("old-term", running, time.Hour, true), mkpod("new", corev1.PodPending, 0, false)}, want: []string{"new", "old-term"}},
-		{name: "newest wins", pods: []*corev1.Pod{mkpod("old", running, time.Hour, false), mkpod("new", running, time.Minute, false)}, want: []string{"new", "old"}},
-		{name: "terminating alone still matches", pods: []*corev1.Pod{mkpod("term", running, 0, true)}, want: []string{"term"}},
-		{name: "tie broken by uid", pods: []*corev1.Pod{mkpod("a", running, 0, false), mkpod("b", running, 0, false)}, want: []string{"b", "a"}},
+		{name: "pending newcomer beats the terminating pod it inherited the IP from", pods: []*kube.Pod{mkpod("old-term", running, time.Hour, true), mkpod("new", kube.PodPending, 0, false)}, want: []string{"new", "old-term"}},
+		{name: "newest wins", pods: []*kube.Pod{mkpod("old", running, time.Hour, false), mkpod("new", running, time.Minute, false)}, want: []string{"new", "old"}},
+		{name: "terminating alone still matches", pods: []*kube.Pod{mkpod("term", running, 0, true)}, want: []string{"term"}},
+		{name: "tie broken by uid", pods: []*kube.Pod{mkpod("a", running, 0, false), mkpod("b", running, 0, false)}, want: []string{"b", "a"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -92,8 +93,8 @@ func TestEligible(t *testing.T) {
 }
 
 func TestResolveKnown(t *testing.T) {
-	pods := &fakePods{byIP: map[string][]*corev1.Pod{}}
-	pods.set("10.0.0.1", mkpod("old", corev1.PodRunning, time.Hour, true), mkpod("new", corev1.PodRunning, 0, false))
+	pods := &fakePods{byIP: map[string][]*kube.Pod{}}
+	pods.set("10.0.0.1", mkpod("old", kube.PodRunning, time.Hour, true), mkpod("new", kube.PodRunning, 0, false))
 	r := New(pods, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	p, err := r.Resolve(context.Background(), "10.0.0.1")
 	if err != nil || p.UID != "new" {
@@ -102,10 +103,10 @@ func TestResolveKnown(t *testing.T) {
 }
 
 func TestResolveWaitsForInformerEvent(t *testing.T) {
-	pods := &fakePods{byIP: map[string][]*corev1.Pod{}, looked: make(chan string, 10)}
+	pods := &fakePods{byIP: map[string][]*kube.Pod{}, looked: make(chan string, 10)}
 	r := New(pods, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	type result struct {
-		p   *corev1.Pod
+		p   *kube.Pod
 		err error
 	}
 	done := make(chan result, 1)
@@ -117,7 +118,7 @@ func TestResolveWaitsForInformerEvent(t *testing.T) {
 	// An unrelated event wakes it, it looks again and keeps waiting.
 	r.EventHandler().OnAdd(nil, false)
 	<-pods.looked
-	pods.set("10.0.0.2", mkpod("late", corev1.PodRunning, 0, false))
+	pods.set("10.0.0.2", mkpod("late", kube.PodRunning, 0, false))
 	r.EventHandler().OnUpdate(nil, nil)
 	<-pods.looked
 	res := <-done
@@ -127,8 +128,8 @@ func TestResolveWaitsForInformerEvent(t *testing.T) {
 }
 
 func TestResolveGivesUp(t *testing.T) {
-	pods := &fakePods{byIP: map[string][]*corev1.Pod{}}
-	pods.set("10.0.0.3", mkpod("finished", corev1.PodSucceeded, 0, false))
+	pods := &fakePods{byIP: map[string][]*kube.Pod{}}
+	pods.set("10.0.0.3", mkpod("finished", kube.PodSucceeded, 0, false))
 	r := New(pods, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if _, err := r.Resolve(context.Background(), "10.0.0.3"); !errors.Is(err, ErrUnknown) {
 		t.Fatalf("Resolve error = %v, want ErrUnknown", err)

@@ -23,8 +23,8 @@ import (
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
-	corev1 "k8s.io/api/core/v1"
 
+	"github.com/nodekit/nodekit/pkg/kube"
 	"github.com/nodekit/nodekit/pkg/metaproxy/creds"
 	"github.com/nodekit/nodekit/pkg/metaproxy/role"
 )
@@ -47,12 +47,12 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Caller finds the pod behind a source IP; *caller.Resolver satisfies it.
 type Caller interface {
-	Resolve(ctx context.Context, ip string) (*corev1.Pod, error)
+	Resolve(ctx context.Context, ip string) (*kube.Pod, error)
 }
 
 // Roles decides a pod's role; *role.Policy satisfies it.
 type Roles interface {
-	Resolve(pod *corev1.Pod) (role.Assignment, error)
+	Resolve(pod *kube.Pod) (role.Assignment, error)
 }
 
 // Credentials hands out role credentials; *creds.Cache satisfies it.
@@ -151,7 +151,7 @@ type request struct {
 	ip    netip.Addr
 	path  string
 	route Route
-	pod   *corev1.Pod
+	pod   *kube.Pod
 }
 
 // ServeHTTP implements the metadata protocol.
@@ -396,7 +396,7 @@ func (s *Server) level(parts ...string) slog.Level {
 	return slog.LevelInfo
 }
 
-func podAttrs(p *corev1.Pod, kv ...any) []any {
+func podAttrs(p *kube.Pod, kv ...any) []any {
 	return append([]any{"namespace", p.Namespace, "pod", p.Name, "uid", string(p.UID)}, kv...)
 }
 

@@ -20,17 +20,17 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
 
+	"github.com/nodekit/nodekit/pkg/kube"
 	"github.com/nodekit/nodekit/pkg/metaproxy/creds"
 	"github.com/nodekit/nodekit/pkg/metaproxy/role"
 )
 
-type podsByIP map[string]*corev1.Pod
+type podsByIP map[string]*kube.Pod
 
-func (m podsByIP) Resolve(_ context.Context, ip string) (*corev1.Pod, error) {
+func (m podsByIP) Resolve(_ context.Context, ip string) (*kube.Pod, error) {
 	if p, ok := m[ip]; ok {
 		return p, nil
 	}
@@ -71,8 +71,8 @@ func (f *fakeUpstream) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 
 const base = "arn:aws:iam::123456789012:role/"
 
-func mkpod(ns, name, uid, roleName string) *corev1.Pod {
-	p := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)}}
+func mkpod(ns, name, uid, roleName string) *kube.Pod {
+	p := &kube.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: ns, Name: name, UID: types.UID(uid)}}
 	if roleName != "" {
 		p.Annotations = map[string]string{"iam.amazonaws.com/role": roleName}
 	}

@@ -8,16 +8,16 @@ import (
 	"errors"
 	"log/slog"
 
-	corev1 "k8s.io/api/core/v1"
 	"k8s.io/client-go/tools/cache"
 
+	"github.com/nodekit/nodekit/pkg/kube"
 	"github.com/nodekit/nodekit/pkg/metaproxy/creds"
 	"github.com/nodekit/nodekit/pkg/metaproxy/role"
 )
 
 // Roles decides a pod's role; *role.Policy satisfies it.
 type Roles interface {
-	Resolve(pod *corev1.Pod) (role.Assignment, error)
+	Resolve(pod *kube.Pod) (role.Assignment, error)
 }
 
 // Tracker is the cache's bookkeeping side; *creds.Cache satisfies it.
@@ -51,18 +51,18 @@ func (h *Handler) OnDelete(obj any) {
 	if tomb, ok := obj.(cache.DeletedFinalStateUnknown); ok {
 		obj = tomb.Obj
 	}
-	if pod, ok := obj.(*corev1.Pod); ok {
+	if pod, ok := obj.(*kube.Pod); ok {
 		h.tracker.Untrack(string(pod.UID))
 	}
 }
 
 func (h *Handler) sync(obj any) {
-	pod, ok := obj.(*corev1.Pod)
+	pod, ok := obj.(*kube.Pod)
 	if !ok {
 		return
 	}
 	uid := string(pod.UID)
-	if pod.Spec.HostNetwork || pod.Status.Phase == corev1.PodSucceeded || pod.Status.Phase == corev1.PodFailed {
+	if pod.Spec.HostNetwork || pod.Status.Phase == kube.PodSucceeded || pod.Status.Phase == kube.PodFailed {
 		h.tracker.Untrack(uid)
 		return
 	}

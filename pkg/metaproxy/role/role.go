@@ -19,7 +19,7 @@ import (
 	"strings"
 	"sync"
 
-	corev1 "k8s.io/api/core/v1"
+	"github.com/nodekit/nodekit/pkg/kube"
 )
 
 // AllowedRolesAnnotation is the namespace annotation listing the roles its pods may use.
@@ -61,7 +61,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 
 // Namespaces looks namespaces up; *kube.Namespaces satisfies it.
 type Namespaces interface {
-	Get(name string) (*corev1.Namespace, bool)
+	Get(name string) (*kube.Namespace, bool)
 }
 
 // Assignment is the role a pod gets and the STS parameters that go with it.
@@ -162,7 +162,7 @@ func (p *Policy) ARN(role string) (string, error) {
 }
 
 // Resolve returns the pod's role assignment, ErrNoRole, or a *DeniedError.
-func (p *Policy) Resolve(pod *corev1.Pod) (Assignment, error) {
+func (p *Policy) Resolve(pod *kube.Pod) (Assignment, error) {
 	a := Assignment{SessionName: SessionName(pod.Namespace, pod.Name)}
 	if v, ok := pod.Annotations[p.cfg.RoleKey]; ok && strings.TrimSpace(v) != "" {
 		arn, err := p.ARN(v)

@@ -5,24 +5,25 @@ import (
 	"strings"
 	"testing"
 
-	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
+
+	"github.com/nodekit/nodekit/pkg/kube"
 )
 
-type nsMap map[string]*corev1.Namespace
+type nsMap map[string]*kube.Namespace
 
-func (m nsMap) Get(name string) (*corev1.Namespace, bool) { ns, ok := m[name]; return ns, ok }
+func (m nsMap) Get(name string) (*kube.Namespace, bool) { ns, ok := m[name]; return ns, ok }
 
-func ns(name, allowed string) *corev1.Namespace {
-	n := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
+func ns(name, allowed string) *kube.Namespace {
+	n := &kube.Namespace{ObjectMeta: metav1.ObjectMeta{Name: name}}
 	if allowed != "" {
 		n.Annotations = map[string]string{AllowedRolesAnnotation: allowed}
 	}
 	return n
 }
 
-func pod(namespace, name string, annotations map[string]string) *corev1.Pod {
-	return &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations}}
+func pod(namespace, name string, annotations map[string]string) *kube.Pod {
+	return &kube.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: namespace, Name: name, Annotations: annotations}}
 }
 
 const base = "arn:aws:iam::123456789012:role/"
@@ -38,7 +39,7 @@ func TestResolve(t *testing.T) {
 	tests := []struct {
 		name       string
 		cfg        Config
-		pod        *corev1.Pod
+		pod        *kube.Pod
 		wantARN    string
 		wantName   string
 		wantExtID  string
