@@ -117,8 +117,9 @@ func BenchmarkReadParseEncodeBatch(b *testing.B) {
 			if len(buf) > cap(buf)-64<<10 {
 				buf = buf[:0]
 			}
-			buf = enc.Append(buf, e.Log, e.Stream.String(), e.TimeRaw, now, func(start, end int) {
-				ev := batch.Event{Timestamp: e.Time / 1e6, Message: buf[start:end]}
+			// The agent's path: records in their wire form, sized as CloudWatch counts them.
+			buf = enc.AppendWire(buf, e.Log, e.Stream.String(), e.TimeRaw, now, func(start, end, size int) {
+				ev := batch.Event{Timestamp: e.Time / 1e6, Message: buf[start:end], Size: size}
 				if !bt.Fits(ev) {
 					bt.Reset()
 				}
