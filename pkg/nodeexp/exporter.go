@@ -32,6 +32,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
 // Collector gathers one group of metrics. Update is called once per scrape,
@@ -463,6 +465,6 @@ func (s *scrape) run(name string, c Collector, hint int) []prometheus.Metric {
 	}
 	pairs := s.e.collectorLabel[name]
 	return append(out,
-		&cachedMetric{desc: scrapeDurationDesc, typ: prometheus.GaugeValue, val: time.Since(start).Seconds(), pairs: pairs},
-		&cachedMetric{desc: scrapeSuccessDesc, typ: prometheus.GaugeValue, val: success, pairs: pairs})
+		new(constmetric.New(scrapeDurationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), pairs)),
+		new(constmetric.New(scrapeSuccessDesc, prometheus.GaugeValue, success, pairs)))
 }

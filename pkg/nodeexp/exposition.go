@@ -14,6 +14,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
 	"github.com/prometheus/common/model"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
 // The text exposition of a scrape's own metrics is written here, not by a
@@ -128,9 +130,10 @@ func textFamilies(metrics []prometheus.Metric, infos *descInfos) ([]*textFamily,
 	for i, m := range metrics {
 		var s textSample
 		var typ dto.MetricType
-		if cm, ok := m.(*cachedMetric); ok {
-			s = textSample{pairs: cm.pairs, val: cm.val}
-			switch cm.typ {
+		if cm, ok := m.(*constmetric.Metric); ok {
+			var vt prometheus.ValueType
+			vt, s.val, s.pairs = cm.Sample()
+			switch vt {
 			case prometheus.CounterValue:
 				typ = dto.MetricType_COUNTER
 			case prometheus.GaugeValue:

@@ -13,6 +13,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
 const namespace = "node"
@@ -151,14 +153,14 @@ func readFileInto(path string, buf []byte) ([]byte, error) {
 // scrapes. NewConstMetric builds and validates a fresh label pair (two
 // strings behind pointers) per label of every series, every scrape: two
 // fifths of a scrape's allocations. A series seen before now costs one
-// allocation: a cachedMetric sharing its pairs, which are read-only once
+// allocation: a constmetric.Metric sharing its pairs, which are read-only once
 // built. The zero value is ready; safe for concurrent use.
 type seriesCache struct {
 	mu    sync.Mutex
 	pairs map[*prometheus.Desc]map[string][]*dto.LabelPair
 	n     int
 	key   []byte
-	slab  []cachedMetric
+	slab  []constmetric.Metric
 }
 
 // maxCachedSeries bounds a collector's cache: past it (series churn, such
@@ -220,38 +222,14 @@ func (s *seriesCache) send(ch chan<- prometheus.Metric, desc *prometheus.Desc, t
 	ch <- m
 }
 
-// newMetric returns a cachedMetric from the current slab, allocating
+// newMetric returns a constant metric from the current slab, allocating
 // slabs of 32: one allocation per 32 series instead of one each. A slab is
 // never reused, so a metric stays valid as long as it is referenced.
 // Called with mu held.
-func (s *seriesCache) newMetric(desc *prometheus.Desc, t prometheus.ValueType, v float64, pairs []*dto.LabelPair) *cachedMetric {
+func (s *seriesCache) newMetric(desc *prometheus.Desc, t prometheus.ValueType, v float64, pairs []*dto.LabelPair) *constmetric.Metric {
 	if len(s.slab) == cap(s.slab) {
-		s.slab = make([]cachedMetric, 0, 32)
+		s.slab = make([]constmetric.Metric, 0, 32)
 	}
-	s.slab = append(s.slab, cachedMetric{desc: desc, typ: t, val: v, pairs: pairs})
+	s.slab = append(s.slab, constmetric.New(desc, t, v, pairs))
 	return &s.slab[len(s.slab)-1]
-}
-
-// cachedMetric is a constant metric with shared, already validated and
-// sorted label pairs.
-type cachedMetric struct {
-	desc  *prometheus.Desc
-	typ   prometheus.ValueType
-	val   float64
-	pairs []*dto.LabelPair
-}
-
-func (m *cachedMetric) Desc() *prometheus.Desc { return m.desc }
-
-func (m *cachedMetric) Write(out *dto.Metric) error {
-	out.Label = m.pairs
-	switch m.typ {
-	case prometheus.CounterValue:
-		out.Counter = &dto.Counter{Value: &m.val}
-	case prometheus.GaugeValue:
-		out.Gauge = &dto.Gauge{Value: &m.val}
-	default:
-		out.Untyped = &dto.Untyped{Value: &m.val}
-	}
-	return nil
 }

@@ -26,6 +26,8 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
 // PodLookup names a pod of this node from the UID in its cgroup's name
@@ -181,11 +183,11 @@ func (c *Collector) labels(uid string) []string {
 type emitter struct {
 	ch    chan<- prometheus.Metric
 	pairs []*dto.LabelPair
-	slab  []podMetric // the pod's metrics, allocated together
+	slab  []constmetric.Metric // the pod's metrics, allocated together
 }
 
 func newEmitter(ch chan<- prometheus.Metric, labelValues []string) *emitter {
-	return &emitter{ch: ch, pairs: labelPairs(labelValues), slab: make([]podMetric, 0, maxPodSeries)}
+	return &emitter{ch: ch, pairs: labelPairs(labelValues), slab: make([]constmetric.Metric, 0, maxPodSeries)}
 }
 
 func labelPairs(labelValues []string) []*dto.LabelPair {
@@ -198,32 +200,11 @@ func labelPairs(labelValues []string) []*dto.LabelPair {
 
 func (e *emitter) send(d *prometheus.Desc, t prometheus.ValueType, v float64) {
 	if len(e.slab) == cap(e.slab) {
-		e.slab = make([]podMetric, 0, maxPodSeries)
+		e.slab = make([]constmetric.Metric, 0, maxPodSeries)
 	}
 	// Earlier elements stay valid: the slab is never grown in place.
-	e.slab = append(e.slab, podMetric{desc: d, typ: t, val: v, pairs: e.pairs})
+	e.slab = append(e.slab, constmetric.New(d, t, v, e.pairs))
 	e.ch <- &e.slab[len(e.slab)-1]
-}
-
-// podMetric is a constant metric with shared, pre-validated label pairs.
-type podMetric struct {
-	desc  *prometheus.Desc
-	typ   prometheus.ValueType
-	val   float64
-	pairs []*dto.LabelPair
-}
-
-func (m *podMetric) Desc() *prometheus.Desc { return m.desc }
-
-func (m *podMetric) Write(out *dto.Metric) error {
-	out.Label = m.pairs
-	switch m.typ {
-	case prometheus.CounterValue:
-		out.Counter = &dto.Counter{Value: proto.Float64(m.val)}
-	default:
-		out.Gauge = &dto.Gauge{Value: proto.Float64(m.val)}
-	}
-	return nil
 }
 
 func (c *Collector) updateV2(ctx context.Context, ch chan<- prometheus.Metric) error {
@@ -462,7 +443,7 @@ func (c *Collector) emitterFor(p *openPod, ch chan<- prometheus.Metric) *emitter
 		p.named = lv[1] != ""
 	}
 	// One allocation for all of a pod's metrics instead of one each.
-	return &emitter{ch: ch, pairs: p.pairs, slab: make([]podMetric, 0, maxPodSeries)}
+	return &emitter{ch: ch, pairs: p.pairs, slab: make([]constmetric.Metric, 0, maxPodSeries)}
 }
 
 // maxPodSeries is how many series podV2 sends at most per pod.
