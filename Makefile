@@ -78,7 +78,7 @@ demo: deps kube build
 	$(GO) build -o bin/demo ./test/demo
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) bin/demo --bin $(CURDIR)/bin
 
-## bench: measure every figure (root, ~10 min) and write BENCHMARKS.md.
+## bench: measure every figure (root, about 2 min) and write BENCHMARKS.md.
 bench: deps kube node-exporter build
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) $(GO) run ./test/bench -bin bin -out BENCHMARKS.md
 
