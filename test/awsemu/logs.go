@@ -478,6 +478,19 @@ func (e *Emulator) deleteRetentionPolicy(body []byte) (any, error) {
 
 // offsetToken and parseOffsetToken make the opaque nextToken of the
 // Describe operations: a position in the sorted result.
+// page returns the items from start, at most limit of them (never nil, so
+// the JSON says [] as AWS does), and the token of the next page when more follow.
+func page[T any](all []T, start, limit int) ([]T, string) {
+	if start >= len(all) {
+		return []T{}, ""
+	}
+	end := min(start+limit, len(all))
+	if end < len(all) {
+		return all[start:end], offsetToken(end)
+	}
+	return all[start:end], ""
+}
+
 func offsetToken(n int) string {
 	return base64.RawURLEncoding.EncodeToString([]byte("o/" + strconv.Itoa(n)))
 }
@@ -564,14 +577,8 @@ func (e *Emulator) describeLogGroups(body []byte) (any, error) {
 	out := struct {
 		LogGroups []logGroupOut `json:"logGroups"`
 		NextToken string        `json:"nextToken,omitempty"`
-	}{LogGroups: []logGroupOut{}}
-	if start < len(all) {
-		end := min(start+limit, len(all))
-		out.LogGroups = all[start:end]
-		if end < len(all) {
-			out.NextToken = offsetToken(end)
-		}
-	}
+	}{}
+	out.LogGroups, out.NextToken = page(all, start, limit)
 	return out, nil
 }
 
@@ -663,14 +670,8 @@ func (e *Emulator) describeLogStreams(body []byte) (any, error) {
 	out := struct {
 		LogStreams []logStreamOut `json:"logStreams"`
 		NextToken  string         `json:"nextToken,omitempty"`
-	}{LogStreams: []logStreamOut{}}
-	if start < len(all) {
-		end := min(start+limit, len(all))
-		out.LogStreams = all[start:end]
-		if end < len(all) {
-			out.NextToken = offsetToken(end)
-		}
-	}
+	}{}
+	out.LogStreams, out.NextToken = page(all, start, limit)
 	return out, nil
 }
 
