@@ -329,23 +329,16 @@ func (e *Emulator) groupArn(name string) string {
 }
 
 func (e *Emulator) createLogGroup(body []byte) (any, error) {
-	var in struct {
-		LogGroupName *string `json:"logGroupName"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	var v validationErrors
-	checkGroupName(&v, in.LogGroupName, "logGroupName", true)
-	if err := v.err(); err != nil {
+	name, err := decodeGroupRef(body, true)
+	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, ok := e.groups[*in.LogGroupName]; ok {
+	if _, ok := e.groups[name]; ok {
 		return nil, &logsError{http.StatusBadRequest, "ResourceAlreadyExistsException", msgGroupExists}
 	}
-	e.groups[*in.LogGroupName] = &logGroup{name: *in.LogGroupName, created: e.now().UnixMilli(), streams: map[string]*logStream{}}
+	e.groups[name] = &logGroup{name: name, created: e.now().UnixMilli(), streams: map[string]*logStream{}}
 	return struct{}{}, nil
 }
 
@@ -367,6 +360,23 @@ func (e *Emulator) createLogStream(body []byte) (any, error) {
 	return struct{}{}, nil
 }
 
+// decodeGroupRef decodes and validates a request naming one log group;
+// strict applies CreateLogGroup's stricter name rules.
+func decodeGroupRef(body []byte, strict bool) (string, error) {
+	var in struct {
+		LogGroupName *string `json:"logGroupName"`
+	}
+	if err := decode(body, &in); err != nil {
+		return "", err
+	}
+	var v validationErrors
+	checkGroupName(&v, in.LogGroupName, "logGroupName", strict)
+	if err := v.err(); err != nil {
+		return "", err
+	}
+	return *in.LogGroupName, nil
+}
+
 // decodeStreamRef decodes and validates a request naming one log stream.
 func decodeStreamRef(body []byte) (group, stream string, err error) {
 	var in struct {
@@ -386,23 +396,16 @@ func decodeStreamRef(body []byte) (group, stream string, err error) {
 }
 
 func (e *Emulator) deleteLogGroup(body []byte) (any, error) {
-	var in struct {
-		LogGroupName *string `json:"logGroupName"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	var v validationErrors
-	checkGroupName(&v, in.LogGroupName, "logGroupName", false)
-	if err := v.err(); err != nil {
+	name, err := decodeGroupRef(body, false)
+	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	if _, err := e.groupLocked(*in.LogGroupName); err != nil {
+	if _, err := e.groupLocked(name); err != nil {
 		return nil, err
 	}
-	delete(e.groups, *in.LogGroupName)
+	delete(e.groups, name)
 	return struct{}{}, nil
 }
 
@@ -455,20 +458,13 @@ func (e *Emulator) putRetentionPolicy(body []byte) (any, error) {
 }
 
 func (e *Emulator) deleteRetentionPolicy(body []byte) (any, error) {
-	var in struct {
-		LogGroupName *string `json:"logGroupName"`
-	}
-	if err := decode(body, &in); err != nil {
-		return nil, err
-	}
-	var v validationErrors
-	checkGroupName(&v, in.LogGroupName, "logGroupName", false)
-	if err := v.err(); err != nil {
+	name, err := decodeGroupRef(body, false)
+	if err != nil {
 		return nil, err
 	}
 	e.mu.Lock()
 	defer e.mu.Unlock()
-	g, err := e.groupLocked(*in.LogGroupName)
+	g, err := e.groupLocked(name)
 	if err != nil {
 		return nil, err
 	}
