@@ -165,7 +165,12 @@ func (o *Ops) Serve(ctx context.Context, ln net.Listener) error {
 // ServeHTTP serves h on ln with safe timeouts until ctx ends, then shuts the
 // server down gracefully within shutdownTimeout.
 func ServeHTTP(ctx context.Context, ln net.Listener, h http.Handler, shutdownTimeout time.Duration) error {
-	srv := NewHTTPServer(h)
+	return Serve(ctx, ln, NewHTTPServer(h), shutdownTimeout)
+}
+
+// Serve runs srv on ln until ctx ends, then shuts it down gracefully within
+// shutdownTimeout; for servers that need settings NewHTTPServer does not give.
+func Serve(ctx context.Context, ln net.Listener, srv *http.Server, shutdownTimeout time.Duration) error {
 	errc := make(chan error, 1)
 	go func() { errc <- srv.Serve(ln) }()
 	select {

@@ -24,6 +24,7 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 
+	"github.com/nodekit/nodekit/pkg/agent"
 	"github.com/nodekit/nodekit/pkg/kube"
 	"github.com/nodekit/nodekit/pkg/metaproxy/creds"
 	"github.com/nodekit/nodekit/pkg/metaproxy/role"
@@ -127,19 +128,8 @@ func (s *Server) Serve(ctx context.Context, ln net.Listener) error {
 		ErrorLog:       slog.NewLogLogger(s.logger.Handler(), slog.LevelDebug),
 		BaseContext:    func(net.Listener) context.Context { return context.WithoutCancel(ctx) },
 	}
-	errc := make(chan error, 1)
-	go func() { errc <- srv.Serve(ln) }()
-	select {
-	case err := <-errc:
-		return fmt.Errorf("serving metadata on %s: %w", ln.Addr(), err)
-	case <-ctx.Done():
-	}
-	shutdownCtx, cancel := context.WithTimeout(context.WithoutCancel(ctx), 5*time.Second)
-	defer cancel()
-	err := srv.Shutdown(shutdownCtx)
-	<-errc
-	if err != nil {
-		return fmt.Errorf("shutting down the metadata server: %w", err)
+	if err := agent.Serve(ctx, ln, srv, 5*time.Second); err != nil {
+		return fmt.Errorf("metadata server: %w", err)
 	}
 	return nil
 }
