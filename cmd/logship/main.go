@@ -28,6 +28,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
 	"github.com/nodekit/nodekit/pkg/logship/query"
 	"github.com/nodekit/nodekit/pkg/logship/ship"
+	"github.com/nodekit/nodekit/pkg/memtrim"
 )
 
 func main() { agent.Main("logship", run) }
@@ -129,6 +130,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	g, ctx := errgroup.WithContext(ctx)
 	g.Go(func() error { return pods.Run(ctx) })
 	g.Go(func() error { return ops.Run(ctx) })
+	g.Go(func() error { return memtrim.Run(ctx, memtrim.Config{}) })
 	g.Go(func() error {
 		// Shipping never waits on the API server, but a short wait for the
 		// first pod list saves shipping the first lines without labels.

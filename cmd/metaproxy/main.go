@@ -27,6 +27,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/agent"
 	"github.com/nodekit/nodekit/pkg/awscfg"
 	"github.com/nodekit/nodekit/pkg/kube"
+	"github.com/nodekit/nodekit/pkg/memtrim"
 	"github.com/nodekit/nodekit/pkg/metaproxy/caller"
 	"github.com/nodekit/nodekit/pkg/metaproxy/creds"
 	"github.com/nodekit/nodekit/pkg/metaproxy/imds"
@@ -220,6 +221,7 @@ func (a *app) run(ctx context.Context) error {
 	g.Go(func() error { return a.cache.Run(ctx) })
 	g.Go(func() error { return a.srv.Serve(ctx, ln) })
 	g.Go(func() error { return a.ops.Run(ctx) })
+	g.Go(func() error { return memtrim.Run(ctx, memtrim.Config{}) })
 	if a.interceptor != nil {
 		// On exit the rules stay: pods get refused connections while
 		// metaproxy is down, never the node's own metadata service.

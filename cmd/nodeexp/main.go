@@ -25,6 +25,7 @@ import (
 	"golang.org/x/sync/errgroup"
 
 	"github.com/nodekit/nodekit/pkg/agent"
+	"github.com/nodekit/nodekit/pkg/memtrim"
 	"github.com/nodekit/nodekit/pkg/nodeexp"
 	"github.com/nodekit/nodekit/pkg/nodeexp/podnames"
 	"github.com/nodekit/nodekit/pkg/nodeexp/podstats"
@@ -99,6 +100,8 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	}
 
 	g, ctx := errgroup.WithContext(ctx)
+	// Between scrapes nodeexp idles: the scrape's garbage goes back to the OS.
+	g.Go(func() error { return memtrim.Run(ctx, memtrim.Config{}) })
 	reg := prometheus.NewRegistry()
 	ops := agent.NewOps(agent.OpsConfig{Addr: o.listenAddress, EnablePprof: o.enablePprof}, reg, logger)
 
