@@ -12,6 +12,7 @@ import (
 	"slices"
 	"strings"
 	"sync/atomic"
+	"syscall"
 	"time"
 )
 
@@ -102,10 +103,24 @@ type Follower struct {
 	after string
 
 	heldSince time.Time // when f was seen rotated or deleted
-	draining  atomic.Bool
-	wake      chan struct{}
-	held      atomic.Int64 // unread bytes of a deleted file we hold open
-	lost      atomic.Int64
+
+	// Reused by every poll, so that a caught-up file costs a few
+	// syscalls and no allocation: a node has many of them, polled
+	// several times a second.
+	st     syscall.Stat_t // f's, from the last fstat
+	pathSt syscall.Stat_t // path's, from the last stat
+	head   [FingerprintBytes]byte
+	// headAt is the inode, size and change time at which f's head last
+	// matched id; while none changes the head cannot have either.
+	headAt struct {
+		ino                       uint64
+		size, ctimeSec, ctimeNsec int64
+	}
+	timer    *time.Timer
+	draining atomic.Bool
+	wake     chan struct{}
+	held     atomic.Int64 // unread bytes of a deleted file we hold open
+	lost     atomic.Int64
 }
 
 // Open starts following path. With a saved position the Follower resumes
@@ -260,8 +275,12 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 		if c, ok, err := fl.checkHold(); err != nil || ok {
 			return c, err
 		}
-		if c, ok, err := fl.read(); err != nil || ok {
-			return c, err
+		// A caught-up file that has not grown is not read: reading would
+		// borrow a buffer only to find nothing.
+		if fl.buf != nil || fl.st.Size > fl.off {
+			if c, ok, err := fl.read(); err != nil || ok {
+				return c, err
+			}
 		}
 		// At the end of the file: find out whether it will grow again.
 		c, action, err := fl.atEOF()
@@ -281,13 +300,18 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 }
 
 func (fl *Follower) sleep(ctx context.Context) error {
-	t := time.NewTimer(fl.cfg.PollInterval)
-	defer t.Stop()
+	if fl.timer == nil {
+		fl.timer = time.NewTimer(fl.cfg.PollInterval)
+	} else {
+		fl.timer.Reset(fl.cfg.PollInterval)
+	}
 	select {
 	case <-ctx.Done():
+		fl.timer.Stop()
 		return ctx.Err()
-	case <-t.C:
+	case <-fl.timer.C:
 	case <-fl.wake:
+		fl.timer.Stop()
 	}
 	return nil
 }
@@ -403,7 +427,7 @@ func (fl *Follower) read() (Chunk, bool, error) {
 			// are not the old content's. Checking the head after every
 			// read (one small pread per large read) catches that before
 			// anything is handed out; the copy has the real bytes.
-			if match, same, err := Matches(fl.f, fl.id); err == nil && same && !match {
+			if match, err := fl.headMatches(false); err == nil && !match {
 				fl.filled -= n
 				return Chunk{}, false, nil
 			}
@@ -470,16 +494,15 @@ func (fl *Follower) finish() Chunk {
 // been held longer than MaxHold, so a reader stuck behind (CloudWatch down
 // for hours) cannot pin the disk space of deleted logs forever.
 func (fl *Follower) checkHold() (Chunk, bool, error) {
-	fi, err := fl.f.Stat()
-	if err != nil {
-		return Chunk{}, false, fmt.Errorf("stat %s: %w", fl.name, err)
+	if err := fl.fstat(); err != nil {
+		return Chunk{}, false, err
 	}
-	if linkCount(fi) != 0 {
+	if fl.st.Nlink != 0 {
 		fl.held.Store(0)
 		return Chunk{}, false, nil
 	}
 	readTo := fl.off + int64(fl.filled)
-	fl.held.Store(max(0, fi.Size()-readTo))
+	fl.held.Store(max(0, fl.st.Size-readTo))
 	if fl.heldSince.IsZero() {
 		fl.heldSince = fl.now()
 		return Chunk{}, false, nil
@@ -487,7 +510,7 @@ func (fl *Follower) checkHold() (Chunk, bool, error) {
 	if fl.now().Sub(fl.heldSince) <= fl.cfg.MaxHold {
 		return Chunk{}, false, nil
 	}
-	fl.logger.Warn("giving up a deleted file held open too long; its unread lines are lost", "held_for", fl.cfg.MaxHold, "unread_bytes", fi.Size()-readTo)
+	fl.logger.Warn("giving up a deleted file held open too long; its unread lines are lost", "held_for", fl.cfg.MaxHold, "unread_bytes", fl.st.Size-readTo)
 	fl.lost.Add(1)
 	fl.queue = fl.queue[min(1, len(fl.queue)):]
 	fl.inCopy = false
@@ -523,21 +546,20 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 		return fl.finish(), handOut, nil
 	}
 	// Truncated (copytruncate) or overwritten from the start?
-	fi, err := fl.f.Stat()
-	if err != nil {
-		return Chunk{}, waitMore, fmt.Errorf("stat %s: %w", fl.name, err)
+	if err := fl.fstat(); err != nil {
+		return Chunk{}, waitMore, err
 	}
-	if match, same, err := Matches(fl.f, fl.id); err == nil && same && (!match || fi.Size() < readTo) {
+	if match, err := fl.headMatches(true); err == nil && (!match || fl.st.Size < readTo) {
 		return fl.truncated(readTo)
 	}
-	cur, err := os.Stat(fl.path)
+	err := syscall.Stat(fl.path, &fl.pathSt)
 	switch {
-	case err == nil && !inode(cur).SameFile(fl.id):
+	case err == nil && !statIdentity(&fl.pathSt).SameFile(fl.id):
 		// Renamed away and a new file is in place: the runtime writes to
 		// the new one, so this one is complete once read to its end; read
 		// once more to catch a write that landed between our read and the
 		// stat.
-		fl.logger.Debug("file rotated", "new_inode", inode(cur).Ino)
+		fl.logger.Debug("file rotated", "new_inode", fl.pathSt.Ino)
 		fl.rotated = true
 		return Chunk{}, readMore, nil
 	case fl.draining.Load():
@@ -548,12 +570,42 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 	}
 	// Extend a short fingerprint as the young file grows, so identity gets
 	// stronger without changing for the same content.
-	if fl.id.FPLen < FingerprintBytes && fi.Size() > int64(fl.id.FPLen) {
+	if fl.id.FPLen < FingerprintBytes && fl.st.Size > int64(fl.id.FPLen) {
 		if id, err := Identify(fl.f); err == nil && id.SameFile(fl.id) {
 			fl.id = id
 		}
 	}
 	return Chunk{}, waitMore, nil
+}
+
+// fstat reads f's metadata into fl.st.
+func (fl *Follower) fstat() error {
+	if err := syscall.Fstat(int(fl.f.Fd()), &fl.st); err != nil {
+		return &os.PathError{Op: "fstat", Path: fl.name, Err: err}
+	}
+	return nil
+}
+
+// headMatches reports whether f still starts with the bytes id was taken
+// from, reading them only if f changed since they last matched. f must
+// have been fstat'ed just before (fl.st). Skipping needs an unchanged
+// size and ctime: truncating or writing changes both. ifChanged false
+// always reads (after a read of new bytes, which changed the file anyway).
+func (fl *Follower) headMatches(ifChanged bool) (bool, error) {
+	at := fl.headAt
+	at.ino, at.size, at.ctimeSec, at.ctimeNsec = fl.st.Ino, fl.st.Size, fl.st.Ctim.Sec, fl.st.Ctim.Nsec
+	if ifChanged && at == fl.headAt {
+		return true, nil
+	}
+	n, fp, err := fingerprintInto(fl.f, fl.head[:fl.id.FPLen])
+	if err != nil {
+		return false, fmt.Errorf("fingerprinting %s: %w", fl.name, err)
+	}
+	match := n == fl.id.FPLen && fp == fl.id.FP
+	if match && ifChanged {
+		fl.headAt = at
+	}
+	return match, nil
 }
 
 // sameHead reports whether the file at name starts like id's file did.

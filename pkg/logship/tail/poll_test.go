@@ -1,0 +1,99 @@
+package tail
+
+import (
+	"context"
+	"errors"
+	"hash/fnv"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func TestFingerprintIsFNV1a(t *testing.T) {
+	for _, content := range []string{"", "a", "2026-11-22T04:00:00Z stdout F hello\n", strings.Repeat("x", FingerprintBytes+10)} {
+		path := filepath.Join(t.TempDir(), "f")
+		if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		f, err := os.Open(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		n, got, err := fingerprint(f, FingerprintBytes)
+		f.Close()
+		if err != nil {
+			t.Fatal(err)
+		}
+		head := content[:min(len(content), FingerprintBytes)]
+		h := fnv.New64a()
+		h.Write([]byte(head))
+		if n != len(head) || got != h.Sum64() {
+			t.Errorf("%.20q: fingerprint (%d, %x), want (%d, %x)", content, n, got, len(head), h.Sum64())
+		}
+	}
+}
+
+// caughtUp returns a Follower that has read the whole of its file.
+func caughtUp(t *testing.T, content string) (*Follower, string) {
+	t.Helper()
+	path := filepath.Join(t.TempDir(), "0.log")
+	if err := os.WriteFile(path, []byte(content), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fl, err := Open(path, nil, testConfig(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fl.Close() })
+	want := strings.Count(content, "\n")
+	readLines(t, testCtx(t), fl, func(l []line) bool { return len(l) == want })
+	// One more Next gives the lines back and waits at the end.
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Millisecond)
+	defer cancel()
+	if _, err := fl.Next(ctx); !errors.Is(err, context.DeadlineExceeded) {
+		t.Fatalf("next at the end: %v", err)
+	}
+	return fl, path
+}
+
+// A node has many caught-up files, each polled several times a second:
+// a poll must not allocate (but for the path's stat), or an idle logship
+// keeps its garbage collector, and its memory, busy.
+func TestIdlePollAllocatesAlmostNothing(t *testing.T) {
+	fl, _ := caughtUp(t, "a\nb\nc\n")
+	poll := func() {
+		if _, ok, err := fl.checkHold(); err != nil || ok {
+			t.Fatalf("checkHold: %v %v", ok, err)
+		}
+		if fl.buf != nil || fl.st.Size > fl.off {
+			t.Fatalf("a caught-up file would be read: buf %v, size %d, offset %d", fl.buf != nil, fl.st.Size, fl.off)
+		}
+		if _, action, err := fl.atEOF(); err != nil || action != waitMore {
+			t.Fatalf("atEOF: %v %v", action, err)
+		}
+	}
+	// One allocation: the path's conversion for stat(2).
+	if allocs := testing.AllocsPerRun(100, poll); allocs > 1 {
+		t.Fatalf("an idle poll allocates %.1f times", allocs)
+	}
+}
+
+// Polls skip re-reading the head of an unchanged file; a truncation that
+// regrows the file past the offset must still be seen.
+func TestTruncationSeenAfterIdlePolls(t *testing.T) {
+	fl, path := caughtUp(t, "aaa\nbbb\n")
+	for range 3 {
+		if _, action, err := fl.atEOF(); err != nil || action != waitMore {
+			t.Fatalf("atEOF: %v %v", action, err)
+		}
+	}
+	if err := os.WriteFile(path, []byte("a new file, longer than the old one\n"), 0o600); err != nil { // same inode
+		t.Fatal(err)
+	}
+	got := readLines(t, testCtx(t), fl, func(l []line) bool { return len(l) >= 1 })
+	if got[0].text != "a new file, longer than the old one" {
+		t.Fatalf("after truncation read %+v", got)
+	}
+}
