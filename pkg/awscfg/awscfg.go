@@ -11,10 +11,12 @@ package awscfg
 import (
 	"context"
 	"fmt"
+	"net/http"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 )
 
@@ -22,6 +24,13 @@ import (
 // longer-lived retries (logship retries forever with backoff; metaproxy
 // serves from cache), so each SDK call gives up quickly and reports.
 const MaxAttempts = 3
+
+// MaxIdleConnsPerHost is how many idle connections to one AWS endpoint an
+// agent keeps (the SDK's default is 10). Agents call AWS in bursts (a node's
+// pods' roles at start, logship's first streams) and then a few calls at a
+// time; each idle connection holds two goroutines and their buffers for
+// the 90 s of its idle timeout.
+const MaxIdleConnsPerHost = 2
 
 // Load returns the SDK configuration. opts are applied after nodekit's
 // defaults, so callers (and tests) can override any of them.
@@ -36,6 +45,9 @@ func Load(ctx context.Context, opts ...func(*config.LoadOptions) error) (aws.Con
 		// Region from the instance metadata when AWS_REGION and the
 		// shared config name none, as on a plain EC2 node.
 		config.WithEC2IMDSRegion(),
+		config.WithHTTPClient(awshttp.NewBuildableClient().WithTransportOptions(func(tr *http.Transport) {
+			tr.MaxIdleConnsPerHost = MaxIdleConnsPerHost
+		})),
 	}
 	cfg, err := config.LoadDefaultConfig(ctx, append(base, opts...)...)
 	if err != nil {

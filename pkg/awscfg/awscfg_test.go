@@ -5,6 +5,7 @@ import (
 	"strings"
 	"testing"
 
+	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/config"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
@@ -61,5 +62,21 @@ func TestLoadRetriesAtMostMaxAttempts(t *testing.T) {
 	}
 	if got := emu.Count("GetCallerIdentity"); got != MaxAttempts {
 		t.Fatalf("%d attempts reached the emulator, want %d", got, MaxAttempts)
+	}
+}
+
+// After a burst of calls an agent keeps only a couple of idle connections
+// per endpoint, not the SDK's ten.
+func TestLoadBoundsIdleConnections(t *testing.T) {
+	cfg, err := Load(t.Context(), config.WithRegion("us-east-1"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	bc, ok := cfg.HTTPClient.(*awshttp.BuildableClient)
+	if !ok {
+		t.Fatalf("HTTP client %T, want the SDK's buildable client", cfg.HTTPClient)
+	}
+	if got := bc.GetTransport().MaxIdleConnsPerHost; got != MaxIdleConnsPerHost {
+		t.Fatalf("MaxIdleConnsPerHost %d, want %d", got, MaxIdleConnsPerHost)
 	}
 }
