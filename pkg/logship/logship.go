@@ -14,6 +14,7 @@ package logship
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
@@ -263,7 +264,22 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 
 	meta, ok := a.meta.Wait(ctx, t.PodUID, t.Namespace, t.Pod, a.cfg.MetadataWait)
 	if !ok && ctx.Err() == nil {
-		logger.Warn("no pod metadata yet; shipping without labels until it arrives", "pod_uid", t.PodUID)
+		if saved, found := savedMeta(store, t); found {
+			// The pod was deleted while logship was down: its last lines
+			// keep the labels it had.
+			meta, ok = saved, true
+			logger.Info("pod unknown to the API server; using the metadata saved with the checkpoint", "pod_uid", saved.UID)
+		} else {
+			logger.Warn("no pod metadata yet; shipping without labels until it arrives", "pod_uid", t.PodUID)
+		}
+	}
+	keep := func(m enrich.Meta) {
+		if data, err := json.Marshal(m); err == nil {
+			store.SetMeta(t.Key(), data)
+		}
+	}
+	if ok {
+		keep(meta)
 	}
 	if meta.Disabled {
 		logger.Info("pod opted out of log shipping", "annotation", enrich.Annotation)
@@ -289,7 +305,7 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 	streamDone := make(chan error, 1)
 	go func() { streamDone <- stream.Run(ctx) }()
 
-	r := &reader{a: a, t: t, meta: meta, logger: logger, stream: stream}
+	r := &reader{a: a, t: t, meta: meta, keepMeta: keep, logger: logger, stream: stream}
 	if err := r.newEncoder(); err != nil {
 		stream.Close()
 		<-streamDone
@@ -330,13 +346,29 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 	return err
 }
 
+// savedMeta returns the pod metadata saved with t's checkpoint, if it is
+// t's pod's.
+func savedMeta(store *checkpoint.Store, t discover.Target) (enrich.Meta, bool) {
+	data, ok := store.Meta(t.Key())
+	if !ok {
+		return enrich.Meta{}, false
+	}
+	var m enrich.Meta
+	if err := json.Unmarshal(data, &m); err != nil || (t.PodUID != "" && m.UID != t.PodUID) {
+		return enrich.Meta{}, false
+	}
+	return m, true
+}
+
 // reader is the per-target parsing and encoding state.
 type reader struct {
-	a      *Agent
-	t      discover.Target
-	meta   enrich.Meta
-	logger *slog.Logger
-	stream *ship.Stream
+	a *Agent
+	// keepMeta saves the pod's metadata with the stream's checkpoint.
+	keepMeta func(enrich.Meta)
+	t        discover.Target
+	meta     enrich.Meta
+	logger   *slog.Logger
+	stream   *ship.Stream
 
 	enc    *record.Encoder
 	parser *parse.Parser
@@ -500,6 +532,7 @@ func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *u
 		// Labels arrived or changed: re-encode the metadata once.
 		*version = m.Version
 		r.meta = m
+		r.keepMeta(m)
 		if m.Disabled {
 			return errOptedOut
 		}

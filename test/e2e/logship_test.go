@@ -296,7 +296,9 @@ func TestLogshipEndToEnd(t *testing.T) {
 	quiet := b.addContainer(ctx, kubeapi.PodSpec{Namespace: "shop", Name: "quiet", Labels: map[string]string{"app": "quiet"},
 		Annotations: map[string]string{"nodekit.io/logship": "false"}}, "cri", "ddd444")
 	system := b.addContainer(ctx, kubeapi.PodSpec{Namespace: "kube-system", Name: "dns", Labels: map[string]string{"app": "dns"}}, "cri", "eee555")
-	all := []*container{web, api, legacy}
+	// The gone pod is deleted while logship is down.
+	gone := b.addContainer(ctx, kubeapi.PodSpec{Namespace: "shop", Name: "gone", Labels: map[string]string{"app": "gone"}}, "cri", "fff666")
+	all := []*container{web, api, legacy, gone}
 	const phase = 4000
 
 	b.start()
@@ -310,19 +312,25 @@ func TestLogshipEndToEnd(t *testing.T) {
 		c.writeSeq(t, phase, 2*phase)
 	}
 	// Let some of it ship, then crash logship mid-stream.
-	if err := b.bed.AWS.WaitFor(ctx, func() bool { return len(b.bed.AWS.Events(lsGroup, web.stream)) > phase/2 }); err != nil {
+	if err := b.bed.AWS.WaitFor(ctx, func() bool {
+		return len(b.bed.AWS.Events(lsGroup, web.stream)) > phase/2 && len(b.bed.AWS.Events(lsGroup, gone.stream)) > 0
+	}); err != nil {
 		t.Fatal(err)
 	}
 	b.stop(true)
+	// Deleted while logship is down: the restarted logship never hears of
+	// it from the API server, yet its lines keep its labels (saved with
+	// the checkpoint).
+	if err := kubeapi.DeletePod(ctx, b.bed.Client(), "shop", "gone"); err != nil {
+		t.Fatal(err)
+	}
 	for _, c := range all {
 		c.writeSeq(t, 2*phase, 3*phase)
 	}
 	b.start()
 
-	// The api pod is deleted before its last lines are read: they keep
-	// its labels. (Deleted only once the restarted logship has seen it:
-	// metadata of a pod that vanished while logship was down cannot be
-	// rebuilt.)
+	// The api pod is deleted before its last lines are read, while
+	// logship runs: they keep its labels too.
 	api.write(t, api.line("stdout", "F", "api restarted-marker"))
 	b.waitFor(ctx, api, "api restarted-marker")
 	if err := kubeapi.DeletePod(ctx, b.bed.Client(), "shop", "api"); err != nil {

@@ -37,6 +37,10 @@ type Position struct {
 type state struct {
 	Version   int                 `json:"version"`
 	Positions map[string]Position `json:"positions"`
+	// Meta is what the caller keeps beside a key's position: logship
+	// keeps the pod's metadata, so that after a restart the lines of a
+	// pod deleted meanwhile still carry its labels.
+	Meta map[string]json.RawMessage `json:"meta,omitempty"`
 }
 
 // Store holds positions in memory and writes them from Run. Its methods are
@@ -47,6 +51,7 @@ type Store struct {
 
 	mu        sync.Mutex
 	positions map[string]Position
+	meta      map[string]json.RawMessage
 	gen       uint64 // bumped by every change
 	written   uint64 // last generation on disk
 	writeErr  error  // outcome of the last write
@@ -71,6 +76,7 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		path:      filepath.Join(dir, FileName),
 		logger:    logger,
 		positions: map[string]Position{},
+		meta:      map[string]json.RawMessage{},
 		done:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		stopped:   make(chan struct{}),
@@ -94,6 +100,9 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if st.Positions != nil {
 		s.positions = st.Positions
 	}
+	if st.Meta != nil {
+		s.meta = st.Meta
+	}
 	return s, nil
 }
 
@@ -105,7 +114,7 @@ func (s *Store) Get(key string) (Position, bool) {
 	return p, ok
 }
 
-// Keys lists every key with a saved position.
+// Keys lists every key with a saved position or metadata.
 func (s *Store) Keys() []string {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -113,24 +122,56 @@ func (s *Store) Keys() []string {
 	for k := range s.positions {
 		keys = append(keys, k)
 	}
+	for k := range s.meta {
+		if _, ok := s.positions[k]; !ok {
+			keys = append(keys, k)
+		}
+	}
 	return keys
+}
+
+// Meta returns the metadata saved for key.
+func (s *Store) Meta(key string) (json.RawMessage, bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	m, ok := s.meta[key]
+	return m, ok
+}
+
+// SetMeta keeps meta (valid JSON) beside key's position. It is written
+// with the next write and does not wait for it: metadata saved a moment
+// late only matters if the pod is also deleted in that moment.
+func (s *Store) SetMeta(key string, meta json.RawMessage) {
+	s.mu.Lock()
+	if bytes.Equal(s.meta[key], meta) {
+		s.mu.Unlock()
+		return
+	}
+	s.meta[key] = meta
+	s.gen++
+	s.mu.Unlock()
+	select {
+	case s.kick <- struct{}{}:
+	default:
+	}
 }
 
 // Commit saves pos for key and waits until it is on disk (or ctx ends, or
 // the store stops). Run must be running.
 func (s *Store) Commit(ctx context.Context, key string, pos Position) error {
-	return s.change(ctx, func(m map[string]Position) { m[key] = pos })
+	return s.change(ctx, func() { s.positions[key] = pos })
 }
 
-// Delete forgets key (its stream is finished) and waits until that is on
-// disk.
+// Delete forgets key's position and metadata (its stream is finished) and
+// waits until that is on disk.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	return s.change(ctx, func(m map[string]Position) { delete(m, key) })
+	return s.change(ctx, func() { delete(s.positions, key); delete(s.meta, key) })
 }
 
-func (s *Store) change(ctx context.Context, f func(map[string]Position)) error {
+// change applies f under the lock and waits for the write that has it.
+func (s *Store) change(ctx context.Context, f func()) error {
 	s.mu.Lock()
-	f(s.positions)
+	f()
 	s.gen++
 	want := s.gen
 	s.mu.Unlock()
@@ -189,7 +230,7 @@ func (s *Store) flush() {
 	// Encoded under the lock (a few hundred bytes per container), into a
 	// buffer kept across writes.
 	s.buf.Reset()
-	err := json.NewEncoder(&s.buf).Encode(state{Version: 1, Positions: s.positions})
+	err := json.NewEncoder(&s.buf).Encode(state{Version: 1, Positions: s.positions, Meta: s.meta})
 	s.mu.Unlock()
 	if err == nil {
 		err = s.writeAtomic(s.buf.Bytes())

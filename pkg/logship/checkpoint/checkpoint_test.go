@@ -9,6 +9,7 @@ import (
 	"os"
 	"os/exec"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"sync"
 	"testing"
@@ -211,5 +212,44 @@ func BenchmarkCommit(b *testing.B) {
 		if err := s.Commit(ctx, "shop_web-1_app", pos); err != nil {
 			b.Fatal(err)
 		}
+	}
+}
+
+// Metadata kept beside a position is written with the next write, comes
+// back after a restart, and goes with Delete; a key with metadata only is
+// listed, so a stale one can be forgotten.
+func TestMetaRoundTrip(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	meta := []byte(`{"uid":"u1","labels":{"app":"web"}}`)
+	s.SetMeta("a", meta)
+	s.SetMeta("b", []byte(`{"uid":"u2"}`))
+	s.SetMeta("c", []byte(`{"uid":"u3"}`))
+	pos := Position{Path: "/var/log/pods/a/0.log", Offset: 7}
+	// Commit waits for a write made after SetMeta: the metadata is in it.
+	if err := s.Commit(context.Background(), "a", pos); err != nil {
+		t.Fatal(err)
+	}
+	if err := s.Delete(context.Background(), "b"); err != nil {
+		t.Fatal(err)
+	}
+	s2, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s2.Meta("a"); !ok || string(got) != string(meta) {
+		t.Fatalf("reloaded metadata %s %v, want %s", got, ok, meta)
+	}
+	if _, ok := s2.Meta("b"); ok {
+		t.Fatal("deleted key's metadata came back")
+	}
+	keys := s2.Keys()
+	slices.Sort(keys)
+	if !slices.Equal(keys, []string{"a", "c"}) {
+		t.Fatalf("keys %v, want [a c] (c has metadata only)", keys)
 	}
 }

@@ -23,18 +23,20 @@ import (
 const Annotation = "nodekit.io/logship"
 
 // Meta is what records carry about a pod.
+// It is saved with a stream's checkpoint (JSON), so the fields keep their
+// names.
 type Meta struct {
-	UID       string
-	Namespace string
-	Name      string
-	Host      string
-	Labels    map[string]string
+	UID       string            `json:"uid"`
+	Namespace string            `json:"namespace"`
+	Name      string            `json:"name"`
+	Host      string            `json:"host,omitempty"`
+	Labels    map[string]string `json:"labels,omitempty"`
 	// Images maps container name to image.
-	Images map[string]string
+	Images map[string]string `json:"images,omitempty"`
 	// Disabled is true when the pod opted out with the annotation.
-	Disabled bool
-	// Version changes whenever the metadata does.
-	Version uint64
+	Disabled bool `json:"disabled,omitempty"`
+	// Version changes whenever the metadata does, within one Cache.
+	Version uint64 `json:"-"`
 }
 
 type entry struct {
