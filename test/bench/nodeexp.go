@@ -310,6 +310,10 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	if t[theirs].cpu <= 0 || mem[theirs].RSS <= 0 {
 		return fail(errors.New("node_exporter used no measurable CPU or memory"))
 	}
+	// Stopped first, so the floor below runs on a machine as quiet as theirs.
+	ours.proc.stop()
+	theirs.proc.stop()
+	floor, floorErr := measureMinExporter(ctx, hc, dir, cfg.scrapes)
 	n := time.Duration(cfg.scrapes)
 	cpuRatio := float64(t[ours].cpu) / float64(t[theirs].cpu)
 	rssRatio := float64(mem[ours].RSS) / float64(mem[theirs].RSS)
@@ -333,7 +337,42 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 		s.addf("| %s | %.2f ms | %.2f ms | %.2f ms | %d | %.1f MiB | %.1f MiB | %.1f MiB |", e.name, ms(t[e].cpu/n), ms(l.P50), ms(l.P99), t[e].samples, mib(mem[e].RSS), mib(mem[e].File), mib(mem[e].Peak))
 	}
 	s.addf("\n\"File-backed\" is RssFile: pages of the executable (and other mapped files) in memory; the rest is heap and stacks.")
+	if floorErr != nil {
+		s.addf("\nThe minimal exporter (test/bench/minexporter) could not be measured: %v", floorErr)
+	} else {
+		budget := 0.7 * float64(mem[theirs].RSS)
+		s.addf("\nWhat the prescribed libraries cost alone: test/bench/minexporter serves one procfs collector (node_cpu_seconds_total)")
+		s.addf("through exporter-toolkit with client_golang's Go and process collectors, built like nodeexp. After the same %d scrapes", cfg.scrapes)
+		s.addf("it holds %.1f MiB (%.1f MiB file-backed), %.2f× node_exporter: %.0f%% of the %.1f MiB that ≤ 0.7× allows, before any", mib(floor.RSS), mib(floor.File),
+			float64(floor.RSS)/float64(mem[theirs].RSS), 100*float64(floor.RSS)/budget, mib(int64(budget)))
+		s.addf("of nodeexp's %d collectors, its exposition or its pod collector.", len(shared))
+	}
 	s.addf("\nnode_exporter's command line: `%s`", strings.Join(append([]string{"node_exporter"}, neArgs...), " "))
 	s.addf("\nnodeexp's: `%s`", strings.Join(append([]string{"nodeexp"}, nodeexpArgs...), " "))
 	return s
+}
+
+// measureMinExporter builds and runs test/bench/minexporter, scrapes it as
+// the comparison above scraped nodeexp, and returns its memory after.
+func measureMinExporter(ctx context.Context, hc *http.Client, dir string, scrapes int) (memStatus, error) {
+	bin := filepath.Join(dir, "minexporter")
+	build := exec.CommandContext(ctx, "go", "build", "-trimpath", "-ldflags", "-s -w", "-o", bin, "./test/bench/minexporter")
+	build.Env = append(os.Environ(), "CGO_ENABLED=0")
+	if out, err := build.CombinedOutput(); err != nil {
+		return memStatus{}, fmt.Errorf("building: %w\n%s", err, out)
+	}
+	e, err := startExporter(dir, "minexporter", bin, nil)
+	if err != nil {
+		return memStatus{}, err
+	}
+	defer e.proc.stop()
+	if err := waitScrape(ctx, hc, e); err != nil {
+		return memStatus{}, err
+	}
+	for i := range scrapes + 3 {
+		if _, err := scrape(ctx, hc, e.url); err != nil {
+			return memStatus{}, fmt.Errorf("scrape %d: %w", i, err)
+		}
+	}
+	return readMem(e.proc.pid())
 }
