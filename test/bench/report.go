@@ -85,6 +85,10 @@ type report struct {
 	LoadEnd   string
 	Figures   []figure
 	Sections  []*section
+	// encodeRate is the Go benchmark's read + parse + encode + batch
+	// throughput, bytes of input per CPU-second (0 when the go area did
+	// not run): the logship area weighs its end-to-end figure with it.
+	encodeRate float64
 }
 
 func (r *report) add(f figure) { r.Figures = append(r.Figures, f) }
