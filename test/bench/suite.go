@@ -118,6 +118,13 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	}
 	// Idle: what the node pays while nothing happens.
 	logger.Info("suite: idle", "for", cfg.idle)
+	agents := []*agentProc{mp, ls, ne}
+	idleFrom := map[*agentProc]time.Duration{}
+	for _, p := range agents {
+		if idleFrom[p], err = readCPU(p.pid()); err != nil {
+			return fail(err)
+		}
+	}
 	select {
 	case <-time.After(cfg.idle):
 	case <-ctx.Done():
@@ -125,7 +132,8 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	}
 	var total int64
 	var rows []string
-	for _, p := range []*agentProc{mp, ls, ne} {
+	var idleCPU time.Duration
+	for _, p := range agents {
 		if p.exited() {
 			return fail(fmt.Errorf("%s exited (%v):\n%s", p.name, p.err, p.logTail()))
 		}
@@ -133,8 +141,15 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 		if err != nil {
 			return fail(err)
 		}
+		c, err := readCPU(p.pid())
+		if err != nil {
+			return fail(err)
+		}
+		c -= idleFrom[p]
 		total += m.RSS
-		rows = append(rows, fmt.Sprintf("| %s | %.1f MiB | %.1f MiB | %.1f MiB |", p.name, mib(m.RSS), mib(m.File), mib(m.Peak)))
+		idleCPU += c
+		rows = append(rows, fmt.Sprintf("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %.0f ms (%.2f%% of a core) |", p.name, mib(m.RSS), mib(m.File), mib(m.Peak),
+			ms(c), 100*c.Seconds()/cfg.idle.Seconds()))
 	}
 	measured = true
 	r.add(figure{Agent: "suite", Name: "idle RSS of metaproxy + logship + nodeexp, 50 pods", Measured: fmt.Sprintf("%.1f MiB", mib(total)),
@@ -142,11 +157,11 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	s.addf("A test-bed node with %d pods (each its own namespace, an IAM role annotation and a %d-line container log). metaproxy", suitePods, linesPerPod)
 	s.addf("(--iptables), logship and nodeexp (all default collectors, pods included) run in the node; once every pod's")
 	s.addf("credentials were prefetched (%d sessions), every log line shipped and nodeexp scraped once, the agents were left idle", sessions)
-	s.addf("for %s and their VmRSS read.\n", cfg.idle)
-	s.addf("| Agent | VmRSS (idle) | of which file-backed | VmHWM |")
-	s.addf("|---|---|---|---|")
+	s.addf("for %s and their VmRSS read; CPU is what each used while idle (utime+stime, 10 ms ticks).\n", cfg.idle)
+	s.addf("| Agent | VmRSS (idle) | of which file-backed | VmHWM | CPU while idle |")
+	s.addf("|---|---|---|---|---|")
 	s.Lines = append(s.Lines, rows...)
-	s.addf("| **total** | **%.1f MiB** | | |", mib(total))
+	s.addf("| **total** | **%.1f MiB** | | | %.0f ms |", mib(total), ms(idleCPU))
 
 	return s
 }

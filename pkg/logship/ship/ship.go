@@ -334,8 +334,14 @@ func (st *Stream) Run(ctx context.Context) error {
 			st.s.release(c)
 		}
 	}()
-	tick := time.NewTicker(max(st.s.cfg.BatchWait/10, time.Millisecond))
+	// The ticker runs while there is something to do on time: a batch to
+	// send after BatchWait, storage to let go once quiet. A node has a
+	// stream per container, most of them idle, and each tick wakes the
+	// process.
+	every := max(st.s.cfg.BatchWait/10, time.Millisecond)
+	tick := time.NewTicker(every)
 	defer tick.Stop()
+	ticking := true
 	for {
 		// Take the channel before looking at waiting: a reader that
 		// starts waiting after the look closes this very channel.
@@ -360,13 +366,18 @@ func (st *Stream) Run(ctx context.Context) error {
 				return nil
 			}
 			st.add(ctx, &p, c)
+			if !ticking {
+				tick.Reset(every)
+				ticking = true
+			}
 		case <-starved:
 		case <-tick.C:
 			if p.b.Len() > 0 && time.Since(p.born) >= st.s.cfg.BatchWait {
 				st.flush(ctx, &p)
 			}
-			if p.b.Len() == 0 {
-				st.idle(&p)
+			if p.b.Len() == 0 && st.idle(&p) {
+				tick.Stop()
+				ticking = false
 			}
 		}
 		if ctx.Err() != nil {
@@ -376,13 +387,15 @@ func (st *Stream) Run(ctx context.Context) error {
 }
 
 // idle drops the stream's batch storage (up to MaxEvents entries) once
-// the Sender is quiet, then lets the Sender trim its own.
-func (st *Stream) idle(p *pending) {
+// the Sender is quiet, then lets the Sender trim its own. It reports
+// whether both are done, so that nothing is left to do until records come.
+func (st *Stream) idle(p *pending) bool {
 	now := time.Now()
 	if p.b.Events != nil && len(p.chunks) == 0 && st.s.idle(now, st.s.cfg.IdleRelease/2) {
 		p.b.Events, p.chunks, p.tails = nil, nil, nil
 	}
 	st.s.trim(now)
+	return p.b.Events == nil && len(p.chunks) == 0 && st.s.trimmed.Load()
 }
 
 func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {

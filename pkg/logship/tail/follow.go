@@ -19,7 +19,9 @@ import (
 // Config tunes a Follower.
 type Config struct {
 	// PollInterval is how often a file at its end is checked for growth,
-	// rotation and truncation.
+	// rotation and truncation. A file that stays quiet is checked less
+	// often, down to once every quietPolls×PollInterval: a node has many
+	// containers that rarely log, and each check wakes the process.
 	PollInterval time.Duration
 	// BufferSize is the read size; large reads keep syscalls per byte low.
 	BufferSize int
@@ -103,6 +105,8 @@ type Follower struct {
 	after string
 
 	heldSince time.Time // when f was seen rotated or deleted
+	// quiet counts the polls in a row that found nothing new.
+	quiet int
 
 	// Reused by every poll, so that a caught-up file costs a few
 	// syscalls and no allocation: a node has many of them, polled
@@ -273,12 +277,14 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 			}
 		}
 		if c, ok, err := fl.checkHold(); err != nil || ok {
+			fl.quiet = 0
 			return c, err
 		}
 		// A caught-up file that has not grown is not read: reading would
 		// borrow a buffer only to find nothing.
 		if fl.buf != nil || fl.st.Size > fl.off {
 			if c, ok, err := fl.read(); err != nil || ok {
+				fl.quiet = 0
 				return c, err
 			}
 		}
@@ -289,6 +295,7 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 		}
 		switch action {
 		case handOut:
+			fl.quiet = 0
 			return c, nil
 		case readMore:
 			continue
@@ -299,11 +306,24 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 	}
 }
 
+// quietPolls is how many empty polls in a row double the wait between two
+// polls, twice at most: 250 ms becomes 500 ms after 2 s of quiet and 1 s
+// after 4 s more.
+const quietPolls = 8
+
+// pollWait is how long to wait before the next poll of a file that has
+// been quiet for fl.quiet polls.
+func (fl *Follower) pollWait() time.Duration {
+	return fl.cfg.PollInterval << min(fl.quiet/quietPolls, 2)
+}
+
 func (fl *Follower) sleep(ctx context.Context) error {
+	d := fl.pollWait()
+	fl.quiet++
 	if fl.timer == nil {
-		fl.timer = time.NewTimer(fl.cfg.PollInterval)
+		fl.timer = time.NewTimer(d)
 	} else {
-		fl.timer.Reset(fl.cfg.PollInterval)
+		fl.timer.Reset(d)
 	}
 	select {
 	case <-ctx.Done():

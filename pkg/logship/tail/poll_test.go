@@ -97,3 +97,39 @@ func TestTruncationSeenAfterIdlePolls(t *testing.T) {
 		t.Fatalf("after truncation read %+v", got)
 	}
 }
+
+func TestQuietFilePolledLessOften(t *testing.T) {
+	fl := &Follower{cfg: Config{PollInterval: 250 * time.Millisecond}}
+	for _, tt := range []struct {
+		quiet int
+		want  time.Duration
+	}{{0, 250 * time.Millisecond}, {quietPolls - 1, 250 * time.Millisecond}, {quietPolls, 500 * time.Millisecond},
+		{2 * quietPolls, time.Second}, {100 * quietPolls, time.Second}} {
+		fl.quiet = tt.quiet
+		if got := fl.pollWait(); got != tt.want {
+			t.Errorf("after %d empty polls: wait %v, want %v", tt.quiet, got, tt.want)
+		}
+	}
+}
+
+// New lines reset the wait: a file that logs again is polled at the
+// full rate.
+func TestNewLinesResetQuiet(t *testing.T) {
+	fl, path := caughtUp(t, "a\n")
+	fl.quiet = 3 * quietPolls
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("b\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	c, err := fl.Next(testCtx(t))
+	if err != nil || string(c.Data) != "b\n" {
+		t.Fatalf("next: %q %v", c.Data, err)
+	}
+	if fl.quiet != 0 {
+		t.Fatalf("quiet %d after new lines, want 0", fl.quiet)
+	}
+}
