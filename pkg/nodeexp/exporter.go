@@ -88,6 +88,7 @@ type Exporter struct {
 	// scrape makes a second, which is dropped afterwards. A sync.Pool kept
 	// one per P and doubled the heap that outlives a scrape.
 	gzipFree chan *gzip.Writer
+	textFree chan *textScratch
 	bufFree  chan *bufio.Writer
 	// descs caches the name and help of descriptors for the text writer.
 	descs descInfos
@@ -134,6 +135,7 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 		offset:         cfg.ScrapeTimeoutOffset,
 		firstScrape:    make(chan struct{}),
 		gzipFree:       make(chan *gzip.Writer, 1),
+		textFree:       make(chan *textScratch, 1),
 		bufFree:        make(chan *bufio.Writer, 1),
 	}, nil
 }
@@ -226,7 +228,9 @@ func (e *Exporter) Handler(self prometheus.Gatherer, errorLog promhttp.Logger) h
 			return
 		}
 		metrics := e.collect(ctx)
-		fams, err := textFamilies(metrics, &e.descs)
+		sc := e.textScratch()
+		defer e.putTextScratch(sc)
+		fams, err := sc.build(metrics, &e.descs)
 		var selfFams []*dto.MetricFamily
 		if err == nil && self != nil {
 			selfFams, err = self.Gather()
@@ -332,6 +336,25 @@ func (e *Exporter) gzipWriter(w io.Writer) *gzip.Writer {
 	default:
 		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // a valid level cannot fail
 		return gz
+	}
+}
+
+// textScratch returns storage for a scrape's families; one is kept idle
+// for the next scrape, as the compressor is.
+func (e *Exporter) textScratch() *textScratch {
+	select {
+	case sc := <-e.textFree:
+		return sc
+	default:
+		return new(textScratch)
+	}
+}
+
+func (e *Exporter) putTextScratch(sc *textScratch) {
+	sc.release()
+	select {
+	case e.textFree <- sc:
+	default:
 	}
 }
 

@@ -415,3 +415,44 @@ func TestMergedGatherer(t *testing.T) {
 		})
 	}
 }
+
+// The handler keeps its working storage from one scrape to the next: the
+// fixtures must give the same text every time, and the same as the
+// registry writes.
+func TestHandlerRepeatsScrapesIdentically(t *testing.T) {
+	pinned := time.Unix(1700000000, 0)
+	if err := os.Chtimes(filepath.Join(fixtures, "textfile", "app.prom"), pinned, pinned); err != nil {
+		t.Fatal(err)
+	}
+	e := newFixtureExporter(t)
+	// The fixtures take the text writer's path, not the registry's.
+	if _, err := textFamilies(e.collect(t.Context()), &e.descs); err != nil {
+		t.Fatalf("fixtures not written as plain text: %v", err)
+	}
+	srv := httptest.NewServer(e.Handler(nil, nil))
+	defer srv.Close()
+	withoutDurations := func(b []byte) string {
+		var out []string
+		for l := range strings.SplitSeq(string(b), "\n") {
+			if !strings.Contains(l, "node_scrape_collector_duration_seconds") {
+				out = append(out, l)
+			}
+		}
+		return strings.Join(out, "\n")
+	}
+	want, err := os.ReadFile(filepath.Join("testdata", "golden.prom"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	for i := range 3 {
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		if got := withoutDurations(body); got != withoutDurations(want) {
+			t.Fatalf("scrape %d differs from the golden exposition:\n%s", i, lineDiff(withoutDurations(want), got))
+		}
+	}
+}
