@@ -114,9 +114,10 @@ type Follower struct {
 	st     syscall.Stat_t // f's, from the last fstat
 	pathSt syscall.Stat_t // path's, from the last stat
 	head   [FingerprintBytes]byte
-	// headAt is the inode, size and change time at which f's head last
-	// matched id; while none changes the head cannot have either.
+	// headAt is the identity, size and change time at which f's head
+	// last matched id; while none changes the head cannot have either.
 	headAt struct {
+		id                        Identity
 		ino                       uint64
 		size, ctimeSec, ctimeNsec int64
 	}
@@ -447,7 +448,7 @@ func (fl *Follower) read() (Chunk, bool, error) {
 			// are not the old content's. Checking the head after every
 			// read (one small pread per large read) catches that before
 			// anything is handed out; the copy has the real bytes.
-			if match, err := fl.headMatches(false); err == nil && !match {
+			if match, err := fl.headMatches(false); err == nil && fl.sameInode() && !match {
 				fl.filled -= n
 				return Chunk{}, false, nil
 			}
@@ -569,7 +570,7 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 	if err := fl.fstat(); err != nil {
 		return Chunk{}, waitMore, err
 	}
-	if match, err := fl.headMatches(true); err == nil && (!match || fl.st.Size < readTo) {
+	if match, err := fl.headMatches(true); err == nil && fl.sameInode() && (!match || fl.st.Size < readTo) {
 		return fl.truncated(readTo)
 	}
 	err := syscall.Stat(fl.path, &fl.pathSt)
@@ -606,6 +607,10 @@ func (fl *Follower) fstat() error {
 	return nil
 }
 
+// sameInode reports whether f (as last fstat'ed) is id's inode; a
+// copytruncate copy, read under the identity of the file it copies, is not.
+func (fl *Follower) sameInode() bool { return statIdentity(&fl.st).SameFile(fl.id) }
+
 // headMatches reports whether f still starts with the bytes id was taken
 // from, reading them only if f changed since they last matched. f must
 // have been fstat'ed just before (fl.st). Skipping needs an unchanged
@@ -613,7 +618,7 @@ func (fl *Follower) fstat() error {
 // always reads (after a read of new bytes, which changed the file anyway).
 func (fl *Follower) headMatches(ifChanged bool) (bool, error) {
 	at := fl.headAt
-	at.ino, at.size, at.ctimeSec, at.ctimeNsec = fl.st.Ino, fl.st.Size, fl.st.Ctim.Sec, fl.st.Ctim.Nsec
+	at.id, at.ino, at.size, at.ctimeSec, at.ctimeNsec = fl.id, fl.st.Ino, fl.st.Size, fl.st.Ctim.Sec, fl.st.Ctim.Nsec
 	if ifChanged && at == fl.headAt {
 		return true, nil
 	}
