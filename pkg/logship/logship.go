@@ -362,11 +362,11 @@ func savedMeta(store *checkpoint.Store, t discover.Target) (enrich.Meta, bool) {
 
 // reader is the per-target parsing and encoding state.
 type reader struct {
-	a *Agent
+	a    *Agent
+	t    discover.Target
+	meta enrich.Meta
 	// keepMeta saves the pod's metadata with the stream's checkpoint.
 	keepMeta func(enrich.Meta)
-	t        discover.Target
-	meta     enrich.Meta
 	logger   *slog.Logger
 	stream   *ship.Stream
 
