@@ -50,6 +50,9 @@ type Agent struct {
 	ready     chan struct{}
 	readyOnce sync.Once
 	sent      atomic.Bool // any records handed to a stream yet
+	// notifier wakes readers on file events; set by Run before any
+	// reader starts, nil when the kernel gives no file events.
+	notifier *tail.Notifier
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -123,6 +126,22 @@ func (a *Agent) Run(ctx context.Context) error {
 	storeCtx, stopStore := context.WithCancel(context.Background())
 	storeDone := make(chan error, 1)
 	go func() { storeDone <- store.Run(storeCtx) }()
+
+	// File events wake the readers; without them every file is polled.
+	if n, err := tail.NewNotifier(a.logger); err != nil {
+		a.logger.Warn("no file events; polling every file", "err", err)
+	} else {
+		nctx, stopNotify := context.WithCancel(ctx)
+		notifyDone := make(chan error, 1)
+		go func() { notifyDone <- n.Run(nctx) }()
+		defer func() {
+			stopNotify()
+			if err := <-notifyDone; err != nil {
+				a.logger.Warn("file events stopped", "err", err)
+			}
+		}()
+		a.notifier = n
+	}
 
 	var wg sync.WaitGroup
 	watcher := discover.NewWatcher(a.cfg.ContainersDir, a.cfg.Rescan, a.logger)
@@ -255,6 +274,9 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		return err
 	}
 	defer fl.Close()
+	if a.notifier != nil {
+		defer a.notifier.Watch(fl)()
+	}
 	tg.follower.Store(fl)
 	if tg.drain.Load() {
 		fl.Drain()

@@ -18,7 +18,7 @@ import (
 
 // Config says when the agent counts as quiet. Zero fields take defaults.
 type Config struct {
-	// Period is how often allocation is sampled (0: 5s). A period in
+	// Period is how often allocation is sampled (0: 2s). A period in
 	// which less than Quiet bytes were allocated is quiet.
 	Period time.Duration
 	// Quiet is the allocation a quiet period stays under (0: 64 KiB):
@@ -32,7 +32,7 @@ type Config struct {
 
 func (c Config) withDefaults() Config {
 	if c.Period <= 0 {
-		c.Period = 5 * time.Second
+		c.Period = 2 * time.Second
 	}
 	if c.Quiet == 0 {
 		c.Quiet = 64 << 10

@@ -40,7 +40,7 @@ func TestStep(t *testing.T) {
 
 func TestConfigDefaults(t *testing.T) {
 	c := Config{}.withDefaults()
-	if c.Period != 5*time.Second || c.Quiet != 64<<10 || c.Burst != 1<<20 {
+	if c.Period != 2*time.Second || c.Quiet != 64<<10 || c.Burst != 1<<20 {
 		t.Fatalf("defaults %+v", c)
 	}
 }

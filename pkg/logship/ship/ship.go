@@ -334,14 +334,17 @@ func (st *Stream) Run(ctx context.Context) error {
 			st.s.release(c)
 		}
 	}()
-	// The ticker runs while there is something to do on time: a batch to
-	// send after BatchWait, storage to let go once quiet. A node has a
-	// stream per container, most of them idle, and each tick wakes the
-	// process.
+	// The ticker runs only while a batch waits for BatchWait, and the
+	// idle timer, every IdleRelease/2, only until the stream and the
+	// Sender have let their storage go: a node has a stream per
+	// container, most of them quiet, and each wakeup costs CPU.
 	every := max(st.s.cfg.BatchWait/10, time.Millisecond)
 	tick := time.NewTicker(every)
 	defer tick.Stop()
 	ticking := true
+	idleEvery := max(st.s.cfg.IdleRelease/2, time.Millisecond)
+	idleT := time.NewTimer(idleEvery)
+	defer idleT.Stop()
 	for {
 		// Take the channel before looking at waiting: a reader that
 		// starts waiting after the look closes this very channel.
@@ -367,6 +370,8 @@ func (st *Stream) Run(ctx context.Context) error {
 			}
 			st.add(ctx, &p, c)
 			if !ticking {
+				// Even if add sent everything: the tick that finds the
+				// batch empty arms the idle timer.
 				tick.Reset(every)
 				ticking = true
 			}
@@ -375,9 +380,14 @@ func (st *Stream) Run(ctx context.Context) error {
 			if p.b.Len() > 0 && time.Since(p.born) >= st.s.cfg.BatchWait {
 				st.flush(ctx, &p)
 			}
-			if p.b.Len() == 0 && st.idle(&p) {
+			if p.b.Len() == 0 {
 				tick.Stop()
 				ticking = false
+				idleT.Reset(idleEvery)
+			}
+		case <-idleT.C:
+			if p.b.Len() > 0 || !st.idle(&p) {
+				idleT.Reset(idleEvery)
 			}
 		}
 		if ctx.Err() != nil {

@@ -107,6 +107,8 @@ type Follower struct {
 	heldSince time.Time // when f was seen rotated or deleted
 	// quiet counts the polls in a row that found nothing new.
 	quiet int
+	// watched is set while a Notifier wakes the Follower on changes.
+	watched atomic.Bool
 
 	// Reused by every poll, so that a caught-up file costs a few
 	// syscalls and no allocation: a node has many of them, polled
@@ -216,6 +218,14 @@ func rotatedFiles(dir, base string) []string {
 	return out
 }
 
+// Wake makes a waiting Next look at the file now (it changed).
+func (fl *Follower) Wake() {
+	select {
+	case fl.wake <- struct{}{}:
+	default:
+	}
+}
+
 // Drain tells the Follower its stream is finished (the container is gone):
 // Next reads what is left and then returns io.EOF.
 func (fl *Follower) Drain() {
@@ -308,14 +318,19 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 }
 
 // quietPolls is how many empty polls in a row double the wait between two
-// polls, twice at most: 250 ms becomes 500 ms after 2 s of quiet and 1 s
-// after 4 s more.
+// polls: 250 ms becomes 500 ms after 2 s of quiet and 1 s after 4 s more.
+// A file a Notifier watches is woken by its changes, so its polls, a
+// safety net, keep doubling up to 8 s.
 const quietPolls = 8
 
 // pollWait is how long to wait before the next poll of a file that has
 // been quiet for fl.quiet polls.
 func (fl *Follower) pollWait() time.Duration {
-	return fl.cfg.PollInterval << min(fl.quiet/quietPolls, 2)
+	doublings := 2
+	if fl.watched.Load() {
+		doublings = 5
+	}
+	return fl.cfg.PollInterval << min(fl.quiet/quietPolls, doublings)
 }
 
 func (fl *Follower) sleep(ctx context.Context) error {

@@ -133,3 +133,55 @@ func TestNewLinesResetQuiet(t *testing.T) {
 		t.Fatalf("quiet %d after new lines, want 0", fl.quiet)
 	}
 }
+
+// A watched Follower polls rarely, yet reads a new line at once: the
+// Notifier wakes it. Its poll interval here is an hour, so only a wake
+// can make it see the line before the test's deadline.
+func TestNotifierWakesFollower(t *testing.T) {
+	fl, path := caughtUp(t, "a\n")
+	fl.cfg.PollInterval = time.Hour
+	n, err := NewNotifier(discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- n.Run(ctx) }()
+	defer func() { cancel(); <-done }()
+	stop := n.Watch(fl)
+	defer stop()
+	if !fl.watched.Load() {
+		t.Fatal("not marked watched")
+	}
+	// Waiting out a poll interval of an hour: only a wake ends it (a wake
+	// that comes first is kept for it).
+	woken := make(chan error, 1)
+	go func() { woken <- fl.sleep(testCtx(t)) }()
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("b\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if err := <-woken; err != nil {
+		t.Fatalf("the write did not wake the Follower: %v", err)
+	}
+	c, err := fl.Next(testCtx(t))
+	if err != nil || string(c.Data) != "b\n" {
+		t.Fatalf("next: %q %v", c.Data, err)
+	}
+}
+
+func TestWatchedFilePolledLessOften(t *testing.T) {
+	fl := &Follower{cfg: Config{PollInterval: 250 * time.Millisecond}}
+	fl.quiet = 100 * quietPolls
+	if got := fl.pollWait(); got != time.Second {
+		t.Fatalf("unwatched: %v, want 1s", got)
+	}
+	fl.watched.Store(true)
+	if got := fl.pollWait(); got != 8*time.Second {
+		t.Fatalf("watched: %v, want 8s", got)
+	}
+}
