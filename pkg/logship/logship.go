@@ -275,7 +275,7 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 	}
 	defer fl.Close()
 	if a.notifier != nil {
-		defer a.notifier.Watch(fl)()
+		defer a.notifier.Attach(fl)()
 	}
 	tg.follower.Store(fl)
 	if tg.drain.Load() {

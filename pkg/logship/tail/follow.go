@@ -107,8 +107,10 @@ type Follower struct {
 	heldSince time.Time // when f was seen rotated or deleted
 	// quiet counts the polls in a row that found nothing new.
 	quiet int
-	// watched is set while a Notifier wakes the Follower on changes.
-	watched atomic.Bool
+	// notifier, when set, wakes the Follower while it is quiet; watched
+	// says it does now.
+	notifier *Notifier
+	watched  atomic.Bool
 
 	// Reused by every poll, so that a caught-up file costs a few
 	// syscalls and no allocation: a node has many of them, polled
@@ -218,6 +220,15 @@ func rotatedFiles(dir, base string) []string {
 	return out
 }
 
+// busy notes that the file gave something: it is polled at the full rate
+// again, and no longer watched (its writes would each queue an event).
+func (fl *Follower) busy() {
+	fl.quiet = 0
+	if fl.notifier != nil {
+		fl.notifier.unwatch(fl)
+	}
+}
+
 // Wake makes a waiting Next look at the file now (it changed).
 func (fl *Follower) Wake() {
 	select {
@@ -288,14 +299,14 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 			}
 		}
 		if c, ok, err := fl.checkHold(); err != nil || ok {
-			fl.quiet = 0
+			fl.busy()
 			return c, err
 		}
 		// A caught-up file that has not grown is not read: reading would
 		// borrow a buffer only to find nothing.
 		if fl.buf != nil || fl.st.Size > fl.off {
 			if c, ok, err := fl.read(); err != nil || ok {
-				fl.quiet = 0
+				fl.busy()
 				return c, err
 			}
 		}
@@ -306,7 +317,7 @@ func (fl *Follower) Next(ctx context.Context) (Chunk, error) {
 		}
 		switch action {
 		case handOut:
-			fl.quiet = 0
+			fl.busy()
 			return c, nil
 		case readMore:
 			continue
@@ -334,6 +345,9 @@ func (fl *Follower) pollWait() time.Duration {
 }
 
 func (fl *Follower) sleep(ctx context.Context) error {
+	if fl.notifier != nil && !fl.watched.Load() && fl.quiet >= quietPolls {
+		fl.notifier.watch(fl)
+	}
 	d := fl.pollWait()
 	fl.quiet++
 	if fl.timer == nil {

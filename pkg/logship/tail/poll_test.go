@@ -148,8 +148,11 @@ func TestNotifierWakesFollower(t *testing.T) {
 	done := make(chan error, 1)
 	go func() { done <- n.Run(ctx) }()
 	defer func() { cancel(); <-done }()
-	stop := n.Watch(fl)
-	defer stop()
+	detach := n.Attach(fl)
+	defer detach()
+	// What sleep does once the file has been quiet for quietPolls polls,
+	// done here so that the write below surely comes after the watch.
+	n.watch(fl)
 	if !fl.watched.Load() {
 		t.Fatal("not marked watched")
 	}
@@ -171,6 +174,37 @@ func TestNotifierWakesFollower(t *testing.T) {
 	c, err := fl.Next(testCtx(t))
 	if err != nil || string(c.Data) != "b\n" {
 		t.Fatalf("next: %q %v", c.Data, err)
+	}
+	// A file that gives lines is read at the full rate, unwatched.
+	n.mu.Lock()
+	dirs := len(n.dirs)
+	n.mu.Unlock()
+	if fl.watched.Load() || dirs != 0 {
+		t.Fatalf("still watched after new lines (watched %v, %d directories)", fl.watched.Load(), dirs)
+	}
+}
+
+// A quiet attached Follower starts being watched by itself.
+func TestQuietFollowerGetsWatched(t *testing.T) {
+	fl, _ := caughtUp(t, "a\n")
+	n, err := NewNotifier(discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer n.w.Close()
+	detach := n.Attach(fl)
+	fl.quiet = quietPolls
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel() // sleep returns at once; watching comes before the wait
+	if err := fl.sleep(ctx); !errors.Is(err, context.Canceled) {
+		t.Fatalf("sleep: %v", err)
+	}
+	if !fl.watched.Load() {
+		t.Fatal("a quiet file is not watched")
+	}
+	detach()
+	if fl.watched.Load() || len(n.dirs) != 0 {
+		t.Fatal("still watched after detach")
 	}
 }
 
