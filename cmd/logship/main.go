@@ -16,8 +16,6 @@ import (
 	"runtime/debug"
 	"time"
 
-	"github.com/aws/aws-sdk-go-v2/aws"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/errgroup"
 
@@ -114,11 +112,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return err
 	}
 	reg := prometheus.NewRegistry()
-	// logship retries every failed put itself, forever, with jittered
-	// backoff and counted in its metrics; SDK-level retries would hide
-	// throttling from those metrics and stack a second backoff on top.
-	cwl := cloudwatchlogs.NewFromConfig(awsCfg, func(o *cloudwatchlogs.Options) { o.Retryer = aws.NopRetryer{} }, ship.WithFastPut)
-	shipper, err := logship.New(o.ship, cwl, meta, reg, logger)
+	shipper, err := logship.New(o.ship, ship.NewClient(awsCfg), meta, reg, logger)
 	if err != nil {
 		return &agent.UsageError{Err: err}
 	}

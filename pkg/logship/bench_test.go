@@ -18,7 +18,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
@@ -151,10 +150,10 @@ func BenchmarkShipCRI(b *testing.B) {
 		_, _ = w.Write([]byte("{}"))
 	}))
 	defer srv.Close()
-	client := cloudwatchlogs.New(cloudwatchlogs.Options{
-		Region: "us-east-1", BaseEndpoint: aws.String(srv.URL), Retryer: aws.NopRetryer{},
+	client := ship.NewClient(aws.Config{
+		Region: "us-east-1", BaseEndpoint: aws.String(srv.URL),
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
-	}, ship.WithFastPut)
+	})
 	b.StopTimer()
 	for range b.N {
 		n := newNode(b)

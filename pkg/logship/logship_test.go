@@ -15,7 +15,6 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
-	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/prometheus/client_golang/prometheus"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 	"k8s.io/apimachinery/pkg/types"
@@ -109,7 +108,7 @@ type harness struct {
 	t      testing.TB
 	n      *node
 	emu    *awsemu.Emulator
-	client *cloudwatchlogs.Client
+	client ship.Client
 	meta   *enrich.Cache
 	cfg    Config
 }
@@ -119,10 +118,10 @@ func newHarness(t *testing.T) *harness { return newBenchHarness(t) }
 func newBenchHarness(t testing.TB) *harness {
 	n := newNode(t)
 	emu, url := awsemu.StartServer(t, awsemu.Options{})
-	client := cloudwatchlogs.New(cloudwatchlogs.Options{
+	client := ship.NewClient(aws.Config{
 		Region: "us-east-1", BaseEndpoint: aws.String(url),
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
-	}, ship.WithFastPut)
+	})
 	cfg := DefaultConfig()
 	cfg.ContainersDir, cfg.StateDir, cfg.ClusterName, cfg.NodeName = n.containers, n.state, "test", "node-a"
 	cfg.BatchWait = 20 * time.Millisecond

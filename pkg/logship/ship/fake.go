@@ -4,14 +4,15 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
+	"io"
 
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
 )
 
 // FakeClient is a func-field Client for tests; nil funcs succeed. Like the
-// service, PutLogEvents reads the events from the request body a Sender
-// wrote (see PutBody): PutLogEventsFunc sees them in the input, decoded.
+// service, it reads the events from the request body a Sender wrote:
+// PutLogEventsFunc sees them in the input, decoded.
 type FakeClient struct {
 	PutLogEventsFunc       func(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput) (*cloudwatchlogs.PutLogEventsOutput, error)
 	CreateLogGroupFunc     func(ctx context.Context, in *cloudwatchlogs.CreateLogGroupInput) (*cloudwatchlogs.CreateLogGroupOutput, error)
@@ -21,27 +22,25 @@ type FakeClient struct {
 
 var _ Client = (*FakeClient)(nil)
 
-// PutLogEvents implements Client.
-func (f *FakeClient) PutLogEvents(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput, _ ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error) {
-	if body := PutBody(ctx); body != nil {
-		var req struct {
-			LogGroupName, LogStreamName string
-			LogEvents                   []types.InputLogEvent
-		}
-		if err := json.Unmarshal(body, &req); err != nil {
-			return nil, &types.InvalidParameterException{Message: ptr(fmt.Sprintf("request body is not JSON: %v", err))}
-		}
-		if req.LogGroupName != deref(in.LogGroupName) || req.LogStreamName != deref(in.LogStreamName) {
-			return nil, &types.InvalidParameterException{Message: ptr("request body names another stream than the input")}
-		}
-		dup := *in
-		dup.LogEvents = req.LogEvents
-		in = &dup
+func (f *FakeClient) put(ctx context.Context, group, stream string, body *putBody) (*cloudwatchlogs.PutLogEventsOutput, error) {
+	data, err := io.ReadAll(body.reader())
+	if err != nil {
+		return nil, fmt.Errorf("reading the request body: %w", err)
+	}
+	var req struct {
+		LogGroupName, LogStreamName string
+		LogEvents                   []types.InputLogEvent
+	}
+	if err := json.Unmarshal(data, &req); err != nil {
+		return nil, &types.InvalidParameterException{Message: ptr(fmt.Sprintf("request body is not JSON: %v", err))}
+	}
+	if req.LogGroupName != group || req.LogStreamName != stream {
+		return nil, &types.InvalidParameterException{Message: ptr("request body names another stream than the call")}
 	}
 	if f.PutLogEventsFunc == nil {
 		return &cloudwatchlogs.PutLogEventsOutput{}, nil
 	}
-	return f.PutLogEventsFunc(ctx, in)
+	return f.PutLogEventsFunc(ctx, &cloudwatchlogs.PutLogEventsInput{LogGroupName: &group, LogStreamName: &stream, LogEvents: req.LogEvents})
 }
 
 // CreateLogGroup implements Client.
@@ -69,10 +68,3 @@ func (f *FakeClient) PutRetentionPolicy(ctx context.Context, in *cloudwatchlogs.
 }
 
 func ptr[T any](v T) *T { return &v }
-
-func deref(s *string) string {
-	if s == nil {
-		return ""
-	}
-	return *s
-}

@@ -38,22 +38,6 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/tail"
 )
 
-// Putter is the one call on the hot path.
-type Putter interface {
-	PutLogEvents(ctx context.Context, in *cloudwatchlogs.PutLogEventsInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutLogEventsOutput, error)
-}
-
-// Client is the part of the CloudWatch Logs API logship uses;
-// *cloudwatchlogs.Client implements it.
-type Client interface {
-	Putter
-	CreateLogGroup(ctx context.Context, in *cloudwatchlogs.CreateLogGroupInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogGroupOutput, error)
-	CreateLogStream(ctx context.Context, in *cloudwatchlogs.CreateLogStreamInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.CreateLogStreamOutput, error)
-	PutRetentionPolicy(ctx context.Context, in *cloudwatchlogs.PutRetentionPolicyInput, optFns ...func(*cloudwatchlogs.Options)) (*cloudwatchlogs.PutRetentionPolicyOutput, error)
-}
-
-var _ Client = (*cloudwatchlogs.Client)(nil)
-
 // Committer saves a stream's position; *checkpoint.Store implements it.
 type Committer interface {
 	Commit(ctx context.Context, key string, pos checkpoint.Position) error
@@ -222,17 +206,10 @@ func (st *Stream) NewChunk(path string, id tail.Identity, n int) *Chunk {
 	return c
 }
 
-// New returns a Sender; it starts nothing. The Sender writes PutLogEvents
-// request bodies itself: an SDK client must have the WithFastPut option,
-// and other Clients read the body with PutBody.
+// New returns a Sender; it starts nothing.
 func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *slog.Logger) (*Sender, error) {
 	if cfg.BatchWait <= 0 || cfg.MaxBufferBytes < 2*batch.MaxBytes || cfg.MaxBackoff <= 0 {
 		return nil, fmt.Errorf("invalid sender config %+v: batch wait and max backoff must be positive and the buffer at least %d bytes", cfg, 2*batch.MaxBytes)
-	}
-	if c, ok := client.(*cloudwatchlogs.Client); ok {
-		if _, fast := c.Options().Protocol.(*putProtocol); !fast {
-			return nil, errors.New("the CloudWatch Logs client lacks the ship.WithFastPut option: it would send no events")
-		}
 	}
 	puts := cmp.Or(cfg.MaxPuts, 2)
 	cfg.IdleRelease = cmp.Or(cfg.IdleRelease, 5*time.Second)
@@ -476,13 +453,9 @@ func (st *Stream) flush(ctx context.Context, p *pending) {
 func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []tailRun) bool {
 	n := b.Len()
 	bytes := b.Bytes() - n*batch.EventOverhead
-	// The events travel in the body the Sender writes (see WithFastPut);
-	// the SDK's input only names the stream, and its empty (not nil)
-	// event list passes the SDK's validation.
-	in := &cloudwatchlogs.PutLogEventsInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name), LogEvents: []types.InputLogEvent{}}
 	backoff := time.Duration(0)
 	for attempt := 0; ; attempt++ {
-		out, err := s.putOnce(ctx, st, in, b, tails)
+		out, err := s.putOnce(ctx, st, b, tails)
 		if err == nil {
 			s.metrics.batches.Inc()
 			s.metrics.events.WithLabelValues(st.namespace).Add(float64(n))
@@ -527,7 +500,7 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []ta
 // putOnce makes one PutLogEvents call holding one of the MaxPuts slots.
 // The request body is built inside the slot and let go with it, so bodies
 // in memory never outnumber the slots, even while streams back off.
-func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.PutLogEventsInput, b *batch.Batch, tails []tailRun) (*cloudwatchlogs.PutLogEventsOutput, error) {
+func (s *Sender) putOnce(ctx context.Context, st *Stream, b *batch.Batch, tails []tailRun) (*cloudwatchlogs.PutLogEventsOutput, error) {
 	if err := s.puts.Acquire(ctx, 1); err != nil {
 		return nil, fmt.Errorf("waiting to send to stream %s: %w", st.name, err)
 	}
@@ -557,7 +530,7 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, in *cloudwatchlogs.Put
 			}
 		}
 	}()
-	return s.client.PutLogEvents(withBody(ctx, body), in)
+	return s.client.put(ctx, st.group, st.name, body)
 }
 
 // nextBackoff doubles up to max with full jitter.

@@ -296,7 +296,7 @@ func TestClassify(t *testing.T) {
 	}
 }
 
-// TestFastPutBodyMatchesSDK checks the body WithFastPut sends against the
+// TestFastPutBodyMatchesSDK checks the body withFastPut sends against the
 // SDK's own serialization of the same input.
 func TestFastPutBodyMatchesSDK(t *testing.T) {
 	msgs := []string{`{"log":"a \"quoted\" \\ path","stream":"stdout"}`, "plain", "tab\tnl\nctl\x01", "é😀\u2028", "bad \xff utf8"}
@@ -324,7 +324,7 @@ func TestFastPutBodyMatchesSDK(t *testing.T) {
 		}}
 		ctx := context.Background()
 		if fast {
-			opts = append(opts, WithFastPut)
+			opts = append(opts, withFastPut)
 			body := &putBody{}
 			body.build("/g", "s\"1", events, nil)
 			ctx = withBody(ctx, body)
@@ -428,33 +428,6 @@ func TestPausedReaderWakesStreams(t *testing.T) {
 	}
 	if n != total {
 		t.Fatalf("delivered %d of %d events", n, total)
-	}
-}
-
-// TestNewNeedsFastPut: the Sender writes the events only into the body it
-// builds, so an SDK client that would serialize the (empty) input instead
-// must be refused up front.
-func TestNewNeedsFastPut(t *testing.T) {
-	m, err := NewMetrics(prometheus.NewRegistry())
-	if err != nil {
-		t.Fatal(err)
-	}
-	cfg := Config{BatchWait: time.Second, MaxBufferBytes: 4 << 20, MaxBackoff: time.Second}
-	for _, tc := range []struct {
-		name    string
-		opts    []func(*cloudwatchlogs.Options)
-		wantErr bool
-	}{
-		{"without_fast_put", nil, true},
-		{"with_fast_put", []func(*cloudwatchlogs.Options){WithFastPut}, false},
-	} {
-		t.Run(tc.name, func(t *testing.T) {
-			client := cloudwatchlogs.New(cloudwatchlogs.Options{Region: "us-east-1"}, tc.opts...)
-			_, err := New(cfg, client, &commits{}, m, slog.New(slog.NewTextHandler(io.Discard, nil)))
-			if (err != nil) != tc.wantErr {
-				t.Fatalf("New: err = %v, want error %v", err, tc.wantErr)
-			}
-		})
 	}
 }
 

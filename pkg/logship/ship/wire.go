@@ -16,16 +16,16 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/record"
 )
 
-// WithFastPut is a cloudwatchlogs client option that lets a Sender supply
-// PutLogEvents request bodies itself; a Sender needs it (its input to the
-// SDK carries no events). The SDK's generic JSON serializer escapes every
+// withFastPut is the cloudwatchlogs client option that lets a Sender supply
+// PutLogEvents request bodies itself; NewClient applies it (a Sender's
+// input to the SDK carries no events). The SDK's generic JSON serializer escapes every
 // message rune by rune and was most of logship's CPU time; the body sent
 // here is the same JSON, read from the records as the reader encoded them
 // (see putBody). Everything else (endpoint, signing with the payload's
 // SHA-256, retries, error decoding) stays the SDK's. Calls without a body
 // from a Sender, and every other operation, use the SDK's serializer
 // unchanged.
-func WithFastPut(o *cloudwatchlogs.Options) {
+func withFastPut(o *cloudwatchlogs.Options) {
 	o.Protocol = &putProtocol{ClientProtocol: o.Protocol}
 }
 
@@ -59,18 +59,6 @@ func (p *putProtocol) SerializeRequest(ctx context.Context, schema *smithy.Opera
 	}
 	*req = *sreq
 	return nil
-}
-
-// PutBody returns the PutLogEvents request body a Sender built for this
-// call (nil if none): the SDK client sends it through WithFastPut, and a
-// Client of another kind (a test double) reads the events from it.
-func PutBody(ctx context.Context) []byte {
-	body, ok := ctx.Value(bodyKey{}).(*putBody)
-	if !ok {
-		return nil
-	}
-	out, _ := io.ReadAll(body.reader())
-	return out
 }
 
 // tailRun says that the events of a batch from index from on (until the
