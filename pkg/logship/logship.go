@@ -102,11 +102,38 @@ type target struct {
 	follower atomic.Pointer[tail.Follower]
 	drain    atomic.Bool
 	drained  chan struct{} // closed when drain is first set
-	// For the metrics collector.
-	ackedOffset atomic.Int64
-	ackedTS     atomic.Int64 // Unix ms of the last accepted event
-	readTo      atomic.Int64
-	path        atomic.Pointer[string]
+	// For the metrics collector: how far the file was read and how far
+	// CloudWatch accepted it. Both name the file: after a rotation the
+	// reader is in another file than the last accepted record, and
+	// offsets alone would compare positions in different files.
+	read  atomic.Pointer[filePos]
+	acked atomic.Pointer[ackedPos]
+}
+
+// filePos is a position in one file.
+type filePos struct {
+	id     tail.Identity
+	offset int64
+}
+
+// ackedPos is the position after the last record CloudWatch accepted and
+// that record's timestamp (Unix ms).
+type ackedPos struct {
+	filePos
+	ts int64
+}
+
+// lag is how far behind the reader CloudWatch is: the age at now of the
+// last accepted record while anything read since is unaccepted, else 0.
+func (tg *target) lag(now time.Time) time.Duration {
+	read, acked := tg.read.Load(), tg.acked.Load()
+	if read == nil || acked == nil || acked.ts <= 0 {
+		return 0
+	}
+	if acked.id == read.id && acked.offset >= read.offset {
+		return 0
+	}
+	return now.Sub(time.UnixMilli(acked.ts))
 }
 
 // Run ships until ctx ends. Records not yet accepted are read again on the
@@ -320,8 +347,7 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 
 	group, name := a.expand(a.cfg.LogGroup, t), nameCleaner.Replace(a.expand(a.cfg.LogStream, t))
 	stream := sender.NewStream(group, name, t.Key(), t.Namespace, func(pos checkpoint.Position, ts int64) {
-		tg.ackedOffset.Store(pos.Offset)
-		tg.ackedTS.Store(ts)
+		tg.acked.Store(&ackedPos{filePos: filePos{id: pos.ID, offset: pos.Offset}, ts: ts})
 		a.markReady()
 	})
 	streamDone := make(chan error, 1)
@@ -518,7 +544,11 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 				continue
 			}
 			if errors.Is(err, io.EOF) {
-				r.parser.Flush(tg.readTo.Load())
+				var end int64
+				if p := tg.read.Load(); p != nil {
+					end = p.offset
+				}
+				r.parser.Flush(end)
 				if r.ml != nil {
 					r.ml.Flush()
 				}
@@ -543,8 +573,6 @@ func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *u
 			return err
 		}
 		r.curPath, r.curID = c.Path, c.ID
-		p := c.Path
-		tg.path.Store(&p)
 	}
 	uid := r.meta.UID
 	if uid == "" {
@@ -572,13 +600,16 @@ func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *u
 		*lost = n
 	}
 	n, err := r.scan(ctx, c)
+	end := c.Start + int64(len(c.Data))
+	if err == nil {
+		// Before the counters: a line counted as read is in the lag.
+		tg.read.Store(&filePos{id: c.ID, offset: end})
+	}
 	r.lines.Add(float64(n))
 	r.bytes.Add(float64(len(c.Data)))
 	if err != nil {
 		return err
 	}
-	end := c.Start + int64(len(c.Data))
-	tg.readTo.Store(end)
 	if c.Final {
 		r.parser.Flush(end)
 		if r.ml != nil {

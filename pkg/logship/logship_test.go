@@ -111,6 +111,8 @@ type harness struct {
 	client ship.Client
 	meta   *enrich.Cache
 	cfg    Config
+	// reg holds the metrics of the agent last started.
+	reg *prometheus.Registry
 }
 
 func newHarness(t *testing.T) *harness { return newBenchHarness(t) }
@@ -133,7 +135,8 @@ func newBenchHarness(t testing.TB) *harness {
 
 // start runs an Agent until the returned stop is called (or the test ends).
 func (h *harness) start() (stop func()) {
-	a, err := New(h.cfg, h.client, h.meta, prometheus.NewRegistry(), testLogger(h.t))
+	h.reg = prometheus.NewRegistry()
+	a, err := New(h.cfg, h.client, h.meta, h.reg, testLogger(h.t))
 	if err != nil {
 		h.t.Fatal(err)
 	}

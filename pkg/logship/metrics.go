@@ -1,10 +1,6 @@
 package logship
 
-import (
-	"time"
-
-	"github.com/prometheus/client_golang/prometheus"
-)
+import "github.com/prometheus/client_golang/prometheus"
 
 // metrics are the reader side's logship_* series; the sender's are in
 // package ship. namespace is the only per-container label.
@@ -67,11 +63,7 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		if f := t.follower.Load(); f != nil {
 			held += f.HeldBytes()
 		}
-		if t.ackedOffset.Load() < t.readTo.Load() {
-			if ts := t.ackedTS.Load(); ts > 0 {
-				lag[ns] = max(lag[ns], now.Sub(time.UnixMilli(ts)).Seconds())
-			}
-		}
+		lag[ns] = max(lag[ns], t.lag(now).Seconds())
 	}
 	m.a.mu.Unlock()
 	for ns, v := range lag {

@@ -1,0 +1,87 @@
+package logship
+
+import (
+	"context"
+	"fmt"
+	"os"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodekit/nodekit/test/awsemu"
+)
+
+// gauge returns the value of the series name{namespace=ns} in reg, and
+// whether there is one.
+func gauge(t *testing.T, reg *prometheus.Registry, name, ns string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == "namespace" && l.GetValue() == ns {
+					if m.Gauge != nil {
+						return m.Gauge.GetValue(), true
+					}
+					return m.Counter.GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}
+
+// TestLagCountsAcrossRotation: right after a rotation the file being read
+// is not the file whose offset CloudWatch accepted. While CloudWatch
+// accepts nothing the lag must grow, whatever the two offsets are (the new
+// file's offset is below the old one's).
+func TestLagCountsAcrossRotation(t *testing.T) {
+	h := newHarness(t)
+	h.meta.OnAdd(testPod("shop", "web-1", "uid-web"), false)
+	path, stream := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
+	h.start()
+	// Lines dated a minute ago: the lag is the age of the last accepted
+	// line, so it is at least that once CloudWatch stops accepting.
+	old := time.Now().Add(-time.Minute).UTC().Format(time.RFC3339Nano)
+	var b strings.Builder
+	for i := range 200 {
+		fmt.Fprintf(&b, "%s stdout F line %04d of the first file, padded to be longer than the next\n", old, i)
+	}
+	appendFile(t, path, b.String())
+	h.records(stream, 200)
+	if v, ok := gauge(t, h.reg, "logship_lag_seconds", "shop"); !ok || v != 0 {
+		t.Fatalf("caught up: lag %v (present %v), want 0", v, ok)
+	}
+
+	h.emu.SetFault("PutLogEvents", awsemu.Fault{Blackhole: true})
+	t.Cleanup(func() { h.emu.SetFault("PutLogEvents", awsemu.Fault{}) })
+	if err := os.Rename(path, path+".20261121-100000"); err != nil {
+		t.Fatal(err)
+	}
+	appendFile(t, path, criLine("stdout", "F", "first line of the new file"))
+	// The reader gets to the new line, and the last batch's
+	// acknowledgement lands, in their own time: wait for the lag to show
+	// (it never did when offsets of the two files were compared).
+	ctx, cancel := context.WithTimeout(context.Background(), 30*time.Second)
+	defer cancel()
+	for {
+		v, _ := gauge(t, h.reg, "logship_lag_seconds", "shop")
+		if v >= 30 {
+			break
+		}
+		select {
+		case <-ctx.Done():
+			n, _ := gauge(t, h.reg, "logship_lines_read_total", "shop")
+			t.Fatalf("lag %v s with %v lines read while the new file's line is unshipped and the last accepted line is a minute old, want >= 30", v, n)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
