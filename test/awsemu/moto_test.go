@@ -1,78 +1,16 @@
 package awsemu
 
 import (
-	"bufio"
-	"context"
-	"os/exec"
-	"regexp"
-	"syscall"
 	"testing"
 	"time"
 )
-
-// startMoto runs moto_server (an independent AWS emulator) on a loopback
-// port it picks itself, and stops it when the test ends. Tests using it
-// skip when moto is not installed: it is optional.
-func startMoto(t *testing.T) string {
-	t.Helper()
-	bin, err := exec.LookPath("moto_server")
-	if err != nil {
-		t.Skip("moto_server not on PATH; skipping the cross-check against moto (optional: pip install 'moto[server]')")
-	}
-	ctx, cancel := context.WithCancel(context.Background())
-	cmd := exec.CommandContext(ctx, bin, "-H", "127.0.0.1", "-p", "0")
-	// Its own process group, so wrapper scripts (pyenv shims) and the
-	// server die together.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Setpgid: true}
-	cmd.Cancel = func() error { return syscall.Kill(-cmd.Process.Pid, syscall.SIGKILL) }
-	cmd.WaitDelay = 5 * time.Second
-	stderr, err := cmd.StderrPipe()
-	if err != nil {
-		cancel()
-		t.Fatal(err)
-	}
-	cmd.Stdout = cmd.Stderr
-	if err := cmd.Start(); err != nil {
-		cancel()
-		t.Fatalf("starting moto_server: %v", err)
-	}
-	urlc := make(chan string, 1)
-	scanned := make(chan struct{})
-	go func() {
-		defer close(scanned)
-		re := regexp.MustCompile(`Running on (http://127\.0\.0\.1:\d+)`)
-		sc := bufio.NewScanner(stderr)
-		for sc.Scan() {
-			if m := re.FindStringSubmatch(sc.Text()); m != nil {
-				select {
-				case urlc <- m[1]:
-				default:
-				}
-			}
-		}
-	}()
-	t.Cleanup(func() {
-		cancel()
-		<-scanned
-		_ = cmd.Wait()
-	})
-	select {
-	case url := <-urlc:
-		return url
-	case <-scanned:
-		t.Fatal("moto_server exited before announcing its address")
-	case <-time.After(2 * time.Minute):
-		t.Fatal("moto_server did not announce its address within 2 minutes")
-	}
-	return ""
-}
 
 // TestMotoAgreesOnPutLogEvents runs the PutLogEvents table against moto.
 // Cases moto does not implement the same way are listed in motoSkips with
 // the reason, so the comparison stays honest.
 func TestMotoAgreesOnPutLogEvents(t *testing.T) {
 	t.Parallel()
-	url := startMoto(t)
+	url := StartMoto(t)
 	var cases []putCase
 	for _, tc := range putLogEventsCases {
 		if tc.exactClock {
@@ -89,7 +27,7 @@ func TestMotoAgreesOnPutLogEvents(t *testing.T) {
 
 func TestMotoAgreesOnAssumeRole(t *testing.T) {
 	t.Parallel()
-	url := startMoto(t)
+	url := StartMoto(t)
 	var cases []stsCase
 	for _, tc := range assumeRoleCases {
 		if why, ok := motoSkips["sts/"+tc.name]; ok {
@@ -133,7 +71,7 @@ var motoSkips = map[string]string{
 // against moto.
 func TestMotoAgreesOnResourceErrors(t *testing.T) {
 	t.Parallel()
-	url := startMoto(t)
+	url := StartMoto(t)
 	runResourceErrorCases(t, newLogsClient(url, 1), time.Now(), func(name string) (string, bool) {
 		why, ok := motoSkips["errors/"+name]
 		return why, ok

@@ -72,6 +72,50 @@ func (s selection) filterPattern() string {
 	return "{ " + strings.Join(conds, " && ") + " }"
 }
 
+// matches reports whether e is one of the selection's records. The request
+// already asks CloudWatch for exactly these (filterPattern, streamPrefix),
+// but the answer is checked here too: not every store applies a JSON
+// filter pattern the way CloudWatch does (moto returns every event), and
+// the records are decoded anyway. An event that is not a shipper record
+// matches only a selection of nothing but --grep.
+func (s selection) matches(e event) bool {
+	if s.Grep != "" && !globMatch("*"+s.Grep+"*", e.rec.Log) {
+		return false
+	}
+	if s.Namespace == "" && s.Pod == "" && s.Container == "" && s.Stream == "" {
+		return true
+	}
+	k := e.rec.Kubernetes
+	return e.isRecord &&
+		(s.Namespace == "" || k.NamespaceName == s.Namespace) &&
+		(s.Pod == "" || globMatch(s.Pod, k.PodName)) &&
+		(s.Container == "" || k.ContainerName == s.Container) &&
+		(s.Stream == "" || e.rec.Stream == s.Stream)
+}
+
+// globMatch reports whether s matches pattern, where * stands for any run
+// of characters (as in a CloudWatch filter pattern's quoted value) and
+// everything else for itself.
+func globMatch(pattern, s string) bool {
+	parts := strings.Split(pattern, "*")
+	if len(parts) == 1 {
+		return s == pattern
+	}
+	first, last := parts[0], parts[len(parts)-1]
+	if !strings.HasPrefix(s, first) {
+		return false
+	}
+	s = s[len(first):]
+	for _, p := range parts[1 : len(parts)-1] {
+		i := strings.Index(s, p)
+		if i < 0 {
+			return false
+		}
+		s = s[i+len(p):]
+	}
+	return strings.HasSuffix(s, last)
+}
+
 // placeholderRE finds the shipper's template placeholders.
 var placeholderRE = regexp.MustCompile(`\{[a-z_]+\}`)
 

@@ -118,3 +118,28 @@ func TestExpandGroup(t *testing.T) {
 		})
 	}
 }
+
+func TestGlobMatch(t *testing.T) {
+	for _, tc := range []struct {
+		pattern, s string
+		want       bool
+	}{
+		{"web-1", "web-1", true},
+		{"web-1", "web-12", false},
+		{"web*", "web-7f9c", true},
+		{"web*", "api-0", false},
+		{"*timeout*", "upstream timeout here", true},
+		{"*timeout*", "timeout", true},
+		{"*timeout*", "time out", false},
+		{"web-*-def34", "web-7f9c-def34", true},
+		{"web-*-def34", "web-7f9c-def345", false},
+		{"a*b*c", "abc", true},
+		{"a*b*c", "acb", false},
+		{"*", "", true},
+		{"ab*ba", "aba", false},
+	} {
+		if got := globMatch(tc.pattern, tc.s); got != tc.want {
+			t.Errorf("globMatch(%q, %q) = %v, want %v", tc.pattern, tc.s, got, tc.want)
+		}
+	}
+}

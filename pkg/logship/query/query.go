@@ -6,7 +6,9 @@
 // text) becomes one FilterLogEvents request series: a CloudWatch JSON filter
 // pattern on the record's kubernetes fields, narrowed to the streams whose
 // names can match (the shipper's stream template, expanded as far as the
-// selection allows), paginated with nextToken. Throttling is absorbed by
+// selection allows), paginated with nextToken. Each record that comes back
+// is checked against the selection again, so the answer is right whatever
+// the store makes of the pattern. Throttling is absorbed by
 // the SDK's retryer and a client-side rate limit. --follow keeps polling
 // over overlapping windows and drops events it already printed by eventId,
 // so late-ingested events are neither lost nor repeated. --insights runs a
@@ -321,7 +323,10 @@ func execute(ctx context.Context, c *Config, stdout, stderr io.Writer, d deps) e
 		pageLimit: int32(c.PageSize),
 	}
 	p := newPrinter(stdout, c.Output)
-	keep := func(e event) bool { return c.Regex == nil || c.Regex.MatchString(e.rec.Log) }
+	keep := func(e event) bool {
+		return strings.HasPrefix(aws.ToString(e.raw.LogStreamName), f.prefix) && c.Selection.matches(e) &&
+			(c.Regex == nil || c.Regex.MatchString(e.rec.Log))
+	}
 	if c.Follow {
 		fw := &follower{filter: f, after: d.after, polled: d.polled, poll: c.PollInterval, overlap: c.FollowOverlap, stderr: stderr}
 		return fw.run(ctx, win.start, keep, p)

@@ -12,31 +12,35 @@ import (
 	"testing"
 	"time"
 
+	"github.com/aws/aws-sdk-go-v2/config"
+	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
+	"github.com/aws/smithy-go/middleware"
+
 	"github.com/nodekit/nodekit/pkg/agent"
 	"github.com/nodekit/nodekit/test/awsemu"
 )
 
-func TestSelection(t *testing.T) {
-	t.Parallel()
-	e := newEnv(t)
-	all := fixture(60)
-	e.put(all...)
+type selectionCase struct {
+	name string
+	args []string
+	keep func(line) bool
+}
+
+func selectionCases() []selectionCase {
 	re := regexp.MustCompile(`line 0[0-9]5 `)
-	tests := []struct {
-		name string
-		args []string
-		keep func(line) bool
-	}{
+	return []selectionCase{
 		{"namespace", []string{"-n", "shop"}, func(l line) bool { return l.ns == "shop" }},
 		{"pod_prefix_in_namespace", []string{"-n", "shop", "web-7f9c*"},
 			func(l line) bool { return l.ns == "shop" && strings.HasPrefix(l.pod, "web-7f9c") }},
 		{"pod_prefix_any_namespace", []string{"web-7f9c*"}, func(l line) bool { return strings.HasPrefix(l.pod, "web-7f9c") }},
+		{"pod_glob_inside", []string{"web-*-def34"}, func(l line) bool { return l.pod == "web-7f9c-def34" }},
 		{"flags_after_pod", []string{"web-7f9c-def34", "-n", "shop", "-c", "sidecar"},
 			func(l line) bool { return l.pod == "web-7f9c-def34" && l.container == "sidecar" }},
 		{"container", []string{"--container", "app", "--namespace", "shop"},
 			func(l line) bool { return l.ns == "shop" && l.container == "app" }},
 		{"stderr", []string{"--stream", "stderr", "-n", "shop"}, func(l line) bool { return l.ns == "shop" && l.stream == "stderr" }},
 		{"grep", []string{"--grep", "upstream timeout"}, func(l line) bool { return strings.Contains(l.log, "upstream timeout") }},
+		{"grep_wildcard", []string{"--grep", "from db*"}, func(l line) bool { return strings.Contains(l.log, "from db") }},
 		{"grep_and_pod", []string{"--grep", "timeout", "web-7f9c-abc12", "-n", "shop"},
 			func(l line) bool {
 				return strings.Contains(l.log, "timeout") && l.pod == "web-7f9c-abc12" && l.ns == "shop"
@@ -50,7 +54,14 @@ func TestSelection(t *testing.T) {
 			func(l line) bool { return l.ns == "infra" && !l.ts.Before(testNow.Add(-3*time.Minute)) }},
 		{"nothing", []string{"-n", "nosuchns"}, func(line) bool { return false }},
 	}
-	for _, tt := range tests {
+}
+
+func TestSelection(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	all := fixture(60)
+	e.put(all...)
+	for _, tt := range selectionCases() {
 		t.Run(tt.name, func(t *testing.T) {
 			args := append([]string{"--cluster", "prod"}, tt.args...)
 			before := e.emu.Count("FilterLogEvents")
@@ -69,6 +80,45 @@ func TestSelection(t *testing.T) {
 			}
 		})
 	}
+}
+
+// TestSelectionCheckedHere: a store that filters less than asked (moto
+// answered a JSON filter pattern with every event) must not widen the
+// answer: the command checks the selection on each decoded record too.
+// Here the service sees neither the filter pattern nor the stream prefix.
+func TestSelectionCheckedHere(t *testing.T) {
+	t.Parallel()
+	e := newEnv(t)
+	all := fixture(60)
+	e.put(all...)
+	e.putRaw("other-stream", all[0].ts, "plain text, not JSON")
+	d := e.deps()
+	d.awsOptions = append(d.awsOptions, config.WithAPIOptions([]func(*middleware.Stack) error{ignoreFilters}))
+	for _, tt := range selectionCases() {
+		t.Run(tt.name, func(t *testing.T) {
+			args := append([]string{"--cluster", "prod"}, tt.args...)
+			got, err := e.run(d, args...)
+			if err != nil {
+				t.Fatalf("query %q: %v", args, err)
+			}
+			if want := plainLines(selectLines(all, tt.keep)); got != want {
+				t.Fatalf("query %q printed\n%s\nwant\n%s", args, got, want)
+			}
+		})
+	}
+}
+
+// ignoreFilters makes FilterLogEvents reach the service without its
+// filter pattern and stream prefix.
+func ignoreFilters(s *middleware.Stack) error {
+	return s.Initialize.Add(middleware.InitializeMiddlewareFunc("IgnoreFilters", func(ctx context.Context, in middleware.InitializeInput, next middleware.InitializeHandler) (middleware.InitializeOutput, middleware.Metadata, error) {
+		if f, ok := in.Parameters.(*cloudwatchlogs.FilterLogEventsInput); ok {
+			plain := *f
+			plain.FilterPattern, plain.LogStreamNamePrefix = nil, nil
+			in.Parameters = &plain
+		}
+		return next.HandleInitialize(ctx, in)
+	}), middleware.Before)
 }
 
 func TestLimitAndLogGroupFlag(t *testing.T) {
