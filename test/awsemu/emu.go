@@ -226,7 +226,7 @@ func (e *Emulator) IMDSHandler() http.Handler {
 //
 //	GET    /_awsemu/counts          {"PutLogEvents": 12, ...}
 //	GET    /_awsemu/faults          {"PutLogEvents": {"throttleEvery": 7}, ...}
-//	PUT    /_awsemu/faults/<op>     body: {"throttleEvery":7,"serverErrorEvery":11,"latency":"200ms","blackhole":false}
+//	PUT    /_awsemu/faults/<op>     body: {"throttleEvery":7,"serverErrorEvery":11,"latency":"200ms","blackhole":false,"deny":false}
 //	DELETE /_awsemu/faults/<op>     clear one fault
 //	DELETE /_awsemu/faults          clear every fault
 func (e *Emulator) AdminHandler() http.Handler {

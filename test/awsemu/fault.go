@@ -27,6 +27,10 @@ type Fault struct {
 	// context ends, the fault is changed or cleared, or the Emulator is
 	// closed.
 	Blackhole bool
+	// Deny answers every request with the service's access-denied error
+	// (Logs AccessDeniedException, STS AccessDenied, IMDS 403), as when
+	// the caller's role lacks the permission.
+	Deny bool
 }
 
 // IsZero reports whether f injects nothing.
@@ -37,11 +41,12 @@ type faultJSON struct {
 	ServerErrorEvery int    `json:"serverErrorEvery,omitempty"`
 	Latency          string `json:"latency,omitempty"`
 	Blackhole        bool   `json:"blackhole,omitempty"`
+	Deny             bool   `json:"deny,omitempty"`
 }
 
 // MarshalJSON writes Latency as a Go duration string ("250ms").
 func (f Fault) MarshalJSON() ([]byte, error) {
-	j := faultJSON{ThrottleEvery: f.ThrottleEvery, ServerErrorEvery: f.ServerErrorEvery, Blackhole: f.Blackhole}
+	j := faultJSON{ThrottleEvery: f.ThrottleEvery, ServerErrorEvery: f.ServerErrorEvery, Blackhole: f.Blackhole, Deny: f.Deny}
 	if f.Latency > 0 {
 		j.Latency = f.Latency.String()
 	}
@@ -54,7 +59,7 @@ func (f *Fault) UnmarshalJSON(b []byte) error {
 	if err := json.Unmarshal(b, &j); err != nil {
 		return fmt.Errorf("decoding fault: %w", err)
 	}
-	out := Fault{ThrottleEvery: j.ThrottleEvery, ServerErrorEvery: j.ServerErrorEvery, Blackhole: j.Blackhole}
+	out := Fault{ThrottleEvery: j.ThrottleEvery, ServerErrorEvery: j.ServerErrorEvery, Blackhole: j.Blackhole, Deny: j.Deny}
 	if j.Latency != "" {
 		d, err := time.ParseDuration(j.Latency)
 		if err != nil {
@@ -78,7 +83,7 @@ func (f Fault) validate() error {
 
 // ParseFault parses the command-line form of a fault:
 //
-//	OP:throttle=7,5xx=11,latency=200ms,blackhole
+//	OP:throttle=7,5xx=11,latency=200ms,blackhole,deny
 //
 // OP may be "*" to apply to every operation without a fault of its own.
 func ParseFault(s string) (string, Fault, error) {
@@ -101,10 +106,9 @@ func ParseFault(s string) (string, Fault, error) {
 		case "latency":
 			f.Latency, err = time.ParseDuration(v)
 		case "blackhole":
-			f.Blackhole = v == "" || v == "true"
-			if v != "" && v != "true" && v != "false" {
-				err = fmt.Errorf("want true or false")
-			}
+			f.Blackhole, err = flagValue(v)
+		case "deny":
+			f.Deny, err = flagValue(v)
 		default:
 			err = fmt.Errorf("unknown key")
 		}
@@ -116,6 +120,17 @@ func ParseFault(s string) (string, Fault, error) {
 		return "", Fault{}, err
 	}
 	return op, f, nil
+}
+
+// flagValue parses a key's value that may be left out (true).
+func flagValue(v string) (bool, error) {
+	switch v {
+	case "", "true":
+		return true, nil
+	case "false":
+		return false, nil
+	}
+	return false, fmt.Errorf("want true or false")
 }
 
 // faultState is one operation's fault with its own request counter.
@@ -169,6 +184,7 @@ const (
 	faultNone faultAction = iota
 	faultThrottle
 	faultServerError
+	faultDeny
 	faultAbandon // the client went away (or the emulator closed) while held
 )
 
@@ -213,6 +229,8 @@ func (e *Emulator) admit(r *http.Request, op string) faultAction {
 		}
 	}
 	switch {
+	case f.Deny:
+		return faultDeny
 	case f.ThrottleEvery > 0 && n%f.ThrottleEvery == 0:
 		return faultThrottle
 	case f.ServerErrorEvery > 0 && n%f.ServerErrorEvery == 0:

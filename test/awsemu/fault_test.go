@@ -48,6 +48,29 @@ func TestThrottleEveryNIsRetriedBySDK(t *testing.T) {
 	}
 }
 
+// TestDenyAnswersAccessDenied: each service's own access-denied answer,
+// which the SDK does not retry, and nothing done.
+func TestDenyAnswersAccessDenied(t *testing.T) {
+	t.Parallel()
+	e, url := startEmu(t, Options{})
+	ctx := testContext(t)
+	logs := newLogsClient(url, 3)
+	e.SetFault("CreateLogGroup", Fault{Deny: true})
+	_, err := logs.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String("g")})
+	if code, _, _ := apiError(err); code != "AccessDeniedException" || e.Count("CreateLogGroup") != 1 {
+		t.Errorf("denied CreateLogGroup = %v after %d requests, want AccessDeniedException after 1", err, e.Count("CreateLogGroup"))
+	}
+	if out, err := logs.DescribeLogGroups(ctx, &cloudwatchlogs.DescribeLogGroupsInput{}); err != nil || len(out.LogGroups) != 0 {
+		t.Errorf("after a denied CreateLogGroup: %v, %v", out, err)
+	}
+	e.SetFault("AssumeRole", Fault{Deny: true})
+	client := sts.New(sts.Options{Region: DefaultRegion, BaseEndpoint: aws.String(url), Credentials: staticCreds, Retryer: fastRetryer(3)})
+	_, err = client.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(testRole), RoleSessionName: aws.String("s1")})
+	if code, _, _ := apiError(err); code != "AccessDenied" {
+		t.Errorf("denied AssumeRole = %v, want AccessDenied", err)
+	}
+}
+
 func TestServerErrorEveryNIsRetriedBySDK(t *testing.T) {
 	t.Parallel()
 	e, url := startEmu(t, Options{})
@@ -212,6 +235,8 @@ func TestParseFault(t *testing.T) {
 		{"X:throttle=-1", "", Fault{}, true},
 		{"X:latency=fast", "", Fault{}, true},
 		{"X:blackhole=maybe", "", Fault{}, true},
+		{"CreateLogGroup:deny", "CreateLogGroup", Fault{Deny: true}, false},
+		{"X:deny=sometimes", "", Fault{}, true},
 		{"X:unknown=1", "", Fault{}, true},
 	}
 	for _, tc := range tests {

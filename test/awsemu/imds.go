@@ -110,6 +110,9 @@ func (e *Emulator) serveIMDS(w http.ResponseWriter, r *http.Request) {
 	case faultServerError:
 		imdsError(w, http.StatusInternalServerError)
 		return
+	case faultDeny:
+		imdsError(w, http.StatusForbidden)
+		return
 	}
 
 	if op == "IMDSToken" {

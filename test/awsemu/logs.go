@@ -190,6 +190,9 @@ func (e *Emulator) serveLogs(w http.ResponseWriter, r *http.Request) {
 	case faultServerError:
 		writeLogsError(w, &logsError{http.StatusServiceUnavailable, "ServiceUnavailableException", "The service is unavailable. Please try again later."})
 		return
+	case faultDeny:
+		writeLogsError(w, &logsError{http.StatusBadRequest, "AccessDeniedException", "User is not authorized to perform: logs:" + op})
+		return
 	}
 	if r.Method != http.MethodPost {
 		writeLogsError(w, &logsError{http.StatusMethodNotAllowed, "UnknownOperationException", ""})

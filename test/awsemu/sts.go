@@ -172,6 +172,9 @@ func (e *Emulator) serveSTS(w http.ResponseWriter, r *http.Request) {
 	case faultServerError:
 		writeSTSError(w, reqID, stsError{http.StatusInternalServerError, "InternalFailure", "An internal error occurred."})
 		return
+	case faultDeny:
+		writeSTSError(w, reqID, stsError{http.StatusForbidden, "AccessDenied", "User is not authorized to perform: sts:" + action})
+		return
 	}
 	caller := callerAccessKey(r)
 	if f := e.authenticate(r, body); f != authOK {

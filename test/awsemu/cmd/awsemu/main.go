@@ -90,7 +90,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		faults     = faultFlags{}
 		keys       = keyFlags{}
 	)
-	fs.Var(faults, "fault", "OP:throttle=N,5xx=N,latency=D,blackhole (repeatable; OP \"*\" = every operation)")
+	fs.Var(faults, "fault", "OP:throttle=N,5xx=N,latency=D,blackhole,deny (repeatable; OP \"*\" = every operation)")
 	fs.Var(keys, "credentials", "ACCESS_KEY_ID:SECRET accepted in --strict-credentials mode (repeatable)")
 	if err := fs.Parse(args); err != nil {
 		return err
