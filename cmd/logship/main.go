@@ -117,7 +117,9 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return &agent.UsageError{Err: err}
 	}
 	ops := agent.NewOps(agent.OpsConfig{Addr: o.metricsAddr, EnablePprof: o.enablePprof}, reg, logger)
-	ready := ops.Gate("first-batch")
+	// Ready once a first batch went through, and not while a failure
+	// only an operator can fix holds up a stream.
+	ops.Check("cloudwatch", shipper.Readiness)
 	logger.Info("starting logship", "version", agent.Version(), "containers_dir", o.ship.ContainersDir,
 		"state_dir", o.ship.StateDir, "log_group", o.ship.LogGroup, "metrics", o.metricsAddr)
 
@@ -134,14 +136,6 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		}
 		cancel()
 		return shipper.Run(ctx)
-	})
-	g.Go(func() error {
-		select {
-		case <-shipper.Ready():
-			ready.Set(true)
-		case <-ctx.Done():
-		}
-		return nil
 	})
 	return g.Wait()
 }

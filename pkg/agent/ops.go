@@ -46,6 +46,8 @@ type Gate struct {
 	mu   sync.Mutex
 	ok   bool
 	why  string
+	// check, when set, decides instead of ok and why, at each request.
+	check func() (bool, string)
 }
 
 // Set marks the gate ready or not.
@@ -60,12 +62,14 @@ func (g *Gate) SetWithReason(ready bool, reason string) {
 
 // Ready reports the gate's state.
 func (g *Gate) Ready() bool {
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.ok
+	ok, _ := g.state()
+	return ok
 }
 
 func (g *Gate) state() (bool, string) {
+	if g.check != nil {
+		return g.check()
+	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
 	return g.ok, g.why
@@ -101,6 +105,16 @@ func (o *Ops) Gate(name string) *Gate {
 	o.gates = append(o.gates, g)
 	o.mu.Unlock()
 	return g
+}
+
+// Check registers a readiness condition that check decides at each
+// /readyz request (ready, or why not), for a component that knows its
+// state better than a flag set from outside could track it. check must be
+// safe for concurrent use.
+func (o *Ops) Check(name string, check func() (ready bool, reason string)) {
+	o.mu.Lock()
+	o.gates = append(o.gates, &Gate{name: name, check: check})
+	o.mu.Unlock()
 }
 
 // Handle adds a handler to the ops server.

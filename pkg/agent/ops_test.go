@@ -29,6 +29,8 @@ func TestReadyzFollowsGates(t *testing.T) {
 	ops := newTestOps(t, false)
 	informer := ops.Gate("informer")
 	send := ops.Gate("first-send")
+	var stuck string
+	ops.Check("upstream", func() (bool, string) { return stuck == "", stuck })
 
 	steps := []struct {
 		name     string
@@ -40,6 +42,8 @@ func TestReadyzFollowsGates(t *testing.T) {
 		{"one gate ready", func() { informer.Set(true) }, http.StatusServiceUnavailable, "[-] first-send not ready"},
 		{"every gate ready", func() { send.Set(true) }, http.StatusOK, "ready"},
 		{"a gate falls back", func() { informer.SetWithReason(false, "watch lost") }, http.StatusServiceUnavailable, "informer not ready: watch lost"},
+		{"a check says why not", func() { informer.Set(true); stuck = "access denied: allow x" }, http.StatusServiceUnavailable, "[-] upstream not ready: access denied: allow x"},
+		{"the check passes again", func() { stuck = "" }, http.StatusOK, "[+] upstream ok"},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {

@@ -36,7 +36,10 @@ type Config struct {
 	MaxEventBytes int
 	Rescan        time.Duration
 	MetadataWait  time.Duration
-	Tail          tail.Config
+	// MaxBackoff caps the wait between retries of a failing CloudWatch
+	// call.
+	MaxBackoff time.Duration
+	Tail       tail.Config
 }
 
 // DefaultConfig returns the defaults the flags show.
@@ -52,6 +55,7 @@ func DefaultConfig() Config {
 		MaxEventBytes: batch.MaxMessage,
 		Rescan:        10 * time.Second,
 		MetadataWait:  5 * time.Second,
+		MaxBackoff:    30 * time.Second,
 		Tail:          tail.DefaultConfig(),
 	}
 }
@@ -151,6 +155,9 @@ func (c *Config) Validate() error {
 	}
 	if c.BatchWait <= 0 || c.Rescan <= 0 || c.Tail.PollInterval <= 0 || c.MultilineWait <= 0 {
 		errs = append(errs, errors.New("--batch-wait, --rescan-interval, --poll-interval and --multiline-wait must be positive"))
+	}
+	if c.MaxBackoff <= 0 {
+		errs = append(errs, errors.New("the maximum backoff must be positive"))
 	}
 	if c.RetentionDays < 0 {
 		errs = append(errs, errors.New("--retention-days must not be negative"))

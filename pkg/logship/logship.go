@@ -49,7 +49,8 @@ type Agent struct {
 
 	ready     chan struct{}
 	readyOnce sync.Once
-	sent      atomic.Bool // any records handed to a stream yet
+	sender    atomic.Pointer[ship.Sender] // set by Run
+	sent      atomic.Bool                 // any records handed to a stream yet
 	// notifier wakes readers on file events; set by Run before any
 	// reader starts, nil when the kernel gives no file events.
 	notifier *tail.Notifier
@@ -90,6 +91,24 @@ func set(l []string) map[string]bool {
 // Ready is closed once checkpoints are loaded and a first batch was
 // accepted (or there was nothing to send at start).
 func (a *Agent) Ready() <-chan struct{} { return a.ready }
+
+// Readiness is logship's /readyz condition: ready once Ready is closed,
+// except while a failure only an operator can fix (access denied, a group
+// logship may not create) holds up a stream; the reason then says which
+// and how to fix it. Streams keep retrying meanwhile: nothing is dropped.
+func (a *Agent) Readiness() (bool, string) {
+	if s := a.sender.Load(); s != nil {
+		if why, blocked := s.Blocked(); blocked {
+			return false, why
+		}
+	}
+	select {
+	case <-a.ready:
+		return true, ""
+	default:
+		return false, "no batch accepted by CloudWatch Logs yet"
+	}
+}
 
 func (a *Agent) markReady() { a.readyOnce.Do(func() { close(a.ready) }) }
 
@@ -145,11 +164,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	}
 	sender, err := ship.New(ship.Config{
 		BatchWait: a.cfg.BatchWait, RetentionDays: int32(a.cfg.RetentionDays),
-		MaxBufferBytes: a.cfg.MaxBuffer, MaxBackoff: 30 * time.Second,
+		MaxBufferBytes: a.cfg.MaxBuffer, MaxBackoff: a.cfg.MaxBackoff,
 	}, a.client, store, a.sendM, a.logger)
 	if err != nil {
 		return err
 	}
+	a.sender.Store(sender)
 	storeCtx, stopStore := context.WithCancel(context.Background())
 	storeDone := make(chan error, 1)
 	go func() { storeDone <- store.Run(storeCtx) }()

@@ -112,7 +112,8 @@ type harness struct {
 	meta   *enrich.Cache
 	cfg    Config
 	// reg holds the metrics of the agent last started.
-	reg *prometheus.Registry
+	reg   *prometheus.Registry
+	agent *Agent
 }
 
 func newHarness(t *testing.T) *harness { return newBenchHarness(t) }
@@ -130,6 +131,7 @@ func newBenchHarness(t testing.TB) *harness {
 	cfg.Rescan = 50 * time.Millisecond
 	cfg.MetadataWait = time.Second
 	cfg.Tail.PollInterval = 5 * time.Millisecond
+	cfg.MaxBackoff = 50 * time.Millisecond
 	return &harness{t: t, n: n, emu: emu, client: client, meta: enrich.New(time.Minute), cfg: cfg}
 }
 
@@ -140,6 +142,7 @@ func (h *harness) start() (stop func()) {
 	if err != nil {
 		h.t.Fatal(err)
 	}
+	h.agent = a
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()

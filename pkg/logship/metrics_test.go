@@ -85,3 +85,79 @@ func TestLagCountsAcrossRotation(t *testing.T) {
 		}
 	}
 }
+
+// TestDeniedShowsInMetricsAndReadiness: a permission only an operator can
+// grant shows as its error class in the metrics and keeps logship unready
+// with the fix, while logship keeps retrying; once granted, every line
+// arrives and logship is ready again.
+func TestDeniedShowsInMetricsAndReadiness(t *testing.T) {
+	for _, tc := range []struct {
+		op, fix string
+	}{
+		{"PutLogEvents", "AWS refused logs:PutLogEvents on log group " + group},
+		{"CreateLogGroup", "log group " + group + " does not exist and logship may not create it"},
+	} {
+		t.Run(tc.op, func(t *testing.T) {
+			h := newHarness(t)
+			h.emu.SetFault(tc.op, awsemu.Fault{Deny: true})
+			h.meta.OnAdd(testPod("shop", "web-1", "uid-web"), false)
+			path, stream := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
+			h.start()
+			appendFile(t, path, criLine("stdout", "F", "held up"))
+			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+			defer cancel()
+			if err := h.emu.WaitFor(ctx, func() bool { return h.emu.Count(tc.op) >= 3 }); err != nil {
+				t.Fatalf("%s attempts: %d: %v", tc.op, h.emu.Count(tc.op), err)
+			}
+			if ready, why := h.agent.Readiness(); ready || !strings.Contains(why, tc.fix) {
+				t.Errorf("Readiness() = %v, %q; want not ready with %q", ready, why, tc.fix)
+			}
+			if v, _ := gaugeWith(t, h.reg, "logship_streams_stalled", "class", "access_denied"); v != 1 {
+				t.Errorf("logship_streams_stalled{class=access_denied} = %v, want 1", v)
+			}
+			if tc.op == "PutLogEvents" {
+				// Two answers at least were taken in when the third call came.
+				if v, _ := gaugeWith(t, h.reg, "logship_put_retries_total", "reason", "access_denied"); v < 2 {
+					t.Errorf("logship_put_retries_total{reason=access_denied} = %v, want >= 2", v)
+				}
+			}
+			h.emu.SetFault(tc.op, awsemu.Fault{})
+			if recs := h.records(stream, 1); recs[0].Log != "held up" {
+				t.Fatalf("shipped %q", recs[0].Log)
+			}
+			// The batch's answer is taken in after the emulator stored it.
+			for ready, why := h.agent.Readiness(); !ready; ready, why = h.agent.Readiness() {
+				select {
+				case <-ctx.Done():
+					t.Fatalf("not ready after delivery: %s", why)
+				case <-time.After(5 * time.Millisecond):
+				}
+			}
+		})
+	}
+}
+
+// gaugeWith returns the value of the series name{label=value} in reg.
+func gaugeWith(t *testing.T, reg *prometheus.Registry, name, label, value string) (float64, bool) {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() != name {
+			continue
+		}
+		for _, m := range mf.GetMetric() {
+			for _, l := range m.GetLabel() {
+				if l.GetName() == label && l.GetValue() == value {
+					if m.Gauge != nil {
+						return m.Gauge.GetValue(), true
+					}
+					return m.Counter.GetValue(), true
+				}
+			}
+		}
+	}
+	return 0, false
+}

@@ -7,6 +7,8 @@ import (
 
 	"github.com/aws/aws-sdk-go-v2/aws/retry"
 	"github.com/aws/smithy-go"
+
+	"github.com/nodekit/nodekit/pkg/awscfg"
 )
 
 // actionableError is an AWS error rewritten as a sentence that says what to
@@ -29,26 +31,25 @@ func describe(err error, doing, group, region string) error {
 		return fmt.Errorf("%s: %w", doing, err)
 	}
 	var msg string
-	switch ae.ErrorCode() {
-	case "ResourceNotFoundException":
+	switch class := awscfg.Classify(err); {
+	case ae.ErrorCode() == "ResourceNotFoundException":
 		if noStreams(err) {
 			msg = fmt.Sprintf("no log stream of %q matches (%s): %s", group, doing, ae.ErrorMessage())
 			break
 		}
 		msg = fmt.Sprintf("log group %q does not exist in %s (check --cluster, --log-group and AWS_REGION)", group, region)
-	case "InvalidParameterException":
+	case ae.ErrorCode() == "InvalidParameterException":
 		msg = fmt.Sprintf("CloudWatch Logs rejected the request %s: %s", doing, ae.ErrorMessage())
-	case "MalformedQueryException":
+	case ae.ErrorCode() == "MalformedQueryException":
 		msg = "invalid Logs Insights query: " + ae.ErrorMessage()
-	case "ThrottlingException", "LimitExceededException":
+	case class == awscfg.Throttled:
 		attempts := ""
 		var mae *retry.MaxAttemptsError
 		if errors.As(err, &mae) {
 			attempts = fmt.Sprintf(" %d times", mae.Attempt)
 		}
 		msg = fmt.Sprintf("CloudWatch Logs throttled the request%s (%s); try again later or narrow the query (--since, -n, POD)", attempts, doing)
-	case "AccessDeniedException", "UnrecognizedClientException", "InvalidSignatureException",
-		"ExpiredTokenException", "IncompleteSignature":
+	case class == awscfg.AccessDenied:
 		msg = fmt.Sprintf("AWS refused the credentials %s: %s: %s", doing, ae.ErrorCode(), ae.ErrorMessage())
 	default:
 		return fmt.Errorf("%s: %w", doing, err)

@@ -408,9 +408,7 @@ func (f *filter) pages(ctx context.Context, start, end time.Time, fn func([]type
 
 // transient reports errors worth another poll: throttling, 5xx and
 // connection failures, as the SDK's retryer classifies them.
-func transient(err error) bool {
-	return retry.IsErrorRetryables(retry.DefaultRetryables).IsErrorRetryable(err) == aws.TrueTernary
-}
+func transient(err error) bool { return awscfg.Classify(err).Transient() }
 
 func compareInt64(a, b int64) int {
 	switch {

@@ -14,6 +14,7 @@ type Metrics struct {
 	throttles   prometheus.Counter
 	putDuration prometheus.Histogram
 	buffered    prometheus.Gauge
+	stalled     *prometheus.GaugeVec
 }
 
 // NewMetrics registers the sender's metrics with reg.
@@ -32,7 +33,7 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "logship_dropped_events_total", Help: "Events given up because CloudWatch called them invalid.",
 		}, []string{"namespace", "reason"}),
 		retries: prometheus.NewCounterVec(prometheus.CounterOpts{
-			Name: "logship_put_retries_total", Help: "Failed PutLogEvents calls, by reason; all but invalid are retried.",
+			Name: "logship_put_retries_total", Help: "Failed PutLogEvents calls, by error class (throttled, server_error, network, access_denied, other, not_found, invalid); all but invalid are retried.",
 		}, []string{"reason"}),
 		batches: prometheus.NewCounter(prometheus.CounterOpts{
 			Name: "logship_batches_total", Help: "Batches CloudWatch accepted.",
@@ -47,11 +48,17 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 		buffered: prometheus.NewGauge(prometheus.GaugeOpts{
 			Name: "logship_buffered_bytes", Help: "Record bytes read but not yet accepted by CloudWatch.",
 		}),
+		stalled: prometheus.NewGaugeVec(prometheus.GaugeOpts{
+			Name: "logship_streams_stalled", Help: "Streams whose batch waits on a failing CloudWatch Logs call, by the class of its last error; access_denied and other need an operator (see the log and /readyz).",
+		}, []string{"class"}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.bytes, m.rejected, m.dropped, m.retries, m.batches, m.throttles, m.putDuration, m.buffered} {
+	for _, c := range []prometheus.Collector{m.events, m.bytes, m.rejected, m.dropped, m.retries, m.batches, m.throttles, m.putDuration, m.buffered, m.stalled} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}
+	}
+	for _, c := range stallClasses {
+		m.stalled.WithLabelValues(string(c))
 	}
 	return m, nil
 }

@@ -5,9 +5,12 @@
 // is full or old enough, and saves the stream's checkpoint once CloudWatch
 // accepted it. Puts run in parallel across streams and one at a time within
 // a stream, so lines keep their file order. Throttling, server errors and
-// connection failures are retried forever with jittered backoff; while a
-// stream retries its channel fills and its reader pauses: memory stays
-// bounded and nothing is dropped. Groups and streams are created when a put
+// connection failures are retried forever with the SDK's backoff, and so
+// are failures an operator must fix (access denied, a group logship may
+// not create): those are counted by error class, logged once a minute with
+// the fix, and reported by Blocked for readiness. While a stream retries
+// its channel fills and its reader pauses: memory stays bounded and
+// nothing is dropped. Groups and streams are created when a put
 // finds them missing (also after someone deleted them), so there are no
 // DescribeLogStreams calls and no sequence tokens on the hot path.
 package ship
@@ -18,8 +21,6 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
-	"net/http"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
@@ -27,12 +28,11 @@ import (
 	"unsafe"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
-	awshttp "github.com/aws/aws-sdk-go-v2/aws/transport/http"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs/types"
-	"github.com/aws/smithy-go"
 	"golang.org/x/sync/semaphore"
 
+	"github.com/nodekit/nodekit/pkg/awscfg"
 	"github.com/nodekit/nodekit/pkg/logship/batch"
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
 	"github.com/nodekit/nodekit/pkg/logship/tail"
@@ -93,6 +93,8 @@ type Config struct {
 	// lets go of the buffers it keeps for reuse and hands the memory back
 	// to the OS (0: 5s): a burst must not pin its peak on a quiet node.
 	IdleRelease time.Duration
+	// Now is the clock of the once-a-minute failure advice (time.Now).
+	Now func() time.Time
 }
 
 // Sender owns the streams. Create it with New; run each stream with
@@ -106,8 +108,15 @@ type Sender struct {
 	budget  *semaphore.Weighted
 	puts    *semaphore.Weighted
 
+	backoff *awscfg.Backoff
+
 	mu     sync.Mutex
 	groups map[string]bool // groups known to exist
+	// stalls are the streams whose batch waits on a failing call, and
+	// advised when each piece of advice (class, call, group) was last
+	// logged.
+	stalls  map[*Stream]failure
+	advised map[adviceKey]time.Time
 
 	// spares recycles chunk buffers once CloudWatch accepted their
 	// records, so steady shipping allocates (and zeroes) almost nothing.
@@ -213,8 +222,12 @@ func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *
 	}
 	puts := cmp.Or(cfg.MaxPuts, 2)
 	cfg.IdleRelease = cmp.Or(cfg.IdleRelease, 5*time.Second)
+	if cfg.Now == nil {
+		cfg.Now = time.Now
+	}
 	s := &Sender{
 		cfg: cfg, client: client, commit: commit, logger: logger, metrics: metrics,
+		backoff: awscfg.NewBackoff(cfg.MaxBackoff), stalls: map[*Stream]failure{}, advised: map[adviceKey]time.Time{},
 		budget: semaphore.NewWeighted(cfg.MaxBufferBytes), groups: map[string]bool{},
 		starved: make(chan struct{}), puts: semaphore.NewWeighted(int64(puts)),
 		spares: make(chan spare, max(4, cfg.MaxBufferBytes/(256<<10))), bodies: make(chan *putBody, puts),
@@ -233,6 +246,8 @@ type Stream struct {
 	in        chan *Chunk
 	logger    *slog.Logger
 	acked     func(pos checkpoint.Position, lastTimestamp int64)
+	// stalled says the stream is in the Sender's stalls (owned by Run).
+	stalled bool
 }
 
 // NewStream returns a stream; Run it, Send to it, then Close it.
@@ -448,46 +463,48 @@ func (st *Stream) flush(ctx context.Context, p *pending) {
 }
 
 // put sends one batch, creating the group and stream when missing and
-// retrying transient failures forever. It reports false when ctx ended
-// before CloudWatch accepted the batch.
+// retrying every other failure but an invalid batch forever. It reports
+// false when ctx ended before CloudWatch accepted the batch.
 func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []tailRun) bool {
 	n := b.Len()
 	bytes := b.Bytes() - n*batch.EventOverhead
-	backoff := time.Duration(0)
-	for attempt := 0; ; attempt++ {
+	for attempt := 1; ; attempt++ {
 		out, err := s.putOnce(ctx, st, b, tails)
 		if err == nil {
 			s.metrics.batches.Inc()
 			s.metrics.events.WithLabelValues(st.namespace).Add(float64(n))
 			s.metrics.bytes.WithLabelValues(st.namespace).Add(float64(bytes))
 			s.rejected(st, out, n)
+			s.unstall(st)
 			return true
 		}
 		if ctx.Err() != nil {
 			return false // shutting down: the checkpoint does not move
 		}
-		reason := classify(err)
-		s.metrics.retries.WithLabelValues(reason).Inc()
-		switch reason {
-		case "invalid":
+		f := failure{class: classify(err), call: "PutLogEvents", err: err}
+		s.metrics.retries.WithLabelValues(string(f.class)).Inc()
+		switch f.class {
+		case Invalid:
 			st.logger.Error("CloudWatch rejected a batch as invalid; dropping it", "events", n, "err", err)
 			s.metrics.dropped.WithLabelValues(st.namespace, "invalid").Add(float64(n))
+			s.unstall(st)
 			return true
-		case "not_found":
-			if err := s.create(ctx, st); err != nil {
-				st.logger.Warn("creating log group/stream failed; will retry", "err", err)
-			} else if attempt == 0 {
+		case NotFound:
+			if cf := s.create(ctx, st); cf != nil {
+				if ctx.Err() != nil {
+					return false
+				}
+				f = *cf
+			} else if attempt == 1 {
 				continue // created: resend at once
 			}
-		case "throttled":
+		case awscfg.Throttled:
 			s.metrics.throttles.Inc()
 		}
-		backoff = nextBackoff(backoff, s.cfg.MaxBackoff)
-		st.logger.Debug("put failed; retrying", "reason", reason, "attempt", attempt+1, "backoff", backoff, "err", err)
-		if attempt > 0 && attempt%10 == 0 {
-			st.logger.Warn("CloudWatch still failing; retrying, reading is paused for this stream", "reason", reason, "attempts", attempt+1, "err", err)
-		}
-		t := time.NewTimer(backoff)
+		s.stall(st, f)
+		wait := s.backoff.Delay(attempt, f.err)
+		st.logger.Debug("CloudWatch call failed; retrying", "class", f.class, "call", f.call, "attempt", attempt, "backoff", wait, "err", f.err)
+		t := time.NewTimer(wait)
 		select {
 		case <-ctx.Done():
 			t.Stop()
@@ -533,15 +550,6 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, b *batch.Batch, tails 
 	return s.client.put(ctx, st.group, st.name, body)
 }
 
-// nextBackoff doubles up to max with full jitter.
-func nextBackoff(prev, max time.Duration) time.Duration {
-	base := 100 * time.Millisecond
-	if prev > 0 {
-		base = min(prev*2, max)
-	}
-	return base/2 + rand.N(base/2+1)
-}
-
 func (s *Sender) rejected(st *Stream, out *cloudwatchlogs.PutLogEventsOutput, n int) {
 	if out == nil || out.RejectedLogEventsInfo == nil {
 		return
@@ -566,14 +574,14 @@ func (s *Sender) rejected(st *Stream, out *cloudwatchlogs.PutLogEventsOutput, n 
 }
 
 // create makes the stream's group (once per process, with retention) and
-// the stream itself.
-func (s *Sender) create(ctx context.Context, st *Stream) error {
+// the stream itself; it returns the failure, if any.
+func (s *Sender) create(ctx context.Context, st *Stream) *failure {
 	s.mu.Lock()
 	known := s.groups[st.group]
 	s.mu.Unlock()
 	if !known {
-		if err := s.createGroup(ctx, st.group); err != nil {
-			return err
+		if f := s.createGroup(ctx, st.group); f != nil {
+			return f
 		}
 	}
 	_, err := s.client.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name)})
@@ -586,25 +594,25 @@ func (s *Sender) create(ctx context.Context, st *Stream) error {
 		s.mu.Lock()
 		delete(s.groups, st.group)
 		s.mu.Unlock()
-		return fmt.Errorf("creating log stream %s in %s: %w", st.name, st.group, err)
+		return &failure{class: NotFound, call: "CreateLogStream", err: fmt.Errorf("creating log stream %s in %s: %w", st.name, st.group, err)}
 	case err != nil && !errors.As(err, &exists):
-		return fmt.Errorf("creating log stream %s in %s: %w", st.name, st.group, err)
+		return &failure{class: classify(err), call: "CreateLogStream", err: fmt.Errorf("creating log stream %s in %s: %w", st.name, st.group, err)}
 	}
 	st.logger.Info("created log stream")
 	return nil
 }
 
-func (s *Sender) createGroup(ctx context.Context, group string) error {
+func (s *Sender) createGroup(ctx context.Context, group string) *failure {
 	_, err := s.client.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)})
 	var exists *types.ResourceAlreadyExistsException
 	if err != nil && !errors.As(err, &exists) {
-		return fmt.Errorf("creating log group %s: %w", group, err)
+		return &failure{class: classify(err), call: "CreateLogGroup", err: fmt.Errorf("creating log group %s: %w", group, err)}
 	}
 	if err == nil && s.cfg.RetentionDays > 0 {
 		if _, err := s.client.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{
 			LogGroupName: aws.String(group), RetentionInDays: aws.Int32(s.cfg.RetentionDays),
 		}); err != nil {
-			return fmt.Errorf("setting retention of log group %s to %d days: %w", group, s.cfg.RetentionDays, err)
+			return &failure{class: classify(err), call: "PutRetentionPolicy", err: fmt.Errorf("setting retention of log group %s to %d days: %w", group, s.cfg.RetentionDays, err)}
 		}
 	}
 	if err == nil {
@@ -616,38 +624,28 @@ func (s *Sender) createGroup(ctx context.Context, group string) error {
 	return nil
 }
 
-// classify names a put failure for metrics and decides what to do.
-func classify(err error) string {
+// CloudWatch Logs' own classes, beside awscfg's.
+const (
+	// NotFound: the group or stream is missing; the Sender creates it.
+	NotFound awscfg.ErrorClass = "not_found"
+	// Invalid: CloudWatch calls the batch invalid; no retry can send it.
+	Invalid awscfg.ErrorClass = "invalid"
+)
+
+// classify names the class of a failed CloudWatch Logs call.
+func classify(err error) awscfg.ErrorClass {
 	var nf *types.ResourceNotFoundException
-	if errors.As(err, &nf) {
-		return "not_found"
-	}
 	var invalid *types.InvalidParameterException
-	if errors.As(err, &invalid) {
-		return "invalid"
+	var coded interface{ ErrorCode() string }
+	switch {
+	case errors.As(err, &nf):
+		return NotFound
+	case errors.As(err, &invalid):
+		return Invalid
+	case errors.As(err, &coded) && coded.ErrorCode() == "ResourceNotFoundException":
+		return NotFound
+	case errors.As(err, &coded) && coded.ErrorCode() == "InvalidParameterException":
+		return Invalid
 	}
-	var apiErr smithy.APIError
-	if errors.As(err, &apiErr) {
-		switch apiErr.ErrorCode() {
-		case "ThrottlingException", "Throttling", "TooManyRequestsException", "LimitExceededException", "RequestLimitExceeded":
-			return "throttled"
-		case "ServiceUnavailableException", "InternalFailure", "InternalServerError":
-			return "server_error"
-		case "ResourceNotFoundException":
-			return "not_found"
-		case "InvalidParameterException":
-			return "invalid"
-		}
-	}
-	var re *awshttp.ResponseError
-	if errors.As(err, &re) {
-		switch code := re.HTTPStatusCode(); {
-		case code == http.StatusTooManyRequests:
-			return "throttled"
-		case code >= 500:
-			return "server_error"
-		}
-		return "other"
-	}
-	return "network"
+	return awscfg.Classify(err)
 }

@@ -8,8 +8,10 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"net"
 	"net/http"
 	"net/http/httptest"
+	"net/url"
 	"reflect"
 	"strings"
 	"sync"
@@ -275,22 +277,48 @@ func TestBackpressure(t *testing.T) {
 	}
 }
 
+// sdkErr is an error as the SDK returns it: the service's code and
+// message inside the HTTP response error inside the operation error.
+func sdkErr(status int, code string) error {
+	return &smithy.OperationError{ServiceID: "CloudWatch Logs", OperationName: "PutLogEvents", Err: &awshttp.ResponseError{
+		ResponseError: &smithyhttp.ResponseError{
+			Response: &smithyhttp.Response{Response: &http.Response{StatusCode: status}},
+			Err:      &smithy.GenericAPIError{Code: code, Message: code},
+		},
+	}}
+}
+
 func TestClassify(t *testing.T) {
 	tests := []struct {
 		err  error
 		want string
 	}{
 		{&types.ResourceNotFoundException{}, "not_found"},
+		{sdkErr(400, "ResourceNotFoundException"), "not_found"},
 		{&types.InvalidParameterException{}, "invalid"},
-		{apiErr("ThrottlingException"), "throttled"},
-		{apiErr("ServiceUnavailableException"), "server_error"},
-		{httpErr(429), "throttled"},
+		{sdkErr(400, "InvalidParameterException"), "invalid"},
+		{sdkErr(400, "ThrottlingException"), "throttled"},
+		{sdkErr(400, "LimitExceededException"), "throttled"},
+		// Codes the SDK's retryer knows as throttling that the hand-kept
+		// list missed.
+		{sdkErr(400, "ThrottledException"), "throttled"},
+		{sdkErr(400, "RequestThrottledException"), "throttled"},
+		{sdkErr(503, "SlowDown"), "throttled"},
+		{sdkErr(503, "ServiceUnavailableException"), "server_error"},
+		{sdkErr(500, "InternalFailure"), "server_error"},
+		{sdkErr(400, "RequestTimeout"), "server_error"},
 		{httpErr(502), "server_error"},
-		{httpErr(403), "other"},
-		{errors.New("dial tcp: connection refused"), "network"},
+		// Needs an operator: not retryable-looking.
+		{sdkErr(400, "AccessDeniedException"), "access_denied"},
+		{sdkErr(400, "UnrecognizedClientException"), "access_denied"},
+		{sdkErr(400, "ExpiredTokenException"), "access_denied"},
+		{httpErr(403), "access_denied"},
+		{sdkErr(400, "DataAlreadyAcceptedException"), "other"},
+		{&url.Error{Op: "Post", URL: "https://logs", Err: &net.OpError{Op: "dial", Net: "tcp", Err: errors.New("connect: connection refused")}}, "network"},
+		{errors.New("read tcp: connection reset by peer"), "network"},
 	}
 	for _, tc := range tests {
-		if got := classify(tc.err); got != tc.want {
+		if got := classify(tc.err); string(got) != tc.want {
 			t.Errorf("classify(%v) = %s, want %s", tc.err, got, tc.want)
 		}
 	}

@@ -16,16 +16,16 @@ import (
 	"errors"
 	"fmt"
 	"log/slog"
-	"math/rand/v2"
 	"sync"
 	"time"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/service/sts"
-	"github.com/aws/smithy-go"
 	"github.com/prometheus/client_golang/prometheus"
 	"golang.org/x/sync/singleflight"
 	"golang.org/x/time/rate"
+
+	"github.com/nodekit/nodekit/pkg/awscfg"
 )
 
 // AssumeRoler is the one STS call the cache makes; *sts.Client satisfies it.
@@ -64,8 +64,10 @@ type Config struct {
 	// Rate and Burst cap STS calls across all keys (default 10/s, burst 20).
 	Rate  rate.Limit
 	Burst int
-	// BackoffMin and BackoffMax bound the jittered exponential backoff (1s, 5m).
-	BackoffMin, BackoffMax time.Duration
+	// BackoffMax caps the wait after failed STS calls (default 5m); the
+	// backoff is the SDK's (see awscfg.Backoff): retry n waits a random
+	// time below 2^n seconds.
+	BackoffMax time.Duration
 	// FetchTimeout bounds one AssumeRole call including retries (default 10s).
 	FetchTimeout time.Duration
 	// ScanInterval is how often Run looks for credentials due for refresh (default 5s).
@@ -90,9 +92,6 @@ func (c *Config) setDefaults() error {
 	if c.Burst == 0 {
 		c.Burst = 20
 	}
-	if c.BackoffMin == 0 {
-		c.BackoffMin = time.Second
-	}
 	if c.BackoffMax == 0 {
 		c.BackoffMax = 5 * time.Minute
 	}
@@ -115,6 +114,7 @@ type Cache struct {
 	logger  *slog.Logger
 	metrics *metrics
 	limiter *rate.Limiter
+	backoff *awscfg.Backoff
 	flights singleflight.Group
 	kick    chan struct{}
 
@@ -146,6 +146,7 @@ func New(cfg Config, client AssumeRoler, reg prometheus.Registerer, logger *slog
 		sts:      client,
 		logger:   logger,
 		limiter:  rate.NewLimiter(cfg.Rate, cfg.Burst),
+		backoff:  awscfg.NewBackoff(cfg.BackoffMax),
 		kick:     make(chan struct{}, 1),
 		entries:  map[Key]*entry{},
 		owners:   map[string]Key{},
@@ -261,20 +262,16 @@ func (c *Cache) fetch(ctx context.Context, key Key) (Credentials, error) {
 		err = errors.New("STS answered without credentials")
 	}
 	if err != nil {
-		throttled := isThrottle(err)
+		class := awscfg.Classify(err)
 		c.mu.Lock()
 		e := c.entry(key)
 		e.failures++
-		wait := c.backoff(e.failures, throttled)
+		wait := c.backoff.Delay(e.failures, err)
 		e.retryAt, e.lastErr = now.Add(wait), err
 		c.mu.Unlock()
-		result := "error"
-		if throttled {
-			result = "throttled"
-		}
-		c.metrics.sts.WithLabelValues(result).Inc()
+		c.metrics.sts.WithLabelValues(string(class)).Inc()
 		c.metrics.backoffs.Inc()
-		c.logger.Warn("assuming role failed; backing off", "role", key.RoleARN, "session", key.SessionName, "throttled", throttled, "retry_in", wait, "err", err)
+		c.logger.Warn("assuming role failed; backing off", "role", key.RoleARN, "session", key.SessionName, "class", class, "retry_in", wait, "err", err)
 		return Credentials{}, fmt.Errorf("assuming role %s: %w", key.RoleARN, err)
 	}
 	cr := Credentials{
@@ -295,32 +292,6 @@ func (c *Cache) fetch(ctx context.Context, key Key) (Credentials, error) {
 	}
 	c.logger.Debug("assumed role", "role", key.RoleARN, "session", key.SessionName, "expiration", cr.Expiration)
 	return cr, nil
-}
-
-// backoff is exponential from BackoffMin (doubled for throttling) up to
-// BackoffMax, with the upper half jittered so keys do not retry in lockstep.
-func (c *Cache) backoff(failures int, throttled bool) time.Duration {
-	d := c.cfg.BackoffMin
-	if throttled {
-		d *= 2
-	}
-	for i := 1; i < failures && d < c.cfg.BackoffMax; i++ {
-		d *= 2
-	}
-	d = min(d, c.cfg.BackoffMax)
-	return d/2 + rand.N(d/2+1)
-}
-
-func isThrottle(err error) bool {
-	var api smithy.APIError
-	if !errors.As(err, &api) {
-		return false
-	}
-	switch api.ErrorCode() {
-	case "Throttling", "ThrottlingException", "RequestLimitExceeded", "TooManyRequestsException", "RequestThrottled":
-		return true
-	}
-	return false
 }
 
 // Track records that owner (a pod UID) uses key, replacing what it used

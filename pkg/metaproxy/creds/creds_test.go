@@ -69,7 +69,7 @@ var key = Key{RoleARN: "arn:aws:iam::123456789012:role/app", ExternalID: "ext", 
 func newCache(t *testing.T, f *fakeSTS, clk *clock) (*Cache, *prometheus.Registry) {
 	t.Helper()
 	reg := prometheus.NewRegistry()
-	c, err := New(Config{Now: clk.Now, BackoffMin: time.Second, BackoffMax: time.Minute, Rate: 1000, Burst: 1000}, f, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	c, err := New(Config{Now: clk.Now, BackoffMax: time.Minute, Rate: 1000, Burst: 1000}, f, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -258,25 +258,6 @@ func TestScanEvictsUnused(t *testing.T) {
 	}
 	if n, _ := c.stats(); n != 1 {
 		t.Fatalf("%d entries left, want 1", n)
-	}
-}
-
-func TestBackoffBounds(t *testing.T) {
-	c := &Cache{cfg: Config{BackoffMin: time.Second, BackoffMax: time.Minute}}
-	tests := []struct {
-		failures  int
-		throttled bool
-		max       time.Duration
-	}{
-		{1, false, time.Second}, {1, true, 2 * time.Second}, {3, false, 4 * time.Second}, {30, true, time.Minute},
-	}
-	for _, tt := range tests {
-		for range 100 {
-			d := c.backoff(tt.failures, tt.throttled)
-			if d < tt.max/2 || d > tt.max {
-				t.Fatalf("backoff(%d, %v) = %v, want in [%v, %v]", tt.failures, tt.throttled, d, tt.max/2, tt.max)
-			}
-		}
 	}
 }
 

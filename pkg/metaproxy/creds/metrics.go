@@ -4,6 +4,8 @@ import (
 	"fmt"
 
 	"github.com/prometheus/client_golang/prometheus"
+
+	"github.com/nodekit/nodekit/pkg/awscfg"
 )
 
 // metrics carry no role or pod labels: their cardinality would follow the cluster.
@@ -19,7 +21,7 @@ func newMetrics(reg prometheus.Registerer, c *Cache) (*metrics, error) {
 	m := &metrics{
 		sts: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Name: "metaproxy_sts_assume_role_total",
-			Help: "STS AssumeRole calls by result: success, throttled or error.",
+			Help: "STS AssumeRole calls by result: success, or the error class (throttled, server_error, network, access_denied, other).",
 		}, []string{"result"}),
 		stsLatency: prometheus.NewHistogram(prometheus.HistogramOpts{
 			Name:    "metaproxy_sts_assume_role_duration_seconds",
@@ -53,7 +55,7 @@ func newMetrics(reg prometheus.Registerer, c *Cache) (*metrics, error) {
 			return nil, fmt.Errorf("registering credential cache metrics: %w", err)
 		}
 	}
-	for _, r := range []string{"success", "throttled", "error"} {
+	for _, r := range []string{"success", string(awscfg.Throttled), string(awscfg.ServerError), string(awscfg.Network), string(awscfg.AccessDenied), string(awscfg.Other)} {
 		m.sts.WithLabelValues(r)
 	}
 	for _, r := range []string{"hit", "miss", "backoff"} {
