@@ -2,6 +2,7 @@ package ship
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"testing"
 	"time"
@@ -62,4 +63,49 @@ func recent(c *Chunk) *Chunk {
 		c.Events[i].Timestamp = now
 	}
 	return c
+}
+
+// TestNewStreamsAreCreatedBeforeTheirFirstPut: on a real node 16 of 122
+// PutLogEvents calls failed with ResourceNotFound, one per new stream,
+// before the stream was created. A stream never seen is created first, so
+// every put lands.
+func TestNewStreamsAreCreatedBeforeTheirFirstPut(t *testing.T) {
+	emu, url := awsemu.StartServer(t, awsemu.Options{})
+	cfg := aws.Config{
+		Region: "us-east-1", BaseEndpoint: aws.String(url),
+		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
+	}
+	m, err := NewMetrics(prometheus.NewRegistry())
+	if err != nil {
+		t.Fatal(err)
+	}
+	s, err := New(Config{BatchWait: 10 * time.Millisecond, MaxBufferBytes: 4 << 20, MaxBackoff: 20 * time.Millisecond},
+		NewClient(cfg), &commits{}, m, slog.New(slog.DiscardHandler))
+	if err != nil {
+		t.Fatal(err)
+	}
+	const streams = 4
+	for i := range streams {
+		st := s.NewStream("/g", fmt.Sprint("s", i), fmt.Sprint("k", i), "shop", nil)
+		stop := run(t, st)
+		for j := range 2 {
+			// Two batches: only the first may need the stream created.
+			if err := st.Send(context.Background(), recent(chunk(10*j, 3))); err != nil {
+				t.Fatal(err)
+			}
+			if err := emu.WaitFor(t.Context(), func() bool { return len(emu.Events("/g", fmt.Sprint("s", i))) == 3*(j+1) }); err != nil {
+				t.Fatal(err)
+			}
+		}
+		stop()
+	}
+	if got, want := emu.Count("PutLogEvents"), 2*streams; got != want {
+		t.Errorf("%d PutLogEvents calls for %d batches: some failed for a missing stream", got, want)
+	}
+	if got := emu.Count("CreateLogStream"); got != streams {
+		t.Errorf("%d CreateLogStream calls for %d streams", got, streams)
+	}
+	if got := emu.Count("CreateLogGroup"); got != 1 {
+		t.Errorf("%d CreateLogGroup calls for one group", got)
+	}
 }

@@ -10,9 +10,11 @@
 // not create): those are counted by error class, logged once a minute with
 // the fix, and reported by Blocked for readiness. While a stream retries
 // its channel fills and its reader pauses: memory stays bounded and
-// nothing is dropped. Groups and streams are created when a put
-// finds them missing (also after someone deleted them), so there are no
-// DescribeLogStreams calls and no sequence tokens on the hot path.
+// nothing is dropped. A stream is created before its first put (an
+// existing one answers ResourceAlreadyExists), its group with the first
+// stream of it, and both again when a put finds them missing (someone
+// deleted them): there are no DescribeLogStreams calls and no sequence
+// tokens on the hot path.
 package ship
 
 import (
@@ -246,8 +248,9 @@ type Stream struct {
 	in        chan *Chunk
 	logger    *slog.Logger
 	acked     func(pos checkpoint.Position, lastTimestamp int64)
-	// stalled says the stream is in the Sender's stalls (owned by Run).
-	stalled bool
+	// stalled says the stream is in the Sender's stalls; seen that this
+	// process created it or put to it. Both owned by Run.
+	stalled, seen bool
 }
 
 // NewStream returns a stream; Run it, Send to it, then Close it.
@@ -469,37 +472,43 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []ta
 	n := b.Len()
 	bytes := b.Bytes() - n*batch.EventOverhead
 	for attempt := 1; ; attempt++ {
-		out, err := s.putOnce(ctx, st, b, tails)
-		if err == nil {
-			s.metrics.batches.Inc()
-			s.metrics.events.WithLabelValues(st.namespace).Add(float64(n))
-			s.metrics.bytes.WithLabelValues(st.namespace).Add(float64(bytes))
-			s.rejected(st, out, n)
-			s.unstall(st)
-			return true
+		var f failure
+		if cf := s.ensure(ctx, st); cf != nil {
+			f = *cf
+		} else {
+			out, err := s.putOnce(ctx, st, b, tails)
+			if err == nil {
+				s.metrics.batches.Inc()
+				s.metrics.events.WithLabelValues(st.namespace).Add(float64(n))
+				s.metrics.bytes.WithLabelValues(st.namespace).Add(float64(bytes))
+				s.rejected(st, out, n)
+				s.unstall(st)
+				return true
+			}
+			if ctx.Err() != nil {
+				return false // shutting down: the checkpoint does not move
+			}
+			f = failure{class: classify(err), call: "PutLogEvents", err: err}
+			s.metrics.retries.WithLabelValues(string(f.class)).Inc()
+			switch f.class {
+			case Invalid:
+				st.logger.Error("CloudWatch rejected a batch as invalid; dropping it", "events", n, "err", err)
+				s.metrics.dropped.WithLabelValues(st.namespace, "invalid").Add(float64(n))
+				s.unstall(st)
+				return true
+			case NotFound:
+				// Deleted behind our back since we made or used it.
+				if cf := s.create(ctx, st); cf != nil {
+					f = *cf
+				} else if attempt == 1 {
+					continue // created: resend at once
+				}
+			case awscfg.Throttled:
+				s.metrics.throttles.Inc()
+			}
 		}
 		if ctx.Err() != nil {
-			return false // shutting down: the checkpoint does not move
-		}
-		f := failure{class: classify(err), call: "PutLogEvents", err: err}
-		s.metrics.retries.WithLabelValues(string(f.class)).Inc()
-		switch f.class {
-		case Invalid:
-			st.logger.Error("CloudWatch rejected a batch as invalid; dropping it", "events", n, "err", err)
-			s.metrics.dropped.WithLabelValues(st.namespace, "invalid").Add(float64(n))
-			s.unstall(st)
-			return true
-		case NotFound:
-			if cf := s.create(ctx, st); cf != nil {
-				if ctx.Err() != nil {
-					return false
-				}
-				f = *cf
-			} else if attempt == 1 {
-				continue // created: resend at once
-			}
-		case awscfg.Throttled:
-			s.metrics.throttles.Inc()
+			return false
 		}
 		s.stall(st, f)
 		wait := s.backoff.Delay(attempt, f.err)
@@ -571,6 +580,21 @@ func (s *Sender) rejected(st *Stream, out *cloudwatchlogs.PutLogEventsOutput, n 
 	if r.TooNewLogEventStartIndex != nil {
 		count("too_new", n-int(*r.TooNewLogEventStartIndex))
 	}
+}
+
+// ensure creates st before its first put, unless this process created it
+// or put to it already: a put to a missing stream fails (ResourceNotFound)
+// and costs a call, once per new container otherwise. An existing stream
+// answers ResourceAlreadyExists, which is success.
+func (s *Sender) ensure(ctx context.Context, st *Stream) *failure {
+	if st.seen {
+		return nil
+	}
+	if f := s.create(ctx, st); f != nil {
+		return f
+	}
+	st.seen = true
+	return nil
 }
 
 // create makes the stream's group (once per process, with retention) and
