@@ -102,20 +102,27 @@ func Run(ctx context.Context, cfg Config) error {
 	for i, n := range sampleNames {
 		buf[i].Name = n
 	}
-	t := newTrimmer(cfg, read(buf))
+	sampler := func() sample { return read(buf) }
 	tick := time.NewTicker(cfg.Period)
 	defer tick.Stop()
+	run(ctx, newTrimmer(cfg, sampler()), tick.C, sampler, debug.FreeOSMemory)
+	return nil
+}
+
+// run is Run with its clock, its view of the runtime and its release
+// given: at each tick it samples, and releases when the trimmer says so.
+func run(ctx context.Context, t *trimmer, ticks <-chan time.Time, sampler func() sample, release func()) {
 	for {
 		select {
 		case <-ctx.Done():
-			return nil
-		case <-tick.C:
+			return
+		case <-ticks:
 		}
-		if t.step(read(buf)) {
-			debug.FreeOSMemory()
+		if t.step(sampler()) {
+			release()
 			// The release itself allocates a little; it must not read as
 			// the next burst.
-			t.prev = read(buf)
+			t.prev = sampler()
 			t.released = t.prev.allocated
 		}
 	}

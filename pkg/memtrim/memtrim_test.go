@@ -2,6 +2,7 @@ package memtrim
 
 import (
 	"context"
+	"runtime/debug"
 	"runtime/metrics"
 	"testing"
 	"time"
@@ -47,40 +48,44 @@ func TestConfigDefaults(t *testing.T) {
 
 var sink [][]byte
 
-// TestRunReleases checks the real runtime: after a burst of garbage, Run
-// forces a collection and the free heap goes back to the OS.
+// TestRunReleases checks the real runtime, driven tick by tick: after a
+// burst of garbage and then a quiet period, run forces one collection and
+// the free heap goes back to the OS.
 func TestRunReleases(t *testing.T) {
-	buf := []metrics.Sample{{Name: "/gc/cycles/forced:gc-cycles"}, {Name: "/memory/classes/heap/free:bytes"}}
-	metrics.Read(buf)
-	forced0 := buf[0].Value.Uint64()
-
-	ctx, cancel := context.WithCancel(context.Background())
-	done := make(chan error, 1)
+	buf := make([]metrics.Sample, len(sampleNames))
+	for i, n := range sampleNames {
+		buf[i].Name = n
+	}
+	sampler := func() sample { return read(buf) }
 	// Quiet is generous: the test binary's own goroutines allocate too.
-	go func() { done <- Run(ctx, Config{Period: 50 * time.Millisecond, Quiet: 4 << 20, Burst: 8 << 20}) }()
-	time.Sleep(100 * time.Millisecond) // what came before Run is not its burst
+	tr := newTrimmer(Config{Quiet: 4 << 20, Burst: 8 << 20}, sampler())
+	ticks := make(chan time.Time)
+	released := make(chan struct{}, 2)
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan struct{})
+	go func() {
+		defer close(done)
+		run(ctx, tr, ticks, sampler, func() {
+			debug.FreeOSMemory()
+			released <- struct{}{}
+		})
+	}()
 	for range 64 {
 		sink = append(sink, make([]byte, 256<<10))
 	}
-	sink = nil // 16 MiB of garbage
-	deadline := time.Now().Add(10 * time.Second)
-	for {
-		metrics.Read(buf)
-		if buf[0].Value.Uint64() > forced0 {
-			break
-		}
-		if time.Now().After(deadline) {
-			cancel()
-			t.Fatal("Run never released the heap after a 16 MiB burst")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	sink = nil           // 16 MiB of garbage since the trimmer's first sample
+	ticks <- time.Time{} // the burst's period: busy, no release
+	ticks <- time.Time{} // a quiet period after a burst: release
+	<-released
+	free := []metrics.Sample{{Name: "/memory/classes/heap/free:bytes"}}
+	metrics.Read(free)
+	ticks <- time.Time{} // quiet, but nothing new to give back
 	cancel()
-	if err := <-done; err != nil {
-		t.Fatalf("Run: %v", err)
+	<-done
+	if n := len(released); n != 0 {
+		t.Errorf("%d more releases without a new burst", n)
 	}
-	metrics.Read(buf)
-	if free := buf[1].Value.Uint64(); free > 4<<20 {
-		t.Errorf("free heap still held after the release: %d bytes", free)
+	if v := free[0].Value.Uint64(); v > 4<<20 {
+		t.Errorf("free heap still held after the release: %d bytes", v)
 	}
 }
