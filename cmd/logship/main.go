@@ -39,8 +39,8 @@ type options struct {
 	memoryLimit int64
 }
 
-func parse(args []string, out io.Writer) (*options, error) {
-	o := &options{ship: logship.DefaultConfig()}
+// newFlagSet binds o to logship's flags.
+func newFlagSet(o *options) *flag.FlagSet {
 	fs := flag.NewFlagSet("logship", flag.ContinueOnError)
 	o.common.Register(fs)
 	o.ship.RegisterFlags(fs)
@@ -53,6 +53,12 @@ func parse(args []string, out io.Writer) (*options, error) {
 			"default chain and environment (AWS_REGION, AWS_ENDPOINT_URL_CLOUDWATCH_LOGS, ...).\n\nFlags:\n")
 		fs.PrintDefaults()
 	}
+	return fs
+}
+
+func parse(args []string, out io.Writer) (*options, error) {
+	o := &options{ship: logship.DefaultConfig()}
+	fs := newFlagSet(o)
 	if err := agent.ParseFlags(fs, args, out); err != nil {
 		return nil, err
 	}

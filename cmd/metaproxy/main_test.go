@@ -47,15 +47,26 @@ func TestParse(t *testing.T) {
 	}
 }
 
+// TestHelpExplainsEveryFlag: --help lists every flag the command has,
+// each with its explanation, and the command has every flag of the
+// command-line contract (DESIGN.md; kube2iam's names where they overlap).
 func TestHelpExplainsEveryFlag(t *testing.T) {
 	var out bytes.Buffer
 	if _, err := parse([]string{"--help"}, &out); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("--help: %v", err)
 	}
-	for _, name := range []string{"host-ip", "listen-addr", "metrics-addr", "host-interface", "iptables", "metadata-addr", "base-role-arn", "default-role", "namespace-restrictions", "iam-role-key", "iam-external-id-key", "session-duration", "log-level", "log-format", "kubeconfig", "node-name", "version", "uninstall"} {
-		if !strings.Contains(out.String(), name) {
-			t.Errorf("--help does not mention %s", name)
+	fs := flag.NewFlagSet("metaproxy", flag.ContinueOnError)
+	register(fs, &options{})
+	if gaps := agent.HelpGaps(fs, out.String()); len(gaps) > 0 {
+		t.Errorf("--help does not explain %v:\n%s", gaps, out.String())
+	}
+	for _, name := range []string{"host-ip", "listen-addr", "metrics-addr", "host-interface", "iptables", "metadata-addr", "base-role-arn", "default-role", "namespace-restrictions", "iam-role-key", "iam-external-id-key", "session-duration", "log-level", "log-format", "kubeconfig", "node-name", "version"} {
+		if fs.Lookup(name) == nil {
+			t.Errorf("no --%s flag", name)
 		}
+	}
+	if !strings.Contains(out.String(), "metaproxy uninstall") {
+		t.Errorf("--help does not show the uninstall subcommand:\n%s", out.String())
 	}
 }
 

@@ -63,3 +63,24 @@ func (f *Flags) RequireNodeName() error {
 	}
 	return nil
 }
+
+// HelpGaps lists the flags of fs that help (a command's --help output, as
+// flag.PrintDefaults writes it) does not list, or lists without an
+// explanation; tests of every command check theirs is empty.
+func HelpGaps(fs *flag.FlagSet, help string) []string {
+	listed := map[string]bool{}
+	for _, line := range strings.Split(help, "\n") {
+		if rest, ok := strings.CutPrefix(line, "  -"); ok {
+			name, _, _ := strings.Cut(rest, " ")
+			name, _, _ = strings.Cut(name, "\t")
+			listed[name] = true
+		}
+	}
+	var gaps []string
+	fs.VisitAll(func(f *flag.Flag) {
+		if !listed[f.Name] || strings.TrimSpace(f.Usage) == "" {
+			gaps = append(gaps, f.Name)
+		}
+	})
+	return gaps
+}

@@ -53,8 +53,8 @@ func Exec(name string, run RunFunc, args []string, stdout, stderr io.Writer) int
 }
 
 // ParseFlags parses args into fs, sending usage text to stderr-like output
-// and wrapping failures as usage errors. Positional arguments are refused
-// unless allowArgs is set.
+// and wrapping failures as usage errors. Positional arguments are left in
+// fs.Args() for the caller to accept or refuse.
 func ParseFlags(fs *flag.FlagSet, args []string, output io.Writer) error {
 	fs.SetOutput(output)
 	if err := fs.Parse(args); err != nil {

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"flag"
 	"io"
+	"slices"
 	"strings"
 	"testing"
 )
@@ -84,5 +85,20 @@ func TestParseFlagsWrapsUsageErrors(t *testing.T) {
 	}
 	if err := ParseFlags(flag.NewFlagSet("test", flag.ContinueOnError), []string{"--help"}, io.Discard); !errors.Is(err, flag.ErrHelp) {
 		t.Fatalf("ParseFlags(--help) = %v, want flag.ErrHelp", err)
+	}
+}
+
+func TestHelpGaps(t *testing.T) {
+	fs := flag.NewFlagSet("x", flag.ContinueOnError)
+	fs.String("documented", "", "what it does")
+	fs.Bool("v", false, "short boolean")
+	fs.Int("silent", 0, "")
+	var out strings.Builder
+	fs.SetOutput(&out)
+	fs.PrintDefaults()
+	fs.String("unlisted", "", "added after the help was printed")
+	got := HelpGaps(fs, out.String())
+	if want := []string{"silent", "unlisted"}; !slices.Equal(got, want) {
+		t.Fatalf("HelpGaps = %v, want %v (help:\n%s)", got, want, out.String())
 	}
 }

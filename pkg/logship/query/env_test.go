@@ -95,7 +95,10 @@ func TestHelp(t *testing.T) {
 	if code := agent.Exec("logship", runFn, []string{"--help"}, io.Discard, io.Discard); code != 0 {
 		t.Fatalf("--help exit code %d, want 0", code)
 	}
-	for _, want := range []string{"Usage: logship query", "-namespace", "-insights", "web-7f9c*"} {
+	if gaps := agent.HelpGaps(newFlagSet(&Config{}), stderr.String()); len(gaps) > 0 {
+		t.Errorf("--help does not explain %v:\n%s", gaps, stderr.String())
+	}
+	for _, want := range []string{"Usage: logship query", "web-7f9c*"} {
 		if !bytes.Contains(stderr.Bytes(), []byte(want)) {
 			t.Fatalf("--help output lacks %q:\n%s", want, stderr.String())
 		}
