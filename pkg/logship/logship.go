@@ -121,6 +121,10 @@ type target struct {
 	follower atomic.Pointer[tail.Follower]
 	drain    atomic.Bool
 	drained  chan struct{} // closed when drain is first set
+	// optedOut is closed once the pod opted out and every line read
+	// before was handed on: nothing more is read until the container
+	// goes away.
+	optedOut chan struct{}
 	// For the metrics collector: how far the file was read and how far
 	// CloudWatch accepted it. Both name the file: after a rotation the
 	// reader is in another file than the last accepted record, and
@@ -260,7 +264,7 @@ func (a *Agent) sync(ctx context.Context, wg *sync.WaitGroup, sender *ship.Sende
 			continue
 		}
 		tctx, cancel := context.WithCancel(ctx)
-		tg := &target{t: t, cancel: cancel, done: make(chan struct{}), drained: make(chan struct{})}
+		tg := &target{t: t, cancel: cancel, done: make(chan struct{}), drained: make(chan struct{}), optedOut: make(chan struct{})}
 		a.targets[key] = tg
 		wg.Add(1)
 		go func() {
@@ -352,6 +356,7 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 	}
 	if meta.Disabled {
 		logger.Info("pod opted out of log shipping", "annotation", enrich.Annotation)
+		close(tg.optedOut)
 		// Keep the target (so it is not restarted at each rescan) until
 		// its container goes away.
 		select {
@@ -388,6 +393,7 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		if err := <-streamDone; err != nil {
 			return err
 		}
+		close(tg.optedOut)
 		select {
 		case <-ctx.Done():
 		case <-tg.drained:

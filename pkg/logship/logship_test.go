@@ -316,6 +316,35 @@ func dedupe(t *testing.T, recs []shipped) []shipped {
 	return out
 }
 
+// target waits until the running agent follows the container log key.
+func (h *harness) target(key string) *target {
+	h.t.Helper()
+	deadline := time.After(time.Minute)
+	for {
+		h.agent.mu.Lock()
+		tg := h.agent.targets[key]
+		h.agent.mu.Unlock()
+		if tg != nil {
+			return tg
+		}
+		select {
+		case <-deadline:
+			h.t.Fatalf("no reader for %s", key)
+		case <-time.After(5 * time.Millisecond):
+		}
+	}
+}
+
+// optedOut waits until the reader of key stopped for its pod's opt-out.
+func (h *harness) optedOut(key string) {
+	h.t.Helper()
+	select {
+	case <-h.target(key).optedOut:
+	case <-time.After(time.Minute):
+		h.t.Fatalf("the reader of %s never stopped for the opt-out", key)
+	}
+}
+
 func TestNamespaceFilterAndOptOut(t *testing.T) {
 	h := newHarness(t)
 	h.cfg.ExcludeNamespaces = []string{"kube-system"}
@@ -330,21 +359,33 @@ func TestNamespaceFilterAndOptOut(t *testing.T) {
 	quietPath, quietStream := h.n.container("shop", "quiet-1", "uid-quiet", "app", "b2")
 	dnsPath, dnsStream := h.n.container("kube-system", "dns-1", "uid-dns", "app", "c3")
 	laterPath, laterStream := h.n.container("shop", "later-1", "uid-later", "app", "d4")
-	h.start()
+	stop := h.start()
 	for _, p := range []string{quietPath, dnsPath, laterPath} {
 		appendFile(t, p, criLine("stdout", "F", "should this ship?"))
 	}
+	appendFile(t, webPath, criLine("stdout", "F", "web line"))
 	h.records(laterStream, 1)
+	h.records(webStream, 1)
+	// The pod opted out from the start: its reader stops before reading.
+	h.optedOut(quietStream + ".log")
+	// The scan that found the others found kube-system's container too,
+	// and left it alone.
+	h.agent.mu.Lock()
+	_, dnsFollowed := h.agent.targets[dnsStream+".log"]
+	h.agent.mu.Unlock()
+	if dnsFollowed {
+		t.Error("a container of an excluded namespace is followed")
+	}
+
 	// The pod opts out while running: what follows stays on the node.
 	optOut := later.DeepCopy()
 	optOut.Annotations = map[string]string{enrich.Annotation: "false"}
 	h.meta.OnUpdate(later, optOut)
 	appendFile(t, laterPath, criLine("stdout", "F", "after opting out"))
-	appendFile(t, webPath, criLine("stdout", "F", "web line"))
-	h.records(webStream, 1)
-	// Give the opted-out reader the same chance to ship as web had.
-	appendFile(t, webPath, criLine("stdout", "F", "web line 2"))
-	h.records(webStream, 2)
+	h.optedOut(laterStream + ".log")
+	// Everything handed on was sent before the reader stopped; stopping
+	// the agent now would cut short no put that could still ship a line.
+	stop()
 	for _, s := range []string{quietStream, dnsStream} {
 		if evs := h.emu.Events(group, s); len(evs) != 0 {
 			t.Errorf("%s shipped %d events", s, len(evs))
@@ -354,5 +395,8 @@ func TestNamespaceFilterAndOptOut(t *testing.T) {
 		if strings.Contains(e.Message, "after opting out") {
 			t.Error("a line written after the pod opted out was shipped")
 		}
+	}
+	if n, _ := gauge(t, h.reg, "logship_lines_read_total", "kube-system"); n != 0 {
+		t.Errorf("read %v lines of an excluded namespace", n)
 	}
 }
