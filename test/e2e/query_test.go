@@ -330,8 +330,7 @@ func TestQueryEndToEnd(t *testing.T) {
 	})
 
 	// Through the logship binary too, inside the node namespace with the
-	// node role's credentials from the emulated IMDS, once cmd/logship
-	// dispatches the subcommand.
+	// node role's credentials from the emulated IMDS.
 	t.Run("binary", func(t *testing.T) {
 		node := b.bed.Sandbox.Node()
 		cmd := node.Command(ctx, b.bin, "query", "--cluster", "e2e", "--since", "30m", "-n", "infra")
@@ -339,9 +338,6 @@ func TestQueryEndToEnd(t *testing.T) {
 		var stdout, stderr output
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		err := cmd.Run()
-		if strings.Contains(stderr.String(), "not implemented") {
-			t.Skip("cmd/logship does not dispatch `logship query` yet")
-		}
 		var exit interface{ ExitCode() int }
 		if err != nil && !errors.As(err, &exit) {
 			t.Fatal(err)
