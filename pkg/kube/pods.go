@@ -4,8 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"sync"
-	"time"
 
 	"k8s.io/apimachinery/pkg/fields"
 	"k8s.io/apimachinery/pkg/types"
@@ -25,11 +23,6 @@ type Pods struct {
 	logger   *slog.Logger
 	nodeName string
 	informer cache.SharedIndexInformer
-
-	// changed is closed and replaced whenever a pod is added or updated,
-	// waking WaitForIP callers without polling.
-	mu      sync.Mutex
-	changed chan struct{}
 }
 
 // NewPods builds the node-scoped pod informer. It starts nothing.
@@ -50,13 +43,6 @@ func NewPods(src Source, nodeName string, logger *slog.Logger) (*Pods, error) {
 		logger:   logger.With("informer", "pods", "node", nodeName),
 		nodeName: nodeName,
 		informer: inf,
-		changed:  make(chan struct{}),
-	}
-	if _, err := inf.AddEventHandler(cache.ResourceEventHandlerFuncs{
-		AddFunc:    func(any) { p.broadcast() },
-		UpdateFunc: func(any, any) { p.broadcast() },
-	}); err != nil {
-		return nil, fmt.Errorf("adding pod event handler: %w", err)
 	}
 	return p, nil
 }
@@ -122,42 +108,6 @@ func (p *Pods) List() []*Pod {
 		}
 	}
 	return pods
-}
-
-// WaitForIP returns the pods with ip, waiting up to timeout for one to appear.
-// It is woken by informer events rather than polling, so a pod the kubelet
-// just reported is found as soon as its update reaches the cache.
-func (p *Pods) WaitForIP(ctx context.Context, ip string, timeout time.Duration) []*Pod {
-	timer := time.NewTimer(timeout)
-	defer timer.Stop()
-	for {
-		// Take the channel before looking, so an event between the lookup
-		// and the wait is not missed.
-		wake := p.changedChan()
-		if pods := p.ByIP(ip); len(pods) > 0 {
-			return pods
-		}
-		select {
-		case <-wake:
-		case <-timer.C:
-			return nil
-		case <-ctx.Done():
-			return nil
-		}
-	}
-}
-
-func (p *Pods) changedChan() <-chan struct{} {
-	p.mu.Lock()
-	defer p.mu.Unlock()
-	return p.changed
-}
-
-func (p *Pods) broadcast() {
-	p.mu.Lock()
-	close(p.changed)
-	p.changed = make(chan struct{})
-	p.mu.Unlock()
 }
 
 func (p *Pods) byIndex(index, key string) []*Pod {

@@ -4,7 +4,6 @@ import (
 	"context"
 	"log/slog"
 	"testing"
-	"time"
 
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
@@ -85,34 +84,6 @@ func TestPodsIndexes(t *testing.T) {
 	}
 	if _, ok := pods.ByUID("nope"); ok {
 		t.Fatal("ByUID(nope) found a pod")
-	}
-}
-
-func TestWaitForIPWakesOnUpdate(t *testing.T) {
-	client := fake.NewClientset(testPod("late", "uid-late", false))
-	pods := startPods(t, client)
-
-	got := make(chan []*Pod, 1)
-	go func() { got <- pods.WaitForIP(t.Context(), "10.0.0.7", time.Minute) }()
-
-	pod := testPod("late", "uid-late", false, "10.0.0.7")
-	if _, err := client.CoreV1().Pods("default").UpdateStatus(t.Context(), pod, metav1.UpdateOptions{}); err != nil {
-		t.Fatal(err)
-	}
-	if res := <-got; len(res) != 1 || res[0].Name != "late" {
-		t.Fatalf("WaitForIP = %v, want pod late", res)
-	}
-}
-
-func TestWaitForIPGivesUp(t *testing.T) {
-	pods := startPods(t, fake.NewClientset())
-	if res := pods.WaitForIP(t.Context(), "10.0.0.8", 10*time.Millisecond); res != nil {
-		t.Fatalf("WaitForIP for an IP no pod has = %v, want nil", res)
-	}
-	ctx, cancel := context.WithCancel(t.Context())
-	cancel()
-	if res := pods.WaitForIP(ctx, "10.0.0.8", time.Hour); res != nil {
-		t.Fatalf("WaitForIP with a cancelled context = %v, want nil", res)
 	}
 }
 

@@ -13,6 +13,7 @@
 package logship
 
 import (
+	"bytes"
 	"context"
 	"encoding/json"
 	"errors"
@@ -654,7 +655,7 @@ func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *u
 func (r *reader) scan(ctx context.Context, c tail.Chunk) (int, error) {
 	data, off, n := c.Data, c.Start, 0
 	for len(data) > 0 {
-		i := indexNewline(data)
+		i := bytes.IndexByte(data, '\n')
 		l, next := data, len(data)
 		if i >= 0 {
 			l, next = data[:i], i+1

@@ -57,8 +57,9 @@ func TestTestBed(t *testing.T) {
 		if err := pods.WaitForSync(ictx); err != nil {
 			t.Fatal(err)
 		}
+		// Both pods were running before the informer listed them.
 		for _, p := range []*testbed.Pod{web, worker} {
-			got := pods.WaitForIP(ictx, p.Net.IP().String(), 10*time.Second)
+			got := pods.ByIP(p.Net.IP().String())
 			if len(got) != 1 || got[0].Name != p.API.Name || got[0].UID != p.API.UID {
 				t.Errorf("pods with IP %s = %v, want %s", p.Net.IP(), got, p.API.Name)
 			}

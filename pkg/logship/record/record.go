@@ -65,34 +65,6 @@ func (e *Encoder) budget(timeLen int) int {
 	return e.maxBytes - len(headLog) - len(headStream) - len("stdout") - len(headTime) - timeLen - 1 - len(e.suffix)
 }
 
-// Append appends one or more records holding msg to dst and calls emit with
-// each record's bounds in dst ([start, end)); a msg too long for one record
-// is split on UTF-8 boundaries into ordered records. stream is "stdout" or
-// "stderr"; timeRaw is the RFC 3339 timestamp to show (formatted from now
-// when empty).
-func (e *Encoder) Append(dst []byte, msg []byte, stream string, timeRaw []byte, now func() time.Time, emit func(start, end int)) []byte {
-	var tbuf [40]byte
-	if len(timeRaw) == 0 || len(timeRaw) > len(tbuf) {
-		timeRaw = now().UTC().AppendFormat(tbuf[:0], time.RFC3339Nano)
-	}
-	budget := e.budget(len(timeRaw))
-	for first := true; first || len(msg) > 0; first = false {
-		start := len(dst)
-		dst = append(dst, headLog...)
-		var n int
-		dst, n = AppendEscaped(dst, msg, budget)
-		msg = msg[n:]
-		dst = append(dst, headStream...)
-		dst = append(dst, stream...)
-		dst = append(dst, headTime...)
-		dst = append(dst, timeRaw...)
-		dst = append(dst, '"')
-		dst = append(dst, e.suffix...)
-		emit(start, len(dst))
-	}
-	return dst
-}
-
 // safe marks bytes copied as they are inside a JSON string.
 var safe = func() (t [256]bool) {
 	for c := 0x20; c < utf8.RuneSelf; c++ {

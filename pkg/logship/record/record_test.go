@@ -30,7 +30,7 @@ func encodeAll(t *testing.T, max int, msg []byte, timeRaw string) []decoded {
 	type span struct{ s, e int }
 	var spans []span
 	now := func() time.Time { return time.Date(2026, 11, 21, 10, 0, 0, 5, time.UTC) }
-	buf := e.Append([]byte("junk-before"), msg, "stderr", []byte(timeRaw), now, func(s, en int) { spans = append(spans, span{s, en}) })
+	buf := e.appendRecords([]byte("junk-before"), msg, "stderr", []byte(timeRaw), now, func(s, en int) { spans = append(spans, span{s, en}) })
 	var recs []decoded
 	for _, sp := range spans {
 		rec := buf[sp.s:sp.e]
@@ -139,19 +139,33 @@ func FuzzAppendEscaped(f *testing.F) {
 	})
 }
 
-func BenchmarkAppend(b *testing.B) {
-	e, err := New(meta, 1<<20)
-	if err != nil {
-		b.Fatal(err)
+// appendRecords is the plain form of AppendWire, the tests' reference: it
+// appends one or more records holding msg to dst and calls emit with each
+// record's bounds in dst ([start, end)); a msg too long for one record is
+// split on UTF-8 boundaries into ordered records. stream is "stdout" or
+// "stderr"; timeRaw is the RFC 3339 timestamp to show (formatted from now
+// when empty).
+func (e *Encoder) appendRecords(dst []byte, msg []byte, stream string, timeRaw []byte, now func() time.Time, emit func(start, end int)) []byte {
+	var tbuf [40]byte
+	if len(timeRaw) == 0 || len(timeRaw) > len(tbuf) {
+		timeRaw = now().UTC().AppendFormat(tbuf[:0], time.RFC3339Nano)
 	}
-	msg := []byte(strings.Repeat("x", 70))
-	ts := []byte("2026-11-21T10:00:00.123456789Z")
-	buf := make([]byte, 0, 1<<20)
-	b.SetBytes(int64(len(msg)))
-	b.ReportAllocs()
-	for b.Loop() {
-		buf = e.Append(buf[:0], msg, "stdout", ts, time.Now, func(int, int) {})
+	budget := e.budget(len(timeRaw))
+	for first := true; first || len(msg) > 0; first = false {
+		start := len(dst)
+		dst = append(dst, headLog...)
+		var n int
+		dst, n = AppendEscaped(dst, msg, budget)
+		msg = msg[n:]
+		dst = append(dst, headStream...)
+		dst = append(dst, stream...)
+		dst = append(dst, headTime...)
+		dst = append(dst, timeRaw...)
+		dst = append(dst, '"')
+		dst = append(dst, e.suffix...)
+		emit(start, len(dst))
 	}
+	return dst
 }
 
 // replaceInvalid replaces each invalid byte (not each run) with U+FFFD.

@@ -37,14 +37,16 @@ func newWire(suffix []byte) wire {
 // shares: the closing quote of its time and the "kubernetes" object.
 func (e *Encoder) WireTail() []byte { return e.wire.tail }
 
-// AppendWire is Append for the request body: it appends each record as it
-// appears between the quotes of a JSON string (the record JSON-escaped),
-// except for WireTail, which every record continues with and which the
-// caller keeps once rather than per record. It calls emit with the bounds
-// of what it wrote in dst and the size of the whole record as CloudWatch
-// counts it (the UTF-8 bytes of the record itself, tail included, which is
-// what the limits are about). Each record followed by WireTail is exactly
-// one of Append's, split at the same places.
+// AppendWire appends one or more records holding msg to dst, as each
+// appears between the quotes of a JSON string in the request body (the
+// record JSON-escaped), except for WireTail, which every record continues
+// with and which the caller keeps once rather than per record; a msg too
+// long for one record (maxBytes) is split on UTF-8 boundaries into ordered
+// records. stream is "stdout" or "stderr"; timeRaw is the RFC 3339
+// timestamp to show (formatted from now when empty). It calls emit with
+// the bounds of what it wrote in dst and the size of the whole record as
+// CloudWatch counts it (the UTF-8 bytes of the record itself, tail
+// included, which is what the limits are about).
 func (e *Encoder) AppendWire(dst []byte, msg []byte, stream string, timeRaw []byte, now func() time.Time, emit func(start, end, size int)) []byte {
 	var tbuf [40]byte
 	if len(timeRaw) == 0 || len(timeRaw) > len(tbuf) {
@@ -68,8 +70,8 @@ func (e *Encoder) AppendWire(dst []byte, msg []byte, stream string, timeRaw []by
 			dst = append(dst, e.wire.headTime...)
 			dst = append(dst, timeRaw...)
 		} else {
-			// Append escapes neither; keep the same record, escaped for
-			// the body.
+			// The record holds them unescaped, as given; the body holds
+			// that record escaped.
 			dst = appendBody(dst, []byte(stream))
 			dst = append(dst, e.wire.headTime...)
 			dst = appendBody(dst, timeRaw)

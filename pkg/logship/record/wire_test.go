@@ -9,7 +9,7 @@ import (
 	"time"
 )
 
-// checkWire encodes msg with Append and AppendWire and checks that the wire
+// checkWire encodes msg with appendRecords and AppendWire and checks that the wire
 // form, unescaped, is the very same records, with the sizes CloudWatch
 // counts.
 func checkWire(t *testing.T, max int, msg []byte, stream, timeRaw string) int {
@@ -21,7 +21,7 @@ func checkWire(t *testing.T, max int, msg []byte, stream, timeRaw string) int {
 	now := func() time.Time { return time.Date(2026, 11, 21, 10, 0, 0, 5, time.UTC) }
 	var recs [][]byte
 	var spans [][2]int
-	buf := e.Append([]byte("x"), msg, stream, []byte(timeRaw), now, func(s, en int) { spans = append(spans, [2]int{s, en}) })
+	buf := e.appendRecords([]byte("x"), msg, stream, []byte(timeRaw), now, func(s, en int) { spans = append(spans, [2]int{s, en}) })
 	for _, sp := range spans {
 		recs = append(recs, buf[sp[0]:sp[1]])
 	}
