@@ -54,6 +54,11 @@ check:
 	if [ -n "$$bad" ]; then echo "gofmt needed on:"; echo "$$bad"; exit 1; fi
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
+	@# SREs run `logship query` on their laptops: cmd/logship builds there.
+	@for t in darwin/arm64 darwin/amd64 windows/amd64; do \
+	  echo "go build ./cmd/logship for $$t"; \
+	  GOOS=$${t%/*} GOARCH=$${t#*/} CGO_ENABLED=0 $(GO) build -o /dev/null ./cmd/logship; \
+	done
 
 unit: kube node-exporter
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) $(GO) test -race -timeout 20m ./...

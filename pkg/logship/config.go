@@ -9,6 +9,7 @@ import (
 	"time"
 
 	"github.com/nodekit/nodekit/pkg/logship/batch"
+	"github.com/nodekit/nodekit/pkg/logship/naming"
 	"github.com/nodekit/nodekit/pkg/logship/tail"
 )
 
@@ -47,8 +48,8 @@ func DefaultConfig() Config {
 	return Config{
 		ContainersDir: "/var/log/containers",
 		StateDir:      "/var/lib/logship",
-		LogGroup:      "/aws/containerinsights/{cluster}/application",
-		LogStream:     "{pod}_{namespace}_{container}-{container_id}",
+		LogGroup:      naming.DefaultGroup,
+		LogStream:     naming.DefaultStream,
 		MultilineWait: 2 * time.Second,
 		BatchWait:     time.Second,
 		MaxBuffer:     4 << 20,

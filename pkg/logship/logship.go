@@ -20,7 +20,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -30,6 +29,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
 	"github.com/nodekit/nodekit/pkg/logship/discover"
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
+	"github.com/nodekit/nodekit/pkg/logship/naming"
 	"github.com/nodekit/nodekit/pkg/logship/parse"
 	"github.com/nodekit/nodekit/pkg/logship/record"
 	"github.com/nodekit/nodekit/pkg/logship/ship"
@@ -292,13 +292,11 @@ func (a *Agent) wanted(ns string) bool {
 	return len(a.include) == 0 || a.include[ns]
 }
 
-var nameCleaner = strings.NewReplacer(":", "_", "*", "_")
-
-func (a *Agent) expand(tmpl string, t discover.Target) string {
-	return strings.NewReplacer(
-		"{cluster}", a.cfg.ClusterName, "{node}", a.cfg.NodeName, "{namespace}", t.Namespace,
-		"{pod}", t.Pod, "{container}", t.Container, "{container_id}", t.ContainerID,
-	).Replace(tmpl)
+// names fills the group and stream templates for t.
+func (a *Agent) names(t discover.Target) (group, stream string) {
+	v := naming.Values{Cluster: a.cfg.ClusterName, Node: a.cfg.NodeName, Namespace: t.Namespace,
+		Pod: t.Pod, Container: t.Container, ContainerID: t.ContainerID}
+	return naming.Group(a.cfg.LogGroup, v), naming.Stream(a.cfg.LogStream, v)
 }
 
 // errOptedOut stops a reader whose pod was annotated not to ship.
@@ -371,7 +369,7 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		defer a.meta.Release(meta.UID)
 	}
 
-	group, name := a.expand(a.cfg.LogGroup, t), nameCleaner.Replace(a.expand(a.cfg.LogStream, t))
+	group, name := a.names(t)
 	stream := sender.NewStream(group, name, t.Key(), t.Namespace, func(pos checkpoint.Position, ts int64) {
 		tg.acked.Store(&ackedPos{filePos: filePos{id: pos.ID, offset: pos.Offset}, ts: ts})
 		a.markReady()

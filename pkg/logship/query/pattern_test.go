@@ -4,7 +4,7 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/nodekit/nodekit/pkg/logship"
+	"github.com/nodekit/nodekit/pkg/logship/naming"
 )
 
 func TestFilterPattern(t *testing.T) {
@@ -65,7 +65,7 @@ func TestSelectionValidate(t *testing.T) {
 
 func TestStreamPrefix(t *testing.T) {
 	t.Parallel()
-	tmpl := logship.DefaultConfig().LogStream
+	tmpl := naming.DefaultStream
 	tests := []struct {
 		name string
 		tmpl string
@@ -98,7 +98,7 @@ func TestExpandGroup(t *testing.T) {
 		vals       map[string]string
 		want, err  string
 	}{
-		{"default", logship.DefaultConfig().LogGroup, map[string]string{"{cluster}": "prod"}, "/aws/containerinsights/prod/application", ""},
+		{"default", naming.DefaultGroup, map[string]string{"{cluster}": "prod"}, "/aws/containerinsights/prod/application", ""},
 		{"plain", "/my/group", nil, "/my/group", ""},
 		{"per_namespace", "/k8s/{cluster}/{namespace}", map[string]string{"{cluster}": "c", "{namespace}": "shop"}, "/k8s/c/shop", ""},
 		{"missing", "/k8s/{cluster}/{namespace}", map[string]string{"{cluster}": "c"}, "", "needs {namespace}"},

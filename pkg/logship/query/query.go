@@ -38,7 +38,7 @@ import (
 
 	"github.com/nodekit/nodekit/pkg/agent"
 	"github.com/nodekit/nodekit/pkg/awscfg"
-	"github.com/nodekit/nodekit/pkg/logship"
+	"github.com/nodekit/nodekit/pkg/logship/naming"
 )
 
 // Config is the parsed command line.
@@ -129,10 +129,9 @@ Flags:
 
 func newFlagSet(c *Config) *flag.FlagSet {
 	fs := flag.NewFlagSet("logship query", flag.ContinueOnError)
-	defaults := logship.DefaultConfig()
-	fs.StringVar(&c.Cluster, "cluster", "", "cluster name: the log group is the shipper's "+defaults.LogGroup)
+	fs.StringVar(&c.Cluster, "cluster", "", "cluster name: the log group is the shipper's "+naming.DefaultGroup)
 	fs.StringVar(&c.LogGroup, "log-group", "", "log group name (or a template over {cluster} and {namespace}); overrides --cluster's default")
-	fs.StringVar(&c.LogStream, "log-stream", defaults.LogStream, "the shipper's --log-stream template, used to narrow the search by stream-name prefix")
+	fs.StringVar(&c.LogStream, "log-stream", naming.DefaultStream, "the shipper's --log-stream template, used to narrow the search by stream-name prefix")
 	for _, name := range []string{"n", "namespace"} {
 		fs.StringVar(&c.Selection.Namespace, name, "", "namespace of the pods")
 	}
@@ -268,7 +267,7 @@ func execute(ctx context.Context, c *Config, stdout, stderr io.Writer, d deps) e
 		"{pod}": c.Selection.Pod, "{container}": c.Selection.Container}
 	groupTmpl := c.LogGroup
 	if groupTmpl == "" {
-		groupTmpl = logship.DefaultConfig().LogGroup
+		groupTmpl = naming.DefaultGroup
 	}
 	groupVals := maps.Clone(vals)
 	if strings.Contains(c.Selection.Pod, "*") {
