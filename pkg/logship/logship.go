@@ -1,11 +1,20 @@
 // Package logship ships the node's container logs to CloudWatch Logs.
 //
-// It wires the stages, each its own package: discover finds the kubelet's
-// log symlinks, tail follows each file across rotations, parse turns lines
-// into entries (CRI or docker json-file, fragments joined, optional
-// multiline), enrich supplies pod metadata, record encodes fluent-bit
-// shaped JSON, batch keeps CloudWatch's limits, ship sends and retries,
-// and checkpoint remembers what CloudWatch accepted.
+// It wires the stages, each its own package, each depending only on
+// stages before it, and each owning the type it hands on:
+//
+//	discover    finds the kubelet's log symlinks               -> discover.Target
+//	tail        follows each file across rotations             -> tail.Chunk (lines, filepos.Identity, offsets)
+//	parse       CRI or docker json-file lines, fragments
+//	            joined, optional multiline                     -> parse.Entry
+//	record      fluent-bit shaped JSON, in wire form           -> record.Chunk
+//	batch       CloudWatch's limits                            -> batch.Batch
+//	ship        sends, retries, reports what was accepted      -> filepos.Position per stream
+//	checkpoint  remembers it across restarts
+//
+// filepos (a file's identity and a position in it) is the vocabulary the
+// stages share; enrich supplies pod metadata beside them; naming fills the
+// group and stream templates.
 //
 // Per container there are two goroutines: a reader (tail, parse, encode)
 // and the stream's sender; the reader blocks when the sender's queue or the
@@ -29,6 +38,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
 	"github.com/nodekit/nodekit/pkg/logship/discover"
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
+	"github.com/nodekit/nodekit/pkg/logship/filepos"
 	"github.com/nodekit/nodekit/pkg/logship/naming"
 	"github.com/nodekit/nodekit/pkg/logship/parse"
 	"github.com/nodekit/nodekit/pkg/logship/record"
@@ -136,7 +146,7 @@ type target struct {
 
 // filePos is a position in one file.
 type filePos struct {
-	id     tail.Identity
+	id     filepos.Identity
 	offset int64
 }
 
@@ -315,9 +325,9 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 	logger := a.logger.With("namespace", t.Namespace, "pod", t.Pod, "container", t.Container)
 	// Open the file first: a rotation while we wait for metadata must
 	// not skip the lines of the file as it is now.
-	var from *tail.Position
+	var from *filepos.Position
 	if pos, ok := store.Get(t.Key()); ok {
-		from = &tail.Position{Path: pos.Path, ID: pos.ID, Offset: pos.Offset}
+		from = &pos
 	}
 	fl, err := tail.Open(t.Path, from, a.cfg.Tail, logger)
 	if err != nil {
@@ -370,7 +380,7 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 	}
 
 	group, name := a.names(t)
-	stream := sender.NewStream(group, name, t.Key(), t.Namespace, func(pos checkpoint.Position, ts int64) {
+	stream := sender.NewStream(group, name, t.Key(), t.Namespace, func(pos filepos.Position, ts int64) {
 		tg.acked.Store(&ackedPos{filePos: filePos{id: pos.ID, offset: pos.Offset}, ts: ts})
 		a.markReady()
 	})
@@ -448,9 +458,9 @@ type reader struct {
 	ml     *parse.Multiline
 
 	// The chunk being filled for the stream, and the file it comes from.
-	out     *ship.Chunk
+	out     *record.Chunk
 	curPath string
-	curID   tail.Identity
+	curID   filepos.Identity
 	lines   prometheus.Counter
 	bytes   prometheus.Counter
 }
@@ -507,7 +517,7 @@ func (r *reader) entry(e parse.Entry) {
 	// Records go in their wire form (escaped for the request body), so
 	// the sender reads bodies from the chunks as they are.
 	r.out.Buf = r.enc.AppendWire(r.out.Buf, e.Log, e.Stream.String(), e.TimeRaw, r.a.now, func(start, end, size int) {
-		r.out.Events = append(r.out.Events, ship.Event{Timestamp: ts, Start: start, End: end, Size: size, Pos: e.Pos})
+		r.out.Events = append(r.out.Events, record.Event{Timestamp: ts, Start: start, End: end, Size: size, Pos: e.Pos})
 	})
 }
 

@@ -25,6 +25,7 @@ import (
 
 	"github.com/nodekit/nodekit/pkg/agent"
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
+	"github.com/nodekit/nodekit/pkg/logship/filepos"
 	"github.com/nodekit/nodekit/test/kubeapi"
 	"github.com/nodekit/nodekit/test/testbed"
 )
@@ -397,7 +398,7 @@ func checkpointCPU(ctx context.Context, dir string, n int) (time.Duration, error
 		return 0, err
 	}
 	for i := range n {
-		pos := checkpoint.Position{Path: "/var/log/pods/bench_web-0_uid/app/0.log", Offset: int64(i) << 20}
+		pos := filepos.Position{Path: "/var/log/pods/bench_web-0_uid/app/0.log", Offset: int64(i) << 20}
 		if err := store.Commit(ctx, fmt.Sprintf("stream-%d", i%4), pos); err != nil {
 			return 0, err
 		}

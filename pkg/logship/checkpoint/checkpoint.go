@@ -21,22 +21,15 @@ import (
 	"path/filepath"
 	"sync"
 
-	"github.com/nodekit/nodekit/pkg/logship/tail"
+	"github.com/nodekit/nodekit/pkg/logship/filepos"
 )
 
 // FileName is the state file inside the state directory.
 const FileName = "positions.json"
 
-// Position says how far a stream's current file was shipped.
-type Position struct {
-	Path   string        `json:"path"`
-	ID     tail.Identity `json:"id"`
-	Offset int64         `json:"offset"`
-}
-
 type state struct {
-	Version   int                 `json:"version"`
-	Positions map[string]Position `json:"positions"`
+	Version   int                         `json:"version"`
+	Positions map[string]filepos.Position `json:"positions"`
 	// Meta is what the caller keeps beside a key's position: logship
 	// keeps the pod's metadata, so that after a restart the lines of a
 	// pod deleted meanwhile still carry its labels.
@@ -50,7 +43,7 @@ type Store struct {
 	logger *slog.Logger
 
 	mu        sync.Mutex
-	positions map[string]Position
+	positions map[string]filepos.Position
 	meta      map[string]json.RawMessage
 	gen       uint64 // bumped by every change
 	written   uint64 // last generation on disk
@@ -75,7 +68,7 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	s := &Store{
 		path:      filepath.Join(dir, FileName),
 		logger:    logger,
-		positions: map[string]Position{},
+		positions: map[string]filepos.Position{},
 		meta:      map[string]json.RawMessage{},
 		done:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
@@ -107,7 +100,7 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 }
 
 // Get returns the position saved for key.
-func (s *Store) Get(key string) (Position, bool) {
+func (s *Store) Get(key string) (filepos.Position, bool) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	p, ok := s.positions[key]
@@ -158,7 +151,7 @@ func (s *Store) SetMeta(key string, meta json.RawMessage) {
 
 // Commit saves pos for key and waits until it is on disk (or ctx ends, or
 // the store stops). Run must be running.
-func (s *Store) Commit(ctx context.Context, key string, pos Position) error {
+func (s *Store) Commit(ctx context.Context, key string, pos filepos.Position) error {
 	return s.change(ctx, func() { s.positions[key] = pos })
 }
 

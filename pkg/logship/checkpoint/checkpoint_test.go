@@ -14,7 +14,7 @@ import (
 	"sync"
 	"testing"
 
-	"github.com/nodekit/nodekit/pkg/logship/tail"
+	"github.com/nodekit/nodekit/pkg/logship/filepos"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -39,7 +39,7 @@ func TestCommitRoundTrip(t *testing.T) {
 		t.Fatal(err)
 	}
 	run(t, s)
-	pos := Position{Path: "/var/log/pods/a/0.log", ID: tail.Identity{Dev: 1, Ino: 2, FPLen: 3, FP: 4}, Offset: 99}
+	pos := filepos.Position{Path: "/var/log/pods/a/0.log", ID: filepos.Identity{Dev: 1, Ino: 2, FPLen: 3, FP: 4}, Offset: 99}
 	if err := s.Commit(context.Background(), "a", pos); err != nil {
 		t.Fatal(err)
 	}
@@ -70,7 +70,7 @@ func TestCommitWaitsForRun(t *testing.T) {
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	if err := s.Commit(ctx, "a", Position{Offset: 1}); err == nil {
+	if err := s.Commit(ctx, "a", filepos.Position{Offset: 1}); err == nil {
 		t.Fatal("commit returned without a writer running")
 	}
 }
@@ -86,7 +86,7 @@ func TestConcurrentCommits(t *testing.T) {
 	for w := range 8 {
 		wg.Go(func() {
 			for i := range 50 {
-				if err := s.Commit(context.Background(), fmt.Sprint("k", w), Position{Offset: int64(i)}); err != nil {
+				if err := s.Commit(context.Background(), fmt.Sprint("k", w), filepos.Position{Offset: int64(i)}); err != nil {
 					t.Error(err)
 				}
 			}
@@ -177,7 +177,7 @@ func helper() {
 	}
 	go s.Run(context.Background()) //nolint: killed with the process
 	for i := int64(1); ; i++ {
-		if err := s.Commit(context.Background(), "stream", Position{Path: "p", Offset: i}); err != nil {
+		if err := s.Commit(context.Background(), "stream", filepos.Position{Path: "p", Offset: i}); err != nil {
 			panic(err)
 		}
 		fmt.Println(i)
@@ -200,7 +200,7 @@ func BenchmarkCommit(b *testing.B) {
 			b.Error(err)
 		}
 	}()
-	pos := Position{Path: "/var/log/pods/shop_web-1_0b5e7f0e-8f0a-4f7e-9a57-2f5b2c1f8c11/app/0.log", ID: tail.Identity{Dev: 1, Ino: 2, FPLen: 3, FP: 4}}
+	pos := filepos.Position{Path: "/var/log/pods/shop_web-1_0b5e7f0e-8f0a-4f7e-9a57-2f5b2c1f8c11/app/0.log", ID: filepos.Identity{Dev: 1, Ino: 2, FPLen: 3, FP: 4}}
 	for i := range 50 {
 		if err := s.Commit(ctx, fmt.Sprintf("shop_web-%d_app", i), pos); err != nil {
 			b.Fatal(err)
@@ -229,7 +229,7 @@ func TestMetaRoundTrip(t *testing.T) {
 	s.SetMeta("a", meta)
 	s.SetMeta("b", []byte(`{"uid":"u2"}`))
 	s.SetMeta("c", []byte(`{"uid":"u3"}`))
-	pos := Position{Path: "/var/log/pods/a/0.log", Offset: 7}
+	pos := filepos.Position{Path: "/var/log/pods/a/0.log", Offset: 7}
 	// Commit waits for a write made after SetMeta: the metadata is in it.
 	if err := s.Commit(context.Background(), "a", pos); err != nil {
 		t.Fatal(err)

@@ -15,6 +15,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodekit/nodekit/test/awsemu"
+
+	"github.com/nodekit/nodekit/pkg/logship/record"
 )
 
 // TestClientDeliversWhateverTheCallerOptions: the Sender writes the events
@@ -57,7 +59,7 @@ func TestClientDeliversWhateverTheCallerOptions(t *testing.T) {
 }
 
 // recent dates c's events now, so that CloudWatch keeps them.
-func recent(c *Chunk) *Chunk {
+func recent(c *record.Chunk) *record.Chunk {
 	now := time.Now().UnixMilli()
 	for i := range c.Events {
 		c.Events[i].Timestamp = now

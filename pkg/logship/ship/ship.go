@@ -36,38 +36,19 @@ import (
 
 	"github.com/nodekit/nodekit/pkg/awscfg"
 	"github.com/nodekit/nodekit/pkg/logship/batch"
-	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
-	"github.com/nodekit/nodekit/pkg/logship/tail"
+	"github.com/nodekit/nodekit/pkg/logship/filepos"
+	"github.com/nodekit/nodekit/pkg/logship/record"
 )
 
-// Committer saves a stream's position; *checkpoint.Store implements it.
+// Committer saves how far a stream's records were accepted; logship's
+// checkpoint store implements it.
 type Committer interface {
-	Commit(ctx context.Context, key string, pos checkpoint.Position) error
+	Commit(ctx context.Context, key string, pos filepos.Position) error
 }
 
-// Event is one record in a Chunk: Buf[Start:End], at Timestamp (Unix ms),
-// after which the file may be resumed from Pos. Size is the record's size
-// as CloudWatch counts it (its UTF-8 bytes).
-type Event struct {
-	Timestamp  int64
-	Start, End int
-	Size       int
-	Pos        int64
-}
-
-// Chunk is a run of records from one file, each in its wire form: JSON-
-// escaped, as it appears between the quotes of a PutLogEvents event's
-// "message" (record.Encoder.AppendWire writes that), so request bodies are
-// read from the chunks as they are. Every record of the chunk ends with
-// Tail, which the chunk holds once: Buf[Start:End] followed by Tail is the
-// event's message. Buf and Tail must not be written once the Chunk is
-// handed to a Sender.
-type Chunk struct {
-	Path   string
-	ID     tail.Identity
-	Buf    []byte
-	Tail   []byte
-	Events []Event
+// queued is a Chunk in the Sender's hands.
+type queued struct {
+	c *record.Chunk
 	// weight is what the chunk holds of the Sender's memory budget.
 	weight int64
 	// added counts events taken into batches (owned by the stream's Run).
@@ -194,7 +175,7 @@ func (s *Sender) starve() {
 // spare is a sent chunk's storage, kept for the next chunk.
 type spare struct {
 	buf    []byte
-	events []Event
+	events []record.Event
 }
 
 // maxSpareBuf is the largest chunk buffer kept for reuse; a rare huge
@@ -203,9 +184,9 @@ const maxSpareBuf = 1 << 20
 
 // NewChunk returns an empty Chunk of the file path (id) with at least n
 // bytes of buffer, reusing the storage of chunks already sent.
-func (st *Stream) NewChunk(path string, id tail.Identity, n int) *Chunk {
+func (st *Stream) NewChunk(path string, id filepos.Identity, n int) *record.Chunk {
 	st.s.touch()
-	c := &Chunk{Path: path, ID: id}
+	c := &record.Chunk{Path: path, ID: id}
 	select {
 	case sp := <-st.s.spares:
 		c.Buf, c.Events = sp.buf[:0], sp.events[:0]
@@ -245,9 +226,9 @@ type Stream struct {
 	name      string
 	key       string // checkpoint key
 	namespace string
-	in        chan *Chunk
+	in        chan *queued
 	logger    *slog.Logger
-	acked     func(pos checkpoint.Position, lastTimestamp int64)
+	acked     func(pos filepos.Position, lastTimestamp int64)
 	// stalled says the stream is in the Sender's stalls; seen that this
 	// process created it or put to it. Both owned by Run.
 	stalled, seen bool
@@ -255,21 +236,22 @@ type Stream struct {
 
 // NewStream returns a stream; Run it, Send to it, then Close it.
 // acked, if not nil, is called after every accepted batch.
-func (s *Sender) NewStream(group, name, key, namespace string, acked func(checkpoint.Position, int64)) *Stream {
+func (s *Sender) NewStream(group, name, key, namespace string, acked func(filepos.Position, int64)) *Stream {
 	return &Stream{
 		s: s, group: group, name: name, key: key, namespace: namespace,
-		in: make(chan *Chunk, 4), acked: acked,
+		in: make(chan *queued, 4), acked: acked,
 		logger: s.logger.With("log_group", group, "log_stream", name),
 	}
 }
 
 // Send hands c to the stream, blocking while the memory budget is spent or
 // the stream's queue is full (that is how a reader pauses).
-func (st *Stream) Send(ctx context.Context, c *Chunk) error {
-	if len(c.Events) == 0 {
+func (st *Stream) Send(ctx context.Context, rc *record.Chunk) error {
+	if len(rc.Events) == 0 {
 		return nil
 	}
-	c.weight = int64(cap(c.Buf)) + int64(cap(c.Events))*int64(unsafe.Sizeof(Event{}))
+	c := &queued{c: rc}
+	c.weight = int64(cap(rc.Buf)) + int64(cap(rc.Events))*int64(unsafe.Sizeof(record.Event{}))
 	c.weight = min(c.weight, st.s.cfg.MaxBufferBytes)
 	if !st.s.budget.TryAcquire(c.weight) {
 		// Count ourselves as waiting before waking the streams, so that
@@ -295,11 +277,12 @@ func (st *Stream) Send(ctx context.Context, c *Chunk) error {
 // Close ends the input; Run sends what is left and returns.
 func (st *Stream) Close() { close(st.in) }
 
-func (s *Sender) release(c *Chunk) {
-	s.budget.Release(c.weight)
-	s.metrics.buffered.Sub(float64(c.weight))
+func (s *Sender) release(q *queued) {
+	s.budget.Release(q.weight)
+	s.metrics.buffered.Sub(float64(q.weight))
 	// Nothing refers to the buffer any more: its events were sent (or the
 	// stream stopped) and the SDK call that saw it as strings returned.
+	c := q.c
 	if c.Buf != nil && cap(c.Buf) <= maxSpareBuf {
 		select {
 		case s.spares <- spare{buf: c.Buf[:0], events: c.Events[:0]}:
@@ -313,9 +296,9 @@ func (s *Sender) release(c *Chunk) {
 type pending struct {
 	b      batch.Batch
 	tails  []tailRun // which Tail each event of b ends with
-	chunks []*Chunk  // chunks with events not yet accepted, in order
-	last   *Chunk    // chunk of the last event in b
-	lastEv Event
+	chunks []*queued // chunks with events not yet accepted, in order
+	last   *queued   // chunk of the last event in b
+	lastEv record.Event
 	born   time.Time
 }
 
@@ -403,8 +386,9 @@ func (st *Stream) idle(p *pending) bool {
 	return p.b.Events == nil && len(p.chunks) == 0 && st.s.trimmed.Load()
 }
 
-func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
-	p.chunks = append(p.chunks, c)
+func (st *Stream) add(ctx context.Context, p *pending, q *queued) {
+	p.chunks = append(p.chunks, q)
+	c := q.c
 	for i, ev := range c.Events {
 		e := batch.Event{Timestamp: ev.Timestamp, Message: c.Buf[ev.Start:ev.End], Size: ev.Size}
 		if !p.b.Fits(e) {
@@ -413,7 +397,7 @@ func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 				return
 			}
 		}
-		c.added++
+		q.added++
 		if p.b.Len() == 0 {
 			p.born = time.Now()
 		}
@@ -427,7 +411,7 @@ func (st *Stream) add(ctx context.Context, p *pending, c *Chunk) {
 		if n := len(p.tails); n == 0 || unsafe.SliceData(p.tails[n-1].tail) != unsafe.SliceData(c.Tail) {
 			p.tails = append(p.tails, tailRun{from: p.b.Len() - 1, tail: c.Tail})
 		}
-		p.last, p.lastEv = c, c.Events[i]
+		p.last, p.lastEv = q, c.Events[i]
 	}
 	if p.b.Bytes() >= batch.MaxBytes-4096 || p.b.Len() >= batch.MaxEvents {
 		st.flush(ctx, p)
@@ -441,7 +425,7 @@ func (st *Stream) flush(ctx context.Context, p *pending) {
 	if !st.s.put(ctx, st, &p.b, p.tails) {
 		return
 	}
-	pos := checkpoint.Position{Path: p.last.Path, ID: p.last.ID, Offset: p.lastEv.Pos}
+	pos := filepos.Position{Path: p.last.c.Path, ID: p.last.c.ID, Offset: p.lastEv.Pos}
 	if st.s.commit != nil {
 		if err := st.s.commit.Commit(ctx, st.key, pos); err != nil && ctx.Err() == nil {
 			st.logger.Warn("saving checkpoint failed; a restart may repeat lines", "err", err)
@@ -451,11 +435,11 @@ func (st *Stream) flush(ctx context.Context, p *pending) {
 		st.acked(pos, p.lastEv.Timestamp)
 	}
 	kept := p.chunks[:0]
-	for _, c := range p.chunks {
-		if c.added == len(c.Events) {
-			st.s.release(c)
+	for _, q := range p.chunks {
+		if q.added == len(q.c.Events) {
+			st.s.release(q)
 		} else {
-			kept = append(kept, c)
+			kept = append(kept, q)
 		}
 	}
 	clear(p.chunks[len(kept):])

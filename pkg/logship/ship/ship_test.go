@@ -30,28 +30,27 @@ import (
 	"github.com/prometheus/client_golang/prometheus/testutil"
 
 	"github.com/nodekit/nodekit/pkg/logship/batch"
-	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
+	"github.com/nodekit/nodekit/pkg/logship/filepos"
 	"github.com/nodekit/nodekit/pkg/logship/record"
-	"github.com/nodekit/nodekit/pkg/logship/tail"
 )
 
 type commits struct {
 	mu  sync.Mutex
-	pos []checkpoint.Position
+	pos []filepos.Position
 }
 
-func (c *commits) Commit(_ context.Context, _ string, p checkpoint.Position) error {
+func (c *commits) Commit(_ context.Context, _ string, p filepos.Position) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.pos = append(c.pos, p)
 	return nil
 }
 
-func (c *commits) last() checkpoint.Position {
+func (c *commits) last() filepos.Position {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if len(c.pos) == 0 {
-		return checkpoint.Position{}
+		return filepos.Position{}
 	}
 	return c.pos[len(c.pos)-1]
 }
@@ -72,12 +71,12 @@ func newSender(t *testing.T, client Client, cm Committer) (*Sender, *Metrics, *p
 
 // chunk builds a chunk of n events "msg-<first+i>|c<first>" with
 // positions; "|c<first>" is the chunk's Tail.
-func chunk(first, n int) *Chunk {
-	c := &Chunk{Path: "/p/0.log", Tail: fmt.Appendf(nil, "|c%d", first)}
+func chunk(first, n int) *record.Chunk {
+	c := &record.Chunk{Path: "/p/0.log", Tail: fmt.Appendf(nil, "|c%d", first)}
 	for i := first; i < first+n; i++ {
 		start := len(c.Buf)
 		c.Buf = fmt.Appendf(c.Buf, "msg-%d", i)
-		c.Events = append(c.Events, Event{Timestamp: int64(1000 + i), Start: start, End: len(c.Buf), Size: len(c.Buf) - start + len(c.Tail), Pos: int64(i + 1)})
+		c.Events = append(c.Events, record.Event{Timestamp: int64(1000 + i), Start: start, End: len(c.Buf), Size: len(c.Buf) - start + len(c.Tail), Pos: int64(i + 1)})
 	}
 	return c
 }
@@ -243,12 +242,12 @@ func TestBackpressure(t *testing.T) {
 	s, _, _ := newSender(t, fake, &commits{})
 	st := s.NewStream("g", "s", "key", "shop", nil)
 	stop := run(t, st)
-	big := func(i int) *Chunk {
-		c := &Chunk{Buf: make([]byte, 512<<10)}
+	big := func(i int) *record.Chunk {
+		c := &record.Chunk{Buf: make([]byte, 512<<10)}
 		for j := range c.Buf {
 			c.Buf[j] = 'x'
 		}
-		c.Events = []Event{{Timestamp: int64(i), Start: 0, End: len(c.Buf), Pos: int64(i)}}
+		c.Events = []record.Event{{Timestamp: int64(i), Start: 0, End: len(c.Buf), Pos: int64(i)}}
 		return c
 	}
 	sent := 0
@@ -414,17 +413,17 @@ func TestPausedReaderWakesStreams(t *testing.T) {
 	}
 	// Each chunk: one short record in a 300 KiB buffer, so six chunks
 	// fill the budget while the batches hold a few hundred bytes.
-	light := func(i int) *Chunk {
-		c := &Chunk{Path: "/p/0.log", Buf: make([]byte, 0, 300<<10)}
+	light := func(i int) *record.Chunk {
+		c := &record.Chunk{Path: "/p/0.log", Buf: make([]byte, 0, 300<<10)}
 		c.Buf = fmt.Appendf(c.Buf, "msg-%d", i)
-		c.Events = []Event{{Timestamp: int64(1000 + i), Start: 0, End: len(c.Buf), Pos: int64(i + 1)}}
+		c.Events = []record.Event{{Timestamp: int64(1000 + i), Start: 0, End: len(c.Buf), Pos: int64(i + 1)}}
 		return c
 	}
 	// The deadline only turns a stall (the old behaviour: an hour) into
 	// a failure; nothing is timed.
 	ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 	defer cancel()
-	perChunk := int64(300<<10) + int64(unsafe.Sizeof(Event{}))
+	perChunk := int64(300<<10) + int64(unsafe.Sizeof(record.Event{}))
 	fit := int(budget / perChunk)
 	for i := range fit {
 		if err := streams[i%2].Send(ctx, light(i)); err != nil {
@@ -498,9 +497,9 @@ func TestIdleReleasesBuffers(t *testing.T) {
 	}
 	ctx := context.Background()
 	for round := range 2 {
-		c := st.NewChunk("/p/0.log", tail.Identity{}, 1<<10)
+		c := st.NewChunk("/p/0.log", filepos.Identity{}, 1<<10)
 		c.Buf = append(c.Buf, fmt.Sprintf("msg-%d", round)...)
-		c.Events = append(c.Events, Event{Timestamp: int64(1000 + round), Start: 0, End: len(c.Buf), Pos: int64(round + 1)})
+		c.Events = append(c.Events, record.Event{Timestamp: int64(1000 + round), Start: 0, End: len(c.Buf), Pos: int64(round + 1)})
 		if err := st.Send(ctx, c); err != nil {
 			t.Fatal(err)
 		}

@@ -14,6 +14,8 @@ import (
 	"sync/atomic"
 	"syscall"
 	"time"
+
+	"github.com/nodekit/nodekit/pkg/logship/filepos"
 )
 
 // Config tunes a Follower.
@@ -44,18 +46,10 @@ func DefaultConfig() Config {
 	return Config{PollInterval: 250 * time.Millisecond, BufferSize: 256 << 10, MaxLine: 4 << 20, MaxHold: 10 * time.Minute, buffers: new(bufferPool)}
 }
 
-// Position is where to start reading a stream: the file (by path and
-// identity) and the offset in it.
-type Position struct {
-	Path   string
-	ID     Identity
-	Offset int64
-}
-
 // Chunk is a run of complete lines read from one file.
 type Chunk struct {
 	Path string
-	ID   Identity
+	ID   filepos.Identity
 	// Start is the file offset of Data[0].
 	Start int64
 	// Data holds whole lines, each ending in '\n' except, when Final is
@@ -80,7 +74,7 @@ type Follower struct {
 
 	f    *os.File
 	name string // path f was opened as
-	id   Identity
+	id   filepos.Identity
 	off  int64 // offset of buf[0] in f
 	// buf is borrowed from cfg.buffers (bufp is its holder) while there
 	// is data to hand out or a partial line to keep, and nil otherwise:
@@ -92,7 +86,7 @@ type Follower struct {
 	handed int  // bytes of buf handed out by the last Next
 
 	// queue holds rotated files still to read before path, oldest first.
-	queue []Position
+	queue []filepos.Position
 	// inCopy is set while reading a copytruncate copy, rotated once f was
 	// seen renamed away: at their end they are finished.
 	inCopy, rotated bool
@@ -117,11 +111,11 @@ type Follower struct {
 	// several times a second.
 	st     syscall.Stat_t // f's, from the last fstat
 	pathSt syscall.Stat_t // path's, from the last stat
-	head   [FingerprintBytes]byte
+	head   [filepos.FingerprintBytes]byte
 	// headAt is the identity, size and change time at which f's head
 	// last matched id; while none changes the head cannot have either.
 	headAt struct {
-		id                        Identity
+		id                        filepos.Identity
 		ino                       uint64
 		size, ctimeSec, ctimeNsec int64
 	}
@@ -136,7 +130,7 @@ type Follower struct {
 // there: if the saved file was rotated since, it is found by identity in
 // path's directory and read to its end first, followed by any newer rotated
 // file, so a restart loses nothing the kubelet has not compressed yet.
-func Open(path string, from *Position, cfg Config, logger *slog.Logger) (*Follower, error) {
+func Open(path string, from *filepos.Position, cfg Config, logger *slog.Logger) (*Follower, error) {
 	if cfg.BufferSize <= 0 || cfg.PollInterval <= 0 || cfg.MaxLine < cfg.BufferSize {
 		return nil, fmt.Errorf("invalid tail config for %s: %+v", path, cfg)
 	}
@@ -152,7 +146,7 @@ func Open(path string, from *Position, cfg Config, logger *slog.Logger) (*Follow
 		// logship got to the file (or while it was not running) loses
 		// nothing.
 		for _, name := range rotatedFiles(filepath.Dir(path), filepath.Base(path)) {
-			fl.queue = append(fl.queue, Position{Path: name})
+			fl.queue = append(fl.queue, filepos.Position{Path: name})
 		}
 	}
 	// Open now rather than at the first Next, so that a rotation between
@@ -164,9 +158,9 @@ func Open(path string, from *Position, cfg Config, logger *slog.Logger) (*Follow
 }
 
 // resume works out which files to read, from where, to continue from pos.
-func (fl *Follower) resume(pos Position) []Position {
+func (fl *Follower) resume(pos filepos.Position) []filepos.Position {
 	if f, err := os.Open(fl.path); err == nil {
-		match, same, err := Matches(f, pos.ID)
+		match, same, err := filepos.Matches(f, pos.ID)
 		f.Close()
 		if err == nil && match && same {
 			fl.startOff = pos.Offset
@@ -183,15 +177,15 @@ func (fl *Follower) resume(pos Position) []Position {
 		if err != nil {
 			continue
 		}
-		match, same, err := Matches(f, pos.ID)
+		match, same, err := filepos.Matches(f, pos.ID)
 		f.Close()
 		// A copytruncate copy has another inode but the same head.
 		if err != nil || !match || (!same && pos.ID.FPLen < 64) {
 			continue
 		}
-		q := []Position{{Path: name, ID: pos.ID, Offset: pos.Offset}}
+		q := []filepos.Position{{Path: name, ID: pos.ID, Offset: pos.Offset}}
 		for _, newer := range rotated[i+1:] {
-			q = append(q, Position{Path: newer})
+			q = append(q, filepos.Position{Path: newer})
 		}
 		fl.logger.Info("resuming from a rotated file", "rotated", name, "offset", pos.Offset, "then", len(q)-1)
 		return q
@@ -378,9 +372,9 @@ func (fl *Follower) openNext() (bool, error) {
 		// its head and left to the truncation handling instead of being
 		// read twice.
 		f, err = os.Open(fl.path)
-		var head Identity
+		var head filepos.Identity
 		if err == nil {
-			head, err = Identify(f)
+			head, err = filepos.Identify(f)
 		}
 		for _, name := range rotatedFiles(filepath.Dir(fl.path), filepath.Base(fl.path)) {
 			if name <= fl.after {
@@ -389,7 +383,7 @@ func (fl *Follower) openNext() (bool, error) {
 			if err == nil && head.FPLen > 0 && sameHead(name, head) {
 				break
 			}
-			fl.queue = append(fl.queue, Position{Path: name})
+			fl.queue = append(fl.queue, filepos.Position{Path: name})
 		}
 		fl.after = ""
 		if f != nil && (err != nil || len(fl.queue) > 0) {
@@ -398,7 +392,7 @@ func (fl *Follower) openNext() (bool, error) {
 		}
 		err = nil
 	}
-	pos := Position{Path: fl.path, Offset: fl.startOff}
+	pos := filepos.Position{Path: fl.path, Offset: fl.startOff}
 	if len(fl.queue) > 0 {
 		pos = fl.queue[0]
 	}
@@ -417,7 +411,7 @@ func (fl *Follower) openNext() (bool, error) {
 		}
 		return false, fmt.Errorf("opening log file %s: %w", pos.Path, err)
 	}
-	id, err := Identify(f)
+	id, err := filepos.Identify(f)
 	if err != nil {
 		f.Close()
 		return false, err
@@ -483,8 +477,8 @@ func (fl *Follower) read() (Chunk, bool, error) {
 			}
 			// A young file's short fingerprint is ambiguous; extend it
 			// (the head just matched, so this is still the same content).
-			if fl.id.FPLen < FingerprintBytes && fl.off+int64(fl.filled) > int64(fl.id.FPLen) {
-				if id, err := Identify(fl.f); err == nil && id.SameFile(fl.id) {
+			if fl.id.FPLen < filepos.FingerprintBytes && fl.off+int64(fl.filled) > int64(fl.id.FPLen) {
+				if id, err := filepos.Identify(fl.f); err == nil && id.SameFile(fl.id) {
 					fl.id = id
 				}
 			}
@@ -604,7 +598,7 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 	}
 	err := syscall.Stat(fl.path, &fl.pathSt)
 	switch {
-	case err == nil && !statIdentity(&fl.pathSt).SameFile(fl.id):
+	case err == nil && !filepos.StatInode(&fl.pathSt).SameFile(fl.id):
 		// Renamed away and a new file is in place: the runtime writes to
 		// the new one, so this one is complete once read to its end; read
 		// once more to catch a write that landed between our read and the
@@ -620,8 +614,8 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 	}
 	// Extend a short fingerprint as the young file grows, so identity gets
 	// stronger without changing for the same content.
-	if fl.id.FPLen < FingerprintBytes && fl.st.Size > int64(fl.id.FPLen) {
-		if id, err := Identify(fl.f); err == nil && id.SameFile(fl.id) {
+	if fl.id.FPLen < filepos.FingerprintBytes && fl.st.Size > int64(fl.id.FPLen) {
+		if id, err := filepos.Identify(fl.f); err == nil && id.SameFile(fl.id) {
 			fl.id = id
 		}
 	}
@@ -638,7 +632,7 @@ func (fl *Follower) fstat() error {
 
 // sameInode reports whether f (as last fstat'ed) is id's inode; a
 // copytruncate copy, read under the identity of the file it copies, is not.
-func (fl *Follower) sameInode() bool { return statIdentity(&fl.st).SameFile(fl.id) }
+func (fl *Follower) sameInode() bool { return filepos.StatInode(&fl.st).SameFile(fl.id) }
 
 // headMatches reports whether f still starts with the bytes id was taken
 // from, reading them only if f changed since they last matched. f must
@@ -651,11 +645,10 @@ func (fl *Follower) headMatches(ifChanged bool) (bool, error) {
 	if ifChanged && at == fl.headAt {
 		return true, nil
 	}
-	n, fp, err := fingerprintInto(fl.f, fl.head[:fl.id.FPLen])
+	match, err := fl.id.HeadMatches(fl.f, fl.head[:])
 	if err != nil {
 		return false, fmt.Errorf("fingerprinting %s: %w", fl.name, err)
 	}
-	match := n == fl.id.FPLen && fp == fl.id.FP
 	if match && ifChanged {
 		fl.headAt = at
 	}
@@ -663,20 +656,20 @@ func (fl *Follower) headMatches(ifChanged bool) (bool, error) {
 }
 
 // sameHead reports whether the file at name starts like id's file did.
-func sameHead(name string, id Identity) bool {
+func sameHead(name string, id filepos.Identity) bool {
 	f, err := os.Open(name)
 	if err != nil {
 		return false
 	}
 	defer f.Close()
-	match, _, err := Matches(f, id)
+	match, _, err := filepos.Matches(f, id)
 	return err == nil && match
 }
 
 // rotatedName finds the name f was renamed to, by inode.
 func (fl *Follower) rotatedName() string {
 	for _, name := range rotatedFiles(filepath.Dir(fl.path), filepath.Base(fl.path)) {
-		if fi, err := os.Stat(name); err == nil && inode(fi).SameFile(fl.id) {
+		if fi, err := os.Stat(name); err == nil && filepos.Inode(fi).SameFile(fl.id) {
 			return name
 		}
 	}
@@ -697,7 +690,7 @@ func (fl *Follower) truncated(readTo int64) (Chunk, eofAction, error) {
 		if err != nil {
 			continue
 		}
-		match, same, err := Matches(f, old)
+		match, same, err := filepos.Matches(f, old)
 		fi, serr := f.Stat()
 		f.Close()
 		if err == nil && serr == nil && match && !same && fi.Size() >= readTo {
@@ -720,7 +713,7 @@ func (fl *Follower) truncated(readTo int64) (Chunk, eofAction, error) {
 	return Chunk{}, readMore, nil
 }
 
-func (fl *Follower) openCopy(path string, id Identity, off int64) error {
+func (fl *Follower) openCopy(path string, id filepos.Identity, off int64) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("opening copy %s: %w", path, err)

@@ -13,6 +13,8 @@ import (
 	"sync"
 	"testing"
 	"time"
+
+	"github.com/nodekit/nodekit/pkg/logship/filepos"
 )
 
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
@@ -25,7 +27,7 @@ func testConfig() Config {
 // position after each.
 type line struct {
 	text string
-	id   Identity
+	id   filepos.Identity
 	end  int64
 }
 
@@ -82,7 +84,7 @@ func TestResumeFromRotatedFile(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	id, err := Identify(f)
+	id, err := filepos.Identify(f)
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
@@ -100,7 +102,7 @@ func TestResumeFromRotatedFile(t *testing.T) {
 	if err := os.WriteFile(path, []byte("five\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fl, err := Open(path, &Position{Path: path, ID: id, Offset: 4}, testConfig(), discard())
+	fl, err := Open(path, &filepos.Position{Path: path, ID: id, Offset: 4}, testConfig(), discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -143,12 +145,12 @@ func TestResumeSameFile(t *testing.T) {
 		t.Fatal(err)
 	}
 	f, _ := os.Open(path)
-	id, err := Identify(f)
+	id, err := filepos.Identify(f)
 	f.Close()
 	if err != nil {
 		t.Fatal(err)
 	}
-	fl, err := Open(path, &Position{Path: path, ID: id, Offset: 4}, testConfig(), discard())
+	fl, err := Open(path, &filepos.Position{Path: path, ID: id, Offset: 4}, testConfig(), discard())
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -1,14 +1,13 @@
-// Package tail follows one container log file across rotations and hands
-// out its complete lines with their file offsets.
-//
-// A file is known by its Identity (device, inode and a fingerprint of its
-// first bytes), not by its path: kubelet rotates by renaming 0.log to
-// 0.log.<timestamp> and the runtime reopens a fresh 0.log, copytruncate
-// rotation keeps the inode but restarts the content, and a reused inode
-// number gets a new fingerprint. A Follower reads a rotated file to its end
-// before moving on, finds a copytruncate copy to read what the truncation
-// took, and gives up a deleted file only after a bounded time.
-package tail
+// Package filepos names places in log files in a way that survives
+// rotation: a file is known by its Identity (device, inode and a
+// fingerprint of its first bytes), not by its path, because kubelet rotates
+// by renaming 0.log to 0.log.<timestamp> while the runtime reopens a fresh
+// 0.log, copytruncate rotation keeps the inode but restarts the content,
+// and a reused inode number gets a new fingerprint. A Position is an offset
+// in such a file: where a record ends, what a reader resumes from, what a
+// checkpoint saves. tail produces them; ship carries them back with what
+// CloudWatch accepted; checkpoint stores them.
+package filepos
 
 import (
 	"errors"
@@ -44,7 +43,7 @@ func Identify(f *os.File) (Identity, error) {
 	if err != nil {
 		return Identity{}, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
-	id := inode(fi)
+	id := Inode(fi)
 	id.FPLen, id.FP, err = fingerprint(f, FingerprintBytes)
 	if err != nil {
 		return Identity{}, fmt.Errorf("fingerprinting %s: %w", f.Name(), err)
@@ -52,19 +51,42 @@ func Identify(f *os.File) (Identity, error) {
 	return id, nil
 }
 
-func inode(fi os.FileInfo) Identity {
+// Position is an offset in a file known by its identity; Path is where
+// the file was found (it may have been renamed since).
+type Position struct {
+	Path   string   `json:"path"`
+	ID     Identity `json:"id"`
+	Offset int64    `json:"offset"`
+}
+
+// Inode is the identity of fi's inode alone (no fingerprint): enough for
+// SameFile.
+func Inode(fi os.FileInfo) Identity {
 	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return statIdentity(st)
+		return StatInode(st)
 	}
 	return Identity{}
 }
 
-func statIdentity(st *syscall.Stat_t) Identity {
+// StatInode is Inode from a stat result, for callers that stat without
+// allocating.
+func StatInode(st *syscall.Stat_t) Identity {
 	return Identity{Dev: uint64(st.Dev), Ino: st.Ino}
 }
 
 func fingerprint(f *os.File, n int) (int, uint64, error) {
 	return fingerprintInto(f, make([]byte, n))
+}
+
+// HeadMatches reports whether f starts with the bytes id was taken from,
+// reading them into head (at least id.FPLen long) so a caller checking
+// often allocates nothing.
+func (id Identity) HeadMatches(f *os.File, head []byte) (bool, error) {
+	n, fp, err := fingerprintInto(f, head[:id.FPLen])
+	if err != nil {
+		return false, err
+	}
+	return n == id.FPLen && fp == id.FP, nil
 }
 
 // fingerprintInto hashes f's first len(buf) bytes, read into buf.
@@ -91,7 +113,7 @@ func Matches(f *os.File, id Identity) (match, sameInode bool, err error) {
 	if err != nil {
 		return false, false, fmt.Errorf("stat %s: %w", f.Name(), err)
 	}
-	sameInode = inode(fi).SameFile(id)
+	sameInode = Inode(fi).SameFile(id)
 	n, fp, err := fingerprint(f, id.FPLen)
 	if err != nil {
 		return false, sameInode, fmt.Errorf("fingerprinting %s: %w", f.Name(), err)
