@@ -1,5 +1,7 @@
 // Package checkpoint persists, per container stream, the file position up to
-// which CloudWatch has accepted every line.
+// which CloudWatch has accepted every line, and beside it what logship
+// keeps of the stream's pod (its metadata, so that after a restart the
+// lines of a pod deleted meanwhile still carry its labels).
 //
 // Positions live in one JSON file in the state directory, replaced
 // atomically (write to a temporary file, fsync, rename, fsync the
@@ -7,7 +9,9 @@
 // state. Commit returns only once the position is durable: a shipper that
 // commits after each accepted batch and before sending the next repeats at
 // most the batch in flight after kill -9. Concurrent commits from many
-// streams share one write (group commit).
+// streams share one write (group commit). The pods' metadata lives in a
+// file of its own, replaced the same way but only when it changes: it
+// changes when pods come, go or are relabelled, not with every batch.
 package checkpoint
 
 import (
@@ -24,23 +28,33 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/filepos"
 )
 
-// FileName is the state file inside the state directory.
+// FileName is the positions file inside the state directory.
 const FileName = "positions.json"
+
+// MetaFileName is the metadata file inside the state directory.
+const MetaFileName = "pods.json"
 
 type state struct {
 	Version   int                         `json:"version"`
 	Positions map[string]filepos.Position `json:"positions"`
-	// Meta is what the caller keeps beside a key's position: logship
-	// keeps the pod's metadata, so that after a restart the lines of a
-	// pod deleted meanwhile still carry its labels.
+	// Meta is where versions before pods.json kept the metadata; it is
+	// read once to move it there.
 	Meta map[string]json.RawMessage `json:"meta,omitempty"`
+}
+
+// metaState is the metadata file: what the caller keeps beside each key's
+// position.
+type metaState struct {
+	Version int                        `json:"version"`
+	Meta    map[string]json.RawMessage `json:"meta"`
 }
 
 // Store holds positions in memory and writes them from Run. Its methods are
 // safe for concurrent use.
 type Store struct {
-	path   string
-	logger *slog.Logger
+	path     string
+	metaPath string
+	logger   *slog.Logger
 
 	mu        sync.Mutex
 	positions map[string]filepos.Position
@@ -48,9 +62,11 @@ type Store struct {
 	gen       uint64 // bumped by every change
 	written   uint64 // last generation on disk
 	writeErr  error  // outcome of the last write
-	done      chan struct{}
-	kick      chan struct{}
-	stopped   chan struct{}
+	// metaGen and metaWritten are gen and written for the metadata.
+	metaGen, metaWritten uint64
+	done                 chan struct{}
+	kick                 chan struct{}
+	stopped              chan struct{}
 
 	// Owned by Run: the encoding buffer and the state directory, kept
 	// open for its fsyncs (a write per accepted batch on a busy node).
@@ -67,12 +83,16 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	}
 	s := &Store{
 		path:      filepath.Join(dir, FileName),
+		metaPath:  filepath.Join(dir, MetaFileName),
 		logger:    logger,
 		positions: map[string]filepos.Position{},
 		meta:      map[string]json.RawMessage{},
 		done:      make(chan struct{}),
 		kick:      make(chan struct{}, 1),
 		stopped:   make(chan struct{}),
+	}
+	if err := s.loadMeta(); err != nil {
+		return nil, err
 	}
 	data, err := os.ReadFile(s.path)
 	switch {
@@ -93,10 +113,43 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 	if st.Positions != nil {
 		s.positions = st.Positions
 	}
+	if len(st.Meta) > 0 {
+		// Written by a version that kept the metadata with the
+		// positions: move it to its own file at the first write.
+		for k, m := range st.Meta {
+			if _, ok := s.meta[k]; !ok {
+				s.meta[k] = m
+			}
+		}
+		s.gen++
+		s.metaGen++
+	}
+	return s, nil
+}
+
+// loadMeta reads the metadata file; an unreadable one is set aside: only
+// the labels of pods deleted while logship was down are lost with it.
+func (s *Store) loadMeta() error {
+	data, err := os.ReadFile(s.metaPath)
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		return nil
+	case err != nil:
+		return fmt.Errorf("reading pod metadata %s: %w", s.metaPath, err)
+	}
+	var st metaState
+	if err := json.Unmarshal(data, &st); err != nil || st.Version != 1 {
+		aside := s.metaPath + ".corrupt"
+		s.logger.Error("pod metadata file unreadable, starting without it; lines of pods deleted while logship was down ship without labels", "path", s.metaPath, "kept_as", aside, "err", err)
+		if err := os.Rename(s.metaPath, aside); err != nil {
+			return fmt.Errorf("moving aside corrupt pod metadata %s: %w", s.metaPath, err)
+		}
+		return nil
+	}
 	if st.Meta != nil {
 		s.meta = st.Meta
 	}
-	return s, nil
+	return nil
 }
 
 // Get returns the position saved for key.
@@ -131,9 +184,10 @@ func (s *Store) Meta(key string) (json.RawMessage, bool) {
 	return m, ok
 }
 
-// SetMeta keeps meta (valid JSON) beside key's position. It is written
-// with the next write and does not wait for it: metadata saved a moment
-// late only matters if the pod is also deleted in that moment.
+// SetMeta keeps meta (valid JSON) beside key's position. The metadata
+// file is rewritten when it changes, by Run, without waiting: metadata
+// saved a moment late only matters if the pod is also deleted in that
+// moment.
 func (s *Store) SetMeta(key string, meta json.RawMessage) {
 	s.mu.Lock()
 	if bytes.Equal(s.meta[key], meta) {
@@ -141,7 +195,7 @@ func (s *Store) SetMeta(key string, meta json.RawMessage) {
 		return
 	}
 	s.meta[key] = meta
-	s.gen++
+	s.metaGen++
 	s.mu.Unlock()
 	select {
 	case s.kick <- struct{}{}:
@@ -158,7 +212,13 @@ func (s *Store) Commit(ctx context.Context, key string, pos filepos.Position) er
 // Delete forgets key's position and metadata (its stream is finished) and
 // waits until that is on disk.
 func (s *Store) Delete(ctx context.Context, key string) error {
-	return s.change(ctx, func() { delete(s.positions, key); delete(s.meta, key) })
+	return s.change(ctx, func() {
+		delete(s.positions, key)
+		if _, ok := s.meta[key]; ok {
+			delete(s.meta, key)
+			s.metaGen++
+		}
+	})
 }
 
 // change applies f under the lock and waits for the write that has it.
@@ -211,42 +271,64 @@ func (s *Store) Run(ctx context.Context) error {
 	}
 }
 
-// flush writes the current state if it changed since the last write and
-// wakes every waiter.
+// flush writes the positions and the metadata that changed since their
+// last write, and wakes every waiter.
 func (s *Store) flush() {
 	s.mu.Lock()
-	if s.written == s.gen {
+	if s.written == s.gen && s.metaWritten == s.metaGen {
 		s.mu.Unlock()
 		return
 	}
-	gen := s.gen
-	// Encoded under the lock (a few hundred bytes per container), into a
-	// buffer kept across writes.
-	s.buf.Reset()
-	err := json.NewEncoder(&s.buf).Encode(state{Version: 1, Positions: s.positions, Meta: s.meta})
-	s.mu.Unlock()
-	if err == nil {
-		err = s.writeAtomic(s.buf.Bytes())
+	gen, metaGen := s.gen, s.metaGen
+	var metaData []byte
+	var metaErr error
+	if s.metaWritten != metaGen {
+		// Rare (pods come and go): a buffer of its own.
+		metaData, metaErr = json.Marshal(metaState{Version: 1, Meta: s.meta})
 	}
-	if err != nil {
-		s.logger.Error("saving positions failed; lines may be shipped again after a restart", "path", s.path, "err", err)
+	var err error
+	if s.written != gen {
+		// Encoded under the lock (a few hundred bytes per container),
+		// into a buffer kept across writes.
+		s.buf.Reset()
+		err = json.NewEncoder(&s.buf).Encode(state{Version: 1, Positions: s.positions})
+	}
+	s.mu.Unlock()
+	if metaData != nil && metaErr == nil {
+		metaErr = s.writeAtomic(s.metaPath, metaData)
+	}
+	if metaErr != nil {
+		s.logger.Error("saving pod metadata failed; lines of pods deleted before the next save may ship without labels after a restart", "path", s.metaPath, "err", metaErr)
+	}
+	if s.written != gen {
+		if err == nil {
+			err = s.writeAtomic(s.path, s.buf.Bytes())
+		}
+		if err != nil {
+			s.logger.Error("saving positions failed; lines may be shipped again after a restart", "path", s.path, "err", err)
+		}
 	}
 	s.mu.Lock()
-	s.written = gen
-	s.writeErr = err
-	close(s.done)
-	s.done = make(chan struct{})
+	if metaErr == nil {
+		s.metaWritten = metaGen
+	}
+	if s.written != gen {
+		s.written = gen
+		s.writeErr = err
+		close(s.done)
+		s.done = make(chan struct{})
+	}
 	s.mu.Unlock()
 }
 
-// writeAtomic replaces the state file with data: write a temporary file
+// writeAtomic replaces the file path with data: write a temporary file
 // (one name: Run is the only writer, and a leftover of a crash is simply
-// truncated), fsync it, rename it over the state file, fsync the directory.
-func (s *Store) writeAtomic(data []byte) error {
-	tmp := s.path + ".tmp"
+// truncated), fsync it, rename it over path, fsync the directory.
+func (s *Store) writeAtomic(path string, data []byte) error {
+	tmp := path + ".tmp"
 	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
 	if err != nil {
-		return fmt.Errorf("creating temporary positions file %s: %w", tmp, err)
+		return fmt.Errorf("creating temporary file %s: %w", tmp, err)
 	}
 	if _, err := f.Write(data); err != nil {
 		f.Close()
@@ -259,10 +341,10 @@ func (s *Store) writeAtomic(data []byte) error {
 	if err := f.Close(); err != nil {
 		return fmt.Errorf("closing %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("replacing %s: %w", s.path, err)
+	if err := os.Rename(tmp, path); err != nil {
+		return fmt.Errorf("replacing %s: %w", path, err)
 	}
-	dir := filepath.Dir(s.path)
+	dir := filepath.Dir(path)
 	if s.dir == nil {
 		if s.dir, err = os.Open(dir); err != nil {
 			return fmt.Errorf("opening %s to sync it: %w", dir, err)

@@ -11,6 +11,7 @@ import (
 	"path/filepath"
 	"slices"
 	"strconv"
+	"strings"
 	"sync"
 	"testing"
 
@@ -251,5 +252,105 @@ func TestMetaRoundTrip(t *testing.T) {
 	slices.Sort(keys)
 	if !slices.Equal(keys, []string{"a", "c"}) {
 		t.Fatalf("keys %v, want [a c] (c has metadata only)", keys)
+	}
+}
+
+// inode is the inode of path: an atomic replace gives the file a new one.
+func inode(t *testing.T, path string) uint64 {
+	t.Helper()
+	fi, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return filepos.Inode(fi).Ino
+}
+
+// TestCommitsLeaveMetadataAlone: pod metadata lives in its own file,
+// written when it changes; a commit (after every accepted batch) rewrites
+// and syncs the positions only.
+func TestCommitsLeaveMetadataAlone(t *testing.T) {
+	dir := t.TempDir()
+	s, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	run(t, s)
+	ctx := context.Background()
+	meta := []byte(`{"uid":"u1","labels":{"app":"web"}}`)
+	s.SetMeta("a", meta)
+	pos := filepos.Position{Path: "/var/log/pods/a/0.log", Offset: 7}
+	if err := s.Commit(ctx, "a", pos); err != nil {
+		t.Fatal(err)
+	}
+	metaFile := filepath.Join(dir, MetaFileName)
+	before := inode(t, metaFile)
+	for range 5 {
+		pos.Offset++
+		if err := s.Commit(ctx, "a", pos); err != nil {
+			t.Fatal(err)
+		}
+	}
+	s.SetMeta("a", meta) // unchanged: nothing to write
+	if err := s.Commit(ctx, "a", pos); err != nil {
+		t.Fatal(err)
+	}
+	if after := inode(t, metaFile); after != before {
+		t.Error("commits rewrote the metadata file")
+	}
+	positions, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(positions), "labels") {
+		t.Errorf("the positions file carries the metadata: %s", positions)
+	}
+	s.SetMeta("a", []byte(`{"uid":"u1","labels":{"app":"web","v":"2"}}`))
+	if err := s.Commit(ctx, "a", pos); err != nil {
+		t.Fatal(err)
+	}
+	if after := inode(t, metaFile); after == before {
+		t.Error("changed metadata was not written")
+	}
+}
+
+// TestOldFormatMetadataMoves: a positions file written before pods.json
+// existed carries the metadata; it moves to its own file at the first
+// write and is not lost.
+func TestOldFormatMetadataMoves(t *testing.T) {
+	dir := t.TempDir()
+	old := `{"version":1,"positions":{"a":{"path":"/p/0.log","id":{"dev":1,"ino":2,"fp_len":3,"fp":4},"offset":9}},"meta":{"a":{"uid":"u1"},"gone":{"uid":"u2"}}}`
+	if err := os.WriteFile(filepath.Join(dir, FileName), []byte(old), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	s, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s.Meta("gone"); !ok || string(got) != `{"uid":"u2"}` {
+		t.Fatalf("old metadata: %s %v", got, ok)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error)
+	go func() { done <- s.Run(ctx) }()
+	cancel() // Run writes once more on the way out
+	if err := <-done; err != nil {
+		t.Fatal(err)
+	}
+	positions, err := os.ReadFile(filepath.Join(dir, FileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	if strings.Contains(string(positions), "uid") {
+		t.Errorf("positions still carry metadata: %s", positions)
+	}
+	s2, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if got, ok := s2.Meta("a"); !ok || string(got) != `{"uid":"u1"}` {
+		t.Fatalf("moved metadata: %s %v", got, ok)
+	}
+	if got, ok := s2.Get("a"); !ok || got.Offset != 9 {
+		t.Fatalf("position after the move: %+v %v", got, ok)
 	}
 }
