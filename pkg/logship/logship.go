@@ -542,19 +542,15 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 		r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n))
 		lost = n
 	}
-	// A done context makes Next return at once when the file has nothing
-	// more right now: records are gathered across reads into chunks of
-	// about chunkBytes (so a chunk's budget weight is mostly records) yet
-	// never held back while the file is idle.
-	now, stop := context.WithCancel(context.Background())
-	stop()
 	for {
 		var c tail.Chunk
 		var err error
 		if r.out != nil && len(r.out.Events) > 0 {
-			c, err = fl.Next(now)
-			if errors.Is(err, context.Canceled) && ctx.Err() == nil {
-				// Nothing more for now: hand over what we have.
+			// Records are gathered across reads into chunks of about
+			// chunkBytes (so a chunk's budget weight is mostly records),
+			// yet never held back while the file has nothing more.
+			var ok bool
+			if c, ok, err = fl.TryNext(); err == nil && !ok {
 				if err := r.send(ctx); err != nil {
 					return err
 				}

@@ -1,0 +1,77 @@
+package tail
+
+import (
+	"errors"
+	"io"
+	"os"
+	"path/filepath"
+	"testing"
+)
+
+func TestAfterEnd(t *testing.T) {
+	tests := []struct {
+		name   string
+		from   fileState
+		facts  endFacts
+		to     fileState
+		action eofAction
+	}{
+		{"live_file_waits", live, endFacts{}, live, waitMore},
+		{"live_file_cut_reads_its_copy", live, endFacts{truncated: true, renamedAway: true, draining: true}, copied, readMore},
+		{"live_file_renamed_away_is_read_once_more", live, endFacts{renamedAway: true, draining: true}, renamed, readMore},
+		{"live_file_drained_finishes", live, endFacts{draining: true}, finished, handOut},
+		{"older_file_done", older, endFacts{}, between, handOut},
+		{"renamed_file_done", renamed, endFacts{}, between, handOut},
+		{"copy_done_then_path_anew", copied, endFacts{}, between, handOut},
+		// Only the live file looks at the facts: the others no longer grow.
+		{"older_file_ignores_facts", older, endFacts{truncated: true, renamedAway: true, draining: true}, between, handOut},
+		{"finished_stays", finished, endFacts{draining: true}, finished, waitMore},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			to, action := afterEnd(tc.from, tc.facts)
+			if to != tc.to || action != tc.action {
+				t.Fatalf("afterEnd(%s, %+v) = %s, %d; want %s, %d", tc.from, tc.facts, to, action, tc.to, tc.action)
+			}
+		})
+	}
+}
+
+// TestTryNext: TryNext hands out what the file has and says when it has
+// nothing, without waiting; after Drain it ends the stream.
+func TestTryNext(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	if err := os.WriteFile(path, []byte("a\nb\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fl, err := Open(path, nil, testConfig(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	c, ok, err := fl.TryNext()
+	if err != nil || !ok || string(c.Data) != "a\nb\n" || fl.state != live {
+		t.Fatalf("TryNext = %q, %v, %v in state %s; want both lines in state live", c.Data, ok, err, fl.state)
+	}
+	if c, ok, err := fl.TryNext(); err != nil || ok {
+		t.Fatalf("TryNext at the end = %q, %v, %v; want nothing", c.Data, ok, err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("c\npartial"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	if c, ok, err := fl.TryNext(); err != nil || !ok || string(c.Data) != "c\n" {
+		t.Fatalf("TryNext after a write = %q, %v, %v; want the complete line", c.Data, ok, err)
+	}
+	fl.Drain()
+	if c, ok, err := fl.TryNext(); err != nil || !ok || !c.Final || string(c.Data) != "partial" {
+		t.Fatalf("TryNext when drained = %q (final %v), %v, %v; want the partial line, final", c.Data, c.Final, ok, err)
+	}
+	if _, _, err := fl.TryNext(); !errors.Is(err, io.EOF) || fl.state != finished {
+		t.Fatalf("TryNext after the end = %v in state %s; want io.EOF, finished", err, fl.state)
+	}
+}
