@@ -162,7 +162,7 @@ func BenchmarkShipCRI(b *testing.B) {
 		for i := range 4 {
 			pod := fmt.Sprintf("web-%d", i)
 			meta.OnAdd(testPod("shop", pod, "uid-"+pod), false)
-			path, _ := n.container("shop", pod, "uid-"+pod, "app", fmt.Sprintf("c%d", i))
+			path := n.container("shop", pod, "uid-"+pod, "app", fmt.Sprintf("c%d", i)).Path
 			var buf bytes.Buffer
 			for ; buf.Len() < perContainer; lines++ {
 				fmt.Fprintf(&buf, "%s stdout F GET /api/v1/items/%08d 200 12ms user=alice ua=curl/8.5 ref=-\n", time.Now().UTC().Format(time.RFC3339Nano), lines)
@@ -173,7 +173,7 @@ func BenchmarkShipCRI(b *testing.B) {
 			total += buf.Len()
 		}
 		cfg := DefaultConfig()
-		cfg.ContainersDir, cfg.StateDir, cfg.ClusterName, cfg.NodeName = n.containers, n.state, "bench", "node-a"
+		cfg.ContainersDir, cfg.StateDir, cfg.ClusterName, cfg.NodeName = n.ContainersDir(), n.state, "bench", "node-a"
 		cfg.Tail.PollInterval = 5 * time.Millisecond
 		reg := prometheus.NewRegistry()
 		a, err := New(cfg, client, meta, reg, slog.New(slog.NewTextHandler(io.Discard, nil)))

@@ -23,62 +23,63 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/enrich"
 	"github.com/nodekit/nodekit/pkg/logship/ship"
 	"github.com/nodekit/nodekit/test/awsemu"
+	"github.com/nodekit/nodekit/test/podlogs"
 )
 
-// node is a fake kubelet log layout: /var/log/pods and /var/log/containers.
+// node is the kubelet's log layout (test/podlogs) and logship's state
+// directory.
 type node struct {
-	t          testing.TB
-	root       string
-	containers string
-	state      string
+	*podlogs.Node
+	t     testing.TB
+	state string
 }
 
 func newNode(t testing.TB) *node {
-	root := t.TempDir()
-	n := &node{t: t, root: root, containers: filepath.Join(root, "containers"), state: filepath.Join(root, "state")}
-	if err := os.MkdirAll(n.containers, 0o755); err != nil {
-		t.Fatal(err)
-	}
-	return n
-}
-
-// container creates the pod log directory and the symlink, returning the
-// path of 0.log and the stream name logship will use.
-func (n *node) container(ns, pod, uid, container, id string) (string, string) {
-	dir := filepath.Join(n.root, "pods", ns+"_"+pod+"_"+uid, container)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		n.t.Fatal(err)
-	}
-	path := filepath.Join(dir, "0.log")
-	if err := os.WriteFile(path, nil, 0o644); err != nil {
-		n.t.Fatal(err)
-	}
-	link := filepath.Join(n.containers, fmt.Sprintf("%s_%s_%s-%s.log", pod, ns, container, id))
-	if err := os.Symlink(path, link); err != nil {
-		n.t.Fatal(err)
-	}
-	return path, fmt.Sprintf("%s_%s_%s-%s", pod, ns, container, id)
-}
-
-func appendFile(t *testing.T, path, data string) {
-	t.Helper()
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
+	pn, err := podlogs.NewNode(t.TempDir())
 	if err != nil {
 		t.Fatal(err)
 	}
-	defer f.Close()
-	if _, err := f.WriteString(data); err != nil {
+	return &node{Node: pn, t: t, state: filepath.Join(pn.Root, "state")}
+}
+
+// container lays out a container's log in the CRI format.
+func (n *node) container(ns, pod, uid, container, id string) *podlogs.Container {
+	return n.add(podlogs.Spec{Namespace: ns, Pod: pod, PodUID: uid, Container: container, ContainerID: id})
+}
+
+// dockerContainer lays out a container's log in docker's json-file format.
+func (n *node) dockerContainer(ns, pod, uid, container, id string) *podlogs.Container {
+	return n.add(podlogs.Spec{Namespace: ns, Pod: pod, PodUID: uid, Container: container, ContainerID: id, Format: podlogs.Docker})
+}
+
+func (n *node) add(s podlogs.Spec) *podlogs.Container {
+	c, err := n.Add(s)
+	if err != nil {
+		n.t.Fatal(err)
+	}
+	n.t.Cleanup(func() { c.Close() })
+	return c
+}
+
+// appendLog appends data, lines in c's format, to c's log.
+func appendLog(t testing.TB, c *podlogs.Container, data string) {
+	t.Helper()
+	if err := c.Write([]byte(data)); err != nil {
 		t.Fatal(err)
 	}
 }
 
-func criLine(stream, tag, msg string) string {
-	return time.Now().UTC().Format(time.RFC3339Nano) + " " + stream + " " + tag + " " + msg + "\n"
+// rotate rotates c's log as the kubelet does.
+func rotate(t testing.TB, c *podlogs.Container) {
+	t.Helper()
+	if _, err := c.Rotate(); err != nil {
+		t.Fatal(err)
+	}
 }
 
-func dockerLine(stream, msg string) string {
-	b, _ := json.Marshal(map[string]string{"log": msg, "stream": stream, "time": time.Now().UTC().Format(time.RFC3339Nano)})
-	return string(b) + "\n"
+// criLine is one CRI line written now; tag F ends a message, P is a part.
+func criLine(stream, tag, msg string) string {
+	return podlogs.CRILine(time.Now(), stream, tag == "F", msg)
 }
 
 func testPod(ns, name, uid string) *kube.Pod {
@@ -126,7 +127,7 @@ func newBenchHarness(t testing.TB) *harness {
 		Credentials: credentials.NewStaticCredentialsProvider("AKIDEXAMPLE", "secret", ""),
 	})
 	cfg := DefaultConfig()
-	cfg.ContainersDir, cfg.StateDir, cfg.ClusterName, cfg.NodeName = n.containers, n.state, "test", "node-a"
+	cfg.ContainersDir, cfg.StateDir, cfg.ClusterName, cfg.NodeName = n.ContainersDir(), n.state, "test", "node-a"
 	cfg.BatchWait = 20 * time.Millisecond
 	cfg.Rescan = 50 * time.Millisecond
 	cfg.MetadataWait = time.Second
@@ -191,30 +192,30 @@ func TestShipsEveryLineInOrderWithFaults(t *testing.T) {
 	h.emu.SetFault("PutLogEvents", awsemu.Fault{ThrottleEvery: 7, ServerErrorEvery: 11})
 	h.meta.OnAdd(testPod("shop", "web-1", "uid-web"), false)
 	h.meta.OnAdd(testPod("shop", "old-1", "uid-old"), false)
-	criPath, criStream := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
-	dockerPath, dockerStream := h.n.container("shop", "old-1", "uid-old", "app", "bbb222")
+	cri := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
+	docker := h.n.dockerContainer("shop", "old-1", "uid-old", "app", "bbb222")
+	criStream, dockerStream := cri.Stream, docker.Stream
 	stop := h.start()
 
 	const perPhase = 3000
 	var wantCRI, wantDocker []string
 	write := func(from, to int) {
-		var cri, docker strings.Builder
+		var criLines, dockerLines []byte
+		now := time.Now()
 		for i := from; i < to; i++ {
 			m := fmt.Sprintf("cri line %06d", i)
-			cri.WriteString(criLine("stdout", "F", m))
+			criLines = cri.AppendLine(criLines, now, "stdout", true, m)
 			wantCRI = append(wantCRI, m)
 			d := fmt.Sprintf("docker line %06d", i)
-			docker.WriteString(dockerLine("stderr", d+"\n"))
+			dockerLines = docker.AppendLine(dockerLines, now, "stderr", true, d)
 			wantDocker = append(wantDocker, d)
 		}
-		appendFile(t, criPath, cri.String())
-		appendFile(t, dockerPath, docker.String())
+		appendLog(t, cri, string(criLines))
+		appendLog(t, docker, string(dockerLines))
 	}
 	write(0, perPhase)
 	// kubelet rotation mid-stream: rename, then the runtime reopens 0.log.
-	if err := os.Rename(criPath, criPath+".20261121-100000"); err != nil {
-		t.Fatal(err)
-	}
+	rotate(t, cri)
 	write(perPhase, 2*perPhase)
 	h.records(criStream, perPhase/2)
 	// kill -9 equivalent: stop without draining, then start again.
@@ -225,7 +226,7 @@ func TestShipsEveryLineInOrderWithFaults(t *testing.T) {
 	// A 40 KB line the runtime split into 16 KB fragments, a 2 MB line, and
 	// invalid UTF-8.
 	big40 := strings.Repeat("x", 40<<10)
-	appendFile(t, criPath, criLine("stdout", "P", big40[:16<<10])+criLine("stdout", "P", big40[16<<10:32<<10])+criLine("stdout", "F", big40[32<<10:]))
+	appendLog(t, cri, criLine("stdout", "P", big40[:16<<10])+criLine("stdout", "P", big40[16<<10:32<<10])+criLine("stdout", "F", big40[32<<10:]))
 	wantCRI = append(wantCRI, big40)
 	big2m := strings.Repeat("0123456789abcdef", (2<<20)/16)
 	var frags strings.Builder
@@ -236,9 +237,9 @@ func TestShipsEveryLineInOrderWithFaults(t *testing.T) {
 		}
 		frags.WriteString(criLine("stdout", tag, big2m[i:min(i+16<<10, len(big2m))]))
 	}
-	appendFile(t, criPath, frags.String())
-	appendFile(t, criPath, criLine("stderr", "F", "bad \xff\xfe utf8"))
-	appendFile(t, criPath, criLine("stdout", "F", "the end"))
+	appendLog(t, cri, frags.String())
+	appendLog(t, cri, criLine("stderr", "F", "bad \xff\xfe utf8"))
+	appendLog(t, cri, criLine("stdout", "F", "the end"))
 
 	recs := h.records(criStream, len(wantCRI)+4)
 	for !strings.HasSuffix(recs[len(recs)-1].Log, "the end") {
@@ -355,15 +356,16 @@ func TestNamespaceFilterAndOptOut(t *testing.T) {
 	h.meta.OnAdd(testPod("kube-system", "dns-1", "uid-dns"), false)
 	later := testPod("shop", "later-1", "uid-later")
 	h.meta.OnAdd(later, false)
-	webPath, webStream := h.n.container("shop", "web-1", "uid-web", "app", "a1")
-	quietPath, quietStream := h.n.container("shop", "quiet-1", "uid-quiet", "app", "b2")
-	dnsPath, dnsStream := h.n.container("kube-system", "dns-1", "uid-dns", "app", "c3")
-	laterPath, laterStream := h.n.container("shop", "later-1", "uid-later", "app", "d4")
+	web := h.n.container("shop", "web-1", "uid-web", "app", "a1")
+	quietLog := h.n.container("shop", "quiet-1", "uid-quiet", "app", "b2")
+	dns := h.n.container("kube-system", "dns-1", "uid-dns", "app", "c3")
+	laterLog := h.n.container("shop", "later-1", "uid-later", "app", "d4")
+	webStream, quietStream, dnsStream, laterStream := web.Stream, quietLog.Stream, dns.Stream, laterLog.Stream
 	stop := h.start()
-	for _, p := range []string{quietPath, dnsPath, laterPath} {
-		appendFile(t, p, criLine("stdout", "F", "should this ship?"))
+	for _, c := range []*podlogs.Container{quietLog, dns, laterLog} {
+		appendLog(t, c, criLine("stdout", "F", "should this ship?"))
 	}
-	appendFile(t, webPath, criLine("stdout", "F", "web line"))
+	appendLog(t, web, criLine("stdout", "F", "web line"))
 	h.records(laterStream, 1)
 	h.records(webStream, 1)
 	// The pod opted out from the start: its reader stops before reading.
@@ -381,7 +383,7 @@ func TestNamespaceFilterAndOptOut(t *testing.T) {
 	optOut := later.DeepCopy()
 	optOut.Annotations = map[string]string{enrich.Annotation: "false"}
 	h.meta.OnUpdate(later, optOut)
-	appendFile(t, laterPath, criLine("stdout", "F", "after opting out"))
+	appendLog(t, laterLog, criLine("stdout", "F", "after opting out"))
 	h.optedOut(laterStream + ".log")
 	// Everything handed on was sent before the reader stopped; stopping
 	// the agent now would cut short no put that could still ship a line.

@@ -3,7 +3,6 @@ package logship
 import (
 	"context"
 	"fmt"
-	"os"
 	"strings"
 	"testing"
 	"time"
@@ -46,7 +45,8 @@ func gauge(t *testing.T, reg *prometheus.Registry, name, ns string) (float64, bo
 func TestLagCountsAcrossRotation(t *testing.T) {
 	h := newHarness(t)
 	h.meta.OnAdd(testPod("shop", "web-1", "uid-web"), false)
-	path, stream := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
+	log := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
+	stream := log.Stream
 	h.start()
 	// Lines dated a minute ago: the lag is the age of the last accepted
 	// line, so it is at least that once CloudWatch stops accepting.
@@ -55,7 +55,7 @@ func TestLagCountsAcrossRotation(t *testing.T) {
 	for i := range 200 {
 		fmt.Fprintf(&b, "%s stdout F line %04d of the first file, padded to be longer than the next\n", old, i)
 	}
-	appendFile(t, path, b.String())
+	appendLog(t, log, b.String())
 	h.records(stream, 200)
 	if v, ok := gauge(t, h.reg, "logship_lag_seconds", "shop"); !ok || v != 0 {
 		t.Fatalf("caught up: lag %v (present %v), want 0", v, ok)
@@ -63,10 +63,8 @@ func TestLagCountsAcrossRotation(t *testing.T) {
 
 	h.emu.SetFault("PutLogEvents", awsemu.Fault{Blackhole: true})
 	t.Cleanup(func() { h.emu.SetFault("PutLogEvents", awsemu.Fault{}) })
-	if err := os.Rename(path, path+".20261121-100000"); err != nil {
-		t.Fatal(err)
-	}
-	appendFile(t, path, criLine("stdout", "F", "first line of the new file"))
+	rotate(t, log)
+	appendLog(t, log, criLine("stdout", "F", "first line of the new file"))
 	// The reader gets to the new line, and the last batch's
 	// acknowledgement lands, in their own time: wait for the lag to show
 	// (it never did when offsets of the two files were compared).
@@ -101,9 +99,9 @@ func TestDeniedShowsInMetricsAndReadiness(t *testing.T) {
 			h := newHarness(t)
 			h.emu.SetFault(tc.op, awsemu.Fault{Deny: true})
 			h.meta.OnAdd(testPod("shop", "web-1", "uid-web"), false)
-			path, stream := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
+			log := h.n.container("shop", "web-1", "uid-web", "app", "aaa111")
 			h.start()
-			appendFile(t, path, criLine("stdout", "F", "held up"))
+			appendLog(t, log, criLine("stdout", "F", "held up"))
 			ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
 			defer cancel()
 			if err := h.emu.WaitFor(ctx, func() bool { return h.emu.Count(tc.op) >= 3 }); err != nil {
@@ -122,7 +120,7 @@ func TestDeniedShowsInMetricsAndReadiness(t *testing.T) {
 				}
 			}
 			h.emu.SetFault(tc.op, awsemu.Fault{})
-			if recs := h.records(stream, 1); recs[0].Log != "held up" {
+			if recs := h.records(log.Stream, 1); recs[0].Log != "held up" {
 				t.Fatalf("shipped %q", recs[0].Log)
 			}
 			// The batch's answer is taken in after the emulator stored it.

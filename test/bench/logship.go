@@ -27,6 +27,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/checkpoint"
 	"github.com/nodekit/nodekit/pkg/logship/filepos"
 	"github.com/nodekit/nodekit/test/kubeapi"
+	"github.com/nodekit/nodekit/test/podlogs"
 	"github.com/nodekit/nodekit/test/testbed"
 )
 
@@ -49,18 +50,20 @@ type logFile struct {
 	Lines, Bytes   int64
 }
 
+// criHeaderBytes is the CRI header before the message: a fixed-width
+// time (podlogs.FixedTime, UTC) and " stdout F ".
+const criHeaderBytes = len("2006-01-02T15:04:05.000000000Z") + len(" stdout F ")
+
 // criLine appends one CRI line of exactly lsLineBytes bytes (newline
 // included) for sequence number seq of container c.
 func criLine(dst []byte, ts time.Time, c int, seq int64) []byte {
-	start := len(dst)
-	dst = ts.UTC().AppendFormat(dst, criTime)
-	dst = append(dst, " stdout F "...)
-	dst = fmt.Appendf(dst, "c=%d seq=%09d GET /api/v1/items 200 12ms user=alice ua=curl/8.5 ref=-", c, seq)
-	for len(dst)-start < lsLineBytes-1 {
-		dst = append(dst, 'x')
+	var msg [lsLineBytes]byte
+	m := fmt.Appendf(msg[:0], "c=%d seq=%09d GET /api/v1/items 200 12ms user=alice ua=curl/8.5 ref=-", c, seq)
+	size := lsLineBytes - criHeaderBytes - 1
+	for len(m) < size {
+		m = append(m, 'x')
 	}
-	dst = dst[:start+lsLineBytes-1]
-	return append(dst, '\n')
+	return podlogs.AppendCRILayout(dst, podlogs.FixedTime, ts, "stdout", true, m[:size])
 }
 
 // writeCRIFile writes size bytes of CRI lines, timestamps a few seconds
@@ -186,7 +189,7 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 
 	// Two pods of two containers each, known to the API server so records
 	// carry labels, and their logs laid out as the kubelet does.
-	containersDir := filepath.Join(dir, "containers")
+	containersDir := filepath.Join(dir, "containers") // test/podlogs' layout under dir
 	if err := os.MkdirAll(containersDir, 0o755); err != nil {
 		return fail(err)
 	}
@@ -207,7 +210,7 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 			return fail(err)
 		}
 		for _, ctr := range []string{"app", "sidecar"} {
-			f, err := layOutLog(dir, containersDir, pod, ctr, len(files), perFile, start)
+			f, err := layOutLog(dir, pod, ctr, len(files), perFile, start)
 			if err != nil {
 				return fail(err)
 			}
@@ -508,23 +511,26 @@ func tcpSendRate() float64 {
 	return rate
 }
 
-// layOutLog writes a container's log at /var/log/pods-style path under dir
-// and links it from containersDir, as the kubelet does.
-func layOutLog(dir, containersDir string, pod *corev1.Pod, ctr string, c int, size int64, start time.Time) (logFile, error) {
-	id := strings.TrimPrefix(kubeapi.ContainerID(pod, ctr), "containerd://")
-	podDir := filepath.Join(dir, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), ctr)
-	if err := os.MkdirAll(podDir, 0o755); err != nil {
+// layOutLog writes a container's log as the kubelet lays it out under dir
+// (test/podlogs): size bytes of CRI lines.
+func layOutLog(dir string, pod *corev1.Pod, ctr string, c int, size int64, start time.Time) (logFile, error) {
+	node, err := podlogs.NewNode(dir)
+	if err != nil {
 		return logFile{}, err
 	}
-	f := logFile{Pod: pod.Name, Container: ctr, Path: filepath.Join(podDir, "0.log"),
-		Link: filepath.Join(containersDir, fmt.Sprintf("%s_%s_%s-%s.log", pod.Name, pod.Namespace, ctr, id))}
+	log, err := node.Add(podlogs.Spec{Namespace: pod.Namespace, Pod: pod.Name, PodUID: string(pod.UID), Container: ctr,
+		ContainerID: strings.TrimPrefix(kubeapi.ContainerID(pod, ctr), "containerd://")})
+	if err != nil {
+		return logFile{}, err
+	}
+	if err := log.Close(); err != nil {
+		return logFile{}, err
+	}
+	f := logFile{Pod: pod.Name, Container: ctr, Path: log.Path, Link: log.Link}
 	n, err := writeCRIFile(f.Path, c, size, start)
 	if err != nil {
 		return f, err
 	}
 	f.Lines, f.Bytes = n, n*lsLineBytes
-	if err := os.Symlink(f.Path, f.Link); err != nil {
-		return f, fmt.Errorf("linking %s: %w", f.Link, err)
-	}
 	return f, nil
 }

@@ -37,7 +37,7 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 
 	// 50 pods, each with its namespace, a role and a small container log.
 	logger.Info("suite: adding pods", "pods", suitePods)
-	containersDir := filepath.Join(dir, "containers")
+	containersDir := filepath.Join(dir, "containers") // test/podlogs' layout under dir
 	if err := os.MkdirAll(containersDir, 0o755); err != nil {
 		return fail(err)
 	}
@@ -49,7 +49,7 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 		if err != nil {
 			return fail(err)
 		}
-		if _, err := layOutLog(dir, containersDir, p.API, "app", i, linesPerPod*lsLineBytes, time.Now().Add(-time.Minute)); err != nil {
+		if _, err := layOutLog(dir, p.API, "app", i, linesPerPod*lsLineBytes, time.Now().Add(-time.Minute)); err != nil {
 			return fail(err)
 		}
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodekit/nodekit/test/kubeapi"
+	"github.com/nodekit/nodekit/test/podlogs"
 	"github.com/nodekit/nodekit/test/sandbox"
 	"github.com/nodekit/nodekit/test/testbed"
 )
@@ -60,7 +61,7 @@ type demoPod struct {
 	allowed               string // the namespace's allowed-roles annotation
 	wantDenied            bool
 	pod                   *testbed.Pod
-	log                   *containerLog
+	log                   *podlogs.Container
 }
 
 // The pods the demo creates: two teams with their own roles, and a pod in a

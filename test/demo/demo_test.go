@@ -14,26 +14,10 @@ import (
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 )
 
-func TestCRILine(t *testing.T) {
-	at := time.Date(2026, 11, 22, 1, 2, 3, 456000000, time.FixedZone("CET", 3600))
-	for _, tt := range []struct {
-		name, stream, tag, msg, want string
-	}{
-		{"full stdout line in UTC", "stdout", "F", "hello", "2026-11-22T00:02:03.456Z stdout F hello\n"},
-		{"partial stderr line", "stderr", "P", "part", "2026-11-22T00:02:03.456Z stderr P part\n"},
-		{"empty message", "stdout", "F", "", "2026-11-22T00:02:03.456Z stdout F \n"},
-	} {
-		t.Run(tt.name, func(t *testing.T) {
-			if got := criLine(at, tt.stream, tt.tag, tt.msg); got != tt.want {
-				t.Errorf("criLine = %q, want %q", got, tt.want)
-			}
-		})
-	}
-}
-
-// TestContainerLogLayout checks the kubelet's layout logship discovers: the
-// CRI file under pods/, the symlink under containers/ named after the
-// stream, one CRI line per message line, and rotation by rename.
+// TestContainerLogLayout checks the demo's pods get the kubelet's layout
+// logship discovers (test/podlogs): the CRI file under pods/, the symlink
+// under containers/ named after the stream with the test bed's container
+// ID, one CRI line per message line, and rotation by rename.
 func TestContainerLogLayout(t *testing.T) {
 	root := t.TempDir()
 	pod := &corev1.Pod{ObjectMeta: metav1.ObjectMeta{Namespace: "shop", Name: "web", UID: "1234-uid"}}
@@ -44,25 +28,25 @@ func TestContainerLogLayout(t *testing.T) {
 	}
 	defer c.Close()
 
-	if !strings.HasPrefix(c.stream, "web_shop_nginx-") || len(c.stream) != len("web_shop_nginx-")+64 {
-		t.Errorf("stream %q is not <pod>_<namespace>_<container>-<64 hex id>", c.stream)
+	if !strings.HasPrefix(c.Stream, "web_shop_nginx-") || len(c.Stream) != len("web_shop_nginx-")+64 {
+		t.Errorf("stream %q is not <pod>_<namespace>_<container>-<64 hex id>", c.Stream)
 	}
 	wantPath := filepath.Join(root, "pods", "shop_web_1234-uid", "nginx", "0.log")
-	if target, err := os.Readlink(filepath.Join(root, "containers", c.stream+".log")); err != nil || target != wantPath {
+	if target, err := os.Readlink(filepath.Join(root, "containers", c.Stream+".log")); err != nil || target != wantPath {
 		t.Errorf("symlink -> %q (%v), want %q", target, err, wantPath)
 	}
 
-	if err := c.Write("stdout", "one\n\ttwo"); err != nil {
+	if err := c.Print("stdout", "one\n\ttwo"); err != nil {
 		t.Fatal(err)
 	}
 	rotated, err := c.Rotate()
 	if err != nil {
 		t.Fatal(err)
 	}
-	if want := wantPath + ".20261122-000000"; rotated != want {
+	if want := wantPath + ".20261122-000000.000000"; rotated != want {
 		t.Errorf("rotated to %q, want %q", rotated, want)
 	}
-	if err := c.Write("stderr", "three"); err != nil {
+	if err := c.Print("stderr", "three"); err != nil {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{

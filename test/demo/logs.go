@@ -45,7 +45,7 @@ func (d *demo) writeLogs() (map[string]int, error) {
 		switch p.name {
 		case "web":
 			for i := 1; i <= webLines && err == nil; i++ {
-				err = p.log.Write("stdout", webLine(i))
+				err = p.log.Print("stdout", webLine(i))
 				if i == webLines/2 && err == nil {
 					var rotated string
 					if rotated, err = p.log.Rotate(); err == nil {
@@ -53,17 +53,17 @@ func (d *demo) writeLogs() (map[string]int, error) {
 					}
 				}
 			}
-			want[p.log.stream] = webLines
+			want[p.log.Stream] = webLines
 		case "invoicer":
 			for _, msg := range []string{"INFO invoice run started batch=42", stackTrace, "INFO invoice run finished ok=41 failed=1"} {
 				if err == nil {
-					err = p.log.Write("stdout", msg)
+					err = p.log.Print("stdout", msg)
 				}
 			}
-			want[p.log.stream] = 3
+			want[p.log.Stream] = 3
 		default:
-			err = p.log.Write("stderr", "WARN no credentials for role "+p.role+"; running without AWS access")
-			want[p.log.stream] = 1
+			err = p.log.Print("stderr", "WARN no credentials for role "+p.role+"; running without AWS access")
+			want[p.log.Stream] = 1
 		}
 		if err != nil {
 			return nil, err
@@ -121,7 +121,7 @@ func (d *demo) logs(ctx context.Context) {
 // pod's lines all arrived once, in order, across the rotation; the invoicer's
 // stack trace is one event.
 func (d *demo) checkStream(p *demoPod) {
-	evs := d.bed.AWS.Events(logGroup, p.log.stream)
+	evs := d.bed.AWS.Events(logGroup, p.log.Stream)
 	var recs []record.Record
 	for _, ev := range evs {
 		var r record.Record

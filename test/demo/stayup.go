@@ -27,7 +27,7 @@ func (d *demo) stayUp(ctx context.Context) {
 				case <-ctx.Done():
 					return
 				case <-t.C:
-					if err := p.log.Write("stdout", webLine(n)); err != nil {
+					if err := p.log.Print("stdout", webLine(n)); err != nil {
 						d.out.Detail("shop/web stopped writing: %v", err)
 						return
 					}

@@ -12,7 +12,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"syscall"
 	"testing"
 	"time"
@@ -22,6 +21,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/record"
 	"github.com/nodekit/nodekit/test/awsemu"
 	"github.com/nodekit/nodekit/test/kubeapi"
+	"github.com/nodekit/nodekit/test/podlogs"
 	"github.com/nodekit/nodekit/test/testbed"
 )
 
@@ -30,27 +30,28 @@ const lsGroup = "/aws/containerinsights/e2e/application"
 // lsBed is the test bed plus a kubelet-style log layout and a logship
 // process running in the node namespace.
 type lsBed struct {
-	t          *testing.T
-	bed        *testbed.Bed
-	bin        string
-	root       string
-	containers string
-	state      string
-	proc       *exec.Cmd
-	procErr    chan error
-	logs       *output
-	extraArgs  []string
+	t         *testing.T
+	bed       *testbed.Bed
+	bin       string
+	root      string
+	node      *podlogs.Node
+	state     string
+	proc      *exec.Cmd
+	procErr   chan error
+	logs      *output
+	extraArgs []string
 }
 
 func lsStartBed(t *testing.T, extraArgs ...string) *lsBed {
 	bed := testbed.Start(t, testbed.Config{})
 	root := t.TempDir()
-	b := &lsBed{
-		t: t, bed: bed, root: root, containers: filepath.Join(root, "containers"), state: filepath.Join(root, "state"),
-		logs: &output{}, extraArgs: extraArgs,
-	}
-	if err := os.MkdirAll(b.containers, 0o755); err != nil {
+	node, err := podlogs.NewNode(root)
+	if err != nil {
 		t.Fatal(err)
+	}
+	b := &lsBed{
+		t: t, bed: bed, root: root, node: node, state: filepath.Join(root, "state"),
+		logs: &output{}, extraArgs: extraArgs,
 	}
 	wd, err := os.Getwd()
 	if err != nil {
@@ -78,59 +79,46 @@ func tail(s string, n int) string {
 	return s
 }
 
-// container is one container's log as the runtime writes it.
+// container is one container's log as the runtime writes it (test/podlogs).
 type container struct {
-	path   string // .../0.log
-	stream string // CloudWatch stream name
-	pod    *corev1.Pod
-	format string // cri or docker
-	mu     sync.Mutex
+	*podlogs.Container
+	pod *corev1.Pod
 }
 
+// addContainer creates a pod with one container, app, and lays out its
+// log in format ("cri" or "docker") with container ID id.
 func (b *lsBed) addContainer(ctx context.Context, spec kubeapi.PodSpec, format, id string) *container {
 	b.t.Helper()
 	p, err := b.bed.AddPod(ctx, spec)
 	if err != nil {
 		b.t.Fatal(err)
 	}
-	dir := filepath.Join(b.root, "pods", fmt.Sprintf("%s_%s_%s", spec.Namespace, spec.Name, p.API.UID), "app")
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.t.Fatal(err)
-	}
-	c := &container{path: filepath.Join(dir, "0.log"), pod: p.API, format: format,
-		stream: fmt.Sprintf("%s_%s_app-%s", spec.Name, spec.Namespace, id)}
-	if err := os.WriteFile(c.path, nil, 0o644); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := os.Symlink(c.path, filepath.Join(b.containers, c.stream+".log")); err != nil {
-		b.t.Fatal(err)
-	}
-	return c
+	return b.layOut(p.API, "app", format, id)
 }
 
-// line formats one message the way the container's runtime would.
-func (c *container) line(stream, tag, msg string) string {
-	ts := time.Now().UTC().Format(time.RFC3339Nano)
-	if c.format == "docker" {
-		if tag == "F" {
-			msg += "\n"
-		}
-		j, _ := json.Marshal(map[string]string{"log": msg, "stream": stream, "time": ts})
-		return string(j) + "\n"
+// layOut lays out the log of pod's container cname.
+func (b *lsBed) layOut(pod *corev1.Pod, cname, format, id string) *container {
+	b.t.Helper()
+	f := podlogs.CRI
+	if format == "docker" {
+		f = podlogs.Docker
 	}
-	return ts + " " + stream + " " + tag + " " + msg + "\n"
+	c, err := b.node.Add(podlogs.Spec{Namespace: pod.Namespace, Pod: pod.Name, PodUID: string(pod.UID), Container: cname, ContainerID: id, Format: f})
+	if err != nil {
+		b.t.Fatal(err)
+	}
+	b.t.Cleanup(func() { c.Close() })
+	return &container{Container: c, pod: pod}
+}
+
+// line formats one message the way the container's runtime would, now.
+func (c *container) line(stream, tag, msg string) string {
+	return string(c.AppendLine(nil, time.Now(), stream, tag == "F", msg))
 }
 
 func (c *container) write(t *testing.T, data string) {
 	t.Helper()
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	f, err := os.OpenFile(c.path, os.O_WRONLY|os.O_APPEND|os.O_CREATE, 0o644)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer f.Close()
-	if _, err := f.WriteString(data); err != nil {
+	if err := c.Write([]byte(data)); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -145,12 +133,7 @@ func (c *container) writeSeq(t *testing.T, from, to int) {
 
 // rotate does what kubelet does: rename 0.log away; the runtime reopens.
 func (c *container) rotate(t *testing.T) {
-	c.mu.Lock()
-	defer c.mu.Unlock()
-	if err := os.Rename(c.path, c.path+"."+time.Now().UTC().Format("20060102-150405.000000")); err != nil {
-		t.Fatal(err)
-	}
-	if err := os.WriteFile(c.path, nil, 0o644); err != nil {
+	if _, err := c.Rotate(); err != nil {
 		t.Fatal(err)
 	}
 }
@@ -160,7 +143,7 @@ func (b *lsBed) start() {
 	node := b.bed.Sandbox.Node()
 	args := append([]string{
 		"--kubeconfig", b.bed.Kube.Kubeconfig(), "--node-name", testbed.NodeName, "--cluster-name", "e2e",
-		"--containers-dir", b.containers, "--state-dir", b.state, "--log-format", "text", "--log-level", "debug",
+		"--containers-dir", b.node.ContainersDir(), "--state-dir", b.state, "--log-format", "text", "--log-level", "debug",
 		"--batch-wait", "200ms", "--poll-interval", "20ms", "--rescan-interval", "1s",
 		"--exclude-namespaces", "kube-system",
 	}, b.extraArgs...)
@@ -218,7 +201,7 @@ func (b *lsBed) waitFor(ctx context.Context, c *container, marker string) []reco
 	b.t.Helper()
 	var recs []record.Record
 	err := b.bed.AWS.WaitFor(ctx, func() bool {
-		evs := b.bed.AWS.Events(lsGroup, c.stream)
+		evs := b.bed.AWS.Events(lsGroup, c.Stream)
 		if len(evs) == 0 || !strings.Contains(evs[len(evs)-1].Message, marker) {
 			return false
 		}
@@ -226,7 +209,7 @@ func (b *lsBed) waitFor(ctx context.Context, c *container, marker string) []reco
 		for _, e := range evs {
 			var r record.Record
 			if err := json.Unmarshal([]byte(e.Message), &r); err != nil {
-				b.t.Errorf("event in %s is not a JSON record: %v", c.stream, err)
+				b.t.Errorf("event in %s is not a JSON record: %v", c.Stream, err)
 				return true
 			}
 			recs = append(recs, r)
@@ -234,7 +217,7 @@ func (b *lsBed) waitFor(ctx context.Context, c *container, marker string) []reco
 		return true
 	})
 	if err != nil {
-		b.t.Fatalf("waiting for %q in %s (%d events): %v", marker, c.stream, len(b.bed.AWS.Events(lsGroup, c.stream)), err)
+		b.t.Fatalf("waiting for %q in %s (%d events): %v", marker, c.Stream, len(b.bed.AWS.Events(lsGroup, c.Stream)), err)
 	}
 	return recs
 }
@@ -253,7 +236,7 @@ func checkSeq(t *testing.T, c *container, recs []record.Record, n int) {
 		}
 		v, err := strconv.Atoi(s)
 		if err != nil {
-			t.Fatalf("%s: garbled record %q", c.stream, r.Log)
+			t.Fatalf("%s: garbled record %q", c.Stream, r.Log)
 		}
 		switch {
 		case v == next:
@@ -261,16 +244,16 @@ func checkSeq(t *testing.T, c *container, recs []record.Record, n int) {
 		case v < next:
 			dups++
 		default:
-			t.Fatalf("%s: gap: got seq %d, want %d", c.stream, v, next)
+			t.Fatalf("%s: gap: got seq %d, want %d", c.Stream, v, next)
 		}
 	}
 	if next != n {
-		t.Fatalf("%s: got %d of %d lines", c.stream, next, n)
+		t.Fatalf("%s: got %d of %d lines", c.Stream, next, n)
 	}
 	if dups > 10000 {
-		t.Fatalf("%s: %d repeated records, more than one batch", c.stream, dups)
+		t.Fatalf("%s: %d repeated records, more than one batch", c.Stream, dups)
 	}
-	t.Logf("%s: %d lines in order, %d repeated after the kill -9", c.stream, n, dups)
+	t.Logf("%s: %d lines in order, %d repeated after the kill -9", c.Stream, n, dups)
 }
 
 func checkMeta(t *testing.T, c *container, recs []record.Record) {
@@ -279,7 +262,7 @@ func checkMeta(t *testing.T, c *container, recs []record.Record) {
 		k := r.Kubernetes
 		if k.NamespaceName != c.pod.Namespace || k.PodName != c.pod.Name || k.ContainerName != "app" ||
 			k.PodID != string(c.pod.UID) || k.Host != testbed.NodeName || k.Labels["app"] != c.pod.Labels["app"] || k.ContainerImage == "" {
-			t.Fatalf("%s: record metadata %+v", c.stream, k)
+			t.Fatalf("%s: record metadata %+v", c.Stream, k)
 		}
 	}
 }
@@ -313,7 +296,7 @@ func TestLogshipEndToEnd(t *testing.T) {
 	}
 	// Let some of it ship, then crash logship mid-stream.
 	if err := b.bed.AWS.WaitFor(ctx, func() bool {
-		return len(b.bed.AWS.Events(lsGroup, web.stream)) > phase/2 && len(b.bed.AWS.Events(lsGroup, gone.stream)) > 0
+		return len(b.bed.AWS.Events(lsGroup, web.Stream)) > phase/2 && len(b.bed.AWS.Events(lsGroup, gone.Stream)) > 0
 	}); err != nil {
 		t.Fatal(err)
 	}
@@ -391,8 +374,8 @@ func TestLogshipEndToEnd(t *testing.T) {
 		t.Errorf("invalid UTF-8 line arrived %d times replaced", bad)
 	}
 	for _, c := range []*container{quiet, system} {
-		if evs := b.bed.AWS.Events(lsGroup, c.stream); len(evs) != 0 {
-			t.Errorf("%s should not be shipped, has %d events", c.stream, len(evs))
+		if evs := b.bed.AWS.Events(lsGroup, c.Stream); len(evs) != 0 {
+			t.Errorf("%s should not be shipped, has %d events", c.Stream, len(evs))
 		}
 	}
 	if v := b.metric("logship_dropped_events_total"); v != 0 {

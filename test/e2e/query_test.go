@@ -53,29 +53,12 @@ func queryAddPod(ctx context.Context, b *lsBed, ns, name string, containers ...s
 // kubelet does.
 func queryAddContainer(b *lsBed, pod *corev1.Pod, cname, format, id string) *container {
 	b.t.Helper()
-	dir := filepath.Join(b.root, "pods", fmt.Sprintf("%s_%s_%s", pod.Namespace, pod.Name, pod.UID), cname)
-	if err := os.MkdirAll(dir, 0o755); err != nil {
-		b.t.Fatal(err)
-	}
-	c := &container{path: filepath.Join(dir, "0.log"), pod: pod, format: format,
-		stream: fmt.Sprintf("%s_%s_%s-%s", pod.Name, pod.Namespace, cname, id)}
-	if err := os.WriteFile(c.path, nil, 0o644); err != nil {
-		b.t.Fatal(err)
-	}
-	if err := os.Symlink(c.path, filepath.Join(b.containers, c.stream+".log")); err != nil {
-		b.t.Fatal(err)
-	}
-	return c
+	return b.layOut(pod, cname, format, id)
 }
 
 // queryFormat renders l in its container's runtime format.
 func queryFormat(l queryLine) string {
-	ts := l.ts.UTC().Format(time.RFC3339Nano)
-	if l.c.format == "docker" {
-		j, _ := json.Marshal(map[string]string{"log": l.msg + "\n", "stream": l.stream, "time": ts})
-		return string(j) + "\n"
-	}
-	return ts + " " + l.stream + " F " + l.msg + "\n"
+	return string(l.c.AppendLine(nil, l.ts, l.stream, true, l.msg))
 }
 
 // queryWrite appends lines to their containers' files.
@@ -263,7 +246,7 @@ func TestQueryEndToEnd(t *testing.T) {
 			w := want[i]
 			ts, err := time.Parse(time.RFC3339Nano, ev.Time)
 			if err != nil || !ts.Equal(w.ts) || ev.Namespace != w.ns || ev.Pod != w.pod || ev.Container != w.cname ||
-				ev.Stream != w.stream || ev.Log != w.msg || ev.LogStream != w.c.stream || ev.EventID == "" ||
+				ev.Stream != w.stream || ev.Log != w.msg || ev.LogStream != w.c.Stream || ev.EventID == "" ||
 				ev.Kubernetes.PodID != string(db.UID) || ev.Kubernetes.Host != testbed.NodeName || ev.Kubernetes.Labels["app"] != "db-0" {
 				t.Fatalf("line %d = %+v, want %+v", i, ev, w)
 			}
