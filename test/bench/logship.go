@@ -246,7 +246,7 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	if err != nil {
 		return fail(err)
 	}
-	defer ls.stop()
+	defer ls.Stop(stopGrace)
 	if cfg.profileDir != "" {
 		// Profiles of the burst for whoever fixes the hot path; they
 		// cost logship some CPU, so figures of a profiled run are not
@@ -269,15 +269,16 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	defer exitCancel(nil)
 	go func() {
 		select {
-		case <-ls.done:
-			exitCancel(fmt.Errorf("logship exited (%v):\n%s", ls.err, ls.logTail()))
+		case <-ls.Done():
+			_, err := ls.Exited()
+			exitCancel(fmt.Errorf("logship exited (%v):\n%s", err, ls.Tail(40)))
 		case <-exitCtx.Done():
 		}
 	}()
 	waitErr := counter.wait(exitCtx, lines)
 	wall := time.Since(t0)
-	cpu, cerr := readCPU(ls.pid())
-	mem, merr := readMem(ls.pid())
+	cpu, cerr := readCPU(ls.Pid())
+	mem, merr := readMem(ls.Pid())
 	if err := errors.Join(cerr, merr); err != nil {
 		return fail(errors.Join(waitErr, err))
 	}

@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/nodekit/nodekit/pkg/agent"
+	"github.com/nodekit/nodekit/test/agentproc"
 	"github.com/nodekit/nodekit/test/awsemu"
 	"github.com/nodekit/nodekit/test/kubeapi"
 	"github.com/nodekit/nodekit/test/sandbox"
@@ -145,7 +146,7 @@ func mpPod(ctx context.Context, bed *testbed.Bed, name, role string) (*sandbox.P
 
 // startMetaproxy runs metaproxy in the bed's node with --iptables and waits
 // until it is ready.
-func startMetaproxy(ctx context.Context, bed *testbed.Bed, bin, dir string) (*agentProc, error) {
+func startMetaproxy(ctx context.Context, bed *testbed.Bed, bin, dir string) (*agentproc.Proc, error) {
 	node := bed.Sandbox.Node()
 	args := []string{"--kubeconfig", bed.Kube.Kubeconfig(), "--node-name", testbed.NodeName, "--log-format", "text",
 		"--iptables", "--host-interface", "cali+", "--host-ip", node.IP().String(), "--base-role-arn", mpBaseARN}
@@ -154,7 +155,7 @@ func startMetaproxy(ctx context.Context, bed *testbed.Bed, bin, dir string) (*ag
 		return nil, err
 	}
 	if err := waitReady(ctx, node.HTTPClient(), "http://127.0.0.1:9181/readyz", p, 2*time.Minute); err != nil {
-		p.stop()
+		p.Stop(stopGrace)
 		return nil, err
 	}
 	return p, nil
@@ -210,7 +211,7 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 	if err != nil {
 		return fail(err)
 	}
-	defer mp.stop()
+	defer mp.Stop(stopGrace)
 
 	mpClientsHTTP := make([]*http.Client, mpClients)
 	directClients := make([]*http.Client, mpClients)
@@ -223,7 +224,7 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 		// Each pod must get its own role before its speed means anything.
 		body, err := getBody(ctx, mpClientsHTTP[i], mpURLs[i])
 		if err != nil {
-			return fail(fmt.Errorf("pod %s through metaproxy: %w\n%s", p.Name(), err, mp.logTail()))
+			return fail(fmt.Errorf("pod %s through metaproxy: %w\n%s", p.Name(), err, mp.Tail(40)))
 		}
 		if err := checkRole(bed.AWS, body, mpRole(i%4)); err != nil {
 			return fail(fmt.Errorf("pod %s through metaproxy: %w", p.Name(), err))
@@ -246,12 +247,12 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 		if err != nil {
 			return fail(fmt.Errorf("direct round %d: %w", round, err))
 		}
-		c0, _ := readCPU(mp.pid())
+		c0, _ := readCPU(mp.Pid())
 		m, err := runLoad(ctx, mpClientsHTTP, mpURLs, cfg.mpRound)
 		if err != nil {
-			return fail(fmt.Errorf("metaproxy round %d: %w\n%s", round, err, mp.logTail()))
+			return fail(fmt.Errorf("metaproxy round %d: %w\n%s", round, err, mp.Tail(40)))
 		}
-		c1, _ := readCPU(mp.pid())
+		c1, _ := readCPU(mp.Pid())
 		mpCPU += c1 - c0
 		direct.Requests += d.Requests
 		direct.Elapsed += d.Elapsed
@@ -312,7 +313,7 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 		}
 		if err != nil {
 			bed.AWS.ClearFaults()
-			return fail(fmt.Errorf("first request of pod fresh-%02d: %w\n%s", i, err, mp.logTail()))
+			return fail(fmt.Errorf("first request of pod fresh-%02d: %w\n%s", i, err, mp.Tail(40)))
 		}
 		firsts = append(firsts, took)
 		trials = append(trials, fmt.Sprintf("%.2f", ms(took)))
@@ -360,7 +361,7 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 	if err != nil {
 		return fail(fmt.Errorf("waiting for credentials of %d pods (have %d sessions): %w", mpPods, sessions, err))
 	}
-	mem, err := readMem(mp.pid())
+	mem, err := readMem(mp.Pid())
 	if err != nil {
 		return fail(err)
 	}

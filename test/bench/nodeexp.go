@@ -18,6 +18,8 @@ import (
 	"strconv"
 	"strings"
 	"time"
+
+	"github.com/nodekit/nodekit/test/agentproc"
 )
 
 // nodeExporterVersion is the release nodeexp is compared with.
@@ -131,15 +133,8 @@ func collectorFlags(nodeexpHelp, neHelp string) (shared []string, nodeexpArgs, n
 type exporter struct {
 	name string
 	url  string
-	proc *agentProc
+	proc *agentproc.Proc
 }
-
-type rootNS struct{}
-
-func (rootNS) Command(ctx context.Context, name string, args ...string) *exec.Cmd {
-	return exec.CommandContext(ctx, name, args...)
-}
-func (rootNS) HTTPClient() *http.Client { return &http.Client{Timeout: 30 * time.Second} }
 
 func startExporter(dir, name, bin string, args []string) (*exporter, error) {
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
@@ -154,7 +149,8 @@ func startExporter(dir, name, bin string, args []string) (*exporter, error) {
 	defer lf.Close()
 	// LISTEN_PID must be the exporter's own PID: sh sets it to $$ and execs.
 	shArgs := append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin, "--web.systemd-socket"}, args...)
-	p, err := startAgentFiles(rootNS{}, dir, name, "sh", shArgs, append(os.Environ(), "LISTEN_FDS=1"), lf)
+	p, err := agentproc.Start(agentproc.Root{}, agentproc.Spec{Name: name, Bin: "sh", Args: shArgs,
+		Env: append(os.Environ(), "LISTEN_FDS=1"), LogDir: dir, ExtraFiles: []*os.File{lf}})
 	if err != nil {
 		return nil, err
 	}
@@ -201,10 +197,11 @@ func waitScrape(ctx context.Context, hc *http.Client, e *exporter) error {
 			return nil
 		}
 		select {
-		case <-e.proc.done:
-			return fmt.Errorf("%s exited (%v):\n%s", e.name, e.proc.err, e.proc.logTail())
+		case <-e.proc.Done():
+			_, err := e.proc.Exited()
+			return fmt.Errorf("%s exited (%v):\n%s", e.name, err, e.proc.Tail(40))
 		case <-ctx.Done():
-			return fmt.Errorf("%s never answered a scrape: %w\n%s", e.name, err, e.proc.logTail())
+			return fmt.Errorf("%s never answered a scrape: %w\n%s", e.name, err, e.proc.Tail(40))
 		case <-tick.C:
 		}
 	}
@@ -248,12 +245,12 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	if err != nil {
 		return fail(err)
 	}
-	defer ours.proc.stop()
+	defer ours.proc.Stop(stopGrace)
 	theirs, err := startExporter(dir, "node_exporter", neBin, append(neArgs, "--log.level=error"))
 	if err != nil {
 		return fail(err)
 	}
-	defer theirs.proc.stop()
+	defer theirs.proc.Stop(stopGrace)
 	hc := &http.Client{Timeout: 30 * time.Second}
 	for _, e := range []*exporter{ours, theirs} {
 		if err := waitScrape(ctx, hc, e); err != nil {
@@ -277,7 +274,7 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	t := map[*exporter]*tally{ours: {}, theirs: {}}
 	before := map[*exporter]time.Duration{}
 	for _, e := range []*exporter{ours, theirs} {
-		if before[e], err = readCPU(e.proc.pid()); err != nil {
+		if before[e], err = readCPU(e.proc.Pid()); err != nil {
 			return fail(err)
 		}
 	}
@@ -298,12 +295,12 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	}
 	mem := map[*exporter]memStatus{}
 	for _, e := range []*exporter{ours, theirs} {
-		after, err := readCPU(e.proc.pid())
+		after, err := readCPU(e.proc.Pid())
 		if err != nil {
 			return fail(err)
 		}
 		t[e].cpu = after - before[e]
-		if mem[e], err = readMem(e.proc.pid()); err != nil {
+		if mem[e], err = readMem(e.proc.Pid()); err != nil {
 			return fail(err)
 		}
 	}
@@ -321,13 +318,13 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	}
 	later := map[*exporter]memStatus{}
 	for _, e := range []*exporter{ours, theirs} {
-		if later[e], err = readMem(e.proc.pid()); err != nil {
+		if later[e], err = readMem(e.proc.Pid()); err != nil {
 			return fail(err)
 		}
 	}
 	// Stopped first, so the floor below runs on a machine as quiet as theirs.
-	ours.proc.stop()
-	theirs.proc.stop()
+	ours.proc.Stop(stopGrace)
+	theirs.proc.Stop(stopGrace)
 	floor, floorErr := measureMinExporter(ctx, hc, dir, cfg.scrapes)
 	n := time.Duration(cfg.scrapes)
 	cpuRatio := float64(t[ours].cpu) / float64(t[theirs].cpu)
@@ -383,7 +380,7 @@ func measureMinExporter(ctx context.Context, hc *http.Client, dir string, scrape
 	if err != nil {
 		return memStatus{}, err
 	}
-	defer e.proc.stop()
+	defer e.proc.Stop(stopGrace)
 	if err := waitScrape(ctx, hc, e); err != nil {
 		return memStatus{}, err
 	}
@@ -392,5 +389,5 @@ func measureMinExporter(ctx context.Context, hc *http.Client, dir string, scrape
 			return memStatus{}, fmt.Errorf("scrape %d: %w", i, err)
 		}
 	}
-	return readMem(e.proc.pid())
+	return readMem(e.proc.Pid())
 }

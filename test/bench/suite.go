@@ -10,6 +10,7 @@ import (
 	"time"
 
 	"github.com/nodekit/nodekit/pkg/agent"
+	"github.com/nodekit/nodekit/test/agentproc"
 	"github.com/nodekit/nodekit/test/kubeapi"
 	"github.com/nodekit/nodekit/test/testbed"
 )
@@ -70,19 +71,19 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	if err != nil {
 		return fail(err)
 	}
-	defer mp.stop()
+	defer mp.Stop(stopGrace)
 	lsEnv := append(append(baseEnv(dir), bed.AWSEnv()...), "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS=http://"+net.JoinHostPort(node.IP().String(), lsCountPort))
 	ls, err := startAgent(node, dir, "logship", cfg.bin("logship"),
 		append(common, "--containers-dir", containersDir, "--state-dir", filepath.Join(dir, "state"), "--cluster-name", lsCluster), lsEnv)
 	if err != nil {
 		return fail(err)
 	}
-	defer ls.stop()
+	defer ls.Stop(stopGrace)
 	ne, err := startAgent(node, dir, "nodeexp", cfg.bin("nodeexp"), append(common, "--web.listen-address", "127.0.0.1:9100", "--collector.pods.log-dir", filepath.Join(dir, "pods")), baseEnv(dir))
 	if err != nil {
 		return fail(err)
 	}
-	defer ne.stop()
+	defer ne.Stop(stopGrace)
 
 	hc := node.HTTPClient()
 	if err := waitReady(ctx, hc, "http://127.0.0.1:9182/readyz", ls, 2*time.Minute); err != nil {
@@ -118,10 +119,10 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	}
 	// Idle: what the node pays while nothing happens.
 	logger.Info("suite: idle", "for", cfg.idle)
-	agents := []*agentProc{mp, ls, ne}
-	idleFrom := map[*agentProc]time.Duration{}
+	agents := []*agentproc.Proc{mp, ls, ne}
+	idleFrom := map[*agentproc.Proc]time.Duration{}
 	for _, p := range agents {
-		if idleFrom[p], err = readCPU(p.pid()); err != nil {
+		if idleFrom[p], err = readCPU(p.Pid()); err != nil {
 			return fail(err)
 		}
 	}
@@ -134,21 +135,21 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	var rows []string
 	var idleCPU time.Duration
 	for _, p := range agents {
-		if p.exited() {
-			return fail(fmt.Errorf("%s exited (%v):\n%s", p.name, p.err, p.logTail()))
+		if done, err := p.Exited(); done {
+			return fail(fmt.Errorf("%s exited (%v):\n%s", p.Name(), err, p.Tail(40)))
 		}
-		m, err := readMem(p.pid())
+		m, err := readMem(p.Pid())
 		if err != nil {
 			return fail(err)
 		}
-		c, err := readCPU(p.pid())
+		c, err := readCPU(p.Pid())
 		if err != nil {
 			return fail(err)
 		}
 		c -= idleFrom[p]
 		total += m.RSS
 		idleCPU += c
-		rows = append(rows, fmt.Sprintf("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %.0f ms (%.2f%% of a core) |", p.name, mib(m.RSS), mib(m.File), mib(m.Peak),
+		rows = append(rows, fmt.Sprintf("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %.0f ms (%.2f%% of a core) |", p.Name(), mib(m.RSS), mib(m.File), mib(m.Peak),
 			ms(c), 100*c.Seconds()/cfg.idle.Seconds()))
 	}
 	measured = true

@@ -14,6 +14,8 @@ import (
 	"time"
 
 	"github.com/nodekit/nodekit/test/sandbox"
+
+	"github.com/nodekit/nodekit/test/agentproc"
 )
 
 const credsPath = "/latest/meta-data/iam/security-credentials/"
@@ -130,7 +132,7 @@ func (d *demo) runClient(ctx context.Context, p *demoPod, argv []string) (podCre
 		if msg == "" {
 			msg = strings.TrimSpace(stdout.String())
 		}
-		return podCredentials{}, fmt.Errorf("%w: %s", err, lastLines(msg, 2))
+		return podCredentials{}, fmt.Errorf("%w: %s", err, agentproc.LastLines(msg, 2))
 	}
 	var c podCredentials
 	if err := json.Unmarshal(stdout.Bytes(), &c); err != nil {

@@ -13,6 +13,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/nodekit/nodekit/test/agentproc"
 	"github.com/nodekit/nodekit/test/kubeapi"
 	"github.com/nodekit/nodekit/test/podlogs"
 	"github.com/nodekit/nodekit/test/sandbox"
@@ -46,7 +47,7 @@ type demo struct {
 	logger   *slog.Logger
 	logClose func() error
 	bed      *testbed.Bed
-	agents   map[string]*agentProc
+	agents   map[string]*agentproc.Proc
 	order    []string // agent start order, stopped in reverse
 	pods     []*demoPod
 	writers  sync.WaitGroup // stay-up log writers
@@ -82,7 +83,7 @@ func (d *demo) Run(ctx context.Context) int {
 	d.out.Printf("nodekit demo: one Kubernetes node on this machine, built from network namespaces,\n" +
 		"a real kube-apiserver and an AWS emulator, running nodekit's three agents from this checkout.\n" +
 		"Nothing leaves the machine and the root network namespace is never changed.\n")
-	d.agents = map[string]*agentProc{}
+	d.agents = map[string]*agentproc.Proc{}
 
 	err := d.bringUp(ctx)
 	if err == nil {
@@ -273,7 +274,8 @@ func (d *demo) startAgents(ctx context.Context) {
 		}
 		done := d.out.Step("starting " + s.what)
 		err := func() error {
-			a, err := startAgent(node, s.name, filepath.Join(d.binDir, s.name), s.args, d.agentEnv(), d.work, tee)
+			a, err := agentproc.Start(node, agentproc.Spec{Name: s.name, Bin: filepath.Join(d.binDir, s.name), Args: s.args,
+				Env: d.agentEnv(), LogDir: d.work, Tee: tee})
 			if err != nil {
 				return err
 			}
@@ -281,7 +283,7 @@ func (d *demo) startAgents(ctx context.Context) {
 			d.order = append(d.order, s.name)
 			wctx, cancel := context.WithTimeout(ctx, agentTimeout)
 			defer cancel()
-			return a.waitHTTP(wctx, node.HTTPClient(), s.ready)
+			return a.WaitReady(wctx, node.HTTPClient(), s.ready)
 		}()
 		done(err)
 		if err != nil {
@@ -290,7 +292,7 @@ func (d *demo) startAgents(ctx context.Context) {
 			}
 			continue
 		}
-		d.out.Detail("%s %s  (log: %s)", s.name, shellJoin(s.args), d.agents[s.name].logPath)
+		d.out.Detail("%s %s  (log: %s)", s.name, shellJoin(s.args), d.agents[s.name].LogPath())
 	}
 }
 
@@ -300,7 +302,7 @@ func (d *demo) agentUp(name string) bool {
 	if !ok {
 		return false
 	}
-	done, _ := a.exited()
+	done, _ := a.Exited()
 	return !done
 }
 
@@ -371,8 +373,8 @@ func (d *demo) teardown() error {
 	}
 	for i := len(d.order) - 1; i >= 0; i-- {
 		a := d.agents[d.order[i]]
-		done := d.out.Step("stopping " + a.name)
-		err := a.stop(stopGrace)
+		done := d.out.Step("stopping " + a.Name())
+		err := a.Stop(stopGrace)
 		done(err)
 		errs = append(errs, err)
 	}

@@ -115,9 +115,6 @@ func TestTextHelpers(t *testing.T) {
 	if got := maskKey("short"); got != "short" {
 		t.Errorf("maskKey(short) = %q", got)
 	}
-	if got := lastLines("1\n2\n3\n", 2); got != "2\n3" {
-		t.Errorf("lastLines = %q", got)
-	}
 }
 
 // TestStoryPods keeps the story's promise: two pods with different allowed

@@ -14,6 +14,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/cloudwatchlogs"
 
 	"github.com/nodekit/nodekit/pkg/logship/record"
+
+	"github.com/nodekit/nodekit/test/agentproc"
 )
 
 // webLines is how many access-log lines the web pod writes; the kubelet
@@ -107,7 +109,7 @@ func (d *demo) logs(ctx context.Context) {
 			}
 		}
 		d.out.Detail("logship's last lines:")
-		d.out.Block("     | ", d.agents["logship"].tail(10))
+		d.out.Block("     | ", d.agents["logship"].Tail(10))
 		d.fail("shipping logs", err)
 		return
 	}
@@ -188,7 +190,7 @@ func (d *demo) readBack(ctx context.Context) {
 			d.fail("logship query "+shellJoin(args), err)
 			continue
 		}
-		d.out.Block("     | ", lastLines(out, 14))
+		d.out.Block("     | ", agentproc.LastLines(out, 14))
 	}
 }
 
@@ -214,7 +216,7 @@ func (d *demo) nodeRun(ctx context.Context, name string, args ...string) (string
 	var stdout, stderr bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%w: %s", err, lastLines(strings.TrimSpace(stderr.String()), 3))
+		return stdout.String(), fmt.Errorf("%w: %s", err, agentproc.LastLines(strings.TrimSpace(stderr.String()), 3))
 	}
 	return stdout.String(), nil
 }
