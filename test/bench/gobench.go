@@ -204,13 +204,76 @@ func tailString(s string, n int) string {
 	return "…" + s[len(s)-n:]
 }
 
-// runGoBenchmarks runs the agents' Go benchmarks and adds their figures.
-func runGoBenchmarks(ctx context.Context, r *report, repo string, logger *slog.Logger) *section {
-	s := &section{Title: "Go benchmarks (agent packages)"}
+// goResults are the Go benchmarks' results, in the order they ran.
+type goResults struct {
+	Rows             []goRow
+	Failed           []goFailure
+	FixtureLineBytes float64
+}
+
+// goRow is one benchmark's result, or its failure.
+type goRow struct {
+	Spec   goBench
+	Res    goBenchResult
+	Failed bool
+}
+
+// goFailure is a benchmark that did not run.
+type goFailure struct{ Pkg, Name, Err string }
+
+func (g goRow) NsPerOp() float64     { return g.Res.Line.Metrics["ns/op"] }
+func (g goRow) MBs() float64         { return g.Res.Line.Metrics["MB/s"] }
+func (g goRow) BOp() float64         { return g.Res.Line.Metrics["B/op"] }
+func (g goRow) AllocsPerOp() float64 { return g.Res.Line.Metrics["allocs/op"] }
+func (g goRow) CPUNs() float64       { return float64(g.Res.CPUPerOp.Nanoseconds()) }
+func (g goRow) MBPerCPU() float64    { return g.Res.mbPerCPUSecond() }
+
+// HasMBs reports whether the benchmark declared its bytes per op.
+func (g goRow) HasMBs() bool {
+	_, ok := g.Res.Line.Metrics["MB/s"]
+	return ok
+}
+
+// LinesPerOp is how many log lines one op handles (0: not about lines);
+// LinesExact says it is counted, not estimated from the line length.
+func (g goRow) LinesPerOp() float64 {
+	n, _ := g.Res.linesPerOp()
+	return n
+}
+
+func (g goRow) LinesExact() bool {
+	_, exact := g.Res.linesPerOp()
+	return exact
+}
+
+// result returns the named benchmark's result, if it ran.
+func (g *goResults) result(name string) (goBenchResult, bool) {
+	if g == nil {
+		return goBenchResult{}, false
+	}
+	for _, r := range g.Rows {
+		if r.Spec.Name == name && !r.Failed {
+			return r.Res, true
+		}
+	}
+	return goBenchResult{}, false
+}
+
+// encodeRate is the read + parse + encode + batch throughput, bytes of
+// input per CPU-second (0 when not measured): the logship area weighs its
+// end-to-end figure with it.
+func (g *goResults) encodeRate() float64 {
+	if res, ok := g.result("BenchmarkReadParseEncodeBatch"); ok && res.CPUPerOp > 0 {
+		return res.mbPerCPUSecond() * 1e6
+	}
+	return 0
+}
+
+// runGoBenchmarks runs the agents' Go benchmarks into r.Go.
+func runGoBenchmarks(ctx context.Context, r *report, repo string, logger *slog.Logger) error {
 	dir, err := os.MkdirTemp("", "nodekit-bench-go-")
 	if err != nil {
-		s.Err = err
-		return s
+		return err
 	}
 	defer os.RemoveAll(dir)
 	g := &goBenchRunner{repo: repo, dir: dir, logger: logger, binaries: map[string]string{}}
@@ -222,117 +285,27 @@ func runGoBenchmarks(ctx context.Context, r *report, repo string, logger *slog.L
 		{Pkg: "./pkg/nodeexp", Name: "BenchmarkScrape", NoLines: true},
 		{Pkg: "./pkg/nodeexp/podstats", Name: "BenchmarkPodCollector100", NoLines: true},
 	}
-	results := map[string]goBenchResult{}
-	var raws []string
-	var errs []string
+	res := &goResults{FixtureLineBytes: fixtureLineBytes}
+	r.Go = res
+	ran := 0
 	for _, spec := range specs {
-		res, err := g.run(ctx, spec)
+		out, err := g.run(ctx, spec)
 		if err != nil {
 			logger.Warn("go benchmark failed", "name", spec.Name, "err", err)
-			errs = append(errs, fmt.Sprintf("- `%s %s`: %s", spec.Pkg, spec.Name, firstLine(err.Error())))
+			res.Rows = append(res.Rows, goRow{Spec: spec, Failed: true})
+			res.Failed = append(res.Failed, goFailure{Pkg: spec.Pkg, Name: spec.Name, Err: firstLine(err.Error())})
 			continue
 		}
-		results[spec.Name] = res
-		raws = append(raws, res.Raw)
+		res.Rows = append(res.Rows, goRow{Spec: spec, Res: out})
+		ran++
 	}
-
-	const readGoal = "> 1000 MB/s per core (1 GB/s)"
-	if res, ok := results["BenchmarkReadParseCRI"]; ok && res.CPUPerOp > 0 {
-		v := res.mbPerCPUSecond()
-		r.add(figure{Agent: "logship", Name: "read + CRI parse (Go benchmark), per core", Measured: fmt.Sprintf("%.0f MB/s", v),
-			Goal: readGoal, Verdict: atLeast(v, 1000), Note: fmt.Sprintf("MB per CPU-second, GOMAXPROCS=1; wall clock said %.0f MB/s", res.Line.Metrics["MB/s"])})
-	} else {
-		r.notMeasured("logship", "read + CRI parse (Go benchmark), per core", readGoal, nil)
+	if ran == 0 {
+		return fmt.Errorf("no Go benchmark ran")
 	}
-	if res, ok := results["BenchmarkReadParseEncodeBatch"]; ok && res.CPUPerOp > 0 {
-		r.encodeRate = res.mbPerCPUSecond() * 1e6
-		r.add(figure{Agent: "logship", Name: "read + parse + encode + batch (Go benchmark), per core", Measured: fmt.Sprintf("%.0f MB/s", res.mbPerCPUSecond()),
-			Goal: "none (the end-to-end goal is ≥ 100 MB/CPU-s)", Verdict: info, Note: "MB per CPU-second, GOMAXPROCS=1"})
-	}
-	if res, ok := results["BenchmarkBatch"]; ok {
-		r.add(figure{Agent: "logship", Name: "batch building, allocations per line", Measured: fmt.Sprintf("%.2f", res.Line.Metrics["allocs/op"]),
-			Goal: "none (reported)", Verdict: info, Note: fmt.Sprintf("%.0f ns CPU per event", float64(res.CPUPerOp.Nanoseconds()))})
-	}
-	const podGoal = "< 2 ms per scrape"
-	if res, ok := results["BenchmarkPodCollector100"]; ok && res.CPUPerOp > 0 {
-		v := ms(res.CPUPerOp)
-		r.add(figure{Agent: "nodeexp", Name: "pod collector, 100-pod fixture tree", Measured: fmt.Sprintf("%.2f ms CPU", v),
-			Goal: podGoal, Verdict: below(v, 2), Note: podNote(res)})
-	} else {
-		r.notMeasured("nodeexp", "pod collector, 100-pod fixture tree", podGoal, nil)
-	}
-
-	s.addf("Each benchmark runs alone with `-test.cpu 1 -test.benchmem` (so per core means one core). The standard line comes from")
-	s.addf("`-test.benchtime 1s`; **CPU/op** is measured apart from it: the test binary runs twice with fixed iteration counts and")
-	s.addf("the difference in its user+system CPU time is divided by the difference in iterations, which leaves out the benchmark's")
-	s.addf("setup and is much less inflated by other work on the machine than ns/op (contention for caches and hyperthreads")
-	s.addf("still inflates it somewhat, so expect a few tens of percent of run-to-run spread on a busy machine).")
-	s.addf("MB/CPU-s = bytes per op ÷ CPU per op.\n")
-	s.addf("| Benchmark | ns/op (wall) | MB/s (wall) | CPU/op | MB per CPU-s | B/op | allocs/op | allocs/line |")
-	s.addf("|---|---|---|---|---|---|---|---|")
-	for _, spec := range specs {
-		res, ok := results[spec.Name]
-		if !ok {
-			s.addf("| %s | failed | | | | | | |", spec.Name)
-			continue
-		}
-		m := res.Line.Metrics
-		mbs, mbcpu := "—", "—"
-		if v, ok := m["MB/s"]; ok {
-			mbs = fmt.Sprintf("%.0f", v)
-			if res.CPUPerOp > 0 {
-				mbcpu = fmt.Sprintf("%.0f", res.mbPerCPUSecond())
-			}
-		}
-		perLine := "—"
-		if lines, exact := res.linesPerOp(); lines > 0 {
-			perLine = fmt.Sprintf("%.3g", m["allocs/op"]/lines)
-			if !exact {
-				perLine = "≈" + perLine
-			}
-		}
-		s.addf("| %s (%s) | %s | %s | %s | %s | %.0f | %.0f | %s |", spec.Name, spec.Pkg, fmtNs(m["ns/op"]), mbs,
-			fmtNs(float64(res.CPUPerOp.Nanoseconds())), mbcpu, m["B/op"], m["allocs/op"], perLine)
-	}
-	s.addf("\nallocs/line marked ≈ is allocs/op ÷ (bytes/op ÷ %.0f B, the fixture's line length); the others are one line per op.", float64(fixtureLineBytes))
-	if len(errs) > 0 {
-		s.addf("\nFailed:\n")
-		s.Lines = append(s.Lines, errs...)
-	}
-	s.addf("\nRaw `go test` lines:\n\n```")
-	s.Lines = append(s.Lines, raws...)
-	s.addf("```")
-	if len(results) == 0 {
-		s.Err = fmt.Errorf("no Go benchmark ran")
-	}
-	return s
+	return nil
 }
 
 // fixtureLineBytes is the length of one line of pkg/logship's CRI fixture
 // ("2026-11-21T10:00:00.000000000Z stdout F GET /api/v1/items/00000000 200
 // 12ms user=alice ua=curl/8.5 ref=-\n").
 const fixtureLineBytes = 105
-
-func fmtNs(ns float64) string {
-	switch {
-	case ns <= 0:
-		return "—"
-	case ns < 1e3:
-		return fmt.Sprintf("%.0f ns", ns)
-	case ns < 1e6:
-		return fmt.Sprintf("%.1f µs", ns/1e3)
-	case ns < 1e9:
-		return fmt.Sprintf("%.2f ms", ns/1e6)
-	default:
-		return fmt.Sprintf("%.2f s", ns/1e9)
-	}
-}
-
-// podNote shows the pod collector benchmark's own CPU figure beside ours.
-func podNote(res goBenchResult) string {
-	n := fmt.Sprintf("wall clock %.2f ms/op", res.Line.Metrics["ns/op"]/1e6)
-	if v, ok := res.Line.Metrics["cpu-ns/op"]; ok {
-		n += fmt.Sprintf("; the benchmark's own cpu-ns/op: %.2f ms", v/1e6)
-	}
-	return n
-}

@@ -164,21 +164,69 @@ func (s *statusWriter) WriteHeader(code int) {
 	s.ResponseWriter.WriteHeader(code)
 }
 
-// benchLogship measures issue 4's end-to-end figure on a test bed.
-func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logger) (s *section) {
-	s = &section{Title: "logship"}
-	const (
-		tputGoal = "≥ 100 MB per CPU-second"
-		rssGoal  = "< 40 MiB"
-	)
-	measured := false
-	defer func() {
-		if !measured {
-			r.notMeasured("logship", "CRI input shipped to awsemu per CPU-second", tputGoal, s.Err)
-			r.notMeasured("logship", "peak RSS during that burst", rssGoal, s.Err)
-		}
-	}()
-	fail := func(err error) *section { s.Err = err; return s }
+// lsResults are logship's end-to-end figures.
+type lsResults struct {
+	Profile   string // where profiles went, when the run was profiled
+	LineBytes int
+	Lines     int64
+	BytesIn   int64
+	// Accepted is how many lines the emulator accepted; Shipped says
+	// every line arrived, once, with its labels.
+	Accepted int64
+	Shipped  bool
+	// WaitEnded says logship exited or ran out of time before shipping
+	// every line.
+	WaitEnded bool
+	Wall, CPU time.Duration
+	Mem       memStatus
+	Puts      int
+	BodyBytes float64
+	Floor     *lsFloor
+}
+
+// MBPerCPU is MB of input shipped per CPU-second.
+func (l *lsResults) MBPerCPU() float64 { return float64(l.BytesIn) / 1e6 / l.CPU.Seconds() }
+
+// lsFloor is the work no logship can avoid, given DESIGN.md's record
+// shape, SigV4 and checkpoints fsynced per accepted batch, each part
+// measured on its own (a rate of 0: not measured).
+type lsFloor struct {
+	Input, Body                     float64 // bytes
+	SHA256Rate, TCPRate, EncodeRate float64 // bytes per CPU-second
+	Batches                         int
+	CheckpointCPU                   time.Duration
+	CheckpointMeasured              bool
+	Used                            time.Duration // logship's CPU in all
+}
+
+// Budget is the CPU-seconds that 100 MB per CPU-second allows the input.
+func (f *lsFloor) Budget() float64 { return f.Input / 1e6 / 100 }
+
+func (f *lsFloor) SHA256CPU() float64 { return rateCPU(f.Body, f.SHA256Rate) }
+func (f *lsFloor) TCPCPU() float64    { return rateCPU(f.Body, f.TCPRate) }
+func (f *lsFloor) EncodeCPU() float64 { return rateCPU(f.Input, f.EncodeRate) }
+
+// Sum is the CPU-seconds of the parts measured; Left what the budget
+// leaves beside them.
+func (f *lsFloor) Sum() float64 {
+	return f.SHA256CPU() + f.TCPCPU() + f.EncodeCPU() + f.CheckpointCPU.Seconds()
+}
+
+func (f *lsFloor) Left() float64 { return f.Budget() - f.Sum() }
+
+func rateCPU(bytes, rate float64) float64 {
+	if rate <= 0 {
+		return 0
+	}
+	return bytes / rate
+}
+
+// benchLogship measures issue 4's end-to-end figure on a test bed into
+// r.Logship.
+func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logger) error {
+	res := &lsResults{Profile: cfg.profileDir, LineBytes: lsLineBytes}
+	r.Logship = res
+	fail := func(err error) error { return err }
 
 	bed, dir, closeBed, err := startBed(ctx, logger, "logship")
 	if err != nil {
@@ -258,7 +306,6 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 			fetchProfiles(pctx, node.HTTPClient(), "http://127.0.0.1:9182", cfg.profileDir, "logship", logger)
 		}()
 		defer func() { stopProfile(); <-profDone }()
-		s.addf("**Profiled run** (`-profile %s`): logship served pprof and was profiled during the burst.\n", cfg.profileDir)
 	}
 
 	// Done when the emulator has accepted every line; logship exiting or
@@ -282,9 +329,10 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	if err := errors.Join(cerr, merr); err != nil {
 		return fail(errors.Join(waitErr, err))
 	}
-	shipped := counter.accepted.Load()
+	res.Lines, res.BytesIn, res.Wall, res.CPU, res.Mem = lines, bytesIn, wall, cpu, mem
+	res.Accepted = counter.accepted.Load()
 	if waitErr != nil {
-		s.addf("Only %d of %d lines were accepted when the wait ended (%.1f CPU-s, %s).", shipped, lines, cpu.Seconds(), wall.Round(time.Millisecond))
+		res.WaitEnded = true
 		return fail(waitErr)
 	}
 
@@ -311,71 +359,23 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 		return fail(fmt.Errorf("stored %d events in %d streams, want %d lines in %d streams", stored, len(streams), lines, len(files)))
 	}
 
-	mbPerCPU := float64(bytesIn) / 1e6 / cpu.Seconds()
-	measured = true
-	r.add(figure{Agent: "logship", Name: "CRI input shipped to awsemu per CPU-second", Measured: fmt.Sprintf("%.0f MB/CPU-s", mbPerCPU),
-		Goal: tputGoal, Verdict: atLeast(mbPerCPU, 100),
-		Note: fmt.Sprintf("%.0f MB in 4 containers, %.1f CPU-s, wall %s (fluent-bit 4.2.8: ~11)", float64(bytesIn)/1e6, cpu.Seconds(), wall.Round(100*time.Millisecond))})
-	r.add(figure{Agent: "logship", Name: "peak RSS during that burst", Measured: fmt.Sprintf("%.1f MiB", mib(mem.Peak)),
-		Goal: rssGoal, Verdict: below(mib(mem.Peak), 40), Note: "VmHWM"})
-	s.addf("%d MB of %d-byte CRI lines (%d lines) in 4 containers of 2 pods, written before logship started, shipped to the", bytesIn/1e6, lsLineBytes, lines)
-	s.addf("emulator's CloudWatch Logs in the test bed's node. CPU is logship's utime+stime from /proc/<pid>/stat from its start")
-	s.addf("until the emulator had accepted the last line; peak RSS is VmHWM. Every line arrived exactly once with its pod's labels.\n")
-	s.addf("| Input | Lines | Wall time | logship CPU | MB per CPU-s | Peak RSS (VmHWM) | RSS at end | PutLogEvents calls |")
-	s.addf("|---|---|---|---|---|---|---|---|")
-	s.addf("| %.0f MB | %d | %s | %.2f s | %.0f | %.1f MiB | %.1f MiB | %d |", float64(bytesIn)/1e6, lines, wall.Round(10*time.Millisecond),
-		cpu.Seconds(), mbPerCPU, mib(mem.Peak), mib(mem.RSS), bed.AWS.Count("PutLogEvents"))
-	s.addf("\nOf the RSS at the end, %.1f MiB is file-backed (the executable's pages).", mib(mem.File))
-	body := float64(counter.bodyBytes.Load())
-	s.addf("\nThe accepted PutLogEvents request bodies came to %.0f MB, %.1f× the input: each line becomes a record with its pod's", body/1e6, body/float64(bytesIn))
-	s.addf("metadata, JSON-escaped once more inside the request's JSON. SigV4 signs the SHA-256 of every body and the kernel copies")
-	s.addf("every byte into TCP: those costs follow the body's size, not the input's.")
-	s.addf("\n%s", floorTable(ctx, r, dir, float64(bytesIn), body, bed.AWS.Count("PutLogEvents"), cpu))
-	s.addf("\nThe wall time includes logship's start (informer sync, credentials from the emulated IMDS) and competes for the same")
-	s.addf("CPUs with the emulator, which decodes and stores every event in the bench process.")
-	return s
+	res.Shipped = true
+	res.Puts = bed.AWS.Count("PutLogEvents")
+	res.BodyBytes = float64(counter.bodyBytes.Load())
+	res.Floor = measureFloor(ctx, r, dir, float64(bytesIn), res.BodyBytes, res.Puts, cpu)
+	return nil
 }
 
-// floorTable weighs the work no logship can avoid, given DESIGN.md's
-// record shape, SigV4 and checkpoints fsynced per accepted batch, against
-// the CPU that 100 MB per CPU-second allows for input bytes: each part is
-// measured now, on this machine, on its own.
-func floorTable(ctx context.Context, r *report, dir string, input, body float64, batches int, used time.Duration) string {
-	budget := input / 1e6 / 100
-	type part struct {
-		name, how string
-		cpu       float64 // CPU-seconds; 0 when not measured
-	}
-	var parts []part
-	if rate := sha256Rate(); rate > 0 {
-		parts = append(parts, part{"SigV4: SHA-256 of every request body", fmt.Sprintf("%.0f MB of bodies at %.0f MB per CPU-s", body/1e6, rate/1e6), body / rate})
-	}
-	if rate := tcpSendRate(); rate > 0 {
-		parts = append(parts, part{"writing the bodies to TCP", fmt.Sprintf("%.0f MB per CPU-s of the writer (loopback, 32 KiB writes)", rate/1e6), body / rate})
-	}
-	if r.encodeRate > 0 {
-		parts = append(parts, part{"read + parse + encode + batch", fmt.Sprintf("the Go benchmark: %.0f MB of input per CPU-s", r.encodeRate/1e6), input / r.encodeRate})
-	}
+// measureFloor measures, part by part on one core, the work no logship
+// can avoid for input bytes shipped as body bytes of request bodies in
+// batches puts.
+func measureFloor(ctx context.Context, r *report, dir string, input, body float64, batches int, used time.Duration) *lsFloor {
+	f := &lsFloor{Input: input, Body: body, Batches: batches, Used: used,
+		SHA256Rate: sha256Rate(), TCPRate: tcpSendRate(), EncodeRate: r.Go.encodeRate()}
 	if c, err := checkpointCPU(ctx, dir, batches); err == nil {
-		parts = append(parts, part{"checkpoints, one fsynced write per batch", fmt.Sprintf("%d commits of 4 streams in the bench's state filesystem", batches), c.Seconds()})
+		f.CheckpointCPU, f.CheckpointMeasured = c, true
 	}
-	var b strings.Builder
-	fmt.Fprintf(&b, "What the goal's budget must cover, measured now part by part on one core: the %.2f CPU-s that %.0f MB at 100 MB per CPU-s\n", budget, input/1e6)
-	fmt.Fprintf(&b, "allows. The first two follow from DESIGN.md's record shape and SigV4 whatever the shipper; the last two are logship's own\n")
-	fmt.Fprintf(&b, "code alone, at its best (no waits, no other work), for the checkpoints fsynced after every batch that issue 4 asks.\n\n")
-	fmt.Fprintf(&b, "| Part | How | CPU-s | Share of the budget |\n|---|---|---|---|\n")
-	var sum float64
-	for _, p := range parts {
-		sum += p.cpu
-		fmt.Fprintf(&b, "| %s | %s | %.2f | %.0f%% |\n", p.name, p.how, p.cpu, 100*p.cpu/budget)
-	}
-	fmt.Fprintf(&b, "| **sum** | | **%.2f** | **%.0f%%** |\n\n", sum, 100*sum/budget)
-	if left := budget - sum; left > 0.005 {
-		fmt.Fprintf(&b, "Left for the HTTP client and SDK, file polls, the runtime and the scheduler: %.2f CPU-s. logship used %.2f CPU-s in all.", left, used.Seconds())
-	} else {
-		fmt.Fprintf(&b, "Nothing is left for the HTTP client and SDK, file polls, the runtime and the scheduler. logship used %.2f CPU-s in all.", used.Seconds())
-	}
-	return b.String()
+	return f
 }
 
 // checkpointCPU is the process CPU that n commits cost a checkpoint store in

@@ -128,8 +128,8 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 
 	r := &report{Started: time.Now(), Machine: describeMachine(ctx, repo)}
 	_, r.LoadStart = loadAvg()
-	areas := map[string]func(context.Context, *report, config, *slog.Logger) *section{
-		"go": func(ctx context.Context, r *report, _ config, l *slog.Logger) *section {
+	areas := map[string]func(context.Context, *report, config, *slog.Logger) error{
+		"go": func(ctx context.Context, r *report, _ config, l *slog.Logger) error {
 			return runGoBenchmarks(ctx, r, repo, l)
 		},
 		"metaproxy": benchMetaproxy,
@@ -149,13 +149,12 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		// Areas needing root fail on their own with a clear message
 		// (test/sandbox refuses to run without it).
 		actx, cancel := context.WithTimeoutCause(ctx, cfg.sectionLimit, fmt.Errorf("%s: over the %s time limit", name, cfg.sectionLimit))
-		s := areas[name](actx, r, cfg, logger)
+		err := areas[name](actx, r, cfg, logger)
 		cancel()
-		s.Took = time.Since(start)
-		if s.Err != nil {
-			logger.Warn("bench area failed", "area", name, "err", s.Err)
+		if err != nil {
+			logger.Warn("bench area failed", "area", name, "err", err)
 		}
-		r.Sections = append(r.Sections, s)
+		r.Areas = append(r.Areas, area{Name: name, Err: err, Took: time.Since(start)})
 	}
 	r.Took = time.Since(r.Started)
 	_, r.LoadEnd = loadAvg()

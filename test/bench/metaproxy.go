@@ -9,7 +9,7 @@ import (
 	"log/slog"
 	"net"
 	"net/http"
-	"strings"
+	"slices"
 	"sync"
 	"time"
 
@@ -161,27 +161,51 @@ func startMetaproxy(ctx context.Context, bed *testbed.Bed, bin, dir string) (*ag
 	return p, nil
 }
 
-// benchMetaproxy measures issue 3's figures on a test bed.
-func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Logger) (s *section) {
-	s = &section{Title: "metaproxy"}
-	const (
-		ratioGoal = "≥ 0.95× direct IMDS emulator"
-		firstGoal = "< 20 ms (median of 10 pods)"
-		rssGoal   = "< 40 MiB"
-	)
-	measured := map[string]bool{}
-	defer func() {
-		if !measured["ratio"] {
-			r.notMeasured("metaproxy", "credential path throughput, 16 keep-alive clients in pods", ratioGoal, s.Err)
-		}
-		if !measured["first"] {
-			r.notMeasured("metaproxy", "first request, pod appeared 300 ms earlier, STS +120 ms", firstGoal, s.Err)
-		}
-		if !measured["rss"] {
-			r.notMeasured("metaproxy", "RSS with 110 pods and 20 roles", rssGoal, s.Err)
-		}
-	}()
-	fail := func(err error) *section { s.Err = err; return s }
+// mpResults are metaproxy's figures; a part is nil when the area failed
+// before it.
+type mpResults struct {
+	Throughput *mpThroughput
+	First      *mpFirst
+	Memory     *mpMemory
+}
+
+// mpThroughput is the credential path under load, through metaproxy and
+// straight to the emulator.
+type mpThroughput struct {
+	Clients, Rounds       int
+	Round                 time.Duration
+	CredsPath, DirectPort string
+	Direct, Proxied       mpPath
+	CPUMicrosPerRequest   float64
+}
+
+// mpPath is one path's requests, rate and latencies.
+type mpPath struct {
+	Requests int
+	Rate     float64
+	Lat      latencies
+}
+
+// Ratio is metaproxy's request rate over the emulator's.
+func (t *mpThroughput) Ratio() float64 { return t.Proxied.Rate / t.Direct.Rate }
+
+// mpFirst is the first request of new pods with STS slowed down.
+type mpFirst struct {
+	Trials []time.Duration
+	Lat    latencies
+}
+
+// mpMemory is metaproxy's memory with every pod's credentials cached.
+type mpMemory struct {
+	Pods, WithNamespaces, Roles, Sessions int
+	Mem                                   memStatus
+}
+
+// benchMetaproxy measures issue 3's figures on a test bed into r.Metaproxy.
+func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Logger) error {
+	res := &mpResults{}
+	r.Metaproxy = res
+	fail := func(err error) error { return err }
 
 	bed, dir, closeBed, err := startBed(ctx, logger, "metaproxy")
 	if err != nil {
@@ -261,32 +285,17 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 		proxied.Elapsed += m.Elapsed
 		proxied.Lat = append(proxied.Lat, m.Lat...)
 	}
-	dl, ml := summarise(direct.Lat), summarise(proxied.Lat)
-	ratio := proxied.rate() / direct.rate()
-	measured["ratio"] = true
-	r.add(figure{Agent: "metaproxy", Name: "credential path throughput, 16 keep-alive clients in pods",
-		Measured: fmt.Sprintf("%.3f× (%.0f vs %.0f req/s)", ratio, proxied.rate(), direct.rate()), Goal: ratioGoal,
-		Verdict: atLeast(ratio, 0.95), Note: fmt.Sprintf("p99 %.2f ms vs %.2f ms direct", ms(ml.P99), ms(dl.P99))})
-	s.addf("### Credential path, %d keep-alive clients, one per pod namespace\n", mpClients)
-	s.addf("Each client is an in-process HTTP client whose socket lives in its own pod namespace. Through metaproxy it asks")
-	s.addf("`http://169.254.169.254%s<its role>`, which metaproxy's `--iptables` DNAT rule in the node sends to metaproxy;", mpCredsPath)
-	s.addf("directly it asks the same path of the IMDS emulator served on the node IP (port %s). %d alternating rounds of %s", mpDirectPort, cfg.mpRounds, cfg.mpRound)
-	s.addf("per path, after a 1 s warm-up of each. Clients and the emulator run in the bench process, metaproxy in its own.")
-	s.addf("The emulator is not a free server (each request takes its lock, is recorded and wakes its waiters), and on a busy")
-	s.addf("machine metaproxy, a separate process, gets its own share of the CPUs: the ratio compares these two, nothing more.\n")
-	s.addf("| Path | Requests | req/s | p50 | p99 | max |")
-	s.addf("|---|---|---|---|---|---|")
-	s.addf("| IMDS emulator, direct | %d | %.0f | %.3f ms | %.3f ms | %.3f ms |", direct.Requests, direct.rate(), ms(dl.P50), ms(dl.P99), ms(dl.Max))
-	s.addf("| metaproxy (DNAT) | %d | %.0f | %.3f ms | %.3f ms | %.3f ms |", proxied.Requests, proxied.rate(), ms(ml.P50), ms(ml.P99), ms(ml.Max))
+	res.Throughput = &mpThroughput{Clients: mpClients, Rounds: cfg.mpRounds, Round: cfg.mpRound, CredsPath: mpCredsPath, DirectPort: mpDirectPort,
+		Direct:  mpPath{Requests: direct.Requests, Rate: direct.rate(), Lat: summarise(direct.Lat)},
+		Proxied: mpPath{Requests: proxied.Requests, Rate: proxied.rate(), Lat: summarise(proxied.Lat)}}
 	if proxied.Requests > 0 {
-		s.addf("\nmetaproxy used %.1f µs of CPU per request during its rounds.", float64(mpCPU.Microseconds())/float64(proxied.Requests))
+		res.Throughput.CPUMicrosPerRequest = float64(mpCPU.Microseconds()) / float64(proxied.Requests)
 	}
 
 	// First request of a new pod, with STS slowed down.
 	logger.Info("metaproxy: first requests of new pods with STS delayed 120 ms")
 	bed.AWS.SetFault("AssumeRole", awsemu.Fault{Latency: 120 * time.Millisecond})
 	var firsts []time.Duration
-	var trials []string
 	for i := range mpFirstRuns {
 		role := mpRole(4 + i)
 		p, err := mpPod(ctx, bed, fmt.Sprintf("fresh-%02d", i), role)
@@ -316,18 +325,9 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 			return fail(fmt.Errorf("first request of pod fresh-%02d: %w\n%s", i, err, mp.Tail(40)))
 		}
 		firsts = append(firsts, took)
-		trials = append(trials, fmt.Sprintf("%.2f", ms(took)))
 	}
 	bed.AWS.ClearFaults()
-	fl := summarise(firsts)
-	measured["first"] = true
-	r.add(figure{Agent: "metaproxy", Name: "first request, pod appeared 300 ms earlier, STS +120 ms",
-		Measured: fmt.Sprintf("%.2f ms median", ms(fl.P50)), Goal: firstGoal, Verdict: below(ms(fl.P50), 20),
-		Note: fmt.Sprintf("max %.2f ms over %d pods", ms(fl.Max), len(firsts))})
-	s.addf("\n### First request of a new pod\n")
-	s.addf("With the emulator's AssumeRole delayed 120 ms, %d pods were created one after another (each its own namespace and", mpFirstRuns)
-	s.addf("role); 300 ms after the API server reported each Running with its IP, the pod made its first credential request on a")
-	s.addf("new connection. Times (ms): %s. Median %.2f ms, max %.2f ms.", strings.Join(trials, ", "), ms(fl.P50), ms(fl.Max))
+	res.First = &mpFirst{Trials: slices.Clone(firsts), Lat: summarise(firsts)}
 
 	// Memory with 110 pods and 20 roles.
 	have := mpClients + mpFirstRuns
@@ -365,11 +365,6 @@ func benchMetaproxy(ctx context.Context, r *report, cfg config, logger *slog.Log
 	if err != nil {
 		return fail(err)
 	}
-	measured["rss"] = true
-	r.add(figure{Agent: "metaproxy", Name: "RSS with 110 pods and 20 roles", Measured: fmt.Sprintf("%.1f MiB", mib(mem.RSS)),
-		Goal: rssGoal, Verdict: below(mib(mem.RSS), 40), Note: fmt.Sprintf("VmRSS once all 110 pods' credentials were cached; peak (VmHWM) over the whole run, load included: %.1f MiB", mib(mem.Peak))})
-	s.addf("\n### Memory\n")
-	s.addf("%d pods on the node (%d with namespaces, the rest API objects only), %d roles, every pod's credentials prefetched", mpPods, have, mpRoles)
-	s.addf("(%d AssumeRole sessions): VmRSS %.1f MiB (%.1f MiB of it file-backed, i.e. the executable), VmHWM %.1f MiB (the peak includes the load rounds above).", sessions, mib(mem.RSS), mib(mem.File), mib(mem.Peak))
-	return s
+	res.Memory = &mpMemory{Pods: mpPods, WithNamespaces: have, Roles: mpRoles, Sessions: sessions, Mem: mem}
+	return nil
 }

@@ -207,25 +207,48 @@ func waitScrape(ctx context.Context, hc *http.Client, e *exporter) error {
 	}
 }
 
-// benchNodeexp compares nodeexp with node_exporter: CPU per scrape and RSS.
-func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logger) (s *section) {
-	s = &section{Title: "nodeexp against node_exporter " + nodeExporterVersion}
-	const (
-		cpuGoal = "≤ 0.5× node_exporter"
-		rssGoal = "≤ 0.7× node_exporter"
-	)
-	measured := false
-	defer func() {
-		if !measured {
-			r.notMeasured("nodeexp", "CPU per scrape vs node_exporter "+nodeExporterVersion, cpuGoal, s.Err)
-			r.notMeasured("nodeexp", "RSS vs node_exporter "+nodeExporterVersion, rssGoal, s.Err)
-		}
-	}()
-	fail := func(err error) *section { s.Err = err; return s }
+// neResults compare nodeexp with node_exporter.
+type neResults struct {
+	Version  string
+	BuildErr string // why node_exporter could not be built
+	// Compared says both ran the scrapes; the rest is set then.
+	Compared     bool
+	Shared       []string // collectors both run
+	Scrapes      int
+	Ours, Theirs neRow
+	Between      time.Duration
+	Floor        *memStatus // the minimal exporter's
+	FloorErr     string
+	OurArgs      []string
+	TheirArgs    []string
+}
+
+// neRow is one exporter's figures.
+type neRow struct {
+	Name         string
+	CPUPerScrape time.Duration
+	Lat          latencies
+	Samples      int
+	Mem          memStatus // right after the scrapes
+	Later        memStatus // Between later
+}
+
+// Rows are the two exporters, ours first.
+func (n *neResults) Rows() []neRow { return []neRow{n.Ours, n.Theirs} }
+
+// RSSBudget is the RSS that ≤ 0.7× node_exporter allows.
+func (n *neResults) RSSBudget() float64 { return 0.7 * float64(n.Theirs.Mem.RSS) }
+
+// benchNodeexp compares nodeexp with node_exporter, CPU per scrape and
+// RSS, into r.Nodeexp.
+func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logger) error {
+	res := &neResults{Version: nodeExporterVersion, Scrapes: cfg.scrapes}
+	r.Nodeexp = res
+	fail := func(err error) error { return err }
 
 	neBin, err := nodeExporterBinary(ctx, logger)
 	if err != nil {
-		s.addf("node_exporter %s could not be built from the Go module proxy, so nodeexp was not compared:\n\n```\n%s\n```", nodeExporterVersion, tailString(err.Error(), 1500))
+		res.BuildErr = tailString(err.Error(), 1500)
 		return fail(err)
 	}
 	nodeexpBin := cfg.bin("nodeexp")
@@ -327,44 +350,19 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	theirs.proc.Stop(stopGrace)
 	floor, floorErr := measureMinExporter(ctx, hc, dir, cfg.scrapes)
 	n := time.Duration(cfg.scrapes)
-	cpuRatio := float64(t[ours].cpu) / float64(t[theirs].cpu)
-	rssRatio := float64(mem[ours].RSS) / float64(mem[theirs].RSS)
-	peakRatio := float64(mem[ours].Peak) / float64(mem[theirs].Peak)
-	measured = true
-	r.add(figure{Agent: "nodeexp", Name: "CPU per scrape vs node_exporter " + nodeExporterVersion,
-		Measured: fmt.Sprintf("%.3f× (%.2f vs %.2f ms)", cpuRatio, ms(t[ours].cpu/n), ms(t[theirs].cpu/n)), Goal: cpuGoal,
-		Verdict: atMost(cpuRatio, 0.5), Note: fmt.Sprintf("%d alternating scrapes each, same %d collectors", cfg.scrapes, len(shared))})
-	r.add(figure{Agent: "nodeexp", Name: "RSS vs node_exporter " + nodeExporterVersion,
-		Measured: fmt.Sprintf("%.3f× (%.1f vs %.1f MiB)", rssRatio, mib(mem[ours].RSS), mib(mem[theirs].RSS)), Goal: rssGoal,
-		Verdict: atMost(rssRatio, 0.7), Note: fmt.Sprintf("VmRSS after the scrapes; peak (VmHWM) ratio %.2f×", peakRatio)})
-
-	s.addf("Both exporters run as processes in the root namespace on loopback listeners handed over by socket activation, with")
-	s.addf("the same %d collectors (%s) and nodeexp's defaults (kube-prometheus's) for every exclude option both share;", len(shared), strings.Join(shared, ", "))
-	s.addf("after 3 warm-up scrapes each, %d scrapes of each alternate (gzip, as Prometheus asks). CPU is each process's", cfg.scrapes)
-	s.addf("utime+stime over the scrapes, from /proc/<pid>/stat (10 ms ticks).\n")
-	s.addf("| Exporter | CPU per scrape | scrape p50 | scrape p99 | samples | VmRSS | of which file-backed | VmHWM |")
-	s.addf("|---|---|---|---|---|---|---|---|")
-	for _, e := range []*exporter{ours, theirs} {
-		l := summarise(t[e].lat)
-		s.addf("| %s | %.2f ms | %.2f ms | %.2f ms | %d | %.1f MiB | %.1f MiB | %.1f MiB |", e.name, ms(t[e].cpu/n), ms(l.P50), ms(l.P99), t[e].samples, mib(mem[e].RSS), mib(mem[e].File), mib(mem[e].Peak))
+	row := func(e *exporter) neRow {
+		return neRow{Name: e.name, CPUPerScrape: t[e].cpu / n, Lat: summarise(t[e].lat), Samples: t[e].samples, Mem: mem[e], Later: later[e]}
 	}
-	s.addf("\n\"File-backed\" is RssFile: pages of the executable (and other mapped files) in memory; the rest is heap and stacks.")
-	s.addf("\n%s after the last scrape, as between two Prometheus scrapes: nodeexp %.1f MiB, node_exporter %.1f MiB (%.2f×); nodeexp", between, mib(later[ours].RSS), mib(later[theirs].RSS),
-		float64(later[ours].RSS)/float64(later[theirs].RSS))
-	s.addf("hands its free heap back to the OS once a scrape's work is over (pkg/memtrim).")
+	res.Compared, res.Shared, res.Between = true, shared, between
+	res.Ours, res.Theirs = row(ours), row(theirs)
+	res.OurArgs = append([]string{"nodeexp"}, nodeexpArgs...)
+	res.TheirArgs = append([]string{"node_exporter"}, neArgs...)
 	if floorErr != nil {
-		s.addf("\nThe minimal exporter (test/bench/minexporter) could not be measured: %v", floorErr)
+		res.FloorErr = floorErr.Error()
 	} else {
-		budget := 0.7 * float64(mem[theirs].RSS)
-		s.addf("\nWhat the prescribed libraries cost alone: test/bench/minexporter serves one procfs collector (node_cpu_seconds_total)")
-		s.addf("through exporter-toolkit with client_golang's Go and process collectors, built like nodeexp. After the same %d scrapes", cfg.scrapes)
-		s.addf("it holds %.1f MiB (%.1f MiB file-backed), %.2f× node_exporter: %.0f%% of the %.1f MiB that ≤ 0.7× allows, before any", mib(floor.RSS), mib(floor.File),
-			float64(floor.RSS)/float64(mem[theirs].RSS), 100*float64(floor.RSS)/budget, mib(int64(budget)))
-		s.addf("of nodeexp's %d collectors, its exposition or its pod collector.", len(shared))
+		res.Floor = &floor
 	}
-	s.addf("\nnode_exporter's command line: `%s`", strings.Join(append([]string{"node_exporter"}, neArgs...), " "))
-	s.addf("\nnodeexp's: `%s`", strings.Join(append([]string{"nodeexp"}, nodeexpArgs...), " "))
-	return s
+	return nil
 }
 
 // measureMinExporter builds and runs test/bench/minexporter, scrapes it as

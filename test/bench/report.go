@@ -1,9 +1,11 @@
 package main
 
 import (
+	_ "embed"
 	"fmt"
 	"io"
 	"strings"
+	"text/template"
 	"time"
 )
 
@@ -63,44 +65,58 @@ func below(v, bound float64) verdict {
 	return missed
 }
 
-// section is the detail of one benchmark area: free-form markdown lines and
-// the error that stopped it, if any.
-type section struct {
-	Title string
-	Lines []string
-	Err   error
-	Took  time.Duration
+// area is one benchmark area that ran: its name (see sections), the error
+// that stopped it, if any, and how long it took. What it measured is in the
+// report's field of the same name.
+type area struct {
+	Name string
+	Err  error
+	Took time.Duration
 }
 
-func (s *section) addf(format string, args ...any) {
-	s.Lines = append(s.Lines, fmt.Sprintf(format, args...))
+// ErrLine is the area's error on one line, for the report.
+func (a area) ErrLine() string {
+	if a.Err == nil {
+		return ""
+	}
+	return strings.ReplaceAll(firstLine(a.Err.Error()), "`", "'")
 }
 
-// report is everything BENCHMARKS.md shows.
+// report is everything BENCHMARKS.md shows: the machine and the results of
+// each area that ran. The measurement code fills it; the goals (figures)
+// and report.md.tmpl turn it into the document.
 type report struct {
 	Machine   machine
 	Started   time.Time
 	Took      time.Duration
 	LoadStart string
 	LoadEnd   string
-	Figures   []figure
-	Sections  []*section
-	// encodeRate is the Go benchmark's read + parse + encode + batch
-	// throughput, bytes of input per CPU-second (0 when the go area did
-	// not run): the logship area weighs its end-to-end figure with it.
-	encodeRate float64
+	Areas     []area
+
+	Go        *goResults
+	Metaproxy *mpResults
+	Logship   *lsResults
+	Nodeexp   *neResults
+	Suite     *suiteResults
 }
 
-func (r *report) add(f figure) { r.Figures = append(r.Figures, f) }
+// ran reports whether the area named name ran, and its error.
+func (r *report) ran(name string) (bool, error) {
+	for _, a := range r.Areas {
+		if a.Name == name {
+			return true, a.Err
+		}
+	}
+	return false, nil
+}
 
-// notMeasured records a goal whose figure a failed section never produced,
-// so the table still lists every goal.
-func (r *report) notMeasured(agent, name, goal string, err error) {
+// notMeasured is the figure of a goal no result answers.
+func (r *report) notMeasured(areaName, agent, name, goal string) figure {
 	note := "not measured"
-	if err != nil {
+	if _, err := r.ran(areaName); err != nil {
 		note = "not measured: " + firstLine(err.Error())
 	}
-	r.add(figure{Agent: agent, Name: name, Goal: goal, Verdict: unknown, Note: note})
+	return figure{Agent: agent, Name: name, Goal: goal, Verdict: unknown, Note: note}
 }
 
 func firstLine(s string) string {
@@ -111,75 +127,82 @@ func firstLine(s string) string {
 	return s
 }
 
+//go:embed report.md.tmpl
+var reportTemplate string
+
+var reportTmpl = template.Must(template.New("report").Funcs(template.FuncMap{
+	"mib":  func(b int64) float64 { return mib(b) },
+	"ms":   ms,
+	"ns":   fmtNs,
+	"secs": func(d time.Duration) float64 { return d.Seconds() },
+	"round": func(d time.Duration, to string) (time.Duration, error) {
+		unit, err := time.ParseDuration(to)
+		return d.Round(unit), err
+	},
+	"utc":  func(t time.Time) string { return t.UTC().Format("2006-01-02 15:04 MST") },
+	"join": strings.Join,
+	"div":  func(a, b float64) float64 { return a / b },
+	"mul":  func(a, b float64) float64 { return a * b },
+	"f64":  func(v int64) float64 { return float64(v) },
+	"pct":  func(a, b float64) float64 { return 100 * a / b },
+	"tail": tailString,
+}).Parse(reportTemplate))
+
 // write renders BENCHMARKS.md.
 func (r *report) write(w io.Writer) error {
 	var b strings.Builder
-	p := func(format string, args ...any) { fmt.Fprintf(&b, format, args...) }
-	p("# nodekit benchmarks\n\n")
-	p("Written by `make bench` (`go run ./test/bench`) on %s, commit `%s`, in %s.\n",
-		r.Started.UTC().Format("2006-01-02 15:04 MST"), r.Machine.Commit, r.Took.Round(time.Second))
-	p("Every figure is measured on this machine, on loopback or inside the sandbox's own network namespaces;\n")
-	p("none is a timed test. Re-run with `make bench` (needs root: network namespaces, iptables).\n\n")
-	if r.Machine.loaded() {
-		p("> **Provisional figures.** The machine was busy with other work while this ran (load average %s at the start,\n", r.LoadStart)
-		p("> %s at the end, on %d CPUs). Wall-clock figures (requests/s, latencies, MB/s of Go benchmarks, wall time)\n", r.LoadEnd, r.Machine.CPUs)
-		p("> are pessimistic under load; CPU-second and RSS figures much less so. Re-run `make bench` on an idle machine\n")
-		p("> for the figures of record.\n\n")
-	}
-
-	p("## Machine\n\n| | |\n|---|---|\n")
-	p("| CPUs (nproc) | %d |\n| CPU model | %s |\n| Memory | %.1f GiB |\n| Kernel | %s |\n| Go | %s |\n| OS | %s |\n| Load average (start → end) | %s → %s |\n\n",
-		r.Machine.CPUs, r.Machine.CPUModel, float64(r.Machine.MemBytes)/(1<<30), r.Machine.Kernel, r.Machine.GoVersion, r.Machine.OS, r.LoadStart, r.LoadEnd)
-
-	p("## Figures and goals\n\n| Agent | Figure | Measured | Goal | Verdict | Note |\n|---|---|---|---|---|---|\n")
-	for _, f := range r.Figures {
-		m := f.Measured
-		if m == "" {
-			m = "—"
-		}
-		p("| %s | %s | %s | %s | %s | %s |\n", f.Agent, f.Name, m, f.Goal, f.Verdict, f.Note)
-	}
-	p("\n## Goals not met\n\n")
-	var missedAny, unknownAny bool
-	for _, f := range r.Figures {
-		switch f.Verdict {
-		case missed:
-			missedAny = true
-			p("- **%s: %s** — measured %s, goal %s.%s\n", f.Agent, f.Name, f.Measured, f.Goal, noteSuffix(f.Note))
-		case unknown:
-			unknownAny = true
-		}
-	}
-	if !missedAny {
-		p("None of the measured figures misses its goal.\n")
-	}
-	if unknownAny {
-		p("\nNot measured in this run (so not shown to be met):\n\n")
-		for _, f := range r.Figures {
-			if f.Verdict == unknown {
-				p("- %s: %s (goal %s).%s\n", f.Agent, f.Name, f.Goal, noteSuffix(f.Note))
-			}
-		}
-	}
-	for _, s := range r.Sections {
-		p("\n## %s\n\n", s.Title)
-		if s.Err != nil {
-			p("**This section failed:** `%s`\n\n", strings.ReplaceAll(firstLine(s.Err.Error()), "`", "'"))
-		}
-		for _, l := range s.Lines {
-			p("%s\n", l)
-		}
-		if s.Took > 0 {
-			p("\n_Section took %s._\n", s.Took.Round(time.Second))
-		}
+	if err := reportTmpl.Execute(&b, r); err != nil {
+		return fmt.Errorf("rendering the report: %w", err)
 	}
 	_, err := io.WriteString(w, b.String())
 	return err
 }
 
-func noteSuffix(n string) string {
-	if n == "" {
-		return ""
+// Figures are the goals' table, from the areas' results.
+func (r *report) Figures() []figure {
+	var fs []figure
+	fs = append(fs, r.Go.figures(r)...)
+	fs = append(fs, r.Metaproxy.figures(r)...)
+	fs = append(fs, r.Logship.figures(r)...)
+	fs = append(fs, r.Nodeexp.figures(r)...)
+	fs = append(fs, r.Suite.figures(r)...)
+	return fs
+}
+
+// Missed and Unmeasured are the figures that miss their goal and the goals
+// no figure answers.
+func (r *report) Missed() []figure { return r.withVerdict(missed) }
+
+func (r *report) Unmeasured() []figure { return r.withVerdict(unknown) }
+
+func (r *report) withVerdict(v verdict) []figure {
+	var out []figure
+	for _, f := range r.Figures() {
+		if f.Verdict == v {
+			out = append(out, f)
+		}
 	}
-	return " " + n
+	return out
+}
+
+// NodeExporterVersion is the node_exporter nodeexp is compared with.
+func (r *report) NodeExporterVersion() string { return nodeExporterVersion }
+
+// Provisional reports figures taken on a busy machine.
+func (r *report) Provisional() bool { return r.Machine.loaded() }
+
+// fmtNs shows nanoseconds in the unit that suits them.
+func fmtNs(ns float64) string {
+	switch {
+	case ns <= 0:
+		return "—"
+	case ns < 1e3:
+		return fmt.Sprintf("%.0f ns", ns)
+	case ns < 1e6:
+		return fmt.Sprintf("%.1f µs", ns/1e3)
+	case ns < 1e9:
+		return fmt.Sprintf("%.2f ms", ns/1e6)
+	default:
+		return fmt.Sprintf("%.2f s", ns/1e9)
+	}
 }

@@ -17,17 +17,26 @@ import (
 
 const suitePods = 50
 
-// benchSuite measures the three agents' idle memory on a node with 50 pods.
-func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger) (s *section) {
-	s = &section{Title: "suite: idle memory of the three agents"}
-	const goal = "< 64 MiB total"
-	measured := false
-	defer func() {
-		if !measured {
-			r.notMeasured("suite", "idle RSS of metaproxy + logship + nodeexp, 50 pods", goal, s.Err)
-		}
-	}()
-	fail := func(err error) *section { s.Err = err; return s }
+// suiteResults are the three agents' idle figures on a node with pods.
+type suiteResults struct {
+	Pods, LinesPerPod, Sessions int
+	Idle                        time.Duration
+	Rows                        []suiteRow
+	Total                       int64 // summed VmRSS
+	IdleCPU                     time.Duration
+}
+
+// suiteRow is one agent's memory and idle CPU.
+type suiteRow struct {
+	Name string
+	Mem  memStatus
+	CPU  time.Duration
+}
+
+// benchSuite measures the three agents' idle memory on a node with 50
+// pods into r.Suite.
+func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger) error {
+	fail := func(err error) error { return err }
 
 	bed, dir, closeBed, err := startBed(ctx, logger, "suite")
 	if err != nil {
@@ -131,9 +140,7 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
-	var total int64
-	var rows []string
-	var idleCPU time.Duration
+	res := &suiteResults{Pods: suitePods, LinesPerPod: linesPerPod, Sessions: sessions, Idle: cfg.idle}
 	for _, p := range agents {
 		if done, err := p.Exited(); done {
 			return fail(fmt.Errorf("%s exited (%v):\n%s", p.Name(), err, p.Tail(40)))
@@ -147,22 +154,10 @@ func benchSuite(ctx context.Context, r *report, cfg config, logger *slog.Logger)
 			return fail(err)
 		}
 		c -= idleFrom[p]
-		total += m.RSS
-		idleCPU += c
-		rows = append(rows, fmt.Sprintf("| %s | %.1f MiB | %.1f MiB | %.1f MiB | %.0f ms (%.2f%% of a core) |", p.Name(), mib(m.RSS), mib(m.File), mib(m.Peak),
-			ms(c), 100*c.Seconds()/cfg.idle.Seconds()))
+		res.Total += m.RSS
+		res.IdleCPU += c
+		res.Rows = append(res.Rows, suiteRow{Name: p.Name(), Mem: m, CPU: c})
 	}
-	measured = true
-	r.add(figure{Agent: "suite", Name: "idle RSS of metaproxy + logship + nodeexp, 50 pods", Measured: fmt.Sprintf("%.1f MiB", mib(total)),
-		Goal: goal, Verdict: below(mib(total), 64), Note: "sum of VmRSS after " + cfg.idle.String() + " idle"})
-	s.addf("A test-bed node with %d pods (each its own namespace, an IAM role annotation and a %d-line container log). metaproxy", suitePods, linesPerPod)
-	s.addf("(--iptables), logship and nodeexp (all default collectors, pods included) run in the node; once every pod's")
-	s.addf("credentials were prefetched (%d sessions), every log line shipped and nodeexp scraped once, the agents were left idle", sessions)
-	s.addf("for %s and their VmRSS read; CPU is what each used while idle (utime+stime, 10 ms ticks).\n", cfg.idle)
-	s.addf("| Agent | VmRSS (idle) | of which file-backed | VmHWM | CPU while idle |")
-	s.addf("|---|---|---|---|---|")
-	s.Lines = append(s.Lines, rows...)
-	s.addf("| **total** | **%.1f MiB** | | | %.0f ms |", mib(total), ms(idleCPU))
-
-	return s
+	r.Suite = res
+	return nil
 }
