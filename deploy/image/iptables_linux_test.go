@@ -88,12 +88,14 @@ func TestMetaproxyRuleOnReadOnlyRoot(t *testing.T) {
 				t.Fatalf("%v\nmetaproxy's log:\n%s", err, mp.log())
 			}
 			installed := mp.lastRecord("installed metadata interception rules")
+			t.Logf("metaproxy: %v", installed)
 
 			// As the image's own iptables-save (the wrapper again) sees it.
 			out, err := pod.run(t, ns, "/usr/sbin/iptables-save", "-t", "nat")
 			if err != nil {
 				t.Fatalf("the image's iptables-save: %v\n%s", err, out)
 			}
+			t.Logf("the image's iptables-save -t nat:\n%s", out)
 			for _, want := range []string{
 				"-A PREROUTING -m comment --comment",
 				"-j " + intercept.Chain,
