@@ -83,6 +83,10 @@ func (r *rootfs) addArchive(pkg string, rd io.Reader, keep func(string) bool) er
 				return fmt.Errorf("reading %s from %s: %w", hdr.Name, pkg, err)
 			}
 		}
+		// Archives normally list every directory; make any they skip.
+		if err := mkdirAll(r, path.Dir(p)); err != nil {
+			return err
+		}
 		if err := r.add(pkg, p, h, data); err != nil {
 			return err
 		}
