@@ -118,14 +118,21 @@ func Build(ctx context.Context, opts Options) (Result, error) {
 	defer os.RemoveAll(work)
 
 	b := builder{opts: opts, def: def, work: work, log: log}
-	idx := mutate.IndexMediaType(empty.Index, types.OCIImageIndex)
+	var adds []mutate.IndexAddendum
+	// An index of the same kind as its images: a Docker base (as some
+	// registries' images are) makes a Docker manifest list.
+	indexType := types.OCIImageIndex
 	for _, p := range platforms {
 		img, err := b.image(ctx, p)
 		if err != nil {
 			return Result{}, fmt.Errorf("%s: %w", p, err)
 		}
-		idx = mutate.AppendManifests(idx, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
+		if mt, err := img.MediaType(); err == nil && mt == types.DockerManifestSchema2 {
+			indexType = types.DockerManifestList
+		}
+		adds = append(adds, mutate.IndexAddendum{Add: img, Descriptor: v1.Descriptor{Platform: &p}})
 	}
+	idx := mutate.AppendManifests(mutate.IndexMediaType(empty.Index, indexType), adds...)
 	digest, err := idx.Digest()
 	if err != nil {
 		return Result{}, fmt.Errorf("computing the image index: %w", err)
