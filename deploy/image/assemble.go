@@ -112,11 +112,11 @@ func (b *builder) base(ctx context.Context, p v1.Platform) (v1.Image, error) {
 	if b.opts.Base != LocalBase {
 		return remoteBase(ctx, b.opts.Base, p, b.opts.Keychain)
 	}
+	start := time.Now()
 	deb, err := debianbase.Build(ctx, debianbase.Config{Arch: p.Architecture, CacheDir: filepath.Join(b.opts.CacheDir, "image"), Logger: b.log})
 	if err != nil {
 		return nil, err
 	}
-	b.log.Info("Debian base", "platform", p.String(), "packages", len(deb.Packages), "cached", deb.Cached, "key", deb.Key)
 	debLayer, err := tarball.LayerFromFile(deb.Layer, tarball.WithMediaType(types.OCILayer))
 	if err != nil {
 		return nil, fmt.Errorf("reading the Debian base layer: %w", err)
@@ -134,6 +134,8 @@ func (b *builder) base(ctx context.Context, p v1.Platform) (v1.Image, error) {
 	if err != nil {
 		return nil, err
 	}
+	b.log.Info("Debian base with iptables-wrapper", "platform", p.String(), "packages", len(deb.Packages),
+		"cached", deb.Cached, "key", deb.Key, "took", time.Since(start).Round(100*time.Millisecond))
 
 	var pkgs []string
 	for _, d := range deb.Packages {

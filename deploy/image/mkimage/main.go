@@ -2,8 +2,7 @@
 // for the local OCI archive, `make image-release` to push the release.
 //
 //	go run ./deploy/image/mkimage --out bin/image [--ref localhost/nodekit:TAG]
-//	go run ./deploy/image/mkimage --base registry.k8s.io/build-image/distroless-iptables:v0.8.7 \
-//	    --push --ref ghcr.io/nodekit/nodekit:TAG
+//	go run ./deploy/image/mkimage --base release --push --ref ghcr.io/nodekit/nodekit:TAG
 package main
 
 import (
@@ -42,7 +41,7 @@ func run(ctx context.Context, args []string) error {
 	fs.StringVar(&o.Version, "version", "", "version stamped into the binaries (default: git describe)")
 	fs.StringVar(&o.LDFlags, "ldflags", "", "go build -ldflags (default: the Makefile's LDFLAGS for --version)")
 	fs.StringVar(&platforms, "platforms", "", "comma-separated platforms (default linux/amd64,linux/arm64)")
-	fs.StringVar(&o.Base, "base", image.LocalBase, `base image: "`+image.LocalBase+`" (made here from Debian packages) or a reference such as `+image.ReleaseBase)
+	fs.StringVar(&o.Base, "base", image.LocalBase, `base image: "`+image.LocalBase+`" (made here from Debian packages), "release" (`+image.ReleaseBase+`) or another reference`)
 	fs.BoolVar(&o.Push, "push", false, "push the image to --ref")
 	fs.StringVar(&o.CacheDir, "cache", "", "cache directory (default $NODEKIT_CACHE or ~/.cache/nodekit)")
 	if err := fs.Parse(args); err != nil {
@@ -50,6 +49,9 @@ func run(ctx context.Context, args []string) error {
 	}
 	if fs.NArg() > 0 {
 		return fmt.Errorf("unexpected arguments %q", fs.Args())
+	}
+	if o.Base == "release" {
+		o.Base = image.ReleaseBase
 	}
 	if platforms != "" {
 		o.Platforms = strings.Split(platforms, ",")
