@@ -85,6 +85,19 @@ demo: deps kube build
 	$(GO) build -o bin/demo ./test/demo
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) bin/demo --bin $(CURDIR)/bin
 
+## image: the nodekit image for linux/amd64 and linux/arm64, built here without a registry, as an
+## OCI archive (bin/image/nodekit.oci.tar, named IMAGE_REF, default localhost/nodekit:VERSION) for
+## `ctr -n k8s.io images import`. Its base is made from Debian packages, cached in $(NODEKIT_CACHE)/image.
+## image-release: the same image on the release base (distroless-iptables), pushed to RELEASE_REF.
+IMAGE_REF   ?=
+RELEASE_REF ?= ghcr.io/nodekit/nodekit:$(VERSION)
+.PHONY: image image-release
+image:
+	$(GO) run ./deploy/image/mkimage --out bin/image --version '$(VERSION)' --ldflags '$(LDFLAGS)' $(if $(IMAGE_REF),--ref '$(IMAGE_REF)')
+
+image-release:
+	$(GO) run ./deploy/image/mkimage --base release --push --ref '$(RELEASE_REF)' --version '$(VERSION)' --ldflags '$(LDFLAGS)'
+
 ## bench: measure every figure (root, about 2 min) and write BENCHMARKS.md.
 bench: deps kube node-exporter build
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) $(GO) run ./test/bench -bin bin -out BENCHMARKS.md
