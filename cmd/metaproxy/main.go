@@ -224,7 +224,16 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.namespaces.Run(ctx) })
 	}
 	g.Go(func() error { return a.cache.Run(ctx) })
-	g.Go(func() error { return a.srv.Serve(ctx, ln) })
+	g.Go(func() error {
+		// Until the informers hold the node's pods, every caller would be
+		// unknown (404, which SDKs do not retry). Connections wait in the
+		// listener's backlog instead and are answered once they are.
+		if err := a.waitForInformers(ctx); err != nil {
+			ln.Close()
+			return nil
+		}
+		return a.srv.Serve(ctx, ln)
+	})
 	g.Go(func() error { return a.ops.Run(ctx) })
 	g.Go(func() error { return memtrim.Run(ctx, memtrim.Config{}) })
 	if a.interceptor != nil {
@@ -241,6 +250,18 @@ func (a *app) run(ctx context.Context) error {
 	}
 	g.Go(func() error { return a.gates.run(ctx, a.logger) })
 	return g.Wait()
+}
+
+// waitForInformers returns once the pod informer (and the namespace
+// informer, with --namespace-restrictions) has synced, or ctx ends.
+func (a *app) waitForInformers(ctx context.Context) error {
+	if err := a.pods.WaitForSync(ctx); err != nil {
+		return err
+	}
+	if a.namespaces != nil {
+		return a.namespaces.WaitForSync(ctx)
+	}
+	return nil
 }
 
 // discover fills --host-ip and --listen-addr when empty.

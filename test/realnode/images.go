@@ -168,9 +168,15 @@ func (n *Node) ImportArchive(ctx context.Context, archive string) error {
 }
 
 // Ctr runs ctr against the node's containerd, in the k8s.io namespace the
-// CRI plugin uses.
+// CRI plugin uses, and returns its standard output; its warnings (on
+// standard error) go into the error, if any.
 func (n *Node) Ctr(ctx context.Context, args ...string) (string, error) {
 	cmd := exec.CommandContext(ctx, n.bin.ctr(), append([]string{"--address", n.containerdSock(), "--namespace", "k8s.io"}, args...)...)
-	out, err := cmd.CombinedOutput()
-	return string(out), err
+	var stderr bytes.Buffer
+	cmd.Stderr = &stderr
+	out, err := cmd.Output()
+	if err != nil {
+		return string(out), fmt.Errorf("ctr %v: %w: %s", args, err, stderr.String())
+	}
+	return string(out), nil
 }

@@ -73,6 +73,11 @@ type Config struct {
 	ContainerLogMaxSize         string
 	ContainerLogMaxFiles        int
 	ContainerLogMonitorInterval time.Duration
+	// MinimumContainerTTL keeps a finished container, and its log files,
+	// at least this long after it was created (the kubelet's
+	// --minimum-container-ttl-duration; default 0: the next garbage
+	// collection, within a minute of a pod's deletion, removes them).
+	MinimumContainerTTL time.Duration
 	// AWS configures the emulator.
 	AWS awsemu.Options
 	// Logger receives the harness's own log; nil discards it. The daemons
@@ -471,6 +476,7 @@ func (n *Node) startKubernetes(ctx context.Context) error {
 			"--cert-dir=" + n.path("kubelet", "pki"),
 			"--hostname-override=" + NodeName,
 			"--node-ip=" + NodeIP.String(),
+			"--minimum-container-ttl-duration=" + n.cfg.MinimumContainerTTL.String(),
 			"--v=1",
 		}},
 	} {
