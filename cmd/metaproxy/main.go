@@ -181,7 +181,7 @@ func newApp(ctx context.Context, o *options, logger *slog.Logger) (*app, error) 
 		return nil, err
 	}
 	if o.iptables {
-		ipt, ip6, err := openIPTables(logger)
+		ipt, ip6, err := openIPTables(ctx, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -350,7 +350,7 @@ func uninstall(args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return &agent.UsageError{Err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	ipt, ip6, err := openIPTables(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	ipt, ip6, err := openIPTables(context.Background(), slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
 	}
@@ -364,12 +364,15 @@ func uninstall(args []string, stdout io.Writer) error {
 // openIPTables opens iptables and, where the node has it, ip6tables; the
 // IPv6 side only rejects pods' requests to the IPv6 metadata address, so a
 // node without ip6tables runs without it (and says so).
-func openIPTables(logger *slog.Logger) (ipt, ip6 intercept.IPTables, err error) {
-	v4, err := iptables.New()
+func openIPTables(ctx context.Context, logger *slog.Logger) (ipt, ip6 intercept.IPTables, err error) {
+	cmd4 := intercept.BackendCommand(ctx, "iptables")
+	v4, err := iptables.New(iptables.Path(cmd4))
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening iptables: %w", err)
 	}
-	v6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
+	cmd6 := intercept.BackendCommand(ctx, "ip6tables")
+	logger.Debug("iptables commands", "ipv4", cmd4, "ipv6", cmd6)
+	v6, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv6), iptables.Path(cmd6))
 	if err != nil {
 		logger.Warn("ip6tables unavailable: pods' requests to the IPv6 metadata address are not rejected", "err", err)
 		return v4, nil, nil

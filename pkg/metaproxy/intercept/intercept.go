@@ -23,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -74,6 +75,11 @@ type ruleSet struct {
 	table  string
 	hook   string // built-in chain that jumps to Chain
 	rule   []string
+	// listed is the chain as iptables -S printed it after the last full
+	// check found it right: while the chain still lists the same and the
+	// hook still jumps to it, nothing changed (two iptables runs instead of
+	// four; each is a process, and a check runs every 5 s).
+	listed []string
 }
 
 // Interceptor owns the rules.
@@ -155,7 +161,8 @@ func (i *Interceptor) Installed() bool { return i.installed.Load() }
 func (i *Interceptor) Ensure() (changed bool, err error) {
 	defer func() { i.installed.Store(err == nil) }()
 	var errs []error
-	for _, set := range i.sets {
+	for k := range i.sets {
+		set := &i.sets[k]
 		c, err := set.ensure()
 		changed = changed || c
 		if err != nil {
@@ -165,7 +172,17 @@ func (i *Interceptor) Ensure() (changed bool, err error) {
 	return changed, errors.Join(errs...)
 }
 
-func (s ruleSet) ensure() (changed bool, err error) {
+func (s *ruleSet) ensure() (changed bool, err error) {
+	if s.unchanged() {
+		return false, nil
+	}
+	s.listed = nil
+	defer func() {
+		if err == nil {
+			// What iptables prints for our rule, for the next check.
+			s.listed, _ = s.ipt.List(s.table, Chain)
+		}
+	}()
 	exists, err := s.ipt.ChainExists(s.table, Chain)
 	if err != nil {
 		return false, fmt.Errorf("checking chain %s/%s: %w", s.table, Chain, err)
@@ -206,6 +223,28 @@ func (s ruleSet) ensure() (changed bool, err error) {
 		changed = true
 	}
 	return changed, nil
+}
+
+// unchanged reports whether the chain lists as the last full check left it
+// and the hook still jumps to it.
+func (s *ruleSet) unchanged() bool {
+	if s.listed == nil {
+		return false
+	}
+	rules, err := s.ipt.List(s.table, Chain)
+	if err != nil || !slices.Equal(rules, s.listed) {
+		return false
+	}
+	hook, err := s.ipt.List(s.table, s.hook)
+	if err != nil {
+		return false
+	}
+	for _, r := range hook {
+		if jumpsTo(r, Chain) && strings.Contains(r, comment) {
+			return true
+		}
+	}
+	return false
 }
 
 // Run installs the rules, then re-checks them every interval until ctx

@@ -80,10 +80,22 @@ func TestEnsureIdempotentAndRepairs(t *testing.T) {
 		t.Fatalf("first Ensure = %v, %v", changed, err)
 	}
 	check("install")
-	calls := ipt.Calls
+	calls, reads := ipt.Calls, ipt.Reads
 	if changed, err := i.Ensure(); err != nil || changed || ipt.Calls != calls {
 		t.Fatalf("second Ensure = %v, %v with %d mutating calls; want no change", changed, err, ipt.Calls-calls)
 	}
+	// Steady state: two listings per chain of ours (nat DNAT, filter backstop).
+	if n := ipt.Reads - reads; n != 4 {
+		t.Errorf("a check of unchanged rules ran %d iptables reads, want 4", n)
+	}
+
+	// A rule changed in place (same count) is noticed through the listing.
+	ipt.Flush("nat", Chain)
+	ipt.Append("nat", Chain, "-p", "tcp", "-j", "DNAT", "--to-destination", "10.0.0.9:8181")
+	if changed, err := i.Ensure(); err != nil || !changed {
+		t.Fatalf("Ensure after the rule was replaced = %v, %v", changed, err)
+	}
+	check("rule replaced in place")
 
 	ipt.Flush("nat", "PREROUTING")
 	ipt.Append("nat", "PREROUTING", "-j", "KUBE-SERVICES")
