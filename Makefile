@@ -11,6 +11,8 @@ BINARIES   := metaproxy logship nodeexp
 NODEKIT_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodekit
 export NODEKIT_CACHE
 KUBE_BIN = $(shell bash test/kubeapi/build.sh)
+# containerd, its runc shim and ctr for the real node, built the same way.
+CONTAINERD_BIN = $(shell bash test/realnode/build-containerd.sh)
 # node_exporter, built from the Go module proxy, for nodeexp's side-by-side
 # tests and benchmarks.
 NODE_EXPORTER_VERSION := v1.12.1
@@ -18,12 +20,13 @@ NODE_EXPORTER_BIN ?= $(NODEKIT_CACHE)/bin/node_exporter
 export NODE_EXPORTER_BIN
 
 # Debian packages the test bed and the demo use.
-DEB_PACKAGES := iptables iproute2 etcd-server awscli python3-botocore curl procps prometheus
+DEB_PACKAGES := iptables iproute2 etcd-server awscli python3-botocore curl procps prometheus \
+  runc containernetworking-plugins busybox-static conntrack
 # A count, not a duration: a duration-bounded run can fail with a bare "context deadline
 # exceeded" when its time runs out (golang/go#75804, fixed only in Go 1.27).
 FUZZTIME ?= 5000x
 
-.PHONY: build deps kube node-exporter check unit fuzz e2e test demo bench clean
+.PHONY: build deps kube containerd node-exporter check unit fuzz e2e test demo bench clean
 
 build:
 	mkdir -p bin
@@ -41,9 +44,13 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-## kube: build kube-apiserver and kubectl once into $(NODEKIT_CACHE).
+## kube: build kube-apiserver, kubectl and the node's Kubernetes binaries once into $(NODEKIT_CACHE).
 kube:
-	@echo "kube-apiserver binaries: $(KUBE_BIN)"
+	@echo "Kubernetes binaries: $(KUBE_BIN)"
+
+## containerd: build containerd, its shim and ctr once into $(NODEKIT_CACHE).
+containerd:
+	@echo "containerd binaries: $(CONTAINERD_BIN)"
 
 node-exporter: $(NODE_EXPORTER_BIN)
 $(NODE_EXPORTER_BIN):
@@ -68,8 +75,11 @@ fuzz:
 	  done; \
 	done
 
-e2e: kube build
-	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_BIN=$(CURDIR)/bin $(GO) test -tags e2e -count=1 -timeout 25m ./test/e2e/...
+# The real-node test installs the image as README.md's install block builds it.
+e2e: IMAGE_REF := localhost/nodekit:dev
+e2e: kube containerd build image
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_CONTAINERD_BIN=$(CONTAINERD_BIN) NODEKIT_BIN=$(CURDIR)/bin \
+	  NODEKIT_IMAGE=$(CURDIR)/bin/image/nodekit.oci.tar $(GO) test -tags e2e -count=1 -timeout 25m ./test/e2e/...
 
 test: deps check unit fuzz e2e
 
