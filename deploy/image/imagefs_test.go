@@ -8,6 +8,7 @@ import (
 	"path"
 	"sort"
 	"strings"
+	"sync"
 	"testing"
 
 	v1 "github.com/google/go-containerregistry/pkg/v1"
@@ -25,7 +26,33 @@ type fsEntry struct {
 	data []byte
 }
 
+// imageFSCache keeps each image's filesystem read once per test binary:
+// several tests look at the same two images.
+var imageFSCache struct {
+	sync.Mutex
+	byDigest map[v1.Hash]*imageFS
+}
+
 func readImageFS(t *testing.T, img v1.Image) *imageFS {
+	t.Helper()
+	d, err := img.Digest()
+	if err != nil {
+		t.Fatal(err)
+	}
+	imageFSCache.Lock()
+	defer imageFSCache.Unlock()
+	if fs, ok := imageFSCache.byDigest[d]; ok {
+		return fs
+	}
+	fs := extractImageFS(t, img)
+	if imageFSCache.byDigest == nil {
+		imageFSCache.byDigest = map[v1.Hash]*imageFS{}
+	}
+	imageFSCache.byDigest[d] = fs
+	return fs
+}
+
+func extractImageFS(t *testing.T, img v1.Image) *imageFS {
 	t.Helper()
 	rc := mutate.Extract(img)
 	defer rc.Close()

@@ -110,8 +110,10 @@ func TestMetaproxyRuleOnReadOnlyRoot(t *testing.T) {
 			if got := nodeSave(t, ns, backend, "iptables", "nat"); !strings.Contains(got, ":"+intercept.Chain) {
 				t.Errorf("iptables-%s-save shows no %s chain in the node namespace:\n%s", backend, intercept.Chain, got)
 			}
-			if got := nodeSave(t, ns, other, "iptables", "nat"); strings.Contains(got, intercept.Chain) {
-				t.Errorf("the rule went to %s, but the node uses %s:\n%s", other, backend, got)
+			for _, table := range []string{"nat", "filter"} {
+				if got := nodeSave(t, ns, other, "iptables", table); strings.Contains(got, intercept.Chain) {
+					t.Errorf("a rule went to %s's %s table, but the node uses %s:\n%s", other, table, backend, got)
+				}
 			}
 			if installed["ipv6_reject"] == true {
 				if got := nodeSave(t, ns, backend, "ip6tables", "filter"); !strings.Contains(got, ":"+intercept.Chain) {
@@ -132,7 +134,7 @@ func TestMetaproxyRuleOnReadOnlyRoot(t *testing.T) {
 				t.Fatalf("metaproxy uninstall: %v\n%s", err, out)
 			}
 			for _, mode := range []xtables.Mode{backend, other} {
-				for _, table := range []struct{ family, name string }{{"iptables", "nat"}, {"ip6tables", "filter"}} {
+				for _, table := range []struct{ family, name string }{{"iptables", "nat"}, {"iptables", "filter"}, {"ip6tables", "filter"}} {
 					if got := nodeSave(t, ns, mode, table.family, table.name); strings.Contains(got, intercept.Chain) {
 						t.Errorf("after uninstall %s-%s-save -t %s still shows %s:\n%s", table.family, mode, table.name, intercept.Chain, got)
 					}

@@ -65,8 +65,9 @@ func sandboxCommand(t *testing.T, spec sandboxSpec) *exec.Cmd {
 	cmd := exec.Command(exe, "-test.run=^$")
 	cmd.Env = append(os.Environ(), sandboxEnv+"="+string(data))
 	// Go makes the new mount namespace private (MS_REC|MS_PRIVATE on /)
-	// before exec, so the sandbox's mounts never reach the host.
-	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	// before exec, so the sandbox's mounts never reach the host. A killed
+	// test takes its agents with it (the signal survives their exec).
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS, Pdeathsig: syscall.SIGKILL}
 	return cmd
 }
 
