@@ -26,7 +26,7 @@ DEB_PACKAGES := iptables iproute2 etcd-server awscli python3-botocore curl procp
 # exceeded" when its time runs out (golang/go#75804, fixed only in Go 1.27).
 FUZZTIME ?= 5000x
 
-.PHONY: build deps kube containerd node-exporter check unit fuzz e2e test demo bench clean
+.PHONY: build deps kube containerd node-exporter check unit fuzz e2e test demo demo-realnode bench clean
 
 build:
 	mkdir -p bin
@@ -85,7 +85,7 @@ test: deps check unit fuzz e2e
 
 ## demo: a whole node on this machine (root); DEMO_ONESHOT=1 tears down and exits.
 demo: deps kube build
-	$(GO) build -o bin/demo ./test/demo
+	CGO_ENABLED=0 $(GO) build -o bin/demo ./test/demo
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) bin/demo --bin $(CURDIR)/bin
 
 ## image: the nodekit image for linux/amd64 and linux/arm64, built here without a registry, as an
@@ -101,9 +101,19 @@ image:
 image-release:
 	$(GO) run ./deploy/image/mkimage --base release --push --ref '$(RELEASE_REF)' --version '$(VERSION)' --ldflags '$(LDFLAGS)'
 
+## demo-realnode: the same story on a real kubelet and containerd (test/realnode), nodekit
+## installed from `make image` as README.md says (root; the first run builds Kubernetes,
+## containerd and the image: about 20 minutes on 2 cores).
+demo-realnode: IMAGE_REF := localhost/nodekit:dev
+demo-realnode: deps kube containerd image
+	CGO_ENABLED=0 $(GO) build -o bin/demo ./test/demo
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_CONTAINERD_BIN=$(CONTAINERD_BIN) bin/demo --real-node
+
 ## bench: measure every figure (root, about 2 min) and write BENCHMARKS.md.
-bench: deps kube node-exporter build
-	NODEKIT_KUBE_BIN=$(KUBE_BIN) $(GO) run ./test/bench -bin bin -out BENCHMARKS.md
+# The real-node area installs the image as README.md's install block builds it.
+bench: IMAGE_REF := localhost/nodekit:dev
+bench: deps kube containerd node-exporter build image
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_CONTAINERD_BIN=$(CONTAINERD_BIN) $(GO) run ./test/bench -bin bin -out BENCHMARKS.md
 
 clean:
 	rm -rf bin

@@ -214,3 +214,39 @@ func waitFor(t *testing.T, ctx context.Context, timeout time.Duration, what stri
 		time.Sleep(200 * time.Millisecond)
 	}
 }
+
+// TestDemoRealNode runs `make demo-realnode`'s story once: nodekit installed
+// on the real node as README.md says, credentials, shipped logs and metrics
+// shown, everything removed.
+func TestDemoRealNode(t *testing.T) {
+	sandbox.RequireRoot(t)
+	if os.Getenv("NODEKIT_IMAGE") == "" {
+		t.Fatal("NODEKIT_IMAGE is not set: run `make e2e`, which builds the image the demo installs")
+	}
+	before, err := realnode.HostSnapshot()
+	if err != nil {
+		t.Fatal(err)
+	}
+	demo, binDir := demoBinaries(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 6*time.Minute)
+	defer cancel()
+	r := demoStart(t, demo, binDir, "DEMO_ONESHOT=1", "DEMO_REAL_NODE=1")
+	code := r.wait(t, ctx)
+	out := r.output()
+	t.Logf("demo output:\n%s", out)
+	if code != 0 {
+		t.Errorf("the real-node demo exited %d, want 0", code)
+	}
+	for _, want := range []string{
+		"kubectl apply --server-side -k my-cluster/",
+		"of arn:aws:iam::123456789012:role/shop-web",
+		`"log":"order `,
+		`nodeexp_pod_memory_working_set_bytes{namespace="shop"`,
+		"every step worked and everything it started was removed",
+	} {
+		if !strings.Contains(out, want) {
+			t.Errorf("the demo's output lacks %q", want)
+		}
+	}
+	checkHostRestored(t, before)
+}

@@ -24,7 +24,7 @@ if complete; then echo "$out/bin"; exit 0; fi
 
 start=$SECONDS
 echo "building containerd $version (${components[*]}) from the Go module proxy into $out; a first build takes about 3 min on 2 cores" >&2
-( while sleep 30; do echo "  still building containerd $version: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2; done ) &
+( while sleep 30; do echo "  still building containerd $version: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2; done ) >/dev/null &
 ticker=$!
 trap 'kill $ticker 2>/dev/null || true' EXIT
 

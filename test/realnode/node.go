@@ -520,6 +520,9 @@ func (n *Node) Kubectl(ctx context.Context, args ...string) (string, error) {
 	return string(out), nil
 }
 
+// KubectlPath is the kubectl binary the node's version came with.
+func (n *Node) KubectlPath() string { return n.bin.kubectl() }
+
 // KubectlCommand is the command Kubectl runs, to wire up as needed.
 func (n *Node) KubectlCommand(ctx context.Context, args ...string) *exec.Cmd {
 	full := append([]string{"--net=" + n.NodeNS.Path(), n.bin.kubectl(), "--kubeconfig=" + n.AdminKubeconfig()}, args...)
