@@ -283,3 +283,66 @@ func FuzzMetricNames(f *testing.F) {
 		_ = GrafanaVariables(expr)
 	})
 }
+
+// TestAlertUnitTests runs monitoring/prometheusrule_test.yaml with `promtool
+// test rules` and requires of it, for every alert of the PrometheusRule, a
+// case where the alert fires and one where it stays silent.
+func TestAlertUnitTests(t *testing.T) {
+	pr, rules, err := ParsePrometheusRule(readFile(t, "monitoring/prometheusrule.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data, err := yaml.Marshal(pr.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testFile := readFile(t, "monitoring/prometheusrule_test.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tests.yaml"), testFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool(t), "test", "rules", filepath.Join(dir, "tests.yaml")).CombinedOutput(); err != nil {
+		t.Errorf("promtool test rules: %v\n%s", err, out)
+	}
+
+	var tests struct {
+		RuleFiles []string `json:"rule_files"`
+		Tests     []struct {
+			Name  string `json:"name"`
+			Cases []struct {
+				Alertname string `json:"alertname"`
+				ExpAlerts []any  `json:"exp_alerts"`
+			} `json:"alert_rule_test"`
+		} `json:"tests"`
+	}
+	if err := yaml.Unmarshal(testFile, &tests); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tests.RuleFiles, []string{"rules.yaml"}) {
+		t.Errorf("rule_files %v, want [rules.yaml] (the PrometheusRule's spec)", tests.RuleFiles)
+	}
+	firing, silent := map[string]bool{}, map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, c := range tc.Cases {
+			if len(c.ExpAlerts) > 0 {
+				firing[c.Alertname] = true
+			} else {
+				silent[c.Alertname] = true
+			}
+		}
+	}
+	for _, r := range rules {
+		if r.Alert == "" {
+			continue
+		}
+		if !firing[r.Alert] {
+			t.Errorf("alert %s: no promtool test where it fires (monitoring/prometheusrule_test.yaml)", r.Alert)
+		}
+		if !silent[r.Alert] {
+			t.Errorf("alert %s: no promtool test where it stays silent (monitoring/prometheusrule_test.yaml)", r.Alert)
+		}
+	}
+}
