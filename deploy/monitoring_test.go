@@ -346,3 +346,48 @@ func TestAlertUnitTests(t *testing.T) {
 		}
 	}
 }
+
+func TestExpandGrafana(t *testing.T) {
+	vars := map[string]string{"node": ".*", "__rate_interval": "4s", "__interval": "1s"}
+	tests := []struct {
+		in, want, err string
+	}{
+		{`rate(m{node=~"$node"}[$__rate_interval])`, `rate(m{node=~".*"}[4s])`, ""},
+		{`m{node=~"${node}"}[${__interval}]`, `m{node=~".*"}[1s]`, ""},
+		{`m{node=~"${node:regex}"}`, `m{node=~".*"}`, ""},
+		{`label_replace(m, "a", "$1", "b", "(.*)")`, `label_replace(m, "a", "$1", "b", "(.*)")`, ""},
+		{`m{x="$cluster"}`, "", "$cluster"},
+		{`m{x="${node"`, "", "unterminated"},
+		{`sum(m) > $`, `sum(m) > $`, ""},
+	}
+	for _, tc := range tests {
+		got, err := ExpandGrafana(tc.in, vars)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ExpandGrafana(%q) = %q, %v; want an error with %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ExpandGrafana(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestLabelValues(t *testing.T) {
+	tests := []struct {
+		in, selector, label string
+		ok                  bool
+	}{
+		{`label_values(up{job=~"a|b"}, node)`, `up{job=~"a|b"}`, "node", true},
+		{`label_values(m{l="x,y"}, instance)`, `m{l="x,y"}`, "instance", true},
+		{`label_values(node)`, "", "node", true},
+		{`query_result(up)`, "", "", false},
+	}
+	for _, tc := range tests {
+		sel, label, ok := LabelValues(tc.in)
+		if sel != tc.selector || label != tc.label || ok != tc.ok {
+			t.Errorf("LabelValues(%q) = %q, %q, %v", tc.in, sel, label, ok)
+		}
+	}
+}
