@@ -29,7 +29,7 @@ fi
 
 start=$SECONDS
 echo "building Helm $version from the Go module proxy into $out; a first build takes a few minutes on 2 cores" >&2
-( while sleep 30; do echo "  still building Helm $version: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2; done ) &
+( while sleep 30 >/dev/null 2>&1; do echo "  still building Helm $version: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2; done ) &
 ticker=$!
 work="$(mktemp -d)"
 trap 'kill $ticker 2>/dev/null || true; rm -rf "$work"' EXIT
