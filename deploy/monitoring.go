@@ -440,6 +440,7 @@ type ServiceMonitorEndpoint struct {
 	Path          string          `json:"path,omitempty"`
 	Interval      string          `json:"interval,omitempty"`
 	ScrapeTimeout string          `json:"scrapeTimeout,omitempty"`
+	HonorLabels   bool            `json:"honorLabels,omitempty"`
 	Relabelings   []RelabelConfig `json:"relabelings,omitempty"`
 }
 

@@ -29,6 +29,7 @@ type ScrapeConfig struct {
 	ScrapeInterval string          `json:"scrape_interval,omitempty"`
 	ScrapeTimeout  string          `json:"scrape_timeout,omitempty"`
 	MetricsPath    string          `json:"metrics_path,omitempty"`
+	HonorLabels    bool            `json:"honor_labels,omitempty"`
 	StaticConfigs  []StaticConfig  `json:"static_configs"`
 	RelabelConfigs []RelabelConfig `json:"relabel_configs,omitempty"`
 }
@@ -90,6 +91,7 @@ func FromServiceMonitor(svc *deploy.MonitoringService, sm *deploy.ServiceMonitor
 			ScrapeInterval: ep.Interval,
 			ScrapeTimeout:  ep.ScrapeTimeout,
 			MetricsPath:    ep.Path,
+			HonorLabels:    ep.HonorLabels,
 		}
 		if interval > 0 {
 			job.ScrapeInterval = interval.String()

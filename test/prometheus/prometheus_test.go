@@ -60,7 +60,10 @@ func TestServiceMonitorLabels(t *testing.T) {
 	endpoints := map[string][]Endpoint{}
 	for port, container := range containers {
 		srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+			// A series of the node and one naming a workload pod, as
+			// nodeexp's node_* and nodeexp_pod_* do.
 			fmt.Fprintf(w, "# TYPE stand_in gauge\nstand_in{agent=%q} 1\n", container)
+			fmt.Fprintf(w, "# TYPE stand_in_pod gauge\nstand_in_pod{agent=%q,namespace=\"shop\",pod=\"web\",container=\"app\"} 1\n", container)
 		}))
 		t.Cleanup(srv.Close)
 		endpoints[port] = []Endpoint{{Address: strings.TrimPrefix(srv.URL, "http://"), Node: "node-a", Pod: "nodekit-abcde", Container: container}}
@@ -105,6 +108,22 @@ func TestServiceMonitorLabels(t *testing.T) {
 	}
 	if len(got) != len(want) {
 		t.Fatalf("series %v, want one per agent\n%s", got, s.Output())
+	}
+	// A workload pod's labels survive the Operator's target labels of the
+	// same names (honorLabels), instead of becoming exported_*.
+	v, _, _, err := s.API().Query(t.Context(), "stand_in_pod", time.Now())
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods, _ := v.(model.Vector)
+	if len(pods) != len(want) {
+		t.Errorf("stand_in_pod: %v, want one per agent", pods)
+	}
+	for _, sample := range pods {
+		m := sample.Metric
+		if m["namespace"] != "shop" || m["pod"] != "web" || m["container"] != "app" || m["exported_namespace"] != "" || m["node"] != "node-a" {
+			t.Errorf("a workload pod's series: %v, want namespace=shop, pod=web, container=app and the node's labels", m)
+		}
 	}
 	for _, sample := range got {
 		agent := string(sample.Metric["agent"])
