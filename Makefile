@@ -11,6 +11,8 @@ BINARIES   := metaproxy logship nodeexp
 NODEKIT_CACHE ?= $(or $(XDG_CACHE_HOME),$(HOME)/.cache)/nodekit
 export NODEKIT_CACHE
 KUBE_BIN = $(shell bash test/kubeapi/build.sh)
+# containerd, its runc shim and ctr for the real node, built the same way.
+CONTAINERD_BIN = $(shell bash test/realnode/build-containerd.sh)
 # node_exporter, built from the Go module proxy, for nodeexp's side-by-side
 # tests and benchmarks.
 NODE_EXPORTER_VERSION := v1.12.1
@@ -29,12 +31,13 @@ ARM64_TEST_PKGS := ./pkg/logship/parse ./pkg/logship/record ./pkg/logship/batch 
 	./pkg/nodeexp ./pkg/nodeexp/podstats ./pkg/nodeexp/podnames
 
 # Debian packages the test bed and the demo use.
-DEB_PACKAGES := iptables iproute2 etcd-server awscli python3-botocore curl procps prometheus qemu-user-static
+DEB_PACKAGES := iptables iproute2 etcd-server awscli python3-botocore curl procps prometheus \
+  runc containernetworking-plugins busybox-static conntrack qemu-user-static
 # A count, not a duration: a duration-bounded run can fail with a bare "context deadline
 # exceeded" when its time runs out (golang/go#75804, fixed only in Go 1.27).
 FUZZTIME ?= 5000x
 
-.PHONY: build deps kube node-exporter helm chart build-arm64 unit-arm64 check unit fuzz e2e test demo bench clean
+.PHONY: build deps kube containerd node-exporter helm chart build-arm64 unit-arm64 check unit fuzz e2e test demo bench clean
 
 build:
 	mkdir -p bin
@@ -52,9 +55,13 @@ deps:
 	  DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
 	fi
 
-## kube: build kube-apiserver and kubectl once into $(NODEKIT_CACHE).
+## kube: build kube-apiserver, kubectl and the node's Kubernetes binaries once into $(NODEKIT_CACHE).
 kube:
-	@echo "kube-apiserver binaries: $(KUBE_BIN)"
+	@echo "Kubernetes binaries: $(KUBE_BIN)"
+
+## containerd: build containerd, its shim and ctr once into $(NODEKIT_CACHE).
+containerd:
+	@echo "containerd binaries: $(CONTAINERD_BIN)"
 
 node-exporter: $(NODE_EXPORTER_BIN)
 $(NODE_EXPORTER_BIN):
@@ -111,8 +118,11 @@ fuzz:
 	  done; \
 	done
 
-e2e: kube helm build
-	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_HELM=$(HELM) NODEKIT_BIN=$(CURDIR)/bin $(GO) test -tags e2e -count=1 -timeout 25m ./test/e2e/...
+# The real-node test installs the image as README.md's install block builds it.
+e2e: IMAGE_REF := localhost/nodekit:dev
+e2e: kube containerd helm build image
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_CONTAINERD_BIN=$(CONTAINERD_BIN) NODEKIT_HELM=$(HELM) NODEKIT_BIN=$(CURDIR)/bin \
+	  NODEKIT_IMAGE=$(CURDIR)/bin/image/nodekit.oci.tar $(GO) test -tags e2e -count=1 -timeout 25m ./test/e2e/...
 
 test: deps check chart unit build-arm64 unit-arm64 fuzz e2e
 
@@ -120,6 +130,19 @@ test: deps check chart unit build-arm64 unit-arm64 fuzz e2e
 demo: deps kube build
 	$(GO) build -o bin/demo ./test/demo
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) bin/demo --bin $(CURDIR)/bin
+
+## image: the nodekit image for linux/amd64 and linux/arm64, built here without a registry, as an
+## OCI archive (bin/image/nodekit.oci.tar, named IMAGE_REF, default localhost/nodekit:VERSION) for
+## `ctr -n k8s.io images import`. Its base is made from Debian packages, cached in $(NODEKIT_CACHE)/image.
+## image-release: the same image on the release base (distroless-iptables), pushed to RELEASE_REF.
+IMAGE_REF   ?=
+RELEASE_REF ?= ghcr.io/nodekit/nodekit:$(VERSION)
+.PHONY: image image-release
+image:
+	$(GO) run ./deploy/image/mkimage --out bin/image --version '$(VERSION)' --ldflags '$(LDFLAGS)' $(if $(IMAGE_REF),--ref '$(IMAGE_REF)')
+
+image-release:
+	$(GO) run ./deploy/image/mkimage --base release --push --ref '$(RELEASE_REF)' --version '$(VERSION)' --ldflags '$(LDFLAGS)'
 
 ## bench: measure every figure (root, about 2 min) and write BENCHMARKS.md.
 bench: deps kube node-exporter build
