@@ -18,15 +18,26 @@ CONTAINERD_BIN = $(shell bash test/realnode/build-containerd.sh)
 NODE_EXPORTER_VERSION := v1.12.1
 NODE_EXPORTER_BIN ?= $(NODEKIT_CACHE)/bin/node_exporter
 export NODE_EXPORTER_BIN
+# Helm v4 from the Go module proxy, for the chart's lint, render and install tests.
+HELM = $(shell bash test/helm/build.sh)
+# arm64 (Graviton): the binaries, and the unit tests of the packages that parse
+# and encode bytes, run under QEMU user emulation. `go test -exec` hands each
+# test binary to qemu-aarch64-static, so no binfmt_misc registration is needed.
+QEMU_AARCH64 ?= qemu-aarch64-static
+# The collectors (procfs, sysfs parsing) and constmetric (exposition) for nodeexp;
+# parse, record, batch, checkpoint and query for logship; imds and role for metaproxy.
+ARM64_TEST_PKGS := ./pkg/logship/parse ./pkg/logship/record ./pkg/logship/batch ./pkg/logship/checkpoint \
+	./pkg/logship/query ./pkg/metaproxy/imds ./pkg/metaproxy/role ./pkg/nodeexp/constmetric \
+	./pkg/nodeexp ./pkg/nodeexp/podstats ./pkg/nodeexp/podnames
 
 # Debian packages the test bed and the demo use.
 DEB_PACKAGES := iptables iproute2 etcd-server awscli python3-botocore curl procps prometheus \
-  runc containernetworking-plugins busybox-static conntrack
+  runc containernetworking-plugins busybox-static conntrack qemu-user-static
 # A count, not a duration: a duration-bounded run can fail with a bare "context deadline
 # exceeded" when its time runs out (golang/go#75804, fixed only in Go 1.27).
 FUZZTIME ?= 5000x
 
-.PHONY: build deps kube containerd node-exporter check unit fuzz e2e test demo demo-realnode bench clean
+.PHONY: build deps kube containerd node-exporter helm chart build-arm64 unit-arm64 check unit fuzz e2e test demo demo-realnode bench clean
 
 build:
 	mkdir -p bin
@@ -54,7 +65,39 @@ containerd:
 
 node-exporter: $(NODE_EXPORTER_BIN)
 $(NODE_EXPORTER_BIN):
-	tmp=$$(mktemp -d) && cd $$tmp && GOBIN=$(dir $(NODE_EXPORTER_BIN)) GOFLAGS=-mod=mod $(GO) install github.com/prometheus/node_exporter@$(NODE_EXPORTER_VERSION); rc=$$?; rm -rf $$tmp; exit $$rc
+	@echo "building node_exporter $(NODE_EXPORTER_VERSION) from the Go module proxy into $(dir $(NODE_EXPORTER_BIN)); a first build takes a few minutes"
+	@start=$$SECONDS; tmp=$$(mktemp -d); \
+	( while sleep 30 >/dev/null 2>&1; do echo "  still building node_exporter $(NODE_EXPORTER_VERSION): $$(( (SECONDS - start) / 60 ))m$$(( (SECONDS - start) % 60 ))s"; done ) & ticker=$$!; \
+	trap 'kill $$ticker 2>/dev/null || true; rm -rf $$tmp' EXIT; \
+	cd $$tmp && GOBIN=$(dir $(NODE_EXPORTER_BIN)) GOFLAGS=-mod=mod $(GO) install github.com/prometheus/node_exporter@$(NODE_EXPORTER_VERSION); \
+	echo "built node_exporter in $$(( (SECONDS - start) / 60 ))m$$(( (SECONDS - start) % 60 ))s"
+
+## helm: build Helm once into $(NODEKIT_CACHE).
+helm:
+	@echo "helm: $(HELM)"
+
+## chart: helm lint and helm template of deploy/helm/nodekit (the Go tests in
+## deploy/ compare the render with nodekit.yaml and try every value).
+chart: helm
+	@home=$$(mktemp -d); trap 'rm -rf $$home' EXIT; \
+	export HOME=$$home HELM_CACHE_HOME=$$home/cache HELM_CONFIG_HOME=$$home/config HELM_DATA_HOME=$$home/data; \
+	$(HELM) lint --strict deploy/helm/nodekit --namespace nodekit; \
+	$(HELM) template nodekit deploy/helm/nodekit --namespace nodekit >/dev/null; \
+	echo "helm template deploy/helm/nodekit: ok"
+
+## build-arm64: the three binaries for linux/arm64 in bin/linux-arm64/, each
+## started once under QEMU (--version) to prove it runs.
+build-arm64:
+	mkdir -p bin/linux-arm64
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o bin/linux-arm64/ $(addprefix ./cmd/,$(BINARIES))
+	@for b in $(BINARIES); do printf '%s (arm64, QEMU): ' $$b; $(QEMU_AARCH64) bin/linux-arm64/$$b --version; done
+
+## unit-arm64: the parsing and encoding packages' unit tests on arm64 under QEMU.
+## A test that re-executes its own binary cannot run without binfmt_misc: the
+## kernel cannot exec an arm64 file itself (ARM64_SKIP).
+ARM64_SKIP := ^TestKillDuringCommits$$
+unit-arm64:
+	CGO_ENABLED=0 GOOS=linux GOARCH=arm64 $(GO) test -exec $(QEMU_AARCH64) -count=1 -timeout 15m -skip '$(ARM64_SKIP)' $(ARM64_TEST_PKGS)
 
 check:
 	@bad=$$(gofmt -l $$(git ls-files '*.go') $$(git ls-files --others --exclude-standard '*.go')); \
@@ -62,8 +105,8 @@ check:
 	$(GO) vet ./...
 	$(GO) vet -tags e2e ./test/e2e/...
 
-unit: kube node-exporter
-	NODEKIT_KUBE_BIN=$(KUBE_BIN) $(GO) test -race -timeout 20m ./...
+unit: kube node-exporter helm
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_HELM=$(HELM) $(GO) test -race -timeout 20m ./...
 
 ## fuzz: a short run of every fuzz target.
 fuzz:
@@ -77,11 +120,11 @@ fuzz:
 
 # The real-node test installs the image as README.md's install block builds it.
 e2e: IMAGE_REF := localhost/nodekit:dev
-e2e: kube containerd build image
-	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_CONTAINERD_BIN=$(CONTAINERD_BIN) NODEKIT_BIN=$(CURDIR)/bin \
+e2e: kube containerd helm build image
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_CONTAINERD_BIN=$(CONTAINERD_BIN) NODEKIT_HELM=$(HELM) NODEKIT_BIN=$(CURDIR)/bin \
 	  NODEKIT_IMAGE=$(CURDIR)/bin/image/nodekit.oci.tar $(GO) test -tags e2e -count=1 -timeout 25m ./test/e2e/...
 
-test: deps check unit fuzz e2e
+test: deps check chart unit build-arm64 unit-arm64 fuzz e2e
 
 ## demo: a whole node on this machine (root); DEMO_ONESHOT=1 tears down and exits.
 demo: deps kube build
