@@ -78,6 +78,9 @@ type Config struct {
 	// --minimum-container-ttl-duration; default 0: the next garbage
 	// collection, within a minute of a pod's deletion, removes them).
 	MinimumContainerTTL time.Duration
+	// LockWait is how long New waits for another node on the machine to go
+	// (default 20m; negative: not at all).
+	LockWait time.Duration
 	// AWS configures the emulator.
 	AWS awsemu.Options
 	// Logger receives the harness's own log; nil discards it. The daemons
@@ -97,6 +100,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.LockWait == 0 {
+		c.LockWait = 20 * time.Minute
 	}
 }
 
@@ -136,7 +142,7 @@ func New(ctx context.Context, cfg Config) (_ *Node, err error) {
 		return nil, fmt.Errorf("container log monitor interval %v: the kubelet requires at least 3s", cfg.ContainerLogMonitorInterval)
 	}
 	n := &Node{cfg: cfg, logger: cfg.Logger, dir: Dir, daemons: map[string]*daemon{}}
-	if n.lock, err = lockNode(); err != nil {
+	if n.lock, err = lockNode(ctx, cfg.LockWait, n.logger); err != nil {
 		return nil, err
 	}
 	if err := cleanStale(ctx, n.logger); err != nil {
@@ -231,25 +237,40 @@ func (n *Node) AWSEndpoint() string {
 func (n *Node) LogDir() string { return n.path("logs") }
 
 // lockNode takes the machine-wide real-node lock: one node at a time, since
-// the kubelet's device-plugin socket and the host paths are shared.
-func lockNode() (*os.File, error) {
+// the kubelet's device-plugin socket and the host paths are shared. It
+// waits up to wait for another node to go (test binaries of several
+// packages may run at once), logging that it waits.
+func lockNode(ctx context.Context, wait time.Duration, logger *slog.Logger) (*os.File, error) {
 	f, err := os.OpenFile(lockPath, os.O_RDWR|os.O_CREATE, 0o600)
 	if err != nil {
 		return nil, fmt.Errorf("opening %s: %w", lockPath, err)
 	}
-	if err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB); err != nil {
-		f.Close()
-		if errors.Is(err, unix.EWOULDBLOCK) {
-			st, _ := loadState(filepath.Join(Dir, stateFile))
-			pid := 0
-			if st != nil {
-				pid = st.PID
-			}
+	deadline := time.Now().Add(wait)
+	logged := false
+	for {
+		err := unix.Flock(int(f.Fd()), unix.LOCK_EX|unix.LOCK_NB)
+		if err == nil {
+			return f, nil
+		}
+		if !errors.Is(err, unix.EWOULDBLOCK) {
+			f.Close()
+			return nil, fmt.Errorf("locking %s: %w", lockPath, err)
+		}
+		st, _ := loadState(filepath.Join(Dir, stateFile))
+		pid := 0
+		if st != nil {
+			pid = st.PID
+		}
+		if time.Now().After(deadline) || ctx.Err() != nil {
+			f.Close()
 			return nil, fmt.Errorf("another real node is running on this machine (pid %d holds %s); one node at a time", pid, lockPath)
 		}
-		return nil, fmt.Errorf("locking %s: %w", lockPath, err)
+		if !logged {
+			logger.Info("waiting for another real node on this machine to go", "pid", pid)
+			logged = true
+		}
+		time.Sleep(250 * time.Millisecond)
 	}
-	return f, nil
 }
 
 // cleanStale removes what a node whose process died left behind, and puts
