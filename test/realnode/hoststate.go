@@ -58,6 +58,9 @@ type hostState struct {
 	// (containerd refuses HostToContainer propagation otherwise).
 	RootWasPrivate bool       `json:"root_was_private"`
 	Paths          []hostPath `json:"paths"`
+	// Mounts the node made on host paths (a test's tmpfs), recorded before
+	// each is made.
+	Mounts []string `json:"mounts,omitempty"`
 }
 
 // hostPath is one path of hostPaths as it was: absent, or present with
@@ -110,6 +113,11 @@ func recordHost() (*hostState, error) {
 // restore puts back what st recorded. It is safe to run more than once.
 func (st *hostState) restore() error {
 	var errs []error
+	for _, m := range st.Mounts {
+		if err := unmountBelow(m); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	for key, want := range st.Sysctls {
 		path := filepath.Join("/proc/sys", key)
 		b, err := os.ReadFile(path)

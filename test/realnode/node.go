@@ -46,8 +46,11 @@ const (
 	Bridge = "cni0"
 	// PodCIDR is where the bridge plugin takes pod IPs from.
 	PodCIDR = "10.244.0.0/24"
-	// AWSPort is where the emulator serves STS and CloudWatch Logs.
-	AWSPort = 4566
+	// STSPort and LogsPort are where the emulator serves STS and
+	// CloudWatch Logs, on UplinkIP: two ports, so that a test can make one
+	// service unreachable and keep the other (Fault).
+	STSPort  = 4566
+	LogsPort = 4567
 
 	lockPath  = "/run/nodekit-realnode.lock"
 	stateFile = "host-state.json"
@@ -113,8 +116,8 @@ type Node struct {
 	NodeNS, EC2NS *sandbox.Namespace
 	// Kube is the API server (etcd and kube-apiserver in NodeNS).
 	Kube *kubeapi.Server
-	// AWS is the emulator: IMDS at 169.254.169.254:80, STS and CloudWatch
-	// Logs at AWSEndpoint.
+	// AWS is the emulator: IMDS at 169.254.169.254:80, STS at STSEndpoint
+	// and CloudWatch Logs at LogsEndpoint.
 	AWS *awsemu.Emulator
 
 	cfg     Config
@@ -226,10 +229,14 @@ func (n *Node) containerdSock() string { return n.path("containerd", "containerd
 // run inside NodeNS (Kubectl does that).
 func (n *Node) AdminKubeconfig() string { return n.Kube.Kubeconfig() }
 
-// AWSEndpoint is the emulator's STS and CloudWatch Logs endpoint URL,
-// reachable from the node and its pods.
-func (n *Node) AWSEndpoint() string {
-	return "http://" + net.JoinHostPort(UplinkIP.String(), strconv.Itoa(AWSPort))
+// STSEndpoint and LogsEndpoint are the emulator's endpoint URLs, reachable
+// from the node and its pods.
+func (n *Node) STSEndpoint() string {
+	return "http://" + net.JoinHostPort(UplinkIP.String(), strconv.Itoa(STSPort))
+}
+
+func (n *Node) LogsEndpoint() string {
+	return "http://" + net.JoinHostPort(UplinkIP.String(), strconv.Itoa(LogsPort))
 }
 
 // LogDir is where a daemon's log is (name: containerd, kubelet,
@@ -371,8 +378,9 @@ func (n *Node) startAWS(ctx context.Context) error {
 	// The metadata address serves only IMDS, as on EC2: nothing reaching it
 	// finds STS or the emulator's admin API there.
 	for addr, h := range map[string]http.Handler{
-		net.JoinHostPort(sandbox.MetadataIP, "80"):                 n.AWS.IMDSHandler(),
-		net.JoinHostPort(UplinkIP.String(), strconv.Itoa(AWSPort)): n.AWS,
+		net.JoinHostPort(sandbox.MetadataIP, "80"):                  n.AWS.IMDSHandler(),
+		net.JoinHostPort(UplinkIP.String(), strconv.Itoa(STSPort)):  n.AWS,
+		net.JoinHostPort(UplinkIP.String(), strconv.Itoa(LogsPort)): n.AWS,
 	} {
 		ln, err := n.EC2NS.Listen("tcp", addr)
 		if err != nil {
@@ -465,6 +473,8 @@ func (n *Node) startContainerd(ctx context.Context) error {
 
 // startKubernetes starts the controllers, kube-proxy and the kubelet, and
 // waits for the node to be Ready with a default service account to use.
+// The kubelet starts after the node's other daemons: it is the one Boot
+// starts again.
 func (n *Node) startKubernetes(ctx context.Context) error {
 	admin := n.AdminKubeconfig()
 	for _, d := range []struct {
@@ -490,16 +500,6 @@ func (n *Node) startKubernetes(ctx context.Context) error {
 		{"kube-proxy", n.bin.proxy(), []string{
 			"--config=" + n.path("etc", "kube-proxy.yaml"),
 		}},
-		{"kubelet", n.bin.kubelet(), []string{
-			"--config=" + n.path("etc", "kubelet.yaml"),
-			"--kubeconfig=" + n.path("etc", "kubelet.kubeconfig"),
-			"--root-dir=" + n.path("kubelet"),
-			"--cert-dir=" + n.path("kubelet", "pki"),
-			"--hostname-override=" + NodeName,
-			"--node-ip=" + NodeIP.String(),
-			"--minimum-container-ttl-duration=" + n.cfg.MinimumContainerTTL.String(),
-			"--v=1",
-		}},
 	} {
 		dm, err := n.startDaemon(d.name, d.bin, d.args...)
 		if err != nil {
@@ -507,27 +507,49 @@ func (n *Node) startKubernetes(ctx context.Context) error {
 		}
 		n.daemons[d.name] = dm
 	}
+	if err := n.startKubelet(ctx); err != nil {
+		return err
+	}
+	return n.waitFor(ctx, "the default service account", time.Minute, func(ctx context.Context) (bool, error) {
+		_, err := n.Kube.Client().CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
+		if apierrors.IsNotFound(err) {
+			return false, nil
+		}
+		return err == nil, err
+	})
+}
+
+// startKubelet starts the kubelet and waits for it to report the node
+// Ready (a status from before a crash does not count).
+func (n *Node) startKubelet(ctx context.Context) error {
+	since := time.Now().Truncate(time.Second)
+	d, err := n.startDaemon("kubelet", n.bin.kubelet(),
+		"--config="+n.path("etc", "kubelet.yaml"),
+		"--kubeconfig="+n.path("etc", "kubelet.kubeconfig"),
+		"--root-dir="+n.path("kubelet"),
+		"--cert-dir="+n.path("kubelet", "pki"),
+		"--hostname-override="+NodeName,
+		"--node-ip="+NodeIP.String(),
+		"--minimum-container-ttl-duration="+n.cfg.MinimumContainerTTL.String(),
+		"--v=1",
+	)
+	if err != nil {
+		return err
+	}
+	n.daemons["kubelet"] = d
 	client := n.Kube.Client()
-	if err := n.waitFor(ctx, "node "+NodeName+" Ready", 2*time.Minute, func(ctx context.Context) (bool, error) {
+	return n.waitFor(ctx, "node "+NodeName+" Ready", 2*time.Minute, func(ctx context.Context) (bool, error) {
 		node, err := client.CoreV1().Nodes().Get(ctx, NodeName, metav1.GetOptions{})
 		if err != nil {
 			return false, err
 		}
 		for _, c := range node.Status.Conditions {
 			if c.Type == corev1.NodeReady {
-				return c.Status == corev1.ConditionTrue, fmt.Errorf("%w: %s", errNotReady, c.Message)
+				fresh := !c.LastHeartbeatTime.Time.Before(since)
+				return fresh && c.Status == corev1.ConditionTrue, fmt.Errorf("%w: %s (heartbeat %v)", errNotReady, c.Message, c.LastHeartbeatTime)
 			}
 		}
 		return false, errNotReady
-	}); err != nil {
-		return err
-	}
-	return n.waitFor(ctx, "the default service account", time.Minute, func(ctx context.Context) (bool, error) {
-		_, err := client.CoreV1().ServiceAccounts("default").Get(ctx, "default", metav1.GetOptions{})
-		if apierrors.IsNotFound(err) {
-			return false, nil
-		}
-		return err == nil, err
 	})
 }
 

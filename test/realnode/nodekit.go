@@ -110,8 +110,8 @@ func (n *Node) testbedKustomization() string {
 	b.WriteString("apiVersion: kustomize.config.k8s.io/v1beta1\nkind: Kustomization\nresources:\n  - ../" + UserOverlay + "\npatches:\n")
 	b.WriteString("  - target: {kind: DaemonSet, name: " + NodekitDaemonSet + "}\n    patch: |-\n")
 	for i := range 3 {
-		for _, env := range []string{"AWS_ENDPOINT_URL_STS", "AWS_ENDPOINT_URL_CLOUDWATCH_LOGS"} {
-			fmt.Fprintf(&b, "      - {op: add, path: /spec/template/spec/containers/%d/env/-, value: {name: %s, value: %q}}\n", i, env, n.AWSEndpoint())
+		for _, env := range [][2]string{{"AWS_ENDPOINT_URL_STS", n.STSEndpoint()}, {"AWS_ENDPOINT_URL_CLOUDWATCH_LOGS", n.LogsEndpoint()}} {
+			fmt.Fprintf(&b, "      - {op: add, path: /spec/template/spec/containers/%d/env/-, value: {name: %s, value: %q}}\n", i, env[0], env[1])
 		}
 	}
 	return b.String()
