@@ -55,7 +55,17 @@ type rnBed struct {
 	root     string
 }
 
-func rnStart(t *testing.T) *rnBed {
+func rnStart(t *testing.T) *rnBed { return rnStartWith(t, rnOptions{}) }
+
+// rnOptions vary the bed for the fault tests.
+type rnOptions struct {
+	// node changes the node's configuration.
+	node func(*realnode.Config)
+	// beforeInstall runs on the node before nodekit is installed.
+	beforeInstall func(*realnode.Node)
+}
+
+func rnStartWith(t *testing.T, opts rnOptions) *rnBed {
 	t.Helper()
 	sandbox.RequireRoot(t)
 	root := mpRepoRoot(t)
@@ -82,7 +92,7 @@ func rnStart(t *testing.T) *rnBed {
 	if err != nil {
 		t.Fatal(err)
 	}
-	node := realnode.Start(t, realnode.Config{
+	cfg := realnode.Config{
 		// Small enough for the kubelet to rotate and gzip several times
 		// while the tests write.
 		ContainerLogMaxSize:         "64Ki",
@@ -91,7 +101,11 @@ func rnStart(t *testing.T) *rnBed {
 		// A deleted pod's log files stay until the test has read them back.
 		MinimumContainerTTL: 10 * time.Minute,
 		AWS:                 awsemu.Options{StrictCredentials: true},
-	})
+	}
+	if opts.node != nil {
+		opts.node(&cfg)
+	}
+	node := realnode.Start(t, cfg)
 	ctx := t.Context()
 	apps, err := realnode.NewBusyboxImage(ctx, realnode.File{Path: "/usr/local/bin/awsclient", Source: rnStaticAWSClient(t)})
 	if err != nil {
@@ -99,6 +113,9 @@ func rnStart(t *testing.T) *rnBed {
 	}
 	if err := node.ImportImage(ctx, rnAppsImage, apps); err != nil {
 		t.Fatal(err)
+	}
+	if opts.beforeInstall != nil {
+		opts.beforeInstall(node)
 	}
 	start := time.Now()
 	kit, err := node.InstallNodekit(ctx, realnode.InstallConfig{Steps: steps, ImageArchive: archive, DeployDir: filepath.Join(root, "deploy")})
