@@ -1,7 +1,8 @@
 // Package deploy holds what installs nodekit on a cluster: nodekit.yaml (the
 // one manifest), monitoring/ (ServiceMonitor, PrometheusRule, Grafana
-// dashboard) and the Dockerfile. Its Go code reads those files back for the
-// tests that keep them honest: the manifest decoded strictly into typed
+// dashboard) and image/ (the container image's one definition and its
+// builder). Its Go code reads those files back for the tests that keep
+// them honest: the manifest decoded strictly into typed
 // Kubernetes objects, the containers' command lines as the kubelet would
 // expand them, and the metric names the alerts and the dashboard query.
 package deploy

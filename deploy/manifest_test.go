@@ -420,34 +420,3 @@ func TestExpand(t *testing.T) {
 		}
 	}
 }
-
-func TestDockerfile(t *testing.T) {
-	data, err := os.ReadFile("Dockerfile")
-	if err != nil {
-		t.Fatal(err)
-	}
-	s := string(data)
-	from := regexp.MustCompile(`(?m)^FROM `).FindAllStringIndex(s, -1)
-	if len(from) < 2 {
-		t.Errorf("Dockerfile has %d stages, want a multi-stage build", len(from))
-	}
-	if !strings.Contains(s, "CGO_ENABLED=0") {
-		t.Error("Dockerfile does not build static binaries (CGO_ENABLED=0)")
-	}
-	for _, bin := range []string{"./cmd/metaproxy", "./cmd/logship", "./cmd/nodeexp"} {
-		if !strings.Contains(s, bin) {
-			t.Errorf("Dockerfile does not build %s", bin)
-		}
-	}
-	users := regexp.MustCompile(`(?m)^USER\s+(\S+)`).FindAllStringSubmatch(s, -1)
-	if len(users) == 0 || strings.HasPrefix(users[len(users)-1][1], "0") || strings.HasPrefix(users[len(users)-1][1], "root") {
-		t.Errorf("the final image must default to a non-root USER, got %v", users)
-	}
-	// The manifest's commands must exist in the image.
-	m := loadManifest(t)
-	for _, c := range m.DaemonSet.Spec.Template.Spec.Containers {
-		if len(c.Command) != 1 || !strings.HasPrefix(c.Command[0], "/usr/local/bin/") || !strings.Contains(s, "/out/"+strings.TrimPrefix(c.Command[0], "/usr/local/bin/")) {
-			t.Errorf("container %s runs %v, which the Dockerfile does not copy to /usr/local/bin", c.Name, c.Command)
-		}
-	}
-}

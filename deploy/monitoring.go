@@ -86,12 +86,87 @@ type Dashboard struct {
 	Title      string  `json:"title"`
 	Panels     []Panel `json:"panels"`
 	Templating struct {
-		List []struct {
-			Name  string `json:"name"`
-			Type  string `json:"type"`
-			Query any    `json:"query"`
-		} `json:"list"`
+		List []Variable `json:"list"`
 	} `json:"templating"`
+}
+
+// Variable is a Grafana template variable.
+type Variable struct {
+	Name       string `json:"name"`
+	Type       string `json:"type"`
+	Query      any    `json:"query"`
+	Multi      bool   `json:"multi"`
+	IncludeAll bool   `json:"includeAll"`
+	AllValue   string `json:"allValue"`
+}
+
+// QueryString is the PromQL (or label_values(...)) text of a query
+// variable, written either as a string or as {"query": ...}.
+func (v Variable) QueryString() string {
+	switch x := v.Query.(type) {
+	case string:
+		return x
+	case map[string]any:
+		q, _ := x["query"].(string)
+		return q
+	}
+	return ""
+}
+
+// LabelValues splits Grafana's label_values(selector, label) into its two
+// arguments; ok is false for any other query.
+func LabelValues(q string) (selector, label string, ok bool) {
+	inner, ok := strings.CutPrefix(strings.TrimSpace(q), "label_values(")
+	if !ok || !strings.HasSuffix(inner, ")") {
+		return "", "", false
+	}
+	inner = strings.TrimSuffix(inner, ")")
+	i := strings.LastIndexByte(inner, ',')
+	if i < 0 {
+		return "", strings.TrimSpace(inner), true
+	}
+	return strings.TrimSpace(inner[:i]), strings.TrimSpace(inner[i+1:]), true
+}
+
+// ExpandGrafana substitutes Grafana's template variables in expr ($name,
+// ${name} and ${name:format}) with vars' values, as Grafana does before it
+// sends a query. A variable vars does not hold is an error.
+func ExpandGrafana(expr string, vars map[string]string) (string, error) {
+	var b strings.Builder
+	for i := 0; i < len(expr); i++ {
+		if expr[i] != '$' {
+			b.WriteByte(expr[i])
+			continue
+		}
+		j := i + 1
+		var name string
+		if j < len(expr) && expr[j] == '{' {
+			end := strings.IndexByte(expr[j:], '}')
+			if end < 0 {
+				return "", fmt.Errorf("unterminated ${ at offset %d of %q", i, expr)
+			}
+			name, _, _ = strings.Cut(expr[j+1:j+end], ":")
+			j += end + 1
+		} else {
+			for j < len(expr) && isIdentChar(expr[j]) {
+				j++
+			}
+			name = expr[i+1 : j]
+		}
+		if name == "" || name[0] >= '0' && name[0] <= '9' {
+			// Not a variable: a lone $, or a regex group in label_replace.
+			b.WriteString(expr[i:j])
+			i = j - 1
+			continue
+		}
+		v, ok := vars[name]
+		if !ok {
+			return "", fmt.Errorf("variable $%s of %q has no value", name, expr)
+		}
+		b.WriteString(v)
+		i = j - 1
+	}
+	return b.String(), nil
 }
 
 // Panel is a Grafana panel; rows nest panels.
@@ -128,18 +203,9 @@ func ParseDashboard(data []byte) (*Dashboard, []DashboardQuery, error) {
 		if v.Type != "query" {
 			continue
 		}
-		q := ""
-		switch x := v.Query.(type) {
-		case string:
-			q = x
-		case map[string]any:
-			q, _ = x["query"].(string)
-		}
 		// label_values(metric, label) names a metric too.
-		if inner, ok := strings.CutPrefix(q, "label_values("); ok {
-			if metric, _, ok := strings.Cut(inner, ","); ok {
-				qs = append(qs, DashboardQuery{Panel: "variable " + v.Name, Expr: strings.TrimSpace(metric)})
-			}
+		if selector, _, ok := LabelValues(v.QueryString()); ok && selector != "" {
+			qs = append(qs, DashboardQuery{Panel: "variable " + v.Name, Expr: selector})
 		}
 	}
 	return &d, qs, nil
@@ -344,4 +410,96 @@ func skipTo(s string, i int, close byte) int {
 		j++
 	}
 	return len(s)
+}
+
+// ServiceMonitor is the part of a monitoring.coreos.com/v1 ServiceMonitor
+// nodekit uses; decoding is strict, so a field the test bed's translation
+// into a Prometheus configuration would ignore is an error, not a silent gap.
+type ServiceMonitor struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace"`
+		Labels    map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		Selector struct {
+			MatchLabels map[string]string `json:"matchLabels"`
+		} `json:"selector"`
+		NamespaceSelector struct {
+			MatchNames []string `json:"matchNames"`
+		} `json:"namespaceSelector"`
+		Endpoints []ServiceMonitorEndpoint `json:"endpoints"`
+	} `json:"spec"`
+}
+
+// ServiceMonitorEndpoint is one scraped port of a ServiceMonitor.
+type ServiceMonitorEndpoint struct {
+	Port          string          `json:"port"`
+	Path          string          `json:"path,omitempty"`
+	Interval      string          `json:"interval,omitempty"`
+	ScrapeTimeout string          `json:"scrapeTimeout,omitempty"`
+	HonorLabels   bool            `json:"honorLabels,omitempty"`
+	Relabelings   []RelabelConfig `json:"relabelings,omitempty"`
+}
+
+// RelabelConfig is the Operator's spelling of a Prometheus relabel_config.
+type RelabelConfig struct {
+	SourceLabels []string `json:"sourceLabels,omitempty"`
+	Separator    *string  `json:"separator,omitempty"`
+	TargetLabel  string   `json:"targetLabel,omitempty"`
+	Regex        string   `json:"regex,omitempty"`
+	Modulus      uint64   `json:"modulus,omitempty"`
+	Replacement  *string  `json:"replacement,omitempty"`
+	Action       string   `json:"action,omitempty"`
+}
+
+// MonitoringService is the Service of servicemonitor.yaml: the ports the
+// ServiceMonitor's endpoints name.
+type MonitoringService struct {
+	APIVersion string `json:"apiVersion"`
+	Kind       string `json:"kind"`
+	Metadata   struct {
+		Name      string            `json:"name"`
+		Namespace string            `json:"namespace"`
+		Labels    map[string]string `json:"labels"`
+	} `json:"metadata"`
+	Spec struct {
+		ClusterIP string            `json:"clusterIP"`
+		Selector  map[string]string `json:"selector"`
+		Ports     []struct {
+			Name       string `json:"name"`
+			Port       int    `json:"port"`
+			TargetPort string `json:"targetPort"`
+			Protocol   string `json:"protocol"`
+		} `json:"ports"`
+	} `json:"spec"`
+}
+
+// ParseServiceMonitor decodes servicemonitor.yaml: a Service, then the
+// ServiceMonitor scraping its ports.
+func ParseServiceMonitor(data []byte) (*MonitoringService, *ServiceMonitor, error) {
+	docs, err := Documents(data)
+	if err != nil {
+		return nil, nil, err
+	}
+	if len(docs) != 2 {
+		return nil, nil, fmt.Errorf("servicemonitor.yaml: %d documents, want a Service and a ServiceMonitor", len(docs))
+	}
+	var svc MonitoringService
+	if err := yaml.UnmarshalStrict(docs[0], &svc); err != nil {
+		return nil, nil, fmt.Errorf("decoding the Service: %w", err)
+	}
+	if svc.APIVersion != "v1" || svc.Kind != "Service" {
+		return nil, nil, fmt.Errorf("first document is %s %s, want v1 Service", svc.APIVersion, svc.Kind)
+	}
+	var sm ServiceMonitor
+	if err := yaml.UnmarshalStrict(docs[1], &sm); err != nil {
+		return nil, nil, fmt.Errorf("decoding the ServiceMonitor: %w", err)
+	}
+	if sm.APIVersion != "monitoring.coreos.com/v1" || sm.Kind != "ServiceMonitor" {
+		return nil, nil, fmt.Errorf("second document is %s %s, want monitoring.coreos.com/v1 ServiceMonitor", sm.APIVersion, sm.Kind)
+	}
+	return &svc, &sm, nil
 }

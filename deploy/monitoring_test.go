@@ -283,3 +283,111 @@ func FuzzMetricNames(f *testing.F) {
 		_ = GrafanaVariables(expr)
 	})
 }
+
+// TestAlertUnitTests runs monitoring/prometheusrule_test.yaml with `promtool
+// test rules` and requires of it, for every alert of the PrometheusRule, a
+// case where the alert fires and one where it stays silent.
+func TestAlertUnitTests(t *testing.T) {
+	pr, rules, err := ParsePrometheusRule(readFile(t, "monitoring/prometheusrule.yaml"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	dir := t.TempDir()
+	data, err := yaml.Marshal(pr.Spec)
+	if err != nil {
+		t.Fatal(err)
+	}
+	testFile := readFile(t, "monitoring/prometheusrule_test.yaml")
+	if err := os.WriteFile(filepath.Join(dir, "rules.yaml"), data, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.WriteFile(filepath.Join(dir, "tests.yaml"), testFile, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	if out, err := exec.Command(promtool(t), "test", "rules", filepath.Join(dir, "tests.yaml")).CombinedOutput(); err != nil {
+		t.Errorf("promtool test rules: %v\n%s", err, out)
+	}
+
+	var tests struct {
+		RuleFiles []string `json:"rule_files"`
+		Tests     []struct {
+			Name  string `json:"name"`
+			Cases []struct {
+				Alertname string `json:"alertname"`
+				ExpAlerts []any  `json:"exp_alerts"`
+			} `json:"alert_rule_test"`
+		} `json:"tests"`
+	}
+	if err := yaml.Unmarshal(testFile, &tests); err != nil {
+		t.Fatal(err)
+	}
+	if !slices.Equal(tests.RuleFiles, []string{"rules.yaml"}) {
+		t.Errorf("rule_files %v, want [rules.yaml] (the PrometheusRule's spec)", tests.RuleFiles)
+	}
+	firing, silent := map[string]bool{}, map[string]bool{}
+	for _, tc := range tests.Tests {
+		for _, c := range tc.Cases {
+			if len(c.ExpAlerts) > 0 {
+				firing[c.Alertname] = true
+			} else {
+				silent[c.Alertname] = true
+			}
+		}
+	}
+	for _, r := range rules {
+		if r.Alert == "" {
+			continue
+		}
+		if !firing[r.Alert] {
+			t.Errorf("alert %s: no promtool test where it fires (monitoring/prometheusrule_test.yaml)", r.Alert)
+		}
+		if !silent[r.Alert] {
+			t.Errorf("alert %s: no promtool test where it stays silent (monitoring/prometheusrule_test.yaml)", r.Alert)
+		}
+	}
+}
+
+func TestExpandGrafana(t *testing.T) {
+	vars := map[string]string{"node": ".*", "__rate_interval": "4s", "__interval": "1s"}
+	tests := []struct {
+		in, want, err string
+	}{
+		{`rate(m{node=~"$node"}[$__rate_interval])`, `rate(m{node=~".*"}[4s])`, ""},
+		{`m{node=~"${node}"}[${__interval}]`, `m{node=~".*"}[1s]`, ""},
+		{`m{node=~"${node:regex}"}`, `m{node=~".*"}`, ""},
+		{`label_replace(m, "a", "$1", "b", "(.*)")`, `label_replace(m, "a", "$1", "b", "(.*)")`, ""},
+		{`m{x="$cluster"}`, "", "$cluster"},
+		{`m{x="${node"`, "", "unterminated"},
+		{`sum(m) > $`, `sum(m) > $`, ""},
+	}
+	for _, tc := range tests {
+		got, err := ExpandGrafana(tc.in, vars)
+		if tc.err != "" {
+			if err == nil || !strings.Contains(err.Error(), tc.err) {
+				t.Errorf("ExpandGrafana(%q) = %q, %v; want an error with %q", tc.in, got, err, tc.err)
+			}
+			continue
+		}
+		if err != nil || got != tc.want {
+			t.Errorf("ExpandGrafana(%q) = %q, %v; want %q", tc.in, got, err, tc.want)
+		}
+	}
+}
+
+func TestLabelValues(t *testing.T) {
+	tests := []struct {
+		in, selector, label string
+		ok                  bool
+	}{
+		{`label_values(up{job=~"a|b"}, node)`, `up{job=~"a|b"}`, "node", true},
+		{`label_values(m{l="x,y"}, instance)`, `m{l="x,y"}`, "instance", true},
+		{`label_values(node)`, "", "node", true},
+		{`query_result(up)`, "", "", false},
+	}
+	for _, tc := range tests {
+		sel, label, ok := LabelValues(tc.in)
+		if sel != tc.selector || label != tc.label || ok != tc.ok {
+			t.Errorf("LabelValues(%q) = %q, %q, %v", tc.in, sel, label, ok)
+		}
+	}
+}

@@ -63,7 +63,7 @@ func register(fs *flag.FlagSet, o *options) {
 	fs.StringVar(&o.hostIP, "host-ip", os.Getenv("HOST_IP"), "this node's IP, where pods' metadata requests are sent (default $HOST_IP; discovered from the default route when empty)")
 	fs.StringVar(&o.listenAddr, "listen-addr", "", fmt.Sprintf("address for pods' metadata requests (default --host-ip:%d)", listenPort))
 	fs.StringVar(&o.metricsAddr, "metrics-addr", "127.0.0.1:9181", "address for /metrics, /healthz and /readyz; never the metadata address")
-	fs.StringVar(&o.hostInterface, "host-interface", "", "iptables -i pattern of the pod interfaces, e.g. cali+, eni+ or !eth0 (discovered from cali*/eni* interfaces when empty)")
+	fs.StringVar(&o.hostInterface, "host-interface", "", "iptables -i pattern of the interfaces pods' traffic arrives on: cali+ (Calico), eni+ (AWS VPC CNI), lxc+ (Cilium), cni0 or cbr0 (bridge CNIs), !eth0; empty matches every interface. Pods it misses are refused, never served the node's role, and keep metaproxy unready")
 	fs.BoolVar(&o.iptables, "iptables", false, "install and keep the nat rule sending pods' metadata traffic to --listen-addr (and an ip6tables rule rejecting pods' TCP to ["+intercept.MetadataIPv6+"]); the rules stay on exit (remove them with 'metaproxy uninstall')")
 	fs.StringVar(&o.metadataAddr, "metadata-addr", "169.254.169.254:80", "the instance metadata service, ip:port")
 	fs.DurationVar(&o.sessionDuration, "session-duration", time.Hour, "lifetime requested for role credentials (20m to 12h; credentials with under 15m left are never served). On EC2 metaproxy's own credentials are the instance profile's role session, and STS caps role chaining at 1h")
@@ -134,6 +134,7 @@ type app struct {
 	srv         *imds.Server
 	ops         *agent.Ops
 	interceptor *intercept.Interceptor // nil without --iptables
+	coverage    *intercept.Coverage    // nil without --iptables
 	gates       readiness
 }
 
@@ -180,7 +181,7 @@ func newApp(ctx context.Context, o *options, logger *slog.Logger) (*app, error) 
 		return nil, err
 	}
 	if o.iptables {
-		ipt, ip6, err := openIPTables(logger)
+		ipt, ip6, err := openIPTables(ctx, logger)
 		if err != nil {
 			return nil, err
 		}
@@ -188,15 +189,19 @@ func newApp(ctx context.Context, o *options, logger *slog.Logger) (*app, error) 
 		if a.interceptor, err = intercept.New(cfg, ipt, ip6, logger.With("component", "intercept")); err != nil {
 			return nil, &agent.UsageError{Err: err}
 		}
+		if a.coverage, err = intercept.NewCoverage(o.hostInterface, a.pods, intercept.Netlink{}, 0, reg, logger.With("component", "intercept")); err != nil {
+			return nil, err
+		}
 	}
 	a.ops = agent.NewOps(agent.OpsConfig{Addr: o.metricsAddr, EnablePprof: o.enablePprof}, reg, logger)
 	a.gates = readiness{
 		informers: a.ops.Gate("informers"),
 		upstream:  a.ops.Gate("metadata-service"),
-		pods:      a.pods, namespaces: a.namespaces, up: up, interceptor: a.interceptor,
+		pods:      a.pods, namespaces: a.namespaces, up: up, interceptor: a.interceptor, coverage: a.coverage,
 	}
 	if a.interceptor != nil {
 		a.gates.rule = a.ops.Gate("interception-rule")
+		a.gates.covered = a.ops.Gate("interception-coverage")
 	}
 	return a, nil
 }
@@ -219,19 +224,47 @@ func (a *app) run(ctx context.Context) error {
 		g.Go(func() error { return a.namespaces.Run(ctx) })
 	}
 	g.Go(func() error { return a.cache.Run(ctx) })
-	g.Go(func() error { return a.srv.Serve(ctx, ln) })
+	g.Go(func() error {
+		// Until the informers hold the node's pods, every caller would be
+		// unknown (404, which SDKs do not retry). Connections wait in the
+		// listener's backlog instead and are answered once they are.
+		if err := a.waitForInformers(ctx); err != nil {
+			ln.Close()
+			return nil
+		}
+		return a.srv.Serve(ctx, ln)
+	})
 	g.Go(func() error { return a.ops.Run(ctx) })
 	g.Go(func() error { return memtrim.Run(ctx, memtrim.Config{}) })
 	if a.interceptor != nil {
 		// On exit the rules stay: pods get refused connections while
 		// metaproxy is down, never the node's own metadata service.
 		g.Go(func() error { return a.interceptor.Run(ctx) })
+		// Checked only once the informer lists the node's pods.
+		g.Go(func() error {
+			if err := a.pods.WaitForSync(ctx); err != nil {
+				return nil
+			}
+			return a.coverage.Run(ctx)
+		})
 	}
 	g.Go(func() error { return a.gates.run(ctx, a.logger) })
 	return g.Wait()
 }
 
-// discover fills --host-ip, --listen-addr and --host-interface when empty.
+// waitForInformers returns once the pod informer (and the namespace
+// informer, with --namespace-restrictions) has synced, or ctx ends.
+func (a *app) waitForInformers(ctx context.Context) error {
+	if err := a.pods.WaitForSync(ctx); err != nil {
+		return err
+	}
+	if a.namespaces != nil {
+		return a.namespaces.WaitForSync(ctx)
+	}
+	return nil
+}
+
+// discover fills --host-ip and --listen-addr when empty.
 func (o *options) discover() error {
 	if o.listenAddr == "" {
 		if o.hostIP == "" {
@@ -242,13 +275,6 @@ func (o *options) discover() error {
 			o.hostIP = ip.String()
 		}
 		o.listenAddr = intercept.ListenAddrFor(o.hostIP, listenPort)
-	}
-	if o.iptables && o.hostInterface == "" {
-		iface, err := intercept.DiscoverInterface(intercept.Netlink{})
-		if err != nil {
-			return &agent.UsageError{Err: fmt.Errorf("--host-interface: %w", err)}
-		}
-		o.hostInterface = iface
 	}
 	return nil
 }
@@ -271,13 +297,15 @@ func (o *options) validateAddrs() error {
 }
 
 // readiness keeps the /readyz gates current: informers synced, the
-// interception rule in place, the metadata service answering.
+// interception rule in place and matching every pod, the metadata service
+// answering.
 type readiness struct {
-	informers, upstream, rule *agent.Gate
-	pods                      interface{ HasSynced() bool }
-	namespaces                *kube.Namespaces
-	up                        *upstream.Upstream
-	interceptor               *intercept.Interceptor
+	informers, upstream, rule, covered *agent.Gate
+	pods                               interface{ HasSynced() bool }
+	namespaces                         *kube.Namespaces
+	up                                 *upstream.Upstream
+	interceptor                        *intercept.Interceptor
+	coverage                           *intercept.Coverage
 }
 
 func (r readiness) run(ctx context.Context, logger *slog.Logger) error {
@@ -288,6 +316,7 @@ func (r readiness) run(ctx context.Context, logger *slog.Logger) error {
 		r.informers.SetWithReason(synced, "pod or namespace informer not synced")
 		if r.rule != nil {
 			r.rule.SetWithReason(r.interceptor.Installed(), "iptables rule not in place")
+			r.covered.SetWithReason(r.coverage.Covered())
 		}
 		checkCtx, cancel := context.WithTimeout(ctx, 2*time.Second)
 		err := r.up.Check(checkCtx)
@@ -321,26 +350,29 @@ func uninstall(args []string, stdout io.Writer) error {
 	if fs.NArg() > 0 {
 		return &agent.UsageError{Err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	ipt, ip6, err := openIPTables(slog.New(slog.NewTextHandler(os.Stderr, nil)))
+	ipt, ip6, err := openIPTables(context.Background(), slog.New(slog.NewTextHandler(os.Stderr, nil)))
 	if err != nil {
 		return err
 	}
 	if err := intercept.Uninstall(ipt, ip6); err != nil {
 		return fmt.Errorf("removing the metadata interception rules: %w", err)
 	}
-	fmt.Fprintf(stdout, "removed chain %s and the jumps to it (iptables nat PREROUTING, ip6tables filter FORWARD)\n", intercept.Chain)
+	fmt.Fprintf(stdout, "removed chain %s and the jumps to it (iptables nat PREROUTING and filter FORWARD, ip6tables filter FORWARD)\n", intercept.Chain)
 	return nil
 }
 
 // openIPTables opens iptables and, where the node has it, ip6tables; the
 // IPv6 side only rejects pods' requests to the IPv6 metadata address, so a
 // node without ip6tables runs without it (and says so).
-func openIPTables(logger *slog.Logger) (ipt, ip6 intercept.IPTables, err error) {
-	v4, err := iptables.New()
+func openIPTables(ctx context.Context, logger *slog.Logger) (ipt, ip6 intercept.IPTables, err error) {
+	cmd4 := intercept.BackendCommand(ctx, "iptables")
+	v4, err := iptables.New(iptables.Path(cmd4))
 	if err != nil {
 		return nil, nil, fmt.Errorf("opening iptables: %w", err)
 	}
-	v6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
+	cmd6 := intercept.BackendCommand(ctx, "ip6tables")
+	logger.Debug("iptables commands", "ipv4", cmd4, "ipv6", cmd6)
+	v6, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv6), iptables.Path(cmd6))
 	if err != nil {
 		logger.Warn("ip6tables unavailable: pods' requests to the IPv6 metadata address are not rejected", "err", err)
 		return v4, nil, nil

@@ -156,3 +156,29 @@ func podNote(res goBenchResult) string {
 	}
 	return n
 }
+
+// figures are the real node's: reported, with no goal of their own.
+func (rn *rnResults) figures(r *report) []figure {
+	if ran, _ := r.ran("realnode"); !ran {
+		return nil
+	}
+	idleName := fmt.Sprintf("nodekit pod working set, idle, %d pods", rnIdlePods)
+	if rn == nil || rn.Idle == nil {
+		return []figure{r.notMeasured("realnode", "pod", idleName, "")}
+	}
+	fs := []figure{
+		{Agent: "pod", Name: idleName, Measured: fmt.Sprintf("%.1f MiB", mib(rn.Idle.WorkingSet)), Verdict: info,
+			Note: "memory.usage_in_bytes less inactive file pages of the pod's cgroup, as the kubelet counts it"},
+		{Agent: "pod", Name: fmt.Sprintf("nodekit pod CPU, idle, %d pods", rnIdlePods),
+			Measured: fmt.Sprintf("%.2f%% of a core", rn.Idle.CPUPct), Verdict: info, Note: fmt.Sprintf("cpuacct.usage over %v", rn.Window)},
+	}
+	if b := rn.Burst; b != nil {
+		fs = append(fs,
+			figure{Agent: "pod", Name: "nodekit pod peak working set, 40 MB log burst",
+				Measured: fmt.Sprintf("%.1f MiB", mib(b.Peak)), Verdict: info, Note: fmt.Sprintf("logship's container %.1f MiB", mib(b.PeakLogship))},
+			figure{Agent: "pod", Name: "nodekit pod CPU for a 40 MB log burst",
+				Measured: fmt.Sprintf("%.2f CPU-s (%.0f MB per CPU-s)", b.CPU, b.MBPerCPU()), Verdict: info,
+				Note: fmt.Sprintf("all three containers, from the first line written to the last accepted: %v", b.Took.Round(100*time.Millisecond))})
+	}
+	return fs
+}

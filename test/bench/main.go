@@ -16,7 +16,9 @@
 //     MB per CPU-second and peak RSS;
 //   - nodeexp: CPU per scrape and RSS against node_exporter v1.12.1 built
 //     from the Go module proxy, same collectors;
-//   - suite: idle RSS of the three agents on a node with 50 pods.
+//   - suite: idle RSS of the three agents on a node with 50 pods;
+//   - realnode: the nodekit pod's working set and CPU from its cgroups on
+//     a real kubelet (test/realnode), idle with 30 pods and during a burst.
 //
 // A figure that could not be measured is listed as such; the program
 // exits non-zero only when it could not write the report.
@@ -67,7 +69,7 @@ type config struct {
 
 func (c config) bin(name string) string { return filepath.Join(c.binDir, name) }
 
-var sections = []string{"go", "metaproxy", "logship", "nodeexp", "suite"}
+var sections = []string{"go", "metaproxy", "logship", "nodeexp", "suite", "realnode"}
 
 func parseFlags(args []string, out io.Writer) (config, error) {
 	var c config
@@ -136,6 +138,7 @@ func run(ctx context.Context, args []string, stderr io.Writer) error {
 		"logship":   benchLogship,
 		"nodeexp":   benchNodeexp,
 		"suite":     benchSuite,
+		"realnode":  benchRealnode,
 	}
 	for _, name := range sections {
 		if !slices.Contains(cfg.only, name) {

@@ -98,6 +98,7 @@ type report struct {
 	Logship   *lsResults
 	Nodeexp   *neResults
 	Suite     *suiteResults
+	Realnode  *rnResults
 }
 
 // ran reports whether the area named name ran, and its error.
@@ -166,6 +167,7 @@ func (r *report) Figures() []figure {
 	fs = append(fs, r.Logship.figures(r)...)
 	fs = append(fs, r.Nodeexp.figures(r)...)
 	fs = append(fs, r.Suite.figures(r)...)
+	fs = append(fs, r.Realnode.figures(r)...)
 	return fs
 }
 

@@ -73,6 +73,9 @@ func fullReport() *report {
 		Between: 12 * time.Second, Floor: &memStatus{RSS: 10 * mb, File: 5 * mb}, OurArgs: []string{"nodeexp", "--x"}, TheirArgs: []string{"node_exporter", "--y"}}
 	r.Suite = &suiteResults{Pods: 50, LinesPerPod: 100, Sessions: 50, Idle: 10 * time.Second, Total: 60 * mb, IdleCPU: 80 * time.Millisecond,
 		Rows: []suiteRow{{Name: "metaproxy", Mem: memStatus{RSS: 20 * mb}, CPU: 30 * time.Millisecond}, {Name: "logship", Mem: memStatus{RSS: 25 * mb}, CPU: 40 * time.Millisecond}, {Name: "nodeexp", Mem: memStatus{RSS: 15 * mb}, CPU: 10 * time.Millisecond}}}
+	r.Realnode = &rnResults{Image: "nodekit:dev", Kubelet: "v1.36.3", Containerd: "v2.4.2", IdlePods: 30, Window: 30 * time.Second,
+		Idle:  &rnIdle{WorkingSet: 50 * mb, CPUPct: 2.5, Containers: []rnContainer{{Name: "logship", WorkingSet: 20 * mb, Limit: "64Mi", CPUPct: 1}}},
+		Burst: &rnBurst{Lines: 400000, MB: 40, Took: 12 * time.Second, CPU: 0.8, Peak: 70 * mb, PeakLogship: 35 * mb, LogshipLimit: "64Mi"}}
 	return r
 }
 
@@ -114,6 +117,13 @@ func TestReportRendersEveryArea(t *testing.T) {
 		"| suite | idle RSS of metaproxy + logship + nodeexp, 50 pods | 60.0 MiB | < 64 MiB total | met | sum of VmRSS after 10s idle |",
 		"| logship | 25.0 MiB | 0.0 MiB | 0.0 MiB | 40 ms (0.40% of a core) |",
 		"| **total** | **60.0 MiB** | | | 80 ms |",
+		"## real node: the nodekit pod's footprint from its cgroups",
+		"The image `nodekit:dev` from `make image`, installed by README.md's steps on the real node (kubelet v1.36.3, containerd v2.4.2, cgroup v1), 30 pods",
+		"| container | idle working set | memory limit | idle CPU (% of a core, over 30s) |",
+		"| logship | 20.0 MiB | 64Mi | 1.00% |",
+		"| **pod** | **50.0 MiB** | | **2.50%** |",
+		"Burst: 400000 lines of 100 bytes (40 MB) written as fast as busybox can, shipped in 12s (from the pod's creation). The pod used 0.80 CPU-s (50 MB per CPU-s)",
+		"| pod | nodekit pod CPU for a 40 MB log burst | 0.80 CPU-s (50 MB per CPU-s) |  | (no goal) |",
 		"_Section took 30s._",
 		"- **logship: read + CRI parse (Go benchmark), per core** — measured 750 MB/s, goal > 1000 MB/s per core (1 GB/s). MB per CPU-second",
 	} {

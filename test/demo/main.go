@@ -18,6 +18,7 @@
 //
 //	demo [--bin DIR]        DIR holds metaproxy, logship, nodeexp (default $NODEKIT_BIN or ./bin)
 //	DEMO_ONESHOT=1 demo     run once, tear down, exit 0 when every step worked
+//	demo --real-node        the same story on a real kubelet (make demo-realnode)
 //
 // The same binary, run as `demo sdk-credentials`, is the application in a
 // pod that resolves credentials through the AWS SDK for Go's default chain.
@@ -50,6 +51,7 @@ func run(args []string, stdout, stderr io.Writer) int {
 	binDir := fs.String("bin", defaultBinDir(), "directory holding the metaproxy, logship and nodeexp binaries (make build writes bin/)")
 	oneshot := fs.Bool("oneshot", os.Getenv("DEMO_ONESHOT") == "1", "tear down and exit after one pass instead of staying up (default $DEMO_ONESHOT=1)")
 	verbose := fs.Bool("v", false, "also copy the components' logs to stderr")
+	realNode := fs.Bool("real-node", os.Getenv("DEMO_REAL_NODE") == "1", "run the story on a real kubelet and containerd (test/realnode), nodekit installed from `make image` as README.md says; run from the repository root (make demo-realnode; default $DEMO_REAL_NODE=1)")
 	if err := fs.Parse(args); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return 0
@@ -81,6 +83,19 @@ func run(args []string, stdout, stderr io.Writer) int {
 		}
 	}()
 
+	if *realNode {
+		repo, err := os.Getwd()
+		if err != nil {
+			fmt.Fprintln(stderr, "demo:", err)
+			return 1
+		}
+		if os.Geteuid() != 0 {
+			fmt.Fprintln(stderr, "demo: the real node needs root (network namespaces, cgroups, mounts)")
+			return 1
+		}
+		rd := &realNodeDemo{out: out, repo: repo, oneshot: *oneshot, verbose: *verbose}
+		return rd.Run(ctx)
+	}
 	d := &demo{
 		out:     out,
 		binDir:  *binDir,

@@ -6,6 +6,7 @@ import (
 	"bytes"
 	"context"
 	"encoding/json"
+	"fmt"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -48,6 +49,10 @@ func goSDKClient(t *testing.T) string {
 
 func TestMain(m *testing.M) {
 	code := m.Run()
+	if err := writeFaultReport(); err != nil {
+		fmt.Fprintln(os.Stderr, "writing the fault report:", err)
+		code = 1
+	}
 	if clientBin != "" {
 		os.RemoveAll(filepath.Dir(clientBin))
 	}

@@ -44,6 +44,8 @@ func demoBinaries(t *testing.T) (demo, binDir string) {
 	for _, p := range pkgs {
 		cmd := exec.Command("go", "build", "-o", p[1], p[0])
 		cmd.Dir = root
+		// Static: the real-node demo puts itself in a busybox image.
+		cmd.Env = append(os.Environ(), "CGO_ENABLED=0")
 		if out, err := cmd.CombinedOutput(); err != nil {
 			t.Fatalf("building %s: %v\n%s", p[0], err, out)
 		}
@@ -65,6 +67,7 @@ func demoStart(t *testing.T, demo, binDir string, env ...string) *demoRun {
 	t.Helper()
 	cmd := exec.Command(demo, "--bin", binDir)
 	cmd.Env = append(os.Environ(), env...)
+	cmd.Dir = mpRepoRoot(t) // as make runs it: the real-node story reads README.md and bin/image
 	cmd.Stderr = os.Stderr
 	// Its own process group, like a job in a terminal, so a test can send
 	// Ctrl-C the way a terminal does: to the whole group.

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"fmt"
+	"io"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -21,8 +22,9 @@ var (
 	binErr  error
 )
 
-// Binaries returns the directory holding kube-apiserver and kubectl, building
-// them with build.sh on first use. $NODEKIT_KUBE_BIN overrides the lookup.
+// Binaries returns the directory holding kube-apiserver, kubectl and the
+// real node's binaries (kubelet, kube-controller-manager, kube-scheduler,
+// kube-proxy), building them with build.sh on first use. $NODEKIT_KUBE_BIN overrides the lookup.
 // The build takes minutes on a fresh machine; `make test` runs it up front so
 // tests only find it in the cache.
 func Binaries(ctx context.Context) (string, error) {
@@ -42,7 +44,9 @@ func findOrBuild(ctx context.Context) (string, error) {
 	cmd := exec.CommandContext(ctx, "bash", script)
 	cmd.Env = append(os.Environ(), "KUBE_VERSION="+Version)
 	var stdout, stderr bytes.Buffer
-	cmd.Stdout, cmd.Stderr = &stdout, &stderr
+	// Progress reaches the caller's output too: a first build takes about
+	// 20 minutes and must not be silent.
+	cmd.Stdout, cmd.Stderr = &stdout, io.MultiWriter(os.Stderr, &stderr)
 	if err := cmd.Run(); err != nil {
 		return "", fmt.Errorf("building kube-apiserver %s with %s: %w\n%s", Version, script, err, tail(stderr.String(), 4000))
 	}
@@ -50,7 +54,7 @@ func findOrBuild(ctx context.Context) (string, error) {
 }
 
 func checkBinaries(dir string) (string, error) {
-	for _, name := range []string{"kube-apiserver", "kubectl"} {
+	for _, name := range []string{"kube-apiserver", "kubectl", "kubelet", "kube-controller-manager", "kube-scheduler", "kube-proxy"} {
 		if _, err := os.Stat(filepath.Join(dir, name)); err != nil {
 			return "", fmt.Errorf("kube binaries in %s: %w", dir, err)
 		}

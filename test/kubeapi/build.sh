@@ -41,7 +41,7 @@ fi
 # One line every 30 s while the build runs, so a first run is never minutes of silence.
 start=$SECONDS
 echo "building Kubernetes $version (${missing[*]}) from the Go module proxy into $out; a first build takes about 20 min on 2 cores" >&2
-( while sleep 30; do echo "  still building Kubernetes $version: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2; done ) &
+( while sleep 30; do echo "  still building Kubernetes $version: $(( (SECONDS - start) / 60 ))m$(( (SECONDS - start) % 60 ))s" >&2; done ) >/dev/null &
 ticker=$!
 trap 'kill $ticker 2>/dev/null || true' EXIT
 

@@ -17,6 +17,7 @@ import (
 	"os/exec"
 	"path/filepath"
 	"strconv"
+	"strings"
 	"sync"
 	"syscall"
 	"time"
@@ -44,6 +45,24 @@ type Config struct {
 	AdvertiseAddress string
 	// Logger receives process output at debug level; nil discards it.
 	Logger *slog.Logger
+	// Cluster, when set, configures the API server as a real cluster's, for
+	// a real kubelet and controllers (test/realnode) instead of tests that
+	// play them.
+	Cluster *Cluster
+}
+
+// Cluster is what a real node needs of its API server: Node and RBAC
+// authorization with NodeRestriction, service-account admission (pods get
+// their projected tokens; kube-controller-manager creates the accounts), a
+// certificate that also names the kubernetes Service's IP, and a client
+// certificate for the API server's calls to the kubelet (logs, exec).
+type Cluster struct {
+	// ServiceIP is the kubernetes Service's ClusterIP (10.96.0.1 for the
+	// service range 10.96.0.0/16), which in-cluster clients dial.
+	ServiceIP net.IP
+	// Users are token users besides the admin, name → groups (the kubelet's
+	// system:node:<node> in system:nodes, say). Server.Token gives each token.
+	Users map[string][]string
 }
 
 // Server is a running etcd + kube-apiserver pair.
@@ -56,6 +75,7 @@ type Server struct {
 	client     kubernetes.Interface
 	binDir     string
 	pki        *pki
+	tokens     map[string]string // user → bearer token
 
 	procs     []*process
 	closeOnce sync.Once
@@ -109,13 +129,27 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, fmt.Errorf("claiming %s: %w", dir, err)
 	}
 
-	s.pki, err = writePKI(dir, []net.IP{hostIP})
+	ips := []net.IP{hostIP}
+	if cfg.Cluster != nil && cfg.Cluster.ServiceIP != nil {
+		ips = append(ips, cfg.Cluster.ServiceIP)
+	}
+	s.pki, err = writePKI(dir, ips, cfg.Cluster != nil)
 	if err != nil {
 		return nil, err
 	}
 	s.token = randomHex(16)
+	s.tokens = map[string]string{adminUser: s.token}
+	tokenLines := s.token + "," + adminUser + ",1,\"system:masters\"\n"
+	if cfg.Cluster != nil {
+		uid := 2
+		for user, groups := range cfg.Cluster.Users {
+			s.tokens[user] = randomHex(16)
+			tokenLines += fmt.Sprintf("%s,%s,%d,\"%s\"\n", s.tokens[user], user, uid, strings.Join(groups, ","))
+			uid++
+		}
+	}
 	tokenFile := filepath.Join(dir, "tokens.csv")
-	if err := os.WriteFile(tokenFile, []byte(s.token+","+adminUser+",1,\"system:masters\"\n"), 0o600); err != nil {
+	if err := os.WriteFile(tokenFile, []byte(tokenLines), 0o600); err != nil {
 		return nil, fmt.Errorf("writing token file: %w", err)
 	}
 
@@ -152,7 +186,7 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		return nil, err
 	}
 
-	api := command(context.WithoutCancel(ctx), filepath.Join(binDir, "kube-apiserver"),
+	apiArgs := []string{
 		"--etcd-servers", etcdURL,
 		"--bind-address", host,
 		"--advertise-address", host,
@@ -161,20 +195,31 @@ func Start(ctx context.Context, cfg Config) (_ *Server, err error) {
 		"--tls-private-key-file", s.pki.keyFile,
 		"--client-ca-file", s.pki.caFile,
 		"--token-auth-file", tokenFile,
-		"--authorization-mode", "RBAC",
 		"--service-account-issuer", "https://kubernetes.default.svc.cluster.local",
 		"--service-account-key-file", s.pki.saPubFile,
 		"--service-account-signing-key-file", s.pki.saKeyFile,
 		"--api-audiences", "https://kubernetes.default.svc.cluster.local",
 		"--service-cluster-ip-range", "10.96.0.0/16",
 		"--allow-privileged",
-		// No controller-manager runs, so nothing creates the "default"
-		// service account this admission plugin would demand of every pod.
-		"--disable-admission-plugins", "ServiceAccount",
 		"--enable-priority-and-fairness=false",
 		"--cert-dir", filepath.Join(dir, "certs"),
 		"--v", "1",
-	)
+	}
+	if cfg.Cluster != nil {
+		apiArgs = append(apiArgs,
+			"--authorization-mode", "Node,RBAC",
+			"--enable-admission-plugins", "NodeRestriction",
+			"--kubelet-client-certificate", s.pki.kubeletClientCert,
+			"--kubelet-client-key", s.pki.kubeletClientKey,
+			"--kubelet-preferred-address-types", "InternalIP",
+		)
+	} else {
+		apiArgs = append(apiArgs, "--authorization-mode", "RBAC",
+			// No controller-manager runs, so nothing creates the "default"
+			// service account this admission plugin would demand of every pod.
+			"--disable-admission-plugins", "ServiceAccount")
+	}
+	api := command(context.WithoutCancel(ctx), filepath.Join(binDir, "kube-apiserver"), apiArgs...)
 	if err := s.startProcess("kube-apiserver", api, logger); err != nil {
 		return nil, err
 	}
@@ -246,6 +291,20 @@ func (s *Server) waitReady(ctx context.Context, ns Namespace) error {
 
 // Client is an admin clientset.
 func (s *Server) Client() kubernetes.Interface { return s.client }
+
+// Token is the bearer token of user: the admin's or one of Cluster.Users.
+func (s *Server) Token(user string) string { return s.tokens[user] }
+
+// AdminUser is the user of the admin token (group system:masters).
+func (s *Server) AdminUser() string { return adminUser }
+
+// CAFile is the cluster CA's certificate: it signs the serving certificate
+// and the API server's kubelet client certificate.
+func (s *Server) CAFile() string { return s.pki.caFile }
+
+// ServiceAccountKeyFile is the private key that signs service-account
+// tokens (kube-controller-manager's --service-account-private-key-file).
+func (s *Server) ServiceAccountKeyFile() string { return s.pki.saKeyFile }
 
 // RESTConfig is a copy of the admin client configuration.
 func (s *Server) RESTConfig() *rest.Config { return rest.CopyConfig(s.restConfig) }

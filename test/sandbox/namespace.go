@@ -305,3 +305,32 @@ func writeSysctl(key, value string) error {
 	}
 	return nil
 }
+
+// OpenNamespace creates a named network namespace that belongs to no
+// sandbox, for a test bed that keeps its own (test/realnode): the caller
+// names it, tracks it and removes it with Close (or RemoveNamespace after a
+// crash). It has only a loopback interface, down.
+func OpenNamespace(ctx context.Context, name string) (*Namespace, error) {
+	n, err := openNamespace(ctx, name)
+	if err != nil && n != nil {
+		err = errors.Join(err, n.destroy(ctx))
+	}
+	if err != nil {
+		return nil, err
+	}
+	return n, nil
+}
+
+// Close kills every process in the namespace and removes it.
+func (n *Namespace) Close(ctx context.Context) error { return n.destroy(ctx) }
+
+// RemoveNamespace kills every process in the named namespace and removes
+// it; a namespace that does not exist is not an error. For cleaning up
+// after a run that died without closing its namespaces.
+func RemoveNamespace(ctx context.Context, name string) error {
+	path := filepath.Join(netnsDir, name)
+	if _, err := os.Stat(path); errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return errors.Join(killNamespaceProcs(path), deleteNamespace(ctx, name))
+}

@@ -13,8 +13,9 @@ import (
 type Fake struct {
 	mu     sync.Mutex
 	chains map[string][]string // "table/chain" -> rules
-	// Calls counts mutating calls, to check that Ensure is idempotent.
-	Calls int
+	// Calls counts mutating calls, to check that Ensure is idempotent;
+	// Reads counts the others.
+	Calls, Reads int
 }
 
 // NewFake returns a Fake with the nat and filter tables' built-in chains.
@@ -37,6 +38,7 @@ func builtin(chain string) bool {
 func (f *Fake) ChainExists(table, chain string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	_, ok := f.chains[key(table, chain)]
 	return ok, nil
 }
@@ -91,6 +93,7 @@ func (f *Fake) DeleteChain(table, chain string) error {
 func (f *Fake) List(table, chain string) ([]string, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	rules, ok := f.chains[key(table, chain)]
 	if !ok {
 		return nil, fmt.Errorf("no chain %s", chain)
@@ -110,6 +113,7 @@ func (f *Fake) List(table, chain string) ([]string, error) {
 func (f *Fake) Exists(table, chain string, rulespec ...string) (bool, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
+	f.Reads++
 	rules, ok := f.chains[key(table, chain)]
 	if !ok {
 		return false, fmt.Errorf("no chain %s", chain)

@@ -1,12 +1,16 @@
-// Package intercept installs and keeps the iptables rule that sends pods'
+// Package intercept installs and keeps the iptables rules that send pods'
 // metadata traffic to metaproxy: a chain of its own in the nat table, jumped
 // to from PREROUTING, that DNATs TCP for the metadata address arriving on the
-// pod interfaces to metaproxy's listen address. Optionally, an ip6tables
+// pod interfaces to metaproxy's listen address; and a chain of its own in
+// the filter table, jumped to from FORWARD, that rejects whatever pod TCP to
+// the metadata address the DNAT missed (a wrong interface pattern), so no
+// pod ever reaches the node's own metadata service. Optionally, an ip6tables
 // chain of its own in the filter table, jumped to from FORWARD, rejects pods'
 // TCP to the IPv6 metadata address. Run re-applies the rules if someone
 // flushes them and, on exit, leaves them in place: while metaproxy restarts
 // pods get a refused connection, never the node's identity. Uninstall
-// removes every rule and chain this package makes.
+// removes every rule and chain this package makes. Coverage checks that the
+// interface pattern matches the pods actually on the node.
 //
 // iptables is reached through the IPTables interface (satisfied by
 // *iptables.IPTables from go-iptables); fake.go holds an in-memory double.
@@ -19,6 +23,7 @@ import (
 	"log/slog"
 	"net"
 	"net/netip"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -27,9 +32,11 @@ import (
 
 const (
 	// Chain is metaproxy's own chain, in iptables' nat table (IPv4 DNAT) and
-	// ip6tables' filter table (IPv6 reject).
+	// filter table (IPv4 backstop), and ip6tables' filter table (IPv6 reject).
 	Chain   = "NODEKIT-METAPROXY"
 	comment = "nodekit metaproxy: pod metadata requests to metaproxy"
+	// backstopComment marks the IPv4 FORWARD reject.
+	backstopComment = "nodekit metaproxy: pod metadata requests the DNAT missed never reach the node's metadata service"
 	// MetadataIPv6 is the Nitro instance metadata service's IPv6 address.
 	MetadataIPv6 = "fd00:ec2::254"
 )
@@ -53,7 +60,9 @@ type Config struct {
 	MetadataAddr string
 	// ListenAddr is metaproxy's metadata listener, ip:port.
 	ListenAddr string
-	// HostInterface is an iptables -i pattern: "cali+", "eni+" or "!eth0".
+	// HostInterface is an iptables -i pattern: "cali+", "eni+", "cni0" or
+	// "!eth0". Empty matches every interface: nat PREROUTING never sees the
+	// node's own traffic, so that is every pod whatever its CNI.
 	HostInterface string
 	// CheckInterval is how often Run verifies the rules (default 5s).
 	CheckInterval time.Duration
@@ -66,6 +75,11 @@ type ruleSet struct {
 	table  string
 	hook   string // built-in chain that jumps to Chain
 	rule   []string
+	// listed is the chain as iptables -S printed it after the last full
+	// check found it right: while the chain still lists the same and the
+	// hook still jumps to it, nothing changed (two iptables runs instead of
+	// four; each is a process, and a check runs every 5 s).
+	listed []string
 }
 
 // Interceptor owns the rules.
@@ -102,21 +116,31 @@ func New(cfg Config, ipt, ip6 IPTables, logger *slog.Logger) (*Interceptor, erro
 	rule = append(rule, "-m", "comment", "--comment", comment, "-j", "DNAT", "--to-destination", listen.String())
 	i := &Interceptor{logger: logger, interval: cfg.CheckInterval}
 	i.sets = append(i.sets, ruleSet{family: "iptables", ipt: ipt, table: "nat", hook: "PREROUTING", rule: rule})
+	// Traffic the DNAT caught is for a local address now (INPUT); what still
+	// heads for the metadata address through FORWARD comes from a pod the
+	// pattern missed. No interface match here: a wrong pattern must mean a
+	// refusal, never the node's role.
+	backstop := []string{"-p", "tcp", "-d", meta.Addr().String() + "/32", "--dport", port,
+		"-m", "comment", "--comment", backstopComment, "-j", "REJECT", "--reject-with", "tcp-reset"}
+	i.sets = append(i.sets, ruleSet{family: "iptables", ipt: ipt, table: "filter", hook: "FORWARD", rule: backstop})
 	if ip6 != nil {
 		rule6 := []string{"-p", "tcp", "-d", MetadataIPv6 + "/128", "--dport", port}
-		rule6 = append(rule6, iface...)
 		rule6 = append(rule6, "-m", "comment", "--comment", comment, "-j", "REJECT", "--reject-with", "tcp-reset")
 		i.sets = append(i.sets, ruleSet{family: "ip6tables", ipt: ip6, table: "filter", hook: "FORWARD", rule: rule6})
 	}
 	return i, nil
 }
 
-// interfaceArgs turns "cali+" into -i cali+ and "!eth0" into ! -i eth0.
+// interfaceArgs turns "cali+" into -i cali+, "!eth0" into ! -i eth0 and
+// "" into nothing (every interface).
 func interfaceArgs(pattern string) ([]string, error) {
+	if pattern == "" {
+		return nil, nil
+	}
 	neg := strings.HasPrefix(pattern, "!")
 	name := strings.TrimSpace(strings.TrimPrefix(pattern, "!"))
 	if name == "" || len(name) > 15 || strings.ContainsAny(name, " \t/!,") {
-		return nil, fmt.Errorf("host interface %q: want an iptables interface pattern such as cali+, eni+ or !eth0", pattern)
+		return nil, fmt.Errorf("host interface %q: want an iptables interface pattern such as cali+, eni+, cni0 or !eth0 (or nothing, for every interface)", pattern)
 	}
 	if neg {
 		return []string{"!", "-i", name}, nil
@@ -137,7 +161,8 @@ func (i *Interceptor) Installed() bool { return i.installed.Load() }
 func (i *Interceptor) Ensure() (changed bool, err error) {
 	defer func() { i.installed.Store(err == nil) }()
 	var errs []error
-	for _, set := range i.sets {
+	for k := range i.sets {
+		set := &i.sets[k]
 		c, err := set.ensure()
 		changed = changed || c
 		if err != nil {
@@ -147,7 +172,17 @@ func (i *Interceptor) Ensure() (changed bool, err error) {
 	return changed, errors.Join(errs...)
 }
 
-func (s ruleSet) ensure() (changed bool, err error) {
+func (s *ruleSet) ensure() (changed bool, err error) {
+	if s.unchanged() {
+		return false, nil
+	}
+	s.listed = nil
+	defer func() {
+		if err == nil {
+			// What iptables prints for our rule, for the next check.
+			s.listed, _ = s.ipt.List(s.table, Chain)
+		}
+	}()
 	exists, err := s.ipt.ChainExists(s.table, Chain)
 	if err != nil {
 		return false, fmt.Errorf("checking chain %s/%s: %w", s.table, Chain, err)
@@ -190,6 +225,28 @@ func (s ruleSet) ensure() (changed bool, err error) {
 	return changed, nil
 }
 
+// unchanged reports whether the chain lists as the last full check left it
+// and the hook still jumps to it.
+func (s *ruleSet) unchanged() bool {
+	if s.listed == nil {
+		return false
+	}
+	rules, err := s.ipt.List(s.table, Chain)
+	if err != nil || !slices.Equal(rules, s.listed) {
+		return false
+	}
+	hook, err := s.ipt.List(s.table, s.hook)
+	if err != nil {
+		return false
+	}
+	for _, r := range hook {
+		if jumpsTo(r, Chain) && strings.Contains(r, comment) {
+			return true
+		}
+	}
+	return false
+}
+
 // Run installs the rules, then re-checks them every interval until ctx
 // ends. It leaves them in place on return (fail closed); errors are logged
 // and retried, and surface through Installed.
@@ -203,7 +260,7 @@ func (i *Interceptor) Run(ctx context.Context) error {
 		case err != nil:
 			i.logger.Error("metadata interception rules not in place", "err", err)
 		case changed && first:
-			i.logger.Info("installed metadata interception rules", "chain", Chain, "rule", strings.Join(i.Rule(), " "), "ipv6_reject", len(i.sets) > 1)
+			i.logger.Info("installed metadata interception rules", "chain", Chain, "rule", strings.Join(i.Rule(), " "), "ipv6_reject", len(i.sets) > 2)
 		case changed:
 			i.logger.Warn("metadata interception rules were missing; re-applied", "chain", Chain)
 		}
@@ -217,10 +274,11 @@ func (i *Interceptor) Run(ctx context.Context) error {
 }
 
 // Uninstall removes every jump to Chain (whatever its options) and the
-// chain itself: from iptables' nat PREROUTING and, when ip6 is not nil,
-// ip6tables' filter FORWARD. It succeeds when there is nothing to remove.
+// chain itself: from iptables' nat PREROUTING and filter FORWARD and, when
+// ip6 is not nil, ip6tables' filter FORWARD. It succeeds when there is
+// nothing to remove.
 func Uninstall(ipt, ip6 IPTables) error {
-	errs := []error{uninstall(ipt, "nat", "PREROUTING")}
+	errs := []error{uninstall(ipt, "nat", "PREROUTING"), uninstall(ipt, "filter", "FORWARD")}
 	if ip6 != nil {
 		errs = append(errs, uninstall(ip6, "filter", "FORWARD"))
 	}
@@ -267,35 +325,16 @@ func jumpsTo(rule, chain string) bool {
 	return false
 }
 
-// HostAddr is what discovery needs from netlink; netlinkHost implements it.
+// HostAddr is what discovery needs from netlink; Netlink implements it.
 type HostAddr interface {
 	// DefaultRouteIPv4 returns the primary IPv4 address of the interface
 	// holding the default route.
 	DefaultRouteIPv4() (netip.Addr, error)
-	// LinkNames lists the network interfaces.
-	LinkNames() ([]string, error)
 }
 
 // DiscoverHostIP returns the node IP: the address of the default route's interface.
 func DiscoverHostIP(h HostAddr) (netip.Addr, error) {
 	return h.DefaultRouteIPv4()
-}
-
-// DiscoverInterface guesses the pod interface pattern from the CNI's veth
-// names: Calico's cali*, the AWS VPC CNI's eni*.
-func DiscoverInterface(h HostAddr) (string, error) {
-	names, err := h.LinkNames()
-	if err != nil {
-		return "", err
-	}
-	for _, prefix := range []string{"cali", "eni"} {
-		for _, n := range names {
-			if strings.HasPrefix(n, prefix) {
-				return prefix + "+", nil
-			}
-		}
-	}
-	return "", errors.New("no cali* or eni* interfaces found; set --host-interface")
 }
 
 // ListenAddrFor joins the host IP with a port for --listen-addr's default.

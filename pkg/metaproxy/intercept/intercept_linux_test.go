@@ -2,6 +2,7 @@ package intercept
 
 import (
 	"net"
+	"net/netip"
 	"os"
 	"runtime"
 	"strings"
@@ -142,9 +143,61 @@ func TestNetlinkDiscovery(t *testing.T) {
 		if err != nil || ip.String() != "10.250.0.7" {
 			t.Errorf("DiscoverHostIP = %v, %v; want 10.250.0.7", ip, err)
 		}
-		iface, err := DiscoverInterface(Netlink{})
-		if err != nil || iface != "cali+" {
-			t.Errorf("DiscoverInterface = %q, %v; want cali+", iface, err)
+	})
+}
+
+// InInterface answers what iptables -i sees: the routed interface, or its
+// bridge when it is a bridge port.
+func TestNetlinkInInterface(t *testing.T) {
+	requireRoot(t)
+	inFreshNetns(t, func() {
+		bridge := &netlink.Bridge{LinkAttrs: netlink.LinkAttrs{Name: "cni0"}}
+		port := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "veth1234"}, PeerName: "peer1234"}
+		cali := &netlink.Veth{LinkAttrs: netlink.LinkAttrs{Name: "cali0123456789a"}, PeerName: "peer5678"}
+		for _, l := range []netlink.Link{bridge, port, cali} {
+			if err := netlink.LinkAdd(l); err != nil {
+				t.Errorf("adding %s: %v", l.Attrs().Name, err)
+				return
+			}
+		}
+		if err := netlink.LinkSetMaster(port, bridge); err != nil {
+			t.Errorf("enslaving the port: %v", err)
+			return
+		}
+		for _, name := range []string{"cni0", "veth1234", "peer1234", "cali0123456789a", "peer5678"} {
+			l, err := netlink.LinkByName(name)
+			if err == nil {
+				err = netlink.LinkSetUp(l)
+			}
+			if err != nil {
+				t.Errorf("bringing %s up: %v", name, err)
+				return
+			}
+		}
+		for _, r := range []struct{ dst, dev string }{
+			{"10.244.0.0/24", "cni0"},
+			{"10.245.0.7/32", "veth1234"},
+			{"10.246.0.9/32", "cali0123456789a"},
+		} {
+			l, _ := netlink.LinkByName(r.dev)
+			_, dst, _ := net.ParseCIDR(r.dst)
+			if err := netlink.RouteAdd(&netlink.Route{LinkIndex: l.Attrs().Index, Dst: dst, Scope: netlink.SCOPE_LINK}); err != nil {
+				t.Errorf("route %s dev %s: %v", r.dst, r.dev, err)
+				return
+			}
+		}
+		for ip, want := range map[string]string{
+			"10.244.0.5": "cni0", // the bridge CNI: routed through the bridge itself
+			"10.245.0.7": "cni0", // routed through a port: iptables sees its bridge
+			"10.246.0.9": "cali0123456789a",
+		} {
+			got, err := Netlink{}.InInterface(netip.MustParseAddr(ip))
+			if err != nil || got != want {
+				t.Errorf("InInterface(%s) = %q, %v; want %q", ip, got, err, want)
+			}
+		}
+		if _, err := (Netlink{}).InInterface(netip.MustParseAddr("192.0.2.1")); err == nil {
+			t.Error("InInterface found a route where there is none")
 		}
 	})
 }

@@ -4,12 +4,13 @@ import (
 	"context"
 	"io"
 	"log/slog"
-	"net/netip"
 	"strings"
 	"testing"
 )
 
-func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
+func discard() *slog.Logger { return slogTo(io.Discard) }
+
+func slogTo(w io.Writer) *slog.Logger { return slog.New(slog.NewTextHandler(w, nil)) }
 
 func TestNewValidates(t *testing.T) {
 	good := Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}
@@ -18,7 +19,6 @@ func TestNewValidates(t *testing.T) {
 		"metadata IPv6":        func(c *Config) { c.MetadataAddr = "[fd00:ec2::254]:80" },
 		"listen unspecified":   func(c *Config) { c.ListenAddr = "0.0.0.0:8181" },
 		"listen hostname":      func(c *Config) { c.ListenAddr = "node:8181" },
-		"no interface":         func(c *Config) { c.HostInterface = "" },
 		"bare negation":        func(c *Config) { c.HostInterface = "!" },
 		"interface with space": func(c *Config) { c.HostInterface = "cali+ -j ACCEPT" },
 		"interface too long":   func(c *Config) { c.HostInterface = "averyveryverylongname" },
@@ -41,6 +41,7 @@ func TestRule(t *testing.T) {
 	for _, tt := range []struct{ iface, want string }{
 		{"cali+", "-i cali+"},
 		{"!eth0", "! -i eth0"},
+		{"", "-p tcp -d 169.254.169.254/32 --dport 80 -m comment"},
 	} {
 		i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: tt.iface}, NewFake(), nil, discard())
 		if err != nil {
@@ -79,10 +80,22 @@ func TestEnsureIdempotentAndRepairs(t *testing.T) {
 		t.Fatalf("first Ensure = %v, %v", changed, err)
 	}
 	check("install")
-	calls := ipt.Calls
+	calls, reads := ipt.Calls, ipt.Reads
 	if changed, err := i.Ensure(); err != nil || changed || ipt.Calls != calls {
 		t.Fatalf("second Ensure = %v, %v with %d mutating calls; want no change", changed, err, ipt.Calls-calls)
 	}
+	// Steady state: two listings per chain of ours (nat DNAT, filter backstop).
+	if n := ipt.Reads - reads; n != 4 {
+		t.Errorf("a check of unchanged rules ran %d iptables reads, want 4", n)
+	}
+
+	// A rule changed in place (same count) is noticed through the listing.
+	ipt.Flush("nat", Chain)
+	ipt.Append("nat", Chain, "-p", "tcp", "-j", "DNAT", "--to-destination", "10.0.0.9:8181")
+	if changed, err := i.Ensure(); err != nil || !changed {
+		t.Fatalf("Ensure after the rule was replaced = %v, %v", changed, err)
+	}
+	check("rule replaced in place")
 
 	ipt.Flush("nat", "PREROUTING")
 	ipt.Append("nat", "PREROUTING", "-j", "KUBE-SERVICES")
@@ -142,26 +155,40 @@ func TestUninstall(t *testing.T) {
 	}
 }
 
-type fakeHost struct {
-	ip    netip.Addr
-	links []string
-}
-
-func (f fakeHost) DefaultRouteIPv4() (netip.Addr, error) { return f.ip, nil }
-func (f fakeHost) LinkNames() ([]string, error)          { return f.links, nil }
-
-func TestDiscoverInterface(t *testing.T) {
-	for _, tt := range []struct {
-		links []string
-		want  string
-	}{
-		{[]string{"lo", "eth0", "cali1234"}, "cali+"},
-		{[]string{"lo", "eth0", "eni0abc"}, "eni+"},
-		{[]string{"lo", "eth0"}, ""},
-	} {
-		got, err := DiscoverInterface(fakeHost{links: tt.links})
-		if got != tt.want || (tt.want == "") != (err != nil) {
-			t.Errorf("DiscoverInterface(%v) = %q, %v; want %q", tt.links, got, err, tt.want)
+// A wrong pattern (cali+ on a bridge CNI) must not leave pods a way to the
+// node's metadata service: the FORWARD backstop rejects what the DNAT
+// missed, whatever interface it came in on.
+func TestBackstop(t *testing.T) {
+	ipt := NewFake()
+	ipt.Append("filter", "FORWARD", "-j", "KUBE-FORWARD")
+	i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.0.0.1:8181", HostInterface: "cali+"}, ipt, nil, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := i.Ensure(); err != nil {
+		t.Fatal(err)
+	}
+	got := ipt.Rules("filter", Chain)
+	if len(got) != 1 || !strings.Contains(got[0], "-p tcp -d 169.254.169.254/32 --dport 80") ||
+		!strings.HasSuffix(got[0], "-j REJECT --reject-with tcp-reset") || strings.Contains(got[0], "-i ") {
+		t.Fatalf("filter chain = %q; want a reject of every forwarded metadata request", got)
+	}
+	if fwd := ipt.Rules("filter", "FORWARD"); len(fwd) != 2 || !jumpsTo(fwd[0], Chain) || fwd[1] != "-j KUBE-FORWARD" {
+		t.Fatalf("FORWARD = %q; want our jump first", fwd)
+	}
+	ipt.Flush("filter", "FORWARD")
+	if changed, err := i.Ensure(); err != nil || !changed || !i.Installed() {
+		t.Fatalf("Ensure after a FORWARD flush = %v, %v", changed, err)
+	}
+	if err := Uninstall(ipt, nil); err != nil {
+		t.Fatal(err)
+	}
+	if ok, _ := ipt.ChainExists("filter", Chain); ok {
+		t.Fatal("filter chain left behind")
+	}
+	for _, r := range ipt.Rules("filter", "FORWARD") {
+		if jumpsTo(r, Chain) {
+			t.Fatalf("FORWARD still jumps to %s: %q", Chain, r)
 		}
 	}
 }
@@ -177,7 +204,8 @@ func TestIPv6Reject(t *testing.T) {
 		t.Fatal(err)
 	}
 	got := ip6.Rules("filter", Chain)
-	if len(got) != 1 || !strings.Contains(got[0], "-d fd00:ec2::254/128 --dport 80 -i eni+") || !strings.Contains(got[0], "-j REJECT --reject-with tcp-reset") {
+	// No interface match, as the IPv4 backstop: nothing the pattern misses passes.
+	if len(got) != 1 || !strings.Contains(got[0], "-d fd00:ec2::254/128 --dport 80 -m comment") || !strings.Contains(got[0], "-j REJECT --reject-with tcp-reset") {
 		t.Fatalf("ip6tables chain = %q", got)
 	}
 	if fwd := ip6.Rules("filter", "FORWARD"); len(fwd) != 2 || !jumpsTo(fwd[0], Chain) {

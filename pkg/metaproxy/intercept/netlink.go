@@ -40,15 +40,28 @@ func (Netlink) DefaultRouteIPv4() (netip.Addr, error) {
 	return netip.Addr{}, errors.New("no IPv4 default route with an address; set --host-ip")
 }
 
-// LinkNames implements HostAddr.
-func (Netlink) LinkNames() ([]string, error) {
-	links, err := netlink.LinkList()
+// InInterface implements Router: the interface the node routes ip through,
+// or its master if it is a bridge port (iptables -i then sees the bridge).
+func (Netlink) InInterface(ip netip.Addr) (string, error) {
+	routes, err := netlink.RouteGet(ip.AsSlice())
 	if err != nil {
-		return nil, fmt.Errorf("listing interfaces: %w", err)
+		return "", fmt.Errorf("looking up the route to %s: %w", ip, err)
 	}
-	names := make([]string, 0, len(links))
-	for _, l := range links {
-		names = append(names, l.Attrs().Name)
+	if len(routes) == 0 {
+		return "", fmt.Errorf("no route to %s", ip)
 	}
-	return names, nil
+	link, err := netlink.LinkByIndex(routes[0].LinkIndex)
+	if err != nil {
+		return "", fmt.Errorf("finding the interface of the route to %s: %w", ip, err)
+	}
+	if m := link.Attrs().MasterIndex; m != 0 {
+		master, err := netlink.LinkByIndex(m)
+		if err != nil {
+			return "", fmt.Errorf("finding the master of %s: %w", link.Attrs().Name, err)
+		}
+		if master.Type() == "bridge" {
+			return master.Attrs().Name, nil
+		}
+	}
+	return link.Attrs().Name, nil
 }

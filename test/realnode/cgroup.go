@@ -1,0 +1,91 @@
+package realnode
+
+import (
+	"bufio"
+	"fmt"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+
+	"k8s.io/apimachinery/pkg/types"
+)
+
+// Usage is what the kubelet's cgroups (v1, cgroupfs driver) say a pod or
+// a container uses, the way the kubelet and `kubectl top` count it.
+type Usage struct {
+	// WorkingSet is memory usage less inactive file pages (cAdvisor's
+	// container_memory_working_set_bytes, what eviction and OOM decisions
+	// are made on).
+	WorkingSet int64
+	// CPUNanos is the CPU time used since the cgroup was made.
+	CPUNanos int64
+}
+
+// PodUsage reads a pod's cgroup; container, when not empty, is a
+// container's ID (without the runtime prefix) and its own cgroup is read.
+func PodUsage(uid types.UID, container string) (Usage, error) {
+	var u Usage
+	rel, err := podCgroup(uid)
+	if err != nil {
+		return u, err
+	}
+	if container != "" {
+		rel = filepath.Join(rel, container)
+	}
+	mem := filepath.Join(cgroupRoot, "memory", rel)
+	usage, err := readInt(filepath.Join(mem, "memory.usage_in_bytes"))
+	if err != nil {
+		return u, err
+	}
+	inactive, err := statField(filepath.Join(mem, "memory.stat"), "total_inactive_file")
+	if err != nil {
+		return u, err
+	}
+	u.WorkingSet = max(usage-inactive, 0)
+	if u.CPUNanos, err = readInt(filepath.Join(cgroupRoot, "cpuacct", rel, "cpuacct.usage")); err != nil {
+		return u, err
+	}
+	return u, nil
+}
+
+// podCgroup finds kubepods[/<qos>]/pod<uid> under the memory hierarchy.
+func podCgroup(uid types.UID) (string, error) {
+	for _, qos := range []string{"", "burstable", "besteffort"} {
+		rel := filepath.Join("kubepods", qos, "pod"+string(uid))
+		if _, err := os.Stat(filepath.Join(cgroupRoot, "memory", rel)); err == nil {
+			return rel, nil
+		}
+	}
+	return "", fmt.Errorf("no cgroup for pod %s under %s/memory/kubepods", uid, cgroupRoot)
+}
+
+func readInt(path string) (int64, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return 0, err
+	}
+	v, err := strconv.ParseInt(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return 0, fmt.Errorf("%s: %w", path, err)
+	}
+	return v, nil
+}
+
+func statField(path, key string) (int64, error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return 0, err
+	}
+	defer f.Close()
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		if v, ok := strings.CutPrefix(sc.Text(), key+" "); ok {
+			return strconv.ParseInt(v, 10, 64)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return 0, err
+	}
+	return 0, fmt.Errorf("%s has no %s", path, key)
+}
