@@ -14,6 +14,7 @@ import (
 	"bufio"
 	"compress/gzip"
 	"context"
+	"encoding/json"
 	"fmt"
 	"io"
 	"maps"
@@ -29,6 +30,7 @@ import (
 	corev1 "k8s.io/api/core/v1"
 	metav1 "k8s.io/apimachinery/pkg/apis/meta/v1"
 
+	"github.com/nodekit/nodekit/test/realnode"
 )
 
 // faultFull reports whether the scenarios run at full length.
@@ -354,3 +356,259 @@ func (b *rnBed) shopNamespace(ctx context.Context) {
 func (b *rnBed) nodeRoleServed(roles map[string]int) int {
 	return roles[b.node.AWS.NodeRoleArn()]
 }
+
+// TestFaultNodeRestart: the kubelet, containerd, every container and so the
+// agents die by SIGKILL while pods log as fast as they can, and the node
+// comes back on the same state directories. logship resumes from its
+// checkpoints: nothing lost, at most one batch repeated per stream.
+// metaproxy fails closed until it is back: pods asking meanwhile get their
+// role or a refusal, never the node's role.
+func TestFaultNodeRestart(t *testing.T) {
+	b := rnStart(t)
+	ctx, cancel := context.WithTimeout(t.Context(), 15*time.Minute)
+	defer cancel()
+	b.shopNamespace(ctx)
+	prober := b.pod(ctx, "shop", "prober", map[string]string{"iam.amazonaws.com/role": rnRole}, rnProberScript)
+	var loggers []*corev1.Pod
+	for i := range 3 {
+		loggers = append(loggers, b.pod(ctx, "shop", fmt.Sprintf("burst%d", i), nil, rnSeqLoggerScript("boot", 200, "20000")))
+	}
+	time.Sleep(faultDur(20*time.Second, 8*time.Second)) // mid-burst
+	down := time.Now()
+	if err := b.node.Crash(ctx); err != nil {
+		t.Fatal(err)
+	}
+	time.Sleep(3 * time.Second)
+	if err := b.node.Boot(ctx); err != nil {
+		t.Fatalf("booting the node again: %v\n%s", err, rnLogTail(b.node, "kubelet"))
+	}
+	if err := b.kit.WaitRollout(ctx); err != nil {
+		t.Fatal(err)
+	}
+	var recovery time.Duration
+	waitFor(t, ctx, 3*time.Minute, "the nodekit pod Ready after the boot", func() (bool, string) {
+		pod, err := b.kit.Pod(ctx)
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, c := range pod.Status.Conditions {
+			if c.Type == corev1.PodReady && c.Status == corev1.ConditionTrue {
+				recovery = time.Since(down)
+				return true, ""
+			}
+		}
+		return false, fmt.Sprintf("%+v", pod.Status.Conditions)
+	})
+	time.Sleep(faultDur(15*time.Second, 5*time.Second)) // the restarted loggers write on
+	var total accounting
+	for _, p := range loggers {
+		b.waitRunning(ctx, t, p)
+		b.stopWriting(ctx, t, p)
+		b.waitShipped(ctx, t, p, "boot", 3*time.Minute)
+		a := b.account(t, p, "boot")
+		if len(a.lostByRun) != 0 || a.lost != 0 {
+			t.Errorf("%s: %+v; want nothing lost across the crash", p.Name, a)
+		}
+		// One batch in flight at the kill may be sent again: PutLogEvents
+		// takes at most 10,000 events.
+		if a.duplicated > 10000 {
+			t.Errorf("%s: %d lines repeated, more than one batch", p.Name, a.duplicated)
+		}
+		total.written += a.written
+		total.shipped += a.shipped
+		total.lost += a.lost
+		total.duplicated += a.duplicated
+	}
+	statuses, roles := b.proberResults(ctx, t, prober)
+	prev, _ := b.node.Kubectl(ctx, "logs", "-n", "shop", "prober", "--previous")
+	for _, l := range strings.Split(prev, "\n") {
+		if f := strings.Fields(l); len(f) >= 3 && f[0] == "probe" {
+			statuses[f[2]]++
+		}
+	}
+	for s := range statuses {
+		if s != "200" && s != "refused" {
+			t.Errorf("the prober got %d answers %s around the crash; want its role or a refusal", statuses[s], s)
+		}
+	}
+	restarts, ooms := b.nodekitRestarts(ctx, t)
+	recordFault(t, faultRow{
+		Scenario: "node restart (SIGKILL of kubelet, containerd, agents)", Duration: 3 * time.Second,
+		Written: total.written, Shipped: total.shipped, Lost: total.lost, LostExact: "n/a", Duplicated: total.duplicated,
+		Restarts: restarts, OOMKills: ooms, Creds: statuses, NodeRole: b.nodeRoleServed(roles),
+		Recovery: fmt.Sprintf("nodekit Ready %v after the crash", recovery.Round(100*time.Millisecond)),
+		Notes:    "restarts: each agent once, by the crash",
+	})
+}
+
+// waitRunning waits for a pod's containers to run again after the node
+// restarted them.
+func (b *rnBed) waitRunning(ctx context.Context, t *testing.T, p *corev1.Pod) {
+	t.Helper()
+	waitFor(t, ctx, 2*time.Minute, p.Name+" running again", func() (bool, string) {
+		cur, err := b.node.Kube.Client().CoreV1().Pods(p.Namespace).Get(ctx, p.Name, metav1.GetOptions{})
+		if err != nil {
+			return false, err.Error()
+		}
+		for _, cs := range cur.Status.ContainerStatuses {
+			if cs.State.Running == nil {
+				return false, fmt.Sprintf("%+v", cs.State)
+			}
+		}
+		return len(cur.Status.ContainerStatuses) > 0, ""
+	})
+}
+
+// TestFaultPodChurn: pods of two Deployments with different roles are
+// created and deleted for 5 minutes while the CNI plugin hands out a few
+// dozen addresses, so new pods reuse deleted pods' IPs. No pod is ever
+// handed another pod's role; metaproxy's and logship's memory is flat
+// afterwards and logship keeps no deleted pod's log open.
+func TestFaultPodChurn(t *testing.T) {
+	b := rnStartWith(t, rnOptions{node: func(c *realnode.Config) {
+		c.PodIPs = 32
+		c.MinimumContainerTTL = 0 // the kubelet removes deleted pods' logs as usual
+	}})
+	ctx, cancel := context.WithTimeout(t.Context(), 20*time.Minute)
+	defer cancel()
+	ns := &corev1.Namespace{ObjectMeta: metav1.ObjectMeta{Name: "shop", Annotations: map[string]string{"iam.amazonaws.com/allowed-roles": `["role-a","role-b"]`}}}
+	if _, err := b.node.Kube.Client().CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
+		t.Fatal(err)
+	}
+	// Each pod asks for its credentials once, prints the key and waits.
+	script := `r=$(printf 'GET /latest/meta-data/iam/security-credentials/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' | nc -w 3 169.254.169.254 80)
+echo "churn $(hostname) $(echo "$r" | head -1 | tr -d '\r' | cut -d' ' -f2) $(echo "$r" | sed -n 's/.*"AccessKeyId" *: *"\([^"]*\)".*/\1/p')"
+sleep 3600`
+	for _, role := range []string{"role-a", "role-b"} {
+		b.deployment(ctx, "shop", role, 10, map[string]string{"iam.amazonaws.com/role": role}, fmt.Sprintf(script, role))
+	}
+	time.Sleep(10 * time.Second)
+	before := b.agentUsage(ctx, t)
+
+	d := faultDur(5*time.Minute, 90*time.Second)
+	end := time.Now().Add(d)
+	restarts := 0
+	for time.Now().Before(end) {
+		for _, role := range []string{"role-a", "role-b"} {
+			if _, err := b.node.Kubectl(ctx, "rollout", "restart", "-n", "shop", "deployment/"+role); err != nil {
+				t.Fatal(err)
+			}
+			restarts++
+			time.Sleep(3 * time.Second)
+		}
+	}
+	for _, role := range []string{"role-a", "role-b"} {
+		if _, err := b.node.Kubectl(ctx, "rollout", "status", "-n", "shop", "deployment/"+role, "--timeout=5m"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	// The kubelet's garbage collection (every minute) removes the deleted
+	// pods' logs; logship lets go of them once read.
+	time.Sleep(90 * time.Second)
+
+	// Every pod's answer, as logship shipped it: its own role, never another's.
+	creds := map[string]int{}
+	pods := map[string]bool{}
+	wrong := 0
+	for _, stream := range b.node.AWS.LogStreams(rnGroup) {
+		for _, e := range b.node.AWS.Events(rnGroup, stream) {
+			var r struct {
+				Log        string
+				Kubernetes struct{ Labels map[string]string }
+			}
+			if json.Unmarshal([]byte(e.Message), &r) != nil {
+				continue
+			}
+			f := strings.Fields(r.Log)
+			if len(f) < 3 || f[0] != "churn" {
+				continue
+			}
+			pods[f[1]] = true
+			creds[f[2]]++
+			if len(f) == 4 {
+				arn, _, _ := b.node.AWS.RoleForAccessKey(f[3])
+				if want := r.Kubernetes.Labels["app"]; !strings.HasSuffix(arn, "/"+want) {
+					wrong++
+					t.Errorf("pod %s (%s) was handed %s", f[1], want, arn)
+				}
+			}
+		}
+	}
+	if len(pods) < restarts*5 {
+		t.Errorf("only %d pods reported their credentials over %d rollouts", len(pods), restarts)
+	}
+	after := b.agentUsage(ctx, t)
+	for _, c := range []string{"metaproxy", "logship"} {
+		growth := after[c].WorkingSet - before[c].WorkingSet
+		t.Logf("%s working set: %.1f MiB before the churn, %.1f MiB after", c, mib(before[c].WorkingSet), mib(after[c].WorkingSet))
+		if growth > 4<<20 {
+			t.Errorf("%s grew by %.1f MiB over the churn: a per-pod leak", c, mib(growth))
+		}
+	}
+	if open := b.logshipDeletedFiles(ctx, t); len(open) > 0 {
+		t.Errorf("logship keeps %d deleted pods' log files open: %v", len(open), open)
+	}
+	r, ooms := b.nodekitRestarts(ctx, t)
+	recordFault(t, faultRow{
+		Scenario: "pod churn with IP reuse", Duration: d, LostExact: "n/a", Restarts: r, OOMKills: ooms, Creds: creds,
+		Recovery: "n/a", Notes: fmt.Sprintf("%d pods through %d rollouts on 32 addresses; %d answers of another pod's role", len(pods), restarts, wrong),
+	})
+}
+
+// agentUsage reads each nodekit container's cgroup.
+func (b *rnBed) agentUsage(ctx context.Context, t *testing.T) map[string]realnode.Usage {
+	t.Helper()
+	pod, err := b.kit.Pod(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	out := map[string]realnode.Usage{}
+	for _, cs := range pod.Status.ContainerStatuses {
+		u, err := realnode.PodUsage(pod.UID, strings.TrimPrefix(cs.ContainerID, "containerd://"))
+		if err != nil {
+			t.Fatal(err)
+		}
+		out[cs.Name] = u
+	}
+	return out
+}
+
+// logshipDeletedFiles lists the files logship's processes hold open that
+// are deleted, or belong to no pod on the node any more.
+func (b *rnBed) logshipDeletedFiles(ctx context.Context, t *testing.T) []string {
+	t.Helper()
+	pod, err := b.kit.Pod(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var id string
+	for _, cs := range pod.Status.ContainerStatuses {
+		if cs.Name == "logship" {
+			id = strings.TrimPrefix(cs.ContainerID, "containerd://")
+		}
+	}
+	pids, err := realnode.ContainerPids(pod.UID, id)
+	if err != nil {
+		t.Fatal(err)
+	}
+	var open []string
+	for _, pid := range pids {
+		fds, _ := filepath.Glob(fmt.Sprintf("/proc/%d/fd/*", pid))
+		for _, fd := range fds {
+			target, err := os.Readlink(fd)
+			if err != nil || !strings.HasPrefix(target, "/var/log/pods/") {
+				continue
+			}
+			if strings.HasSuffix(target, " (deleted)") {
+				open = append(open, target)
+				continue
+			}
+			if _, err := os.Stat(target); err != nil {
+				open = append(open, target)
+			}
+		}
+	}
+	return open
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }

@@ -89,3 +89,22 @@ func statField(path, key string) (int64, error) {
 	}
 	return 0, fmt.Errorf("%s has no %s", path, key)
 }
+
+// ContainerPids lists the processes of a pod's container, from its cgroup.
+func ContainerPids(uid types.UID, container string) ([]int, error) {
+	rel, err := podCgroup(uid)
+	if err != nil {
+		return nil, err
+	}
+	b, err := os.ReadFile(filepath.Join(cgroupRoot, "pids", rel, container, "cgroup.procs"))
+	if err != nil {
+		return nil, err
+	}
+	var pids []int
+	for _, f := range strings.Fields(string(b)) {
+		if pid, err := strconv.Atoi(f); err == nil {
+			pids = append(pids, pid)
+		}
+	}
+	return pids, nil
+}

@@ -62,7 +62,7 @@ imports = []
 var cniConfig = template.Must(template.New("cni").Parse(`{"cniVersion":"1.0.0","name":"nodekit-realnode","plugins":[
  {"type":"bridge","bridge":"{{.Bridge}}","isGateway":true,"ipMasq":false,"hairpinMode":true,
   "ipam":{"type":"host-local","dataDir":"{{.Dir}}/cni/ipam",
-          "ranges":[[{"subnet":"{{.PodCIDR}}"}]],"routes":[{"dst":"0.0.0.0/0"}]}},
+          "ranges":[[{"subnet":"{{.PodCIDR}}"{{with .PodRange}},"rangeStart":"{{.Start}}","rangeEnd":"{{.End}}"{{end}}}]],"routes":[{"dst":"0.0.0.0/0"}]}},
  {"type":"portmap","capabilities":{"portMappings":true}}]}
 `))
 

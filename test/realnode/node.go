@@ -44,7 +44,8 @@ const (
 	// Bridge is the CNI bridge, where pods' traffic enters the node (as
 	// iptables -i sees it, br_netfilter reporting the bridge, not the port).
 	Bridge = "cni0"
-	// PodCIDR is where the bridge plugin takes pod IPs from.
+	// PodCIDR is where the bridge plugin takes pod IPs from by default
+	// (Config.PodRange narrows it).
 	PodCIDR = "10.244.0.0/24"
 	// STSPort and LogsPort are where the emulator serves STS and
 	// CloudWatch Logs, on UplinkIP: two ports, so that a test can make one
@@ -81,6 +82,10 @@ type Config struct {
 	// --minimum-container-ttl-duration; default 0: the next garbage
 	// collection, within a minute of a pod's deletion, removes them).
 	MinimumContainerTTL time.Duration
+	// PodIPs is how many addresses of PodCIDR the bridge plugin hands out,
+	// from 10.244.0.2 up (default: all of them). Few make it reuse pod IPs
+	// soon, as a busy node's plugin does.
+	PodIPs int
 	// LockWait is how long New waits for another node on the machine to go
 	// (default 20m; negative: not at all).
 	LockWait time.Duration
@@ -103,6 +108,9 @@ func (c *Config) setDefaults() {
 	}
 	if c.Logger == nil {
 		c.Logger = slog.New(slog.DiscardHandler)
+	}
+	if c.PodIPs > 250 {
+		c.PodIPs = 0
 	}
 	if c.LockWait == 0 {
 		c.LockWait = 20 * time.Minute
@@ -397,6 +405,19 @@ func (n *Node) startAWS(ctx context.Context) error {
 	return nil
 }
 
+// podRange is the host-local range for Config.PodIPs, or nil for all.
+func (n *Node) podRange() any {
+	if n.cfg.PodIPs <= 0 {
+		return nil
+	}
+	base := netip.MustParsePrefix(PodCIDR).Addr().Next() // .1 is the bridge
+	start, end := base.Next(), base
+	for range n.cfg.PodIPs {
+		end = end.Next()
+	}
+	return struct{ Start, End string }{start.String(), end.String()}
+}
+
 func (n *Node) writeConfigs() error {
 	if _, err := n.Kube.WriteKubeconfig(n.path("etc", "kubelet.kubeconfig"), kubelet, n.Kube.Token(kubelet)); err != nil {
 		return err
@@ -410,6 +431,7 @@ func (n *Node) writeConfigs() error {
 		"PauseImage":         PauseImage,
 		"Bridge":             Bridge,
 		"PodCIDR":            PodCIDR,
+		"PodRange":           n.podRange(),
 		"NodeIP":             NodeIP.String(),
 		"NodeName":           NodeName,
 		"CAFile":             n.Kube.CAFile(),
