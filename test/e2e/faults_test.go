@@ -259,6 +259,8 @@ func (b *rnBed) waitShipped(ctx context.Context, t *testing.T, p *corev1.Pod, ta
 // stopWriting ends a logger's writing; the pod stays.
 func (b *rnBed) stopWriting(ctx context.Context, t *testing.T, p *corev1.Pod) {
 	t.Helper()
+	ctx, cancel := context.WithTimeout(ctx, time.Minute)
+	defer cancel()
 	if _, err := b.exec(ctx, p, "sh", "-c", "touch /tmp/stop; while [ ! -e /tmp/stopped ]; do usleep 50000; done"); err != nil {
 		t.Fatalf("stopping %s's writer: %v", p.Name, err)
 	}

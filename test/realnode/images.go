@@ -46,7 +46,11 @@ type File struct {
 func NewImage(files []File, symlinks map[string]string, ep []string) (v1.Image, error) {
 	var buf bytes.Buffer
 	tw := tar.NewWriter(&buf)
-	dirs := map[string]bool{"/": true}
+	// Every program expects a /tmp anyone may write to.
+	if err := tw.WriteHeader(&tar.Header{Typeflag: tar.TypeDir, Name: "tmp/", Mode: 0o1777}); err != nil {
+		return nil, err
+	}
+	dirs := map[string]bool{"/": true, "/tmp": true}
 	addDirs := func(p string) error {
 		var missing []string
 		for d := path.Dir(p); !dirs[d]; d = path.Dir(d) {

@@ -72,6 +72,12 @@ type Config struct {
 	FetchTimeout time.Duration
 	// ScanInterval is how often Run looks for credentials due for refresh (default 5s).
 	ScanInterval time.Duration
+	// ProbeInterval: while a key has no servable credentials its pods are
+	// refused, so a pod's request calls STS despite the backoff once this
+	// long has passed since the last call for the key (default 5s). A
+	// recovered STS is then used within seconds, not after a backoff grown
+	// over a long outage to minutes; the rate limit still bounds STS calls.
+	ProbeInterval time.Duration
 	// Now is the clock (default time.Now).
 	Now func() time.Time
 }
@@ -100,6 +106,9 @@ func (c *Config) setDefaults() error {
 	}
 	if c.ScanInterval == 0 {
 		c.ScanInterval = 5 * time.Second
+	}
+	if c.ProbeInterval == 0 {
+		c.ProbeInterval = 5 * time.Second
 	}
 	if c.Now == nil {
 		c.Now = time.Now
@@ -131,6 +140,7 @@ type entry struct {
 	failures int
 	retryAt  time.Time
 	lastErr  error
+	failedAt time.Time // of the last failed STS call
 }
 
 // New validates cfg and builds a cache; it starts nothing.
@@ -189,7 +199,7 @@ func (c *Cache) Get(ctx context.Context, key Key) (Credentials, error) {
 		c.metrics.remaining.Observe(cr.Expiration.Sub(now).Seconds())
 		return cr, nil
 	}
-	if e.lastErr != nil && now.Before(e.retryAt) {
+	if e.lastErr != nil && now.Before(e.retryAt) && now.Sub(e.failedAt) < c.cfg.ProbeInterval {
 		err := e.lastErr
 		c.mu.Unlock()
 		c.metrics.cache.WithLabelValues("backoff").Inc()
@@ -267,7 +277,7 @@ func (c *Cache) fetch(ctx context.Context, key Key) (Credentials, error) {
 		e := c.entry(key)
 		e.failures++
 		wait := c.backoff.Delay(e.failures, err)
-		e.retryAt, e.lastErr = now.Add(wait), err
+		e.retryAt, e.lastErr, e.failedAt = now.Add(wait), err, now
 		c.mu.Unlock()
 		c.metrics.sts.WithLabelValues(string(class)).Inc()
 		c.metrics.backoffs.Inc()

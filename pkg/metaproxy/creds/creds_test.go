@@ -195,9 +195,18 @@ func TestServesCacheWhileSTSDownThenBacksOff(t *testing.T) {
 	if _, err := c.Get(context.Background(), key); !errors.Is(err, ErrBackoff) || f.count() != calls {
 		t.Fatalf("Get during backoff: %v after %d calls (was %d); want ErrBackoff without calling STS", err, f.count(), calls)
 	}
+	// Deep in a backoff, a pod that is refused still probes STS every
+	// ProbeInterval, so a recovered STS is used at once.
+	for range 6 {
+		clk.Add(5 * time.Second)
+		c.Get(context.Background(), key)
+	}
+	if probes := f.count() - calls; probes != 6 {
+		t.Fatalf("refused pods probed STS %d times in 30 s, want 6 (one per ProbeInterval)", probes)
+	}
 
 	down = false
-	clk.Add(2 * time.Minute)
+	clk.Add(5 * time.Second)
 	got, err = c.Get(context.Background(), key)
 	if err != nil || got == cached {
 		t.Fatalf("after recovery Get = %+v, %v; want fresh credentials", got, err)
@@ -207,7 +216,7 @@ func TestServesCacheWhileSTSDownThenBacksOff(t *testing.T) {
 # TYPE metaproxy_credential_cache_requests_total counter
 metaproxy_credential_cache_requests_total{result="backoff"} 1
 metaproxy_credential_cache_requests_total{result="hit"} 1
-metaproxy_credential_cache_requests_total{result="miss"} 2
+metaproxy_credential_cache_requests_total{result="miss"} 8
 `), "metaproxy_credential_cache_requests_total"); err != nil {
 		t.Error(err)
 	}
