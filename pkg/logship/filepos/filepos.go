@@ -14,7 +14,6 @@ import (
 	"fmt"
 	"io"
 	"os"
-	"syscall"
 )
 
 // FingerprintBytes is how much of a file's head identifies it.
@@ -57,21 +56,6 @@ type Position struct {
 	Path   string   `json:"path"`
 	ID     Identity `json:"id"`
 	Offset int64    `json:"offset"`
-}
-
-// Inode is the identity of fi's inode alone (no fingerprint): enough for
-// SameFile.
-func Inode(fi os.FileInfo) Identity {
-	if st, ok := fi.Sys().(*syscall.Stat_t); ok {
-		return StatInode(st)
-	}
-	return Identity{}
-}
-
-// StatInode is Inode from a stat result, for callers that stat without
-// allocating.
-func StatInode(st *syscall.Stat_t) Identity {
-	return Identity{Dev: uint64(st.Dev), Ino: st.Ino}
 }
 
 func fingerprint(f *os.File, n int) (int, uint64, error) {
