@@ -728,35 +728,84 @@ const rnProberScript = `while true; do
   usleep 100000
 done`
 
-// proberResults reads a prober's answers so far: statuses counted, and the
-// roles of every key it was handed.
-func (b *rnBed) proberResults(ctx context.Context, t *testing.T, p *corev1.Pod) (map[string]int, map[string]int) {
+// probeTally is what a prober was answered.
+type probeTally struct {
+	// Statuses counts answers by status ("200", "404", "refused", ...).
+	Statuses map[string]int
+	// Early counts the answers each container of the prober got before its
+	// first credentials: a pod's first requests can come before the
+	// kubelet has reported its IP and the informer has it, which metaproxy
+	// waits --pod-wait for and then answers 404 (as kube2iam does).
+	Early map[string]int
+	// Roles counts the keys handed out by role ARN.
+	Roles map[string]int
+}
+
+// proberResults reads a prober's answers so far, from its current
+// container's log and the one before, if the node restarted it.
+func (b *rnBed) proberResults(ctx context.Context, t *testing.T, p *corev1.Pod) probeTally {
+	tally := probeTally{Statuses: map[string]int{}, Early: map[string]int{}, Roles: map[string]int{}}
+	var runs []string
+	if prev, err := b.node.Kubectl(ctx, "logs", "-n", p.Namespace, p.Name, "--previous"); err == nil {
+		runs = append(runs, prev)
+	}
 	out, err := b.node.Kubectl(ctx, "logs", "-n", p.Namespace, p.Name)
 	if err != nil {
 		t.Fatal(err)
 	}
-	statuses, roles := map[string]int{}, map[string]int{}
-	sc := bufio.NewScanner(strings.NewReader(out))
-	for sc.Scan() {
-		f := strings.Fields(sc.Text())
-		switch {
-		case len(f) == 2 && f[1] == "refused":
-			statuses["refused"]++
-		case len(f) >= 4 && f[0] == "probe":
-			statuses[f[2]]++
-			if key := f[len(f)-1]; key != "-" {
-				arn, _, ok := b.node.AWS.RoleForAccessKey(key)
-				if arn == b.node.AWS.NodeRoleArn() {
-					t.Errorf("the prober was handed the node's role")
+	runs = append(runs, out)
+	for _, run := range runs {
+		served := false
+		sc := bufio.NewScanner(strings.NewReader(run))
+		for sc.Scan() {
+			f := strings.Fields(sc.Text())
+			status := ""
+			switch {
+			case len(f) == 2 && f[1] == "refused":
+				status = "refused"
+			case len(f) >= 4 && f[0] == "probe":
+				status = f[2]
+				if key := f[len(f)-1]; key != "-" {
+					arn, _, ok := b.node.AWS.RoleForAccessKey(key)
+					if arn == b.node.AWS.NodeRoleArn() {
+						t.Errorf("the prober was handed the node's role")
+					}
+					if !ok {
+						arn = "unknown"
+					}
+					tally.Roles[arn]++
 				}
-				if !ok {
-					arn = "unknown"
-				}
-				roles[arn]++
+			default:
+				continue
+			}
+			tally.Statuses[status]++
+			if status == "200" {
+				served = true
+			} else if !served {
+				tally.Early[status]++
 			}
 		}
 	}
-	return statuses, roles
+	return tally
+}
+
+// checkServedOrRefused fails the test for any answer but the pod's role or
+// a refused connection, except a 404 before a container's first
+// credentials, and for a key of any role but rnRole.
+func (tally probeTally) check(t *testing.T, when string) {
+	t.Helper()
+	for s, n := range tally.Statuses {
+		if s == "200" || s == "refused" || s == "404" && tally.Early["404"] == n {
+			continue
+		}
+		t.Errorf("the prober got %d answers %s %s (%d of them before its first credentials); want its role or a refused connection; metaproxy's denials:\n%s",
+			n, s, when, tally.Early[s], rnMetaproxyDenials())
+	}
+	for arn := range tally.Roles {
+		if !strings.HasSuffix(arn, "/"+rnRole) {
+			t.Errorf("the prober was handed %s %s", arn, when)
+		}
+	}
 }
 
 // checkWrongInterface: a host-interface that matches no pod (veth+ on a
@@ -836,20 +885,11 @@ func (b *rnBed) checkRolloutRestart(ctx context.Context, t *testing.T) {
 	time.Sleep(3 * time.Second) // the prober is served by the new metaproxy
 	recs := b.waitLogged(ctx, t, p, "rr", 3*time.Minute)
 	rnCheckExactlyOnce(t, p, "rr", recs, n)
-	statuses, roles := b.proberResults(ctx, t, prober)
-	t.Logf("the prober during the restart: %v, roles %v", statuses, roles)
-	for s := range statuses {
-		if s != "200" && s != "refused" {
-			t.Errorf("the prober got %d answers %s; want only its role or a refused connection; metaproxy's denials:\n%s", statuses[s], s, rnMetaproxyDenials())
-		}
-	}
-	for arn := range roles {
-		if !strings.HasSuffix(arn, "/"+rnRole) {
-			t.Errorf("the prober was handed %s", arn)
-		}
-	}
-	if statuses["200"] == 0 || statuses["refused"] == 0 {
-		t.Errorf("the prober saw %v: want answers before and after and refusals while metaproxy was away", statuses)
+	tally := b.proberResults(ctx, t, prober)
+	t.Logf("the prober during the restart: %v, roles %v", tally.Statuses, tally.Roles)
+	tally.check(t, "during the restart")
+	if tally.Statuses["200"] == 0 || tally.Statuses["refused"] == 0 {
+		t.Errorf("the prober saw %v: want answers before and after and refusals while metaproxy was away", tally.Statuses)
 	}
 	b.checkNoRestarts(ctx, t)
 }
