@@ -471,12 +471,30 @@ func TestFaultPodChurn(t *testing.T) {
 	if _, err := b.node.Kube.Client().CoreV1().Namespaces().Create(ctx, ns, metav1.CreateOptions{}); err != nil {
 		t.Fatal(err)
 	}
-	// Each pod asks for its credentials once, prints the key and waits.
-	script := `r=$(printf 'GET /latest/meta-data/iam/security-credentials/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' | nc -w 3 169.254.169.254 80)
-echo "churn $(hostname) $(echo "$r" | head -1 | tr -d '\r' | cut -d' ' -f2) $(echo "$r" | sed -n 's/.*"AccessKeyId" *: *"\([^"]*\)".*/\1/p')"
+	// Each pod asks for its credentials as the SDKs do, the role's name
+	// first, then that role's credentials; it retries a refusal (as an
+	// application with a retry does), prints each answer and, once served,
+	// waits.
+	script := `get() { printf 'GET /latest/meta-data/iam/security-credentials/%s HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n' "$1" | nc -w 3 169.254.169.254 80; }
+n=0
+while [ $n -lt 40 ]; do
+  r=$(get "")
+  status=$(echo "$r" | head -1 | cut -d' ' -f2)
+  role=-
+  key=-
+  if [ "$status" = 200 ]; then
+    role=$(echo "$r" | tr -d '\r' | sed '1,/^$/d' | tr -d '\n')
+    c=$(get "$role")
+    status=$(echo "$c" | head -1 | cut -d' ' -f2)
+    key=$(echo "$c" | sed -n 's/.*"AccessKeyId" *: *"\([^"]*\)".*/\1/p')
+  fi
+  echo "churn $(hostname) ${status:-refused} ${role:--} ${key:--}"
+  [ "$status" = 200 ] && break
+  n=$((n+1)); usleep 500000
+done
 sleep 3600`
 	for _, role := range []string{"role-a", "role-b"} {
-		b.deployment(ctx, "shop", role, 10, map[string]string{"iam.amazonaws.com/role": role}, fmt.Sprintf(script, role))
+		b.deployment(ctx, "shop", role, 10, map[string]string{"iam.amazonaws.com/role": role}, script)
 	}
 	time.Sleep(10 * time.Second)
 	before := b.agentUsage(ctx, t)
@@ -516,22 +534,28 @@ sleep 3600`
 				continue
 			}
 			f := strings.Fields(r.Log)
-			if len(f) < 3 || f[0] != "churn" {
+			if len(f) != 5 || f[0] != "churn" {
 				continue
 			}
-			pods[f[1]] = true
-			creds[f[2]]++
-			if len(f) == 4 {
-				arn, _, _ := b.node.AWS.RoleForAccessKey(f[3])
-				if want := r.Kubernetes.Labels["app"]; !strings.HasSuffix(arn, "/"+want) {
+			pod, status, role, key, want := f[1], f[2], f[3], f[4], r.Kubernetes.Labels["app"]
+			creds[status]++
+			if status == "200" {
+				pods[pod] = true
+			}
+			if role != "-" && role != want {
+				wrong++
+				t.Errorf("pod %s (role %s) was told its role is %s", pod, want, role)
+			}
+			if key != "-" {
+				if arn, _, _ := b.node.AWS.RoleForAccessKey(key); !strings.HasSuffix(arn, "/"+want) {
 					wrong++
-					t.Errorf("pod %s (%s) was handed %s", f[1], want, arn)
+					t.Errorf("pod %s (role %s) was handed credentials of %s", pod, want, arn)
 				}
 			}
 		}
 	}
 	if len(pods) < restarts*5 {
-		t.Errorf("only %d pods reported their credentials over %d rollouts", len(pods), restarts)
+		t.Errorf("only %d pods were served their credentials over %d rollouts", len(pods), restarts)
 	}
 	after := b.agentUsage(ctx, t)
 	for _, c := range []string{"metaproxy", "logship"} {
@@ -547,7 +571,7 @@ sleep 3600`
 	r, ooms := b.nodekitRestarts(ctx, t)
 	recordFault(t, faultRow{
 		Scenario: "pod churn with IP reuse", Duration: d, LostExact: "n/a", Restarts: r, OOMKills: ooms, Creds: creds,
-		Recovery: "n/a", Notes: fmt.Sprintf("%d pods through %d rollouts on 32 addresses; %d answers of another pod's role", len(pods), restarts, wrong),
+		Recovery: "n/a", Notes: fmt.Sprintf("%d pods served through %d rollouts on 32 addresses; %d answers naming another pod's role", len(pods), restarts, wrong),
 	})
 }
 
