@@ -21,14 +21,18 @@ type UsageError struct{ Err error }
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
 
-// Main is the only place a nodekit binary exits. SIGINT and SIGTERM cancel
-// the context given to run; a second signal exits at once.
+// Main runs Exec with the process's arguments and exits with its code.
 func Main(name string, run RunFunc) {
 	os.Exit(Exec(name, run, os.Args[1:], os.Stdout, os.Stderr))
 }
 
 // Exec runs run with signal handling and maps its result to an exit code:
-// 0 on success or --help, 2 for usage errors, 1 otherwise.
+// 0 on success or --help, 2 for usage errors, 1 otherwise. A nodekit main is
+//
+//	func main() { os.Exit(agent.Exec(name, run, os.Args[1:], os.Stdout, os.Stderr)) }
+//
+// so main is the only place a binary exits. SIGINT and SIGTERM cancel the
+// context given to run; a second signal kills the process at once.
 func Exec(name string, run RunFunc, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()
