@@ -29,7 +29,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/metaproxy/intercept"
 )
 
-func main() { agent.Main("metaproxy", run) }
+func main() { os.Exit(agent.Exec("metaproxy", run, os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
 	common      agent.Flags
