@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 )
@@ -15,16 +14,11 @@ import (
 // and returns an error instead of exiting.
 type RunFunc func(ctx context.Context, args []string, stdout io.Writer) error
 
-// UsageError marks errors caused by the command line; Main exits 2 for them.
+// UsageError marks errors caused by the command line; Exec returns 2 for them.
 type UsageError struct{ Err error }
 
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
-
-// Main runs Exec with the process's arguments and exits with its code.
-func Main(name string, run RunFunc) {
-	os.Exit(Exec(name, run, os.Args[1:], os.Stdout, os.Stderr))
-}
 
 // Exec runs run with signal handling and maps its result to an exit code:
 // 0 on success or --help, 2 for usage errors, 1 otherwise. A nodekit main is
