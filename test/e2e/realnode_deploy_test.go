@@ -777,12 +777,19 @@ type probeTally struct {
 	Early map[string]int
 	// Roles counts the keys handed out by role ARN.
 	Roles map[string]int
+	// stsErrors are the emulator's failed STS calls, for messages.
+	stsErrors []string
 }
 
 // proberResults reads a prober's answers so far, from its current
 // container's log and the one before, if the node restarted it.
 func (b *rnBed) proberResults(ctx context.Context, t *testing.T, p *corev1.Pod) probeTally {
 	tally := probeTally{Statuses: map[string]int{}, Early: map[string]int{}, Roles: map[string]int{}}
+	for _, c := range b.node.AWS.STSCalls() {
+		if c.ErrorCode != "" {
+			tally.stsErrors = append(tally.stsErrors, fmt.Sprintf("%s %s %s: %s", c.Time.Format("15:04:05.000"), c.Action, c.RoleArn, c.ErrorCode))
+		}
+	}
 	var runs []string
 	if prev, err := b.node.Kubectl(ctx, "logs", "-n", p.Namespace, p.Name, "--previous"); err == nil {
 		runs = append(runs, prev)
@@ -836,8 +843,8 @@ func (tally probeTally) check(t *testing.T, when string) {
 		if s == "200" || s == "refused" || s == "404" && tally.Early["404"] == n {
 			continue
 		}
-		t.Errorf("the prober got %d answers %s %s (%d of them before its first credentials); want its role or a refused connection; metaproxy's denials:\n%s",
-			n, s, when, tally.Early[s], rnMetaproxyDenials())
+		t.Errorf("the prober got %d answers %s %s (%d of them before its first credentials); want its role or a refused connection; metaproxy's denials:\n%s\nSTS errors: %s",
+			n, s, when, tally.Early[s], rnMetaproxyDenials(), tally.stsErrors)
 	}
 	for arn := range tally.Roles {
 		if !strings.HasSuffix(arn, "/"+rnRole) {
@@ -914,6 +921,15 @@ func (b *rnBed) checkRolloutRestart(ctx context.Context, t *testing.T) {
 	prober := b.pod(ctx, "shop", "prober", map[string]string{"iam.amazonaws.com/role": rnRole}, rnProberScript)
 	p := b.pod(ctx, "shop", "logger3", nil, rnLoggerScript("rr", n, 200, "0.5"))
 	time.Sleep(2 * time.Second)
+	// The old metaproxy's log goes with its pod: follow it meanwhile.
+	var oldLog demoBuffer
+	if old, err := b.kit.Pod(ctx); err == nil {
+		follow := b.node.KubectlCommand(ctx, "logs", "-f", "-n", realnode.NodekitNamespace, old.Name, "-c", "metaproxy")
+		follow.Stdout = &oldLog
+		if err := follow.Start(); err == nil {
+			defer func() { follow.Process.Kill(); follow.Wait() }()
+		}
+	}
 	if _, err := b.node.Kubectl(ctx, "rollout", "restart", "-n", realnode.NodekitNamespace, "daemonset/"+realnode.NodekitDaemonSet); err != nil {
 		t.Fatal(err)
 	}
@@ -921,6 +937,11 @@ func (b *rnBed) checkRolloutRestart(ctx context.Context, t *testing.T) {
 		t.Fatal(err)
 	}
 	time.Sleep(3 * time.Second) // the prober is served by the new metaproxy
+	defer func() {
+		if t.Failed() {
+			t.Logf("the old metaproxy's log:\n%s", rnGrep(oldLog.String(), `"denied"`))
+		}
+	}()
 	recs := b.waitLogged(ctx, t, p, "rr", 3*time.Minute)
 	rnCheckExactlyOnce(t, p, "rr", recs, n)
 	tally := b.proberResults(ctx, t, prober)
