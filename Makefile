@@ -127,7 +127,7 @@ fuzz:
 e2e: IMAGE_REF := localhost/nodekit:dev
 e2e: kube containerd helm build image
 	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_CONTAINERD_BIN=$(CONTAINERD_BIN) NODEKIT_HELM=$(HELM) NODEKIT_BIN=$(CURDIR)/bin \
-	  NODEKIT_IMAGE=$(CURDIR)/bin/image/nodekit.oci.tar $(GO) test -tags e2e -count=1 -timeout 25m ./test/e2e/...
+	  NODEKIT_IMAGE=$(CURDIR)/bin/image/nodekit.oci.tar $(GO) test -tags e2e -count=1 -timeout 45m ./test/e2e/...
 
 test: deps check chart unit build-arm64 unit-arm64 fuzz e2e
 
