@@ -61,7 +61,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.BoolVar(&o.systemdSocket, "web.systemd-socket", false, "Use systemd socket activation listeners instead of port listeners (Linux only).")
 	fs.BoolVar(&o.noSelfMetrics, "web.disable-exporter-metrics", false, "Exclude metrics about the exporter itself (process_*, go_*).")
 	fs.BoolVar(&o.podFilesOpen, "collector.pods.keep-files-open", true, "Keep the pod cgroups' files open between scrapes: ~4x less CPU per scrape, for ~4.4 KiB of kernel memory per file (9 per pod) charged to nodeexp's cgroup.")
-	fs.StringVar(&o.podLogDir, "collector.pods.log-dir", "", "The kubelet's pod log directory, whose entries <namespace>_<pod>_<uid> give the pods' cgroups their namespace and pod labels (nodeexp never asks the API server). A path as nodeexp sees it, like --path.sysfs; empty means var/log/pods under --path.rootfs. A pod without an entry there is still reported, with its uid and empty namespace and pod.")
+	fs.StringVar(&o.podLogDir, "collector.pods.log-dir", "", "The kubelet's pod log directory, whose entries <namespace>_<pod>_<uid> give the pods' cgroups their namespace and pod labels (nodeexp never asks the API server). A path as nodeexp sees it, like --path.sysfs; empty means var/log/pods under --path.rootfs. A directory nodeexp cannot read stops it at start-up; a pod without an entry there is still reported, with its uid and empty namespace and pod, logged and counted in nodeexp_pod_unnamed.")
 	fs.BoolVar(&o.enablePprof, "web.enable-pprof", false, "Serve /debug/pprof/ on the metrics port (off: profiles can leak memory contents).")
 	if err := agent.ParseFlags(fs, args, out); err != nil {
 		return nil, err
@@ -111,13 +111,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if logDir == "" {
 			logDir = filepath.Join(o.node.RootPath, "var/log/pods")
 		}
-		if _, err := os.Stat(logDir); err != nil {
-			// Not fatal: node metrics matter more, and the kubelet may
-			// create the directory later (it is looked for again).
-			logger.Warn("pod log directory unreadable: pod series carry only their uid until it is", "dir", logDir, "err", err)
+		names := podnames.New(logDir)
+		if err := checkPodLogDir(names); err != nil {
+			return err
 		}
 		extra["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup"), KeepFilesOpen: o.podFilesOpen},
-			podnames.New(logDir), logger.With("collector", "pods"))
+			names, logger.With("collector", "pods"))
 	}
 	exp, err := nodeexp.NewExporter(o.node, logger, extra)
 	if err != nil {
@@ -175,4 +174,29 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		return srv.Shutdown(sctx)
 	})
 	return g.Wait()
+}
+
+// checkPodLogDir reads the pod log directory once, as the pod collector
+// will. A directory nodeexp may not read (the kubelet makes /var/log/pods
+// 0750 root:root; nodeexp runs as nobody) would name no pod, so it stops
+// nodeexp with the fix. A missing one is only logged by the collector: the
+// kubelet creates it with the first pod, and it is looked for again.
+func checkPodLogDir(d *podnames.Dir) error {
+	err := d.Check()
+	if err == nil || errors.Is(err, os.ErrNotExist) {
+		return nil
+	}
+	return fmt.Errorf("the pod collector cannot read the pod log directory %s as uid %d (groups %v): %w; "+
+		"without it no nodeexp_pod_* series has a namespace or pod label. "+
+		"Let nodeexp read it (the kubelet creates it 0750 root:root: a supplemental group 0 is enough, "+
+		"e.g. securityContext.supplementalGroups: [0]), point --collector.pods.log-dir at a readable copy, "+
+		"or turn the pod collector off with --no-collector.pods",
+		d.Path(), os.Getuid(), groups(), err)
+}
+
+// groups returns the process's group ids, primary first, for the message
+// above.
+func groups() []int {
+	gs, _ := os.Getgroups()
+	return append([]int{os.Getgid()}, gs...)
 }

@@ -59,6 +59,13 @@ type exporterProcess struct {
 
 func startExporter(tb testing.TB, bin string, args ...string) *exporterProcess {
 	tb.Helper()
+	return startExporterWith(tb, bin, nil, args...)
+}
+
+// startExporterWith is startExporter with setup applied to the command
+// before it starts (credentials, say).
+func startExporterWith(tb testing.TB, bin string, setup func(*exec.Cmd), args ...string) *exporterProcess {
+	tb.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		tb.Fatal(err)
@@ -76,6 +83,9 @@ func startExporter(tb testing.TB, bin string, args ...string) *exporterProcess {
 	cmd.Stderr = io.Discard
 	if testing.Verbose() {
 		cmd.Stderr = os.Stderr
+	}
+	if setup != nil {
+		setup(cmd)
 	}
 	if err := cmd.Start(); err != nil {
 		tb.Fatal(err)

@@ -1,12 +1,17 @@
 package main
 
 import (
+	"context"
+	"errors"
 	"fmt"
 	"net/http"
 	"os"
+	"os/exec"
 	"path/filepath"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 )
 
 // podFixture is a node's pod cgroups (cgroup v2) and the kubelet's pod log
@@ -20,7 +25,12 @@ type podFixture struct {
 
 func newPodFixture(t *testing.T) *podFixture {
 	t.Helper()
-	f := &podFixture{t: t, sys: t.TempDir(), logDir: filepath.Join(t.TempDir(), "pods")}
+	return newPodFixtureAt(t, t.TempDir(), filepath.Join(t.TempDir(), "pods"))
+}
+
+func newPodFixtureAt(t *testing.T, sys, logDir string) *podFixture {
+	t.Helper()
+	f := &podFixture{t: t, sys: sys, logDir: logDir}
 	cg := filepath.Join(f.sys, "fs", "cgroup")
 	for _, dir := range []string{cg, f.logDir} {
 		if err := os.MkdirAll(dir, 0o755); err != nil {
@@ -133,6 +143,7 @@ func TestPodLabelsFromLogDirectories(t *testing.T) {
 		series("jobs", "report", reportUID, 5),
 		series("kube-system", "etcd-node-a", etcdUID, 9),
 		series("", "", strayUID, 7),
+		"nodeexp_pod_unnamed 1",
 		`node_scrape_collector_success{collector="pods"} 1`,
 	}, nil)
 	if code, _ := get(t, mustReq(t, p.url+"/readyz")); code != http.StatusOK {
@@ -158,4 +169,73 @@ func grepLines(body, substr string) string {
 		}
 	}
 	return strings.Join(out, "\n")
+}
+
+// TestPodLogDirTheExporterCannotRead is the real node's case: the kubelet
+// makes /var/log/pods 0750 root:root and nodeexp runs as nobody. nodeexp
+// must refuse to start, naming the directory and the fix, instead of
+// serving every pod with empty namespace and pod; with the supplemental
+// group 0 the fix names, it starts and names the pods.
+func TestPodLogDirTheExporterCannotRead(t *testing.T) {
+	if os.Geteuid() != 0 {
+		t.Fatal("this test runs nodeexp as uid 65534 and needs root for that; CI runs as root")
+	}
+	const nobody, webUID = 65534, "0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"
+	bin := builtBinary(t)
+	// Everything nobody needs on the way is world-searchable, except the
+	// log directory itself.
+	base, err := os.MkdirTemp("", "nodeexp-logdir-")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(base) })
+	for _, dir := range []string{base, filepath.Dir(bin)} {
+		if err := os.Chmod(dir, 0o755); err != nil {
+			t.Fatal(err)
+		}
+	}
+	f := newPodFixtureAt(t, filepath.Join(base, "sys"), filepath.Join(base, "log", "pods"))
+	f.addCgroup("systemd", webUID, 3)
+	f.addLogDir("shop", "web", webUID)
+	if err := os.Chown(f.logDir, 0, 0); err != nil {
+		t.Fatal(err)
+	}
+	if err := os.Chmod(f.logDir, 0o750); err != nil {
+		t.Fatal(err)
+	}
+	args := []string{"--path.sysfs=" + f.sys, "--collector.pods.log-dir=" + f.logDir, "--log-format=text"}
+
+	t.Run("nobody", func(t *testing.T) {
+		ctx, cancel := context.WithTimeout(context.Background(), time.Minute)
+		defer cancel()
+		cmd := exec.CommandContext(ctx, bin, append(args, "--web.listen-address=127.0.0.1:0")...)
+		cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{nobody}}}
+		out, err := cmd.CombinedOutput()
+		var exit *exec.ExitError
+		if !errors.As(err, &exit) || exit.ExitCode() != 1 {
+			t.Fatalf("nodeexp as nobody with an unreadable --collector.pods.log-dir: %v, want exit status 1\n%s", err, out)
+		}
+		for _, want := range []string{f.logDir, "permission denied", "supplementalGroups", "--no-collector.pods"} {
+			if !strings.Contains(string(out), want) {
+				t.Errorf("error output lacks %q:\n%s", want, out)
+			}
+		}
+	})
+	t.Run("nobody with group 0", func(t *testing.T) {
+		p := startExporterWith(t, bin, func(cmd *exec.Cmd) {
+			cmd.SysProcAttr = &syscall.SysProcAttr{Credential: &syscall.Credential{Uid: nobody, Gid: nobody, Groups: []uint32{nobody, 0}}}
+		}, args...)
+		code, body := get(t, mustReq(t, p.url+"/metrics"))
+		if code != http.StatusOK {
+			t.Fatalf("/metrics = %d", code)
+		}
+		for _, want := range []string{
+			`nodeexp_pod_cpu_usage_seconds_total{namespace="shop",pod="web",uid="` + webUID + `"} 3`,
+			"nodeexp_pod_unnamed 0",
+		} {
+			if !strings.Contains(body, want+"\n") {
+				t.Errorf("scrape lacks %s:\n%s", want, grepLines(body, "nodeexp_pod_"))
+			}
+		}
+	})
 }

@@ -11,6 +11,8 @@
 package podnames
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"strings"
 	"sync"
@@ -37,6 +39,8 @@ type Dir struct {
 	ino       uint64
 	mtime     unix.Timespec
 	listStart time.Time
+	// err is why the last stat or listing failed (nil when it worked).
+	err error
 }
 
 type name struct{ namespace, pod string }
@@ -50,6 +54,30 @@ func New(path string) *Dir {
 
 // Path returns the directory the index reads.
 func (d *Dir) Path() string { return d.path }
+
+// Check reads the directory once: opening it and reading an entry, which a
+// stat(2) does not do. A directory that can be stat'ed but not read (the
+// kubelet makes /var/log/pods 0750 root:root, and nodeexp runs as nobody)
+// would otherwise leave every pod unnamed without a word.
+func (d *Dir) Check() error {
+	f, err := os.Open(d.path)
+	if err != nil {
+		return err
+	}
+	defer f.Close()
+	if _, err := f.Readdirnames(1); err != nil && err != io.EOF {
+		return fmt.Errorf("reading %s: %w", d.path, err)
+	}
+	return nil
+}
+
+// Err returns why the directory could not be read at the last lookup that
+// looked at it, or nil.
+func (d *Dir) Err() error {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.err
+}
 
 // mtimeSlack is how long after the directory's last change a listing must
 // have started to be sure it saw that change: the kernel stamps directory
@@ -78,6 +106,7 @@ func (d *Dir) ByUID(uid string) (namespace, pod string, ok bool) {
 			clear(d.byUID)
 		}
 		d.listed = false
+		d.err = &os.PathError{Op: "stat", Path: d.path, Err: err}
 		return "", "", false
 	}
 	if d.listed && st.Ino == d.ino && st.Mtim == d.mtime &&
@@ -108,6 +137,7 @@ func (d *Dir) list(st unix.Stat_t) {
 	}
 	// A listing that failed half-way is retried on the next miss.
 	d.listed = err == nil
+	d.err = err
 }
 
 // Parse splits a pod log directory name, "<namespace>_<pod>_<uid>", into

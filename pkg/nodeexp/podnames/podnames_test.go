@@ -1,8 +1,10 @@
 package podnames
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
+	"strings"
 	"testing"
 	"time"
 )
@@ -124,5 +126,45 @@ func TestMissRelistsOnlyWhenTheDirectoryMayHaveChanged(t *testing.T) {
 	}
 	if ns, pod, ok := d.ByUID(b); !ok || ns != "jobs" || pod != "report" {
 		t.Fatalf("ByUID(b) = %q, %q, %v after the directory's mtime changed", ns, pod, ok)
+	}
+}
+
+// TestCheckReadsTheDirectory: Check must read the directory, not only stat
+// it. A file in the directory's place stats fine and cannot be read as a
+// directory; a missing one is reported as such for the caller to decide.
+// (cmd/nodeexp's tests run the unreadable 0750 root:root case as nobody.)
+func TestCheckReadsTheDirectory(t *testing.T) {
+	base := t.TempDir()
+	file := filepath.Join(base, "file")
+	if err := os.WriteFile(file, nil, 0o644); err != nil {
+		t.Fatal(err)
+	}
+	empty := filepath.Join(base, "empty")
+	full := filepath.Join(base, "full")
+	mkdir(t, empty)
+	mkdir(t, filepath.Join(full, "shop_web_11111111-1111-1111-1111-111111111111"))
+	for _, tc := range []struct {
+		name, path string
+		wantErr    error // nil: no error
+		anyErr     bool
+	}{
+		{"empty directory", empty, nil, false},
+		{"directory with pods", full, nil, false},
+		{"missing", filepath.Join(base, "absent"), os.ErrNotExist, true},
+		{"a file", file, nil, true},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			err := New(tc.path).Check()
+			switch {
+			case !tc.anyErr && err != nil:
+				t.Fatalf("Check() = %v, want nil", err)
+			case tc.anyErr && err == nil:
+				t.Fatal("Check() = nil, want an error")
+			case tc.wantErr != nil && !errors.Is(err, tc.wantErr):
+				t.Fatalf("Check() = %v, want %v", err, tc.wantErr)
+			case err != nil && !strings.Contains(err.Error(), tc.path):
+				t.Fatalf("Check() = %v, which does not name %s", err, tc.path)
+			}
+		})
 	}
 }

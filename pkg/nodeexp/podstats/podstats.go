@@ -36,6 +36,9 @@ import (
 // collector remembers an answer for as long as the pod's cgroup exists.
 type PodLookup interface {
 	ByUID(uid string) (namespace, pod string, ok bool)
+	// Err returns why the lookup could not read its source the last time
+	// it tried, or nil; it explains a miss in the log.
+	Err() error
 }
 
 // Config selects the cgroup hierarchy to read.
@@ -68,12 +71,18 @@ type Collector struct {
 	// dirBuf holds directory entries; it is apart from buf because pods
 	// are read while their parent's entries are being walked.
 	dirBuf []byte
+	// unnamed holds the pods of this scrape the lookup could not name,
+	// warned maps each such pod's uid to the last scrape that reported
+	// it: a pod is logged once, when it is first reported unnamed.
+	unnamed int
+	warned  map[string]uint64
 }
 
 type descs struct {
 	cpu, periods, throttledPeriods, throttled, memUsage, workingSet, oom, pids, ioRead, ioWrite *prometheus.Desc
 	// PSI families of cpu, memory and io, in that order.
 	psiSome, psiFull [3]*prometheus.Desc
+	unnamed          *prometheus.Desc
 }
 
 var podLabels = []string{"namespace", "pod", "uid"}
@@ -81,12 +90,13 @@ var podLabels = []string{"namespace", "pod", "uid"}
 // New returns a pod collector. pods may be nil. A pod the lookup does not
 // know is still reported, with its uid and empty namespace and pod: its
 // usage is real, and hiding it would make the pods' sum disagree with the
-// node's.
+// node's. Such pods are never silent: each is logged once, and
+// nodeexp_pod_unnamed counts them in every scrape.
 func New(cfg Config, pods PodLookup, logger *slog.Logger) *Collector {
 	d := func(name, help string) *prometheus.Desc {
 		return prometheus.NewDesc("nodeexp_pod_"+name, help, podLabels, nil)
 	}
-	c := &Collector{root: cfg.CgroupRoot, keep: cfg.KeepFilesOpen, pods: pods, logger: logger, sem: make(chan struct{}, 1)}
+	c := &Collector{root: cfg.CgroupRoot, keep: cfg.KeepFilesOpen, pods: pods, logger: logger, sem: make(chan struct{}, 1), warned: map[string]uint64{}}
 	for i := range c.open {
 		c.open[i] = make(map[string]*openPod)
 	}
@@ -106,6 +116,8 @@ func New(cfg Config, pods PodLookup, logger *slog.Logger) *Collector {
 		c.d.psiSome[i] = d("pressure_"+r+"_waiting_seconds_total", "Total time in seconds that tasks of the pod waited for "+r+" (PSI some).")
 		c.d.psiFull[i] = d("pressure_"+r+"_stalled_seconds_total", "Total time in seconds no task of the pod could make progress for lack of "+r+" (PSI full).")
 	}
+	c.d.unnamed = prometheus.NewDesc("nodeexp_pod_unnamed",
+		"Pods of this scrape reported with empty namespace and pod labels: the pod lookup (the kubelet's pod log directory) could not name them.", nil, nil)
 	return c
 }
 
@@ -155,21 +167,57 @@ func findPods(base string) []podCgroup {
 
 // Update reports every pod cgroup found on this scrape.
 func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
-	if _, err := os.Stat(filepath.Join(c.root, "cgroup.controllers")); err == nil {
-		return c.updateV2(ctx, ch)
+	select {
+	case c.sem <- struct{}{}:
+	case <-ctx.Done():
+		return ctx.Err()
 	}
-	if _, err := os.Stat(filepath.Join(c.root, "cpuacct")); err == nil {
-		return c.updateV1(ctx, ch)
+	defer func() { <-c.sem }()
+	c.gen++
+	c.unnamed = 0
+	var err error
+	switch {
+	case exists(filepath.Join(c.root, "cgroup.controllers")):
+		err = c.updateV2(ctx, ch)
+	case exists(filepath.Join(c.root, "cpuacct")):
+		err = c.updateV1(ctx, ch)
+	default:
+		return fmt.Errorf("no cgroup v2 or v1 hierarchy under %s", c.root)
 	}
-	return fmt.Errorf("no cgroup v2 or v1 hierarchy under %s", c.root)
+	for uid, gen := range c.warned {
+		if gen != c.gen {
+			delete(c.warned, uid) // named since, or gone
+		}
+	}
+	if err != nil {
+		return err
+	}
+	ch <- new(constmetric.New(c.d.unnamed, prometheus.GaugeValue, float64(c.unnamed), nil))
+	return nil
 }
 
+func exists(path string) bool {
+	_, err := os.Stat(path)
+	return err == nil
+}
+
+// labels returns the label values of the pod with this uid; a pod the
+// lookup cannot name is counted, and logged when first seen so.
 func (c *Collector) labels(uid string) []string {
 	if c.pods != nil {
 		if ns, name, ok := c.pods.ByUID(uid); ok {
 			return []string{ns, name, uid}
 		}
 	}
+	c.unnamed++
+	if _, logged := c.warned[uid]; !logged {
+		var why error
+		if c.pods != nil {
+			why = c.pods.Err()
+		}
+		c.logger.Warn("pod reported without namespace and pod labels: the pod lookup does not know its uid", "uid", uid, "err", why)
+	}
+	c.warned[uid] = c.gen
 	return []string{"", "", uid}
 }
 
@@ -207,14 +255,8 @@ func (e *emitter) send(d *prometheus.Desc, t prometheus.ValueType, v float64) {
 	e.ch <- &e.slab[len(e.slab)-1]
 }
 
+// updateV2 reads the pods of a cgroup v2 hierarchy; the caller holds sem.
 func (c *Collector) updateV2(ctx context.Context, ch chan<- prometheus.Metric) error {
-	select {
-	case c.sem <- struct{}{}:
-	case <-ctx.Done():
-		return ctx.Err()
-	}
-	defer func() { <-c.sem }()
-	c.gen++
 	for i, dir := range podParents {
 		var err error
 		c.dirBuf, err = listDir(filepath.Join(c.root, dir), c.dirBuf, func(name []byte) {
@@ -451,6 +493,7 @@ const maxPodSeries = 16
 
 // updateV1 reads the per-controller hierarchies of cgroup v1. Pods are
 // discovered in cpuacct; the other controllers hold the same relative path.
+// The caller holds sem.
 func (c *Collector) updateV1(ctx context.Context, ch chan<- prometheus.Metric) error {
 	// ctrl reads one file of a controller's hierarchy; v1 spreads a pod over
 	// five directories, so the plain path API is used here.

@@ -7,7 +7,9 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
+	"sync"
 	"testing"
 	"time"
 
@@ -23,6 +25,8 @@ func (f fakePods) ByUID(uid string) (string, string, bool) {
 	p, ok := f[uid]
 	return p[0], p[1], ok
 }
+
+func (f fakePods) Err() error { return nil }
 
 func (f fakePods) add(ns, name, uid string) { f[uid] = [2]string{ns, name} }
 
@@ -130,15 +134,19 @@ nodeexp_pod_pressure_io_stalled_seconds_total{namespace="",pod="",uid="2e7a6cfa-
 nodeexp_pod_pressure_io_stalled_seconds_total{namespace="default",pod="api",uid="1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"} 1
 nodeexp_pod_pressure_io_stalled_seconds_total{namespace="default",pod="web",uid="0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"} 1
 nodeexp_pod_pressure_io_stalled_seconds_total{namespace="kube-system",pod="etcd-node-a",uid="9f86d081884c7d659a2feaa0c55ad015"} 1
+# HELP nodeexp_pod_unnamed Pods of this scrape reported with empty namespace and pod labels: the pod lookup (the kubelet's pod log directory) could not name them.
+# TYPE nodeexp_pod_unnamed gauge
+nodeexp_pod_unnamed 1
 `
 			if err := testutil.GatherAndCompare(reg, strings.NewReader(want),
 				"nodeexp_pod_cpu_usage_seconds_total", "nodeexp_pod_memory_working_set_bytes",
-				"nodeexp_pod_cpu_cfs_throttled_seconds_total", "nodeexp_pod_pressure_io_stalled_seconds_total"); err != nil {
+				"nodeexp_pod_cpu_cfs_throttled_seconds_total", "nodeexp_pod_pressure_io_stalled_seconds_total",
+				"nodeexp_pod_unnamed"); err != nil {
 				t.Error(err)
 			}
-			// Every family is reported for every pod.
-			if n, err := testutil.GatherAndCount(reg); err != nil || n != 4*16 {
-				t.Errorf("GatherAndCount = %d, %v; want %d series", n, err, 4*16)
+			// Every family is reported for every pod, and the unnamed count.
+			if n, err := testutil.GatherAndCount(reg); err != nil || n != 4*16+1 {
+				t.Errorf("GatherAndCount = %d, %v; want %d series", n, err, 4*16+1)
 			}
 		})
 	}
@@ -396,5 +404,91 @@ func TestV2ReopenHoldsNoDescriptors(t *testing.T) {
 		if got := openFDs(t) - before; got != 0 {
 			t.Errorf("after a scrape the collector holds %d descriptors, want 0", got)
 		}
+	}
+}
+
+// unreadableLookup names nothing and says why, like a pod log directory
+// nodeexp may not read.
+type unreadableLookup struct{}
+
+func (unreadableLookup) ByUID(string) (string, string, bool) { return "", "", false }
+func (unreadableLookup) Err() error {
+	return &os.PathError{Op: "open", Path: "/var/log/pods", Err: unix.EACCES}
+}
+
+// recordingHandler keeps the messages and "uid" attributes logged.
+type recordingHandler struct {
+	slog.Handler
+	mu   *sync.Mutex
+	uids *[]string
+	errs *[]string
+}
+
+func (recordingHandler) Enabled(context.Context, slog.Level) bool { return true }
+
+func (h recordingHandler) Handle(_ context.Context, r slog.Record) error {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	r.Attrs(func(a slog.Attr) bool {
+		switch a.Key {
+		case "uid":
+			*h.uids = append(*h.uids, a.Value.String())
+		case "err":
+			*h.errs = append(*h.errs, a.Value.String())
+		}
+		return true
+	})
+	return nil
+}
+
+// TestUnnamedPodsAreCountedAndLogged: a pod the lookup cannot name is
+// reported with empty namespace and pod, but never silently: it is counted
+// in every scrape and logged once, with the lookup's reason.
+func TestUnnamedPodsAreCountedAndLogged(t *testing.T) {
+	const a, b = "0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41", "1d6f5be9-8ce7-4a6f-8c97-1d3e4c9e7c52"
+	for _, tc := range []struct {
+		name   string
+		layout func(t *testing.T) string
+	}{
+		{"cgroup v2", func(t *testing.T) string {
+			root := newV2Root(t)
+			writePodV2(t, root, "systemd", "burstable", a, 1)
+			writePodV2(t, root, "cgroupfs", "", b, 2)
+			return root
+		}},
+		{"cgroup v1", func(t *testing.T) string {
+			root := t.TempDir()
+			for _, uid := range []string{a, b} {
+				writeFiles(t, filepath.Join(root, "cpuacct", "kubepods", "burstable", "pod"+uid), map[string]string{"cpuacct.usage": "1000\n"})
+			}
+			return root
+		}},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			var uids, errs []string
+			logger := slog.New(recordingHandler{Handler: slog.DiscardHandler, mu: new(sync.Mutex), uids: &uids, errs: &errs})
+			c := New(Config{CgroupRoot: tc.layout(t), KeepFilesOpen: true}, unreadableLookup{}, logger)
+			defer c.Close()
+			reg := prometheus.NewPedanticRegistry()
+			reg.MustRegister(adapter{c})
+			for range 3 {
+				if err := testutil.GatherAndCompare(reg, strings.NewReader(`
+# HELP nodeexp_pod_unnamed Pods of this scrape reported with empty namespace and pod labels: the pod lookup (the kubelet's pod log directory) could not name them.
+# TYPE nodeexp_pod_unnamed gauge
+nodeexp_pod_unnamed 2
+`), "nodeexp_pod_unnamed"); err != nil {
+					t.Fatal(err)
+				}
+			}
+			slices.Sort(uids)
+			if want := []string{a, b}; !slices.Equal(uids, want) {
+				t.Errorf("logged uids %q over three scrapes, want each unnamed pod once: %q", uids, want)
+			}
+			for _, e := range errs {
+				if !strings.Contains(e, "/var/log/pods") || !strings.Contains(e, "permission denied") {
+					t.Errorf("logged reason %q does not say why the lookup failed", e)
+				}
+			}
+		})
 	}
 }
