@@ -19,7 +19,7 @@ import (
 // the next Update. When none is idle (the first scrape, or an Update still
 // running past an earlier scrape's deadline) a new worker starts; workers
 // beyond one idle per collector exit. Stop ends them all; Updates asked
-// for afterwards run on goroutines of their own, as before.
+// for afterwards run on goroutines of their own.
 type workers struct {
 	stop    chan struct{}
 	stopped atomic.Bool

@@ -4,6 +4,7 @@ import (
 	"context"
 	"sync"
 	"testing"
+	"testing/synctest"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -27,44 +28,46 @@ func (b *blockingCollector) Update(ctx context.Context, ch chan<- prometheus.Met
 
 // TestWorkers checks that Updates run on reused workers, that a busy
 // worker does not hold up the next Update, that Stop waits for running
-// Updates, and that Updates after Stop still run.
+// Updates, and that Updates after Stop still run. It runs in a synctest
+// bubble: synctest.Wait returns once every goroutine is blocked, so "Stop
+// has not returned" is checked when Stop has had every chance to.
 func TestWorkers(t *testing.T) {
-	w := newWorkers([]string{"slow", "fast"})
-	run := func(name string, c Collector) chan error {
-		done := make(chan error, 1)
-		w.update(name, c, context.Background(), make(chan prometheus.Metric), func(err error) { done <- err })
-		return done
-	}
-	fast := &blockingCollector{}
-	for range 5 {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorkers([]string{"slow", "fast"})
+		run := func(name string, c Collector) chan error {
+			done := make(chan error, 1)
+			w.update(name, c, context.Background(), make(chan prometheus.Metric), func(err error) { done <- err })
+			return done
+		}
+		fast := &blockingCollector{}
+		for range 5 {
+			if err := <-run("fast", fast); err != nil {
+				t.Fatal(err)
+			}
+		}
+		slow := &blockingCollector{release: make(chan struct{})}
+		first := run("slow", slow)
+		// The first Update still runs: the second gets a worker of its own.
+		if err := <-run("slow", &blockingCollector{}); err != nil {
+			t.Fatal(err)
+		}
+		stopped := make(chan struct{})
+		go func() { w.Stop(); close(stopped) }()
+		synctest.Wait() // Stop is blocked, or has returned
+		select {
+		case <-stopped:
+			t.Error("Stop returned while an Update was running")
+		default:
+		}
+		close(slow.release)
+		<-first
+		<-stopped
 		if err := <-run("fast", fast); err != nil {
 			t.Fatal(err)
 		}
-	}
-	slow := &blockingCollector{release: make(chan struct{})}
-	first := run("slow", slow)
-	// The first Update still runs: the second gets a worker of its own.
-	second := make(chan error, 1)
-	go func() { second <- <-run("slow", &blockingCollector{}) }()
-	if err := <-second; err != nil {
-		t.Fatal(err)
-	}
-	stopped := make(chan struct{})
-	go func() { w.Stop(); close(stopped) }()
-	select {
-	case <-stopped:
-		t.Fatal("Stop returned while an Update was running")
-	case <-first:
-		t.Fatal("blocked Update returned")
-	default:
-	}
-	close(slow.release)
-	<-first
-	<-stopped
-	if err := <-run("fast", fast); err != nil {
-		t.Fatal(err)
-	}
-	if fast.calls != 6 {
-		t.Errorf("fast collector ran %d times, want 6", fast.calls)
-	}
+		synctest.Wait() // the Update started after Stop has exited
+		if fast.calls != 6 {
+			t.Errorf("fast collector ran %d times, want 6", fast.calls)
+		}
+	})
 }
