@@ -27,6 +27,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/agent"
 	"github.com/nodekit/nodekit/pkg/memtrim"
 	"github.com/nodekit/nodekit/pkg/nodeexp"
+	"github.com/nodekit/nodekit/pkg/nodeexp/collector"
 	"github.com/nodekit/nodekit/pkg/nodeexp/podnames"
 	"github.com/nodekit/nodekit/pkg/nodeexp/podstats"
 )
@@ -35,7 +36,8 @@ func main() { os.Exit(agent.Exec("nodeexp", run, os.Args[1:], os.Stdout, os.Stde
 
 type options struct {
 	common        agent.Flags
-	node          nodeexp.Config
+	exporter      nodeexp.Config
+	node          collector.Config
 	listenAddress string
 	webConfigFile string
 	telemetryPath string
@@ -47,7 +49,7 @@ type options struct {
 }
 
 func parse(args []string, out io.Writer) (*options, error) {
-	o := &options{node: nodeexp.DefaultConfig()}
+	o := &options{exporter: nodeexp.DefaultConfig(), node: collector.DefaultConfig()}
 	fs := flag.NewFlagSet("nodeexp", flag.ContinueOnError)
 	o.common.Register(fs)
 	// Every nodekit binary accepts these (DESIGN.md); nodeexp has no use
@@ -55,6 +57,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	fs.Lookup("kubeconfig").Usage = "Accepted for compatibility with the other nodekit agents and ignored: nodeexp never calls the Kubernetes API server."
 	fs.Lookup("node-name").Usage = "Name of the node this agent runs on (default $NODE_NAME); accepted for compatibility with the other nodekit agents and ignored: nodeexp never calls the Kubernetes API server."
 	o.node.RegisterFlags(fs, "pods")
+	o.exporter.RegisterFlags(fs)
 	fs.StringVar(&o.listenAddress, "web.listen-address", ":9100", "Address on which to expose metrics and web interface.")
 	fs.StringVar(&o.webConfigFile, "web.config.file", "", "Path to configuration file that can enable TLS or authentication (exporter-toolkit format).")
 	fs.StringVar(&o.telemetryPath, "web.telemetry-path", "/metrics", "Path under which to expose metrics.")
@@ -69,7 +72,7 @@ func parse(args []string, out io.Writer) (*options, error) {
 	if fs.NArg() > 0 {
 		return nil, &agent.UsageError{Err: fmt.Errorf("unexpected arguments %q", fs.Args())}
 	}
-	if err := o.node.Validate(); err != nil {
+	if err := errors.Join(o.node.Validate(), o.exporter.Validate()); err != nil {
 		return nil, &agent.UsageError{Err: err}
 	}
 	return o, nil
@@ -105,7 +108,10 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	reg := prometheus.NewRegistry()
 	ops := agent.NewOps(agent.OpsConfig{Addr: o.listenAddress, EnablePprof: o.enablePprof}, reg, logger)
 
-	extra := map[string]nodeexp.Collector{}
+	collectors, err := collector.New(o.node, logger)
+	if err != nil {
+		return fmt.Errorf("creating node collectors: %w", err)
+	}
 	if o.node.Enabled("pods") {
 		logDir := o.podLogDir
 		if logDir == "" {
@@ -115,12 +121,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 		if err := checkPodLogDir(names); err != nil {
 			return err
 		}
-		extra["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup"), KeepFilesOpen: o.podFilesOpen},
+		collectors["pods"] = podstats.New(podstats.Config{CgroupRoot: filepath.Join(o.node.SysPath, "fs/cgroup"), KeepFilesOpen: o.podFilesOpen},
 			names, logger.With("collector", "pods"))
 	}
-	exp, err := nodeexp.NewExporter(o.node, logger, extra)
+	exp, err := nodeexp.NewExporter(o.exporter, collectors, logger, reg)
 	if err != nil {
-		return fmt.Errorf("creating node collectors: %w", err)
+		return fmt.Errorf("creating the exporter: %w", err)
 	}
 	defer exp.Close()
 	logger.Info("starting nodeexp", "version", agent.Version(), "collectors", exp.Collectors())
@@ -130,7 +136,7 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// scrapes endpoints that are already ready.
 	ops.Check("first-collect", agent.Closed(exp.Scraped(), "first collection not finished"))
 	g.Go(func() error {
-		wctx, cancel := context.WithTimeout(ctx, max(o.node.ScrapeTimeout, 10*time.Second))
+		wctx, cancel := context.WithTimeout(ctx, max(o.exporter.ScrapeTimeout, 10*time.Second))
 		defer cancel()
 		if _, err := exp.Gatherer(wctx).Gather(); err != nil {
 			logger.Warn("first collection had errors", "err", err)

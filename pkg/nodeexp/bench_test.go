@@ -1,8 +1,9 @@
-package nodeexp
+package nodeexp_test
 
 import (
 	"context"
 	"io"
+	"log/slog"
 	"net/http"
 	"net/http/httptest"
 	"testing"
@@ -12,6 +13,9 @@ import (
 	"github.com/prometheus/client_golang/prometheus/collectors"
 	"github.com/prometheus/common/expfmt"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp"
+	"github.com/nodekit/nodekit/pkg/nodeexp/collector"
 )
 
 // BenchmarkScrape is one full scrape of the default collector set on this
@@ -19,10 +23,7 @@ import (
 // process CPU time per scrape, which a busy machine does not inflate the way
 // it inflates ns/op.
 func BenchmarkScrape(b *testing.B) {
-	e, err := NewExporter(DefaultConfig(), discard(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
+	e := liveExporter(b)
 	b.ReportAllocs()
 	before := cpuTime(b)
 	for b.Loop() {
@@ -40,6 +41,22 @@ func BenchmarkScrape(b *testing.B) {
 	b.ReportMetric(float64((cpuTime(b)-before).Nanoseconds())/float64(b.N), "cpu-ns/op")
 }
 
+// liveExporter is the default collector set on this machine.
+func liveExporter(tb testing.TB) *nodeexp.Exporter {
+	tb.Helper()
+	logger := slog.New(slog.DiscardHandler)
+	cs, err := collector.New(collector.DefaultConfig(), logger)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	e, err := nodeexp.NewExporter(nodeexp.DefaultConfig(), cs, logger, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	tb.Cleanup(func() { e.Close() })
+	return e
+}
+
 func cpuTime(tb testing.TB) time.Duration {
 	var ru unix.Rusage
 	if err := unix.Getrusage(unix.RUSAGE_SELF, &ru); err != nil {
@@ -52,11 +69,7 @@ func cpuTime(tb testing.TB) time.Duration {
 // with gzip, on this machine's default collector set plus the process and
 // Go metrics nodeexp serves (pkg/agent's registry), without the socket.
 func BenchmarkHandler(b *testing.B) {
-	e, err := NewExporter(DefaultConfig(), discard(), nil)
-	if err != nil {
-		b.Fatal(err)
-	}
-	b.Cleanup(func() { e.Close() })
+	e := liveExporter(b)
 	self := prometheus.NewRegistry()
 	self.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}))
 	h := e.Handler(self, nil)

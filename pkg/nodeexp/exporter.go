@@ -1,8 +1,7 @@
-// Package nodeexp is nodekit's node exporter: a set of collectors that read
-// /proc and /sys (through prometheus/procfs where it can) and serve the
-// node_* families exactly as node_exporter names, types, documents and
-// labels them, so that the node-mixin alerts, the kubernetes-mixin rules and
-// the "Node Exporter Full" dashboard work unchanged.
+// Package nodeexp is nodekit's exporter framework: it runs a set of
+// collectors (node_exporter's, in package collector, and the pod collector)
+// under a per-scrape deadline, and serves their metrics over HTTP in
+// Prometheus' text format, written by its own writer (see exposition.go).
 //
 // Unlike node_exporter, every collector runs under a per-scrape deadline
 // (derived from Prometheus' X-Prometheus-Scrape-Timeout-Seconds header): a
@@ -31,16 +30,18 @@ import (
 	"github.com/prometheus/client_golang/prometheus/promhttp"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"google.golang.org/protobuf/proto"
 
 	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
 // Collector gathers one group of metrics. Update is called once per scrape,
-// possibly concurrently with itself when scrapes overlap, so implementations
-// keep their per-scrape state on the stack. Update must honour ctx: when ctx
-// is done the scrape has stopped listening and anything sent later is
-// dropped.
+// possibly concurrently with itself when scrapes overlap, so state kept
+// between scrapes needs a lock. Update must honour ctx: when ctx is done the
+// scrape has stopped listening and anything sent later is dropped.
+//
+// The text writer handles metrics built with package constmetric; any other
+// metric sends the scrape through a prometheus.Registry instead (counted in
+// nodeexp_exposition_fallbacks_total).
 type Collector interface {
 	Update(ctx context.Context, ch chan<- prometheus.Metric) error
 }
@@ -51,12 +52,12 @@ type Collector interface {
 var ErrNoData = errors.New("collector returned no data")
 
 var (
-	scrapeDurationDesc = prometheus.NewDesc(
+	scrapeDurationDesc = constmetric.NewDesc(
 		"node_scrape_collector_duration_seconds",
 		"node_exporter: Duration of a collector scrape.",
 		[]string{"collector"}, nil,
 	)
-	scrapeSuccessDesc = prometheus.NewDesc(
+	scrapeSuccessDesc = constmetric.NewDesc(
 		"node_scrape_collector_success",
 		"node_exporter: Whether a collector succeeded.",
 		[]string{"collector"}, nil,
@@ -90,38 +91,41 @@ type Exporter struct {
 	gzipFree chan *gzip.Writer
 	textFree chan *textScratch
 	bufFree  chan *bufio.Writer
-	// descs caches the name and help of descriptors for the text writer.
-	descs descInfos
+	// fallbacks counts the scrapes written through a prometheus.Registry
+	// instead of the text writer, by reason.
+	fallbacks *prometheus.CounterVec
 }
 
-// NewExporter builds the collectors enabled in cfg plus any extra ones
-// (such as the pod collector, which needs a Kubernetes client the caller
-// owns). It starts nothing.
-func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*Exporter, error) {
+// NewExporter returns an exporter of these collectors, by name. Its own
+// metrics (nodeexp_exposition_fallbacks_total) are registered with reg,
+// which may be nil. It starts nothing.
+func NewExporter(cfg Config, collectors map[string]Collector, logger *slog.Logger, reg prometheus.Registerer) (*Exporter, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
-	cs := make(map[string]Collector)
-	for name, f := range factories() {
-		if !cfg.enabled(name) {
-			continue
-		}
-		c, err := f(&cfg, logger.With("collector", name))
-		if err != nil {
-			return nil, fmt.Errorf("creating collector %q: %w", name, err)
-		}
-		cs[name] = c
-	}
-	for name, c := range extra {
-		if _, dup := cs[name]; dup {
-			return nil, fmt.Errorf("collector %q registered twice", name)
-		}
-		cs[name] = c
-	}
+	cs := maps.Clone(collectors)
 	label := make(map[string][]*dto.LabelPair, len(cs))
-	for name := range cs {
-		n := name
-		label[name] = []*dto.LabelPair{{Name: proto.String("collector"), Value: &n}}
+	for name, c := range cs {
+		if c == nil {
+			return nil, fmt.Errorf("collector %q is nil", name)
+		}
+		pairs, err := scrapeSuccessDesc.Pairs(name)
+		if err != nil {
+			return nil, fmt.Errorf("collector name %q: %w", name, err)
+		}
+		label[name] = pairs
+	}
+	fallbacks := prometheus.NewCounterVec(prometheus.CounterOpts{
+		Name: "nodeexp_exposition_fallbacks_total",
+		Help: "Scrapes whose text exposition was written by a prometheus.Registry (slower) instead of nodeexp's text writer, by reason.",
+	}, []string{"reason"})
+	for _, r := range fallbackReasons {
+		fallbacks.WithLabelValues(r)
+	}
+	if reg != nil {
+		if err := reg.Register(fallbacks); err != nil {
+			return nil, fmt.Errorf("registering the exporter's metrics: %w", err)
+		}
 	}
 	names := slices.Sorted(maps.Keys(cs))
 	return &Exporter{
@@ -137,6 +141,7 @@ func NewExporter(cfg Config, logger *slog.Logger, extra map[string]Collector) (*
 		gzipFree:       make(chan *gzip.Writer, 1),
 		textFree:       make(chan *textScratch, 1),
 		bufFree:        make(chan *bufio.Writer, 1),
+		fallbacks:      fallbacks,
 	}, nil
 }
 
@@ -230,18 +235,24 @@ func (e *Exporter) Handler(self prometheus.Gatherer, errorLog promhttp.Logger) h
 		metrics := e.collect(ctx)
 		sc := e.textScratch()
 		defer e.putTextScratch(sc)
-		fams, err := sc.build(metrics, &e.descs)
+		fams, err := sc.build(metrics)
 		var selfFams []*dto.MetricFamily
 		if err == nil && self != nil {
 			selfFams, err = self.Gather()
 			for _, f := range selfFams {
 				if _, clash := slices.BinarySearchFunc(fams, f.GetName(), func(t *textFamily, name string) int { return strings.Compare(t.name, name) }); clash {
-					err = errNotPlain
+					err = notPlain(reasonSelfClash)
 				}
 			}
 		}
 		if err != nil {
 			// Let the registry check, report and write this scrape.
+			var np *notPlainError
+			if errors.As(err, &np) {
+				e.fallbacks.WithLabelValues(np.reason).Inc()
+			} else {
+				e.fallbacks.WithLabelValues(reasonSelfError).Inc()
+			}
 			e.serveRegistry(rw, r, replay(metrics), self, opts)
 			return
 		}

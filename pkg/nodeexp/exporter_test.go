@@ -3,191 +3,106 @@ package nodeexp
 import (
 	"bytes"
 	"context"
-	"flag"
+	"errors"
 	"io"
 	"log/slog"
 	"net/http"
 	"net/http/httptest"
-	"os"
-	"path/filepath"
 	"strings"
 	"testing"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
-	dto "github.com/prometheus/client_model/go"
-	"github.com/prometheus/common/expfmt"
-	"golang.org/x/sys/unix"
 
-	"github.com/nodekit/nodekit/pkg/nodeexp/podnames"
-	"github.com/nodekit/nodekit/pkg/nodeexp/podstats"
+	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
-
-var update = flag.Bool("update", false, "rewrite testdata/golden.prom from the current output")
-
-const fixtures = "testdata/fixtures"
-
-// fixtureConfig points every collector at the fixture trees.
-func fixtureConfig(t testing.TB) Config {
-	t.Helper()
-	cfg := DefaultConfig()
-	cfg.ProcPath = filepath.Join(fixtures, "proc")
-	cfg.SysPath = filepath.Join(fixtures, "sys")
-	cfg.RootPath = filepath.Join(fixtures, "root")
-	cfg.UdevDataPath = filepath.Join(fixtures, "udev")
-	cfg.TextfileDirectories = []string{filepath.Join(fixtures, "textfile")}
-	cfg.Statfs = fixtureStatfs(cfg.RootPath)
-	return cfg
-}
-
-// fixtureStatfs answers statfs for the fixture's mountinfo: fixed sizes, and
-// ESTALE for the NFS mount, like a server that went away.
-func fixtureStatfs(root string) StatfsFunc {
-	return func(path string, buf *unix.Statfs_t) error {
-		mp := "/" + strings.TrimPrefix(strings.TrimPrefix(path, root), "/")
-		if mp == "/mnt/nfs" {
-			return unix.ESTALE
-		}
-		*buf = unix.Statfs_t{Bsize: 4096, Blocks: 1000, Bfree: 600, Bavail: 500, Files: 100, Ffree: 40}
-		if mp == "/" {
-			buf.Blocks = 66053021
-		}
-		return nil
-	}
-}
 
 func discard() *slog.Logger { return slog.New(slog.DiscardHandler) }
 
-// newFixtureExporter builds the full default collector set plus the pod
-// collector on the fixtures, with the syscall-based collectors faked so the
-// output is the same on every machine.
-func newFixtureExporter(t testing.TB) *Exporter {
+func newExporter(t testing.TB, cs map[string]Collector, reg prometheus.Registerer) *Exporter {
 	t.Helper()
-	cfg := fixtureConfig(t)
-	// The kubelet's pod log directories name three of the four pods.
-	pods := podnames.New(filepath.Join(cfg.RootPath, "var/log/pods"))
-	extra := map[string]Collector{
-		"pods": podstats.New(podstats.Config{CgroupRoot: filepath.Join(cfg.SysPath, "fs/cgroup")}, pods, discard()),
-	}
-	e, err := NewExporter(cfg, discard(), extra)
+	e, err := NewExporter(DefaultConfig(), cs, discard(), reg)
 	if err != nil {
-		t.Fatalf("NewExporter: %v", err)
+		t.Fatal(err)
 	}
 	t.Cleanup(func() { e.Close() })
-	e.collectors["time"].(*timeCollector).clock = func() time.Time { return time.Unix(1700000000, 500000000).UTC() }
-	e.collectors["timex"].(*timexCollector).adjtimex = func(tx *unix.Timex) (int, error) {
-		*tx = unix.Timex{Offset: -1500, Freq: 655360, Maxerror: 16000, Esterror: 8000, Status: 0x2001, Constant: 2, Tick: 10000, Tai: 37}
-		return 0, nil
-	}
-	e.collectors["uname"].(*unameCollector).uname = func(u *unix.Utsname) error {
-		copy(u.Sysname[:], "Linux")
-		copy(u.Release[:], "6.1.0-test")
-		copy(u.Version[:], "#1 SMP")
-		copy(u.Machine[:], "x86_64")
-		copy(u.Nodename[:], "node-a")
-		copy(u.Domainname[:], "(none)")
-		return nil
-	}
 	return e
 }
 
-// exposition renders families as text, without the scrape durations (which
-// differ on every run).
-func exposition(t testing.TB, mfs []*dto.MetricFamily) []byte {
-	t.Helper()
-	var buf bytes.Buffer
-	for _, mf := range mfs {
-		if mf.GetName() == "node_scrape_collector_duration_seconds" {
-			continue
-		}
-		if _, err := expfmt.MetricFamilyToText(&buf, mf); err != nil {
-			t.Fatalf("encoding %s: %v", mf.GetName(), err)
-		}
-	}
-	return buf.Bytes()
+func gauge(name, help string, v float64) prometheus.Metric {
+	return constmetric.NewDesc(name, help, nil, nil).MustNew(prometheus.GaugeValue, v)
 }
 
-func TestGoldenFixtures(t *testing.T) {
-	// A checkout sets the file's mtime to the checkout time; pin it so
-	// node_textfile_mtime_seconds is stable.
-	pinned := time.Unix(1700000000, 0)
-	if err := os.Chtimes(filepath.Join(fixtures, "textfile", "app.prom"), pinned, pinned); err != nil {
-		t.Fatal(err)
-	}
-	e := newFixtureExporter(t)
-	mfs, err := e.Gatherer(context.Background()).Gather()
-	if err != nil {
-		t.Fatalf("Gather: %v", err)
-	}
-	got := exposition(t, mfs)
-	golden := filepath.Join("testdata", "golden.prom")
-	if *update {
-		if err := os.WriteFile(golden, got, 0o644); err != nil {
-			t.Fatal(err)
-		}
-	}
-	want, err := os.ReadFile(golden)
-	if err != nil {
-		t.Fatalf("reading golden file (run with -update to create it): %v", err)
-	}
-	if !bytes.Equal(got, want) {
-		t.Errorf("exposition differs from %s (run go test -update and review the diff):\n%s", golden, lineDiff(string(want), string(got)))
-	}
-}
+// fixedCollector sends the same metrics every scrape.
+type fixedCollector []prometheus.Metric
 
-// lineDiff lists the lines only in want (-) or only in got (+).
-func lineDiff(want, got string) string {
-	in := func(s string) map[string]bool {
-		m := map[string]bool{}
-		for _, l := range strings.Split(s, "\n") {
-			m[l] = true
-		}
-		return m
+func (f fixedCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	for _, m := range f {
+		ch <- m
 	}
-	w, g := in(want), in(got)
-	var b strings.Builder
-	for _, l := range strings.Split(want, "\n") {
-		if !g[l] {
-			b.WriteString("- " + l + "\n")
-		}
-	}
-	for _, l := range strings.Split(got, "\n") {
-		if !w[l] {
-			b.WriteString("+ " + l + "\n")
-		}
-	}
-	return b.String()
-}
-
-// blockingStatfs is a statfs that never returns until release is closed,
-// like a hard NFS mount whose server is gone.
-type blockingStatfs struct {
-	entered chan string
-	release chan struct{}
-}
-
-func (b *blockingStatfs) statfs(path string, buf *unix.Statfs_t) error {
-	b.entered <- path
-	<-b.release
-	*buf = unix.Statfs_t{Bsize: 4096, Blocks: 1}
 	return nil
 }
 
-func TestScrapeDeadlineWithHungStatfs(t *testing.T) {
-	hung := &blockingStatfs{entered: make(chan string, 16), release: make(chan struct{})}
-	defer close(hung.release)
-	cfg := fixtureConfig(t)
-	cfg.Statfs = hung.statfs
-	cfg.MountTimeout = time.Hour // only the scrape deadline can end the wait
-	cfg.Collectors = map[string]bool{"timex": false, "time": false, "uname": false}
-	e, err := NewExporter(cfg, discard(), nil)
-	if err != nil {
-		t.Fatal(err)
+// failingCollector sends one metric, then fails with err.
+type failingCollector struct {
+	sent string
+	err  error
+}
+
+func (f failingCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	ch <- gauge(f.sent, "Sent before the failure.", 1)
+	return f.err
+}
+
+// hungCollector blocks until release is closed, like a collector stuck in
+// a statfs of a dead NFS server; entered is closed once it has started.
+type hungCollector struct {
+	entered, release chan struct{}
+}
+
+func (h hungCollector) Update(context.Context, chan<- prometheus.Metric) error {
+	close(h.entered)
+	<-h.release
+	return nil
+}
+
+// TestCollectorOutcomes: a collector's success is 1 when Update returns
+// nil, 0 when it fails or reports ErrNoData, and whatever it sent before
+// failing is kept; the scrape itself never fails.
+func TestCollectorOutcomes(t *testing.T) {
+	e := newExporter(t, map[string]Collector{
+		"ok":     fixedCollector{gauge("node_ok", "Fine.", 1)},
+		"failed": failingCollector{"node_partial", errors.New("couldn't read: broken")},
+		"nodata": failingCollector{"node_partial_too", errors.Join(ErrNoData, errors.New("absent"))},
+	}, nil)
+	want := `
+# HELP node_scrape_collector_success node_exporter: Whether a collector succeeded.
+# TYPE node_scrape_collector_success gauge
+node_scrape_collector_success{collector="failed"} 0
+node_scrape_collector_success{collector="nodata"} 0
+node_scrape_collector_success{collector="ok"} 1
+`
+	if err := testutil.GatherAndCompare(e.Gatherer(t.Context()), strings.NewReader(want), "node_scrape_collector_success"); err != nil {
+		t.Error(err)
 	}
+	if n, err := testutil.GatherAndCount(e.Gatherer(t.Context()), "node_partial", "node_partial_too", "node_ok"); err != nil || n != 3 {
+		t.Errorf("series kept: %d (%v), want node_ok and what the failing collectors sent", n, err)
+	}
+}
+
+// TestScrapeDeadline: a collector that hangs past the scrape's deadline is
+// reported with success 0 while the others' metrics are served, and the
+// response does not wait for it.
+func TestScrapeDeadline(t *testing.T) {
+	hung := hungCollector{entered: make(chan struct{}), release: make(chan struct{})}
+	defer close(hung.release)
+	e := newExporter(t, map[string]Collector{
+		"filesystem": hung,
+		"meminfo":    fixedCollector{gauge("node_memory_MemTotal_bytes", "Memory information field MemTotal_bytes.", 1024)},
+	}, nil)
 	srv := httptest.NewServer(e.Handler(nil, nil))
 	defer srv.Close()
-
 	req, err := http.NewRequest(http.MethodGet, srv.URL, nil)
 	if err != nil {
 		t.Fatal(err)
@@ -202,91 +117,23 @@ func TestScrapeDeadlineWithHungStatfs(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	// The response is complete while every statfs is still blocked: the
+	<-hung.entered
+	// The response is complete while the collector is still blocked: the
 	// release channel has not been closed yet.
 	select {
 	case <-hung.release:
-		t.Fatal("statfs was released before the scrape returned")
+		t.Fatal("the hung collector was released before the scrape returned")
 	default:
 	}
-	if len(hung.entered) == 0 {
-		t.Fatal("statfs was never called")
-	}
-	out := string(body)
 	for _, want := range []string{
 		`node_scrape_collector_success{collector="filesystem"} 0`,
 		`node_scrape_collector_success{collector="meminfo"} 1`,
-		`node_memory_MemTotal_bytes `,
+		`node_memory_MemTotal_bytes 1024`,
 	} {
-		if !strings.Contains(out, want) {
+		if !strings.Contains(string(body), want) {
 			t.Errorf("scrape output lacks %q", want)
 		}
 	}
-}
-
-func TestStuckMountReportedAsDeviceError(t *testing.T) {
-	hung := &blockingStatfs{entered: make(chan string, 16), release: make(chan struct{})}
-	cfg := fixtureConfig(t)
-	real := fixtureStatfs(cfg.RootPath)
-	// Only /mnt/nfs hangs; the others answer at once.
-	cfg.Statfs = func(path string, buf *unix.Statfs_t) error {
-		if strings.HasSuffix(path, "/mnt/nfs") {
-			return hung.statfs(path, buf)
-		}
-		return real(path, buf)
-	}
-	cfg.MountTimeout = 50 * time.Millisecond
-	c, err := newFilesystemCollector(&cfg, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	reg := prometheus.NewPedanticRegistry()
-	reg.MustRegister(collectorAdapter{c})
-	want := `
-# HELP node_filesystem_device_error Whether an error occurred while getting statistics for the given device.
-# TYPE node_filesystem_device_error gauge
-node_filesystem_device_error{device="/dev/vda",device_error="",fstype="ext4",mountpoint="/"} 0
-node_filesystem_device_error{device="/dev/vdb",device_error="",fstype="ext4",mountpoint="/var/lib/kubelet"} 0
-node_filesystem_device_error{device="/dev/vdc",device_error="",fstype="ext4",mountpoint="/mnt/read only"} 0
-node_filesystem_device_error{device="nfs.example:/export",device_error="mountpoint timeout",fstype="nfs4",mountpoint="/mnt/nfs"} 1
-node_filesystem_device_error{device="tmpfs",device_error="",fstype="tmpfs",mountpoint="/run"} 0
-`
-	// Twice: the first scrape times the mount out, the second finds it
-	// marked stuck and does not call statfs again.
-	for i := range 2 {
-		if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "node_filesystem_device_error"); err != nil {
-			t.Fatalf("scrape %d: %v", i, err)
-		}
-	}
-	if n := len(hung.entered); n != 1 {
-		t.Errorf("hung statfs called %d times, want 1", n)
-	}
-	// Once the call returns, the mount point is monitored again.
-	recovered := make(chan string, 16)
-	fc := c.(*filesystemCollector)
-	fc.mu.Lock()
-	fc.statDone = func(mp string) { recovered <- mp }
-	fc.mu.Unlock()
-	close(hung.release)
-	for mp := range recovered {
-		if mp == "/mnt/nfs" {
-			break
-		}
-	}
-	fc.mu.Lock()
-	stuck := fc.stuck["/mnt/nfs"]
-	fc.mu.Unlock()
-	if stuck {
-		t.Error("mount point still marked stuck after statfs returned")
-	}
-}
-
-// collectorAdapter runs one Collector as a prometheus.Collector.
-type collectorAdapter struct{ c Collector }
-
-func (collectorAdapter) Describe(chan<- *prometheus.Desc) {}
-func (a collectorAdapter) Collect(ch chan<- prometheus.Metric) {
-	_ = a.c.Update(context.Background(), ch)
 }
 
 func TestDeadline(t *testing.T) {
@@ -311,15 +158,7 @@ func TestDeadline(t *testing.T) {
 }
 
 func TestHandlerGzipAndSelfMetrics(t *testing.T) {
-	cfg := fixtureConfig(t)
-	cfg.Collectors = map[string]bool{}
-	for name := range factories() {
-		cfg.Collectors[name] = name == "loadavg"
-	}
-	e, err := NewExporter(cfg, discard(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
+	e := newExporter(t, map[string]Collector{"loadavg": fixedCollector{gauge("node_load1", "1m load average.", 0.5)}}, nil)
 	self := prometheus.NewRegistry()
 	self.MustRegister(prometheus.NewGauge(prometheus.GaugeOpts{Name: "nodeexp_test_self", Help: "x"}))
 	srv := httptest.NewServer(e.Handler(self, nil))
@@ -413,46 +252,5 @@ func TestMergedGatherer(t *testing.T) {
 				}
 			}
 		})
-	}
-}
-
-// The handler keeps its working storage from one scrape to the next: the
-// fixtures must give the same text every time, and the same as the
-// registry writes.
-func TestHandlerRepeatsScrapesIdentically(t *testing.T) {
-	pinned := time.Unix(1700000000, 0)
-	if err := os.Chtimes(filepath.Join(fixtures, "textfile", "app.prom"), pinned, pinned); err != nil {
-		t.Fatal(err)
-	}
-	e := newFixtureExporter(t)
-	// The fixtures take the text writer's path, not the registry's.
-	if _, err := textFamilies(e.collect(t.Context()), &e.descs); err != nil {
-		t.Fatalf("fixtures not written as plain text: %v", err)
-	}
-	srv := httptest.NewServer(e.Handler(nil, nil))
-	defer srv.Close()
-	withoutDurations := func(b []byte) string {
-		var out []string
-		for l := range strings.SplitSeq(string(b), "\n") {
-			if !strings.Contains(l, "node_scrape_collector_duration_seconds") {
-				out = append(out, l)
-			}
-		}
-		return strings.Join(out, "\n")
-	}
-	want, err := os.ReadFile(filepath.Join("testdata", "golden.prom"))
-	if err != nil {
-		t.Fatal(err)
-	}
-	for i := range 3 {
-		resp, err := srv.Client().Get(srv.URL)
-		if err != nil {
-			t.Fatal(err)
-		}
-		body, _ := io.ReadAll(resp.Body)
-		resp.Body.Close()
-		if got := withoutDurations(body); got != withoutDurations(want) {
-			t.Fatalf("scrape %d differs from the golden exposition:\n%s", i, lineDiff(withoutDurations(want), got))
-		}
 	}
 }

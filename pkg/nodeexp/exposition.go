@@ -3,17 +3,14 @@ package nodeexp
 import (
 	"bufio"
 	"cmp"
-	"errors"
 	"math"
 	"slices"
 	"strconv"
 	"strings"
-	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
-	"github.com/prometheus/common/model"
 
 	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
@@ -27,75 +24,13 @@ import (
 // byte what Registry.Gather and expfmt write (TestTextWriterMatchesExpfmt
 // compares them on the fixtures and on this machine).
 //
-// Anything else in a scrape (a summary or histogram from a textfile, a
-// metric that fails to write, a family name two descriptors share, a
-// repeated series, a name that needs quoting) sends the whole scrape
-// through prometheus.Registry and promhttp as before, so their checks and
-// error reports are unchanged.
-
-// descInfo is what the text format needs of a descriptor, which
-// prometheus.Desc only shows through its String method.
-type descInfo struct {
-	name, help string
-}
-
-// descInfos caches descInfo by descriptor. Descriptors live as long as
-// their collector, except the textfile collector's, made per scrape; the
-// cache starts over when it grows past maxDescInfos. Safe for concurrent
-// use.
-type descInfos struct {
-	mu sync.Mutex
-	m  map[*prometheus.Desc]descInfo
-}
-
-const maxDescInfos = 8192
-
-func (c *descInfos) get(d *prometheus.Desc) (descInfo, bool) {
-	c.mu.Lock()
-	info, ok := c.m[d]
-	c.mu.Unlock()
-	if ok {
-		return info, true
-	}
-	info, ok = parseDesc(d.String())
-	if !ok {
-		return descInfo{}, false
-	}
-	c.mu.Lock()
-	if c.m == nil || len(c.m) >= maxDescInfos {
-		c.m = make(map[*prometheus.Desc]descInfo)
-	}
-	c.m[d] = info
-	c.mu.Unlock()
-	return info, true
-}
-
-// parseDesc reads fqName and help from Desc.String(), which prints them
-// with %q: `Desc{fqName: "node_load1", help: "1m load average.", ...}`.
-func parseDesc(s string) (descInfo, bool) {
-	rest, ok := strings.CutPrefix(s, "Desc{fqName: ")
-	if !ok {
-		return descInfo{}, false
-	}
-	qName, err := strconv.QuotedPrefix(rest)
-	if err != nil {
-		return descInfo{}, false
-	}
-	rest, ok = strings.CutPrefix(rest[len(qName):], ", help: ")
-	if !ok {
-		return descInfo{}, false
-	}
-	qHelp, err := strconv.QuotedPrefix(rest)
-	if err != nil {
-		return descInfo{}, false
-	}
-	name, err1 := strconv.Unquote(qName)
-	help, err2 := strconv.Unquote(qHelp)
-	if err1 != nil || err2 != nil {
-		return descInfo{}, false
-	}
-	return descInfo{name: name, help: help}, true
-}
+// The writer takes each family's name and help from the metric's
+// constmetric.Desc. Anything else in a scrape (a metric not built by
+// package constmetric, such as a textfile's summary or an invalid metric; a
+// family name two descriptors share with different help or type; a repeated
+// series; a name that needs quoting) sends the whole scrape through
+// prometheus.Registry and promhttp, so their checks and error reports are
+// unchanged, and is counted in nodeexp_exposition_fallbacks_total by reason.
 
 // textFamily is one family of a scrape, ready to be written.
 type textFamily struct {
@@ -110,13 +45,40 @@ type textSample struct {
 	val   float64
 }
 
-// errNotPlain tells the caller to write this scrape the registry's way.
-var errNotPlain = errors.New("scrape holds metrics the text writer leaves to the registry")
+// Why a scrape was left to the registry: the label values of
+// nodeexp_exposition_fallbacks_total.
+const (
+	// A metric not built by constmetric (a summary or histogram from a
+	// textfile, an invalid metric): its name and help are unknown.
+	reasonForeign = "foreign_metric"
+	// One family name with two helps or two types.
+	reasonConflict = "family_conflict"
+	// The same series twice in a scrape.
+	reasonDuplicate = "duplicate_series"
+	// A metric or label name the text format must quote.
+	reasonQuoted = "quoted_name"
+	// A family of the scrape that the exporter's own metrics also have.
+	reasonSelfClash = "self_name_clash"
+	// Gathering the exporter's own metrics failed.
+	reasonSelfError = "self_gather_error"
+)
+
+var fallbackReasons = []string{reasonForeign, reasonConflict, reasonDuplicate, reasonQuoted, reasonSelfClash, reasonSelfError}
+
+// notPlainError tells the caller to write this scrape the registry's way,
+// and why.
+type notPlainError struct{ reason string }
+
+func (e *notPlainError) Error() string {
+	return "scrape holds metrics the text writer leaves to the registry: " + e.reason
+}
+
+func notPlain(reason string) error { return &notPlainError{reason: reason} }
 
 // textFamilies groups a scrape's metrics into sorted families with sorted
-// series, or returns errNotPlain.
-func textFamilies(metrics []prometheus.Metric, infos *descInfos) ([]*textFamily, error) {
-	return new(textScratch).build(metrics, infos)
+// series, or returns a *notPlainError.
+func textFamilies(metrics []prometheus.Metric) ([]*textFamily, error) {
+	return new(textScratch).build(metrics)
 }
 
 // textScratch is the storage textFamilies works in, kept from one scrape
@@ -126,7 +88,7 @@ func textFamilies(metrics []prometheus.Metric, infos *descInfos) ([]*textFamily,
 type textScratch struct {
 	families []textFamily
 	entries  []textEntry
-	byDesc   map[*prometheus.Desc]*textFamily
+	byDesc   map[*constmetric.Desc]*textFamily
 	byName   map[string]*textFamily
 	fams     []*textFamily
 	all      []textSample
@@ -148,7 +110,7 @@ func (sc *textScratch) release() {
 	clear(sc.byName)
 }
 
-func (sc *textScratch) build(metrics []prometheus.Metric, infos *descInfos) ([]*textFamily, error) {
+func (sc *textScratch) build(metrics []prometheus.Metric) ([]*textFamily, error) {
 	if cap(sc.families) < len(metrics) {
 		// Sized once for the scrape, never grown: pointers stay valid.
 		sc.families = make([]textFamily, 0, len(metrics))
@@ -158,66 +120,50 @@ func (sc *textScratch) build(metrics []prometheus.Metric, infos *descInfos) ([]*
 		sc.all = make([]textSample, len(metrics))
 	}
 	if sc.byDesc == nil {
-		sc.byDesc = make(map[*prometheus.Desc]*textFamily, len(metrics)/2)
+		sc.byDesc = make(map[*constmetric.Desc]*textFamily, len(metrics)/2)
 		sc.byName = make(map[string]*textFamily, len(metrics)/2)
 	}
 	families, entries, all := sc.families[:0], sc.entries[:len(metrics)], sc.all[:len(metrics)]
 	byDesc, byName := sc.byDesc, sc.byName
 	fams := sc.fams[:0]
 	defer func() { sc.fams = fams }()
-	var d dto.Metric
 	for i, m := range metrics {
+		cm, ok := m.(*constmetric.Metric)
+		if !ok {
+			return nil, notPlain(reasonForeign)
+		}
 		var s textSample
 		var typ dto.MetricType
-		if cm, ok := m.(*constmetric.Metric); ok {
-			var vt prometheus.ValueType
-			vt, s.val, s.pairs = cm.Sample()
-			switch vt {
-			case prometheus.CounterValue:
-				typ = dto.MetricType_COUNTER
-			case prometheus.GaugeValue:
-				typ = dto.MetricType_GAUGE
-			default:
-				typ = dto.MetricType_UNTYPED
-			}
-		} else {
-			d.Reset()
-			if err := m.Write(&d); err != nil || d.TimestampMs != nil {
-				return nil, errNotPlain
-			}
-			switch {
-			case d.Counter != nil && d.Counter.CreatedTimestamp == nil && d.Counter.Exemplar == nil:
-				typ, s.val = dto.MetricType_COUNTER, d.Counter.GetValue()
-			case d.Gauge != nil:
-				typ, s.val = dto.MetricType_GAUGE, d.Gauge.GetValue()
-			case d.Untyped != nil:
-				typ, s.val = dto.MetricType_UNTYPED, d.Untyped.GetValue()
-			default:
-				return nil, errNotPlain
-			}
-			s.pairs = d.Label
-			d.Label = nil // kept by s
+		var vt prometheus.ValueType
+		vt, s.val, s.pairs = cm.Sample()
+		switch vt {
+		case prometheus.CounterValue:
+			typ = dto.MetricType_COUNTER
+		case prometheus.GaugeValue:
+			typ = dto.MetricType_GAUGE
+		default:
+			typ = dto.MetricType_UNTYPED
 		}
-		f := byDesc[m.Desc()]
+		d := cm.Family()
+		f := byDesc[d]
 		if f == nil {
-			info, ok := infos.get(m.Desc())
-			if !ok || !model.LegacyValidation.IsValidMetricName(info.name) {
-				return nil, errNotPlain
+			if !d.Plain() {
+				return nil, notPlain(reasonQuoted)
 			}
 			// Descriptors may share a family (node_md_state has one
 			// per state, a constant label), as in the registry.
-			if f = byName[info.name]; f == nil {
-				families = append(families, textFamily{name: info.name, help: info.help, typ: typ})
+			if f = byName[d.Name()]; f == nil {
+				families = append(families, textFamily{name: d.Name(), help: d.Help(), typ: typ})
 				f = &families[len(families)-1]
-				byName[info.name] = f
+				byName[d.Name()] = f
 				fams = append(fams, f)
-			} else if f.help != info.help {
-				return nil, errNotPlain
+			} else if f.help != d.Help() {
+				return nil, notPlain(reasonConflict)
 			}
-			byDesc[m.Desc()] = f
+			byDesc[d] = f
 		}
 		if f.typ != typ {
-			return nil, errNotPlain
+			return nil, notPlain(reasonConflict)
 		}
 		f.n++
 		entries[i].f, entries[i].s = f, s
@@ -233,14 +179,7 @@ func (sc *textScratch) build(metrics []prometheus.Metric, infos *descInfos) ([]*
 		slices.SortFunc(f.samples, compareSamples)
 		for j := 1; j < len(f.samples); j++ {
 			if compareSamples(f.samples[j-1], f.samples[j]) == 0 {
-				return nil, errNotPlain // the same series twice
-			}
-		}
-		for _, s := range f.samples {
-			for _, p := range s.pairs {
-				if !model.LegacyValidation.IsValidLabelName(p.GetName()) {
-					return nil, errNotPlain
-				}
+				return nil, notPlain(reasonDuplicate)
 			}
 		}
 	}

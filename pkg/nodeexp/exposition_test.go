@@ -3,16 +3,21 @@ package nodeexp
 import (
 	"bufio"
 	"bytes"
-	"context"
 	"errors"
+	"fmt"
+	"io"
 	"math"
 	"net/http"
+	"net/http/httptest"
+	"strings"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
-	"github.com/prometheus/client_golang/prometheus/collectors"
+	"github.com/prometheus/client_golang/prometheus/testutil"
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/common/expfmt"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
 // registryText is what promhttp serves for these metrics and self's
@@ -20,85 +25,41 @@ import (
 // for Prometheus' text Accept header.
 func registryText(t *testing.T, metrics []prometheus.Metric, self []*dto.MetricFamily) string {
 	t.Helper()
+	s, err := registryTextOf(metrics, self)
+	if err != nil {
+		t.Fatal(err)
+	}
+	return s
+}
+
+func registryTextOf(metrics []prometheus.Metric, self []*dto.MetricFamily) (string, error) {
 	reg := prometheus.NewRegistry()
-	reg.MustRegister(replay(metrics))
+	if err := reg.Register(replay(metrics)); err != nil {
+		return "", err
+	}
 	mfs, err := mergedGatherer{reg, gathered(self)}.Gather()
 	if err != nil {
-		t.Fatalf("registry: %v", err)
+		return "", fmt.Errorf("registry: %w", err)
 	}
 	var buf bytes.Buffer
 	enc := expfmt.NewEncoder(&buf, expfmt.Negotiate(http.Header{"Accept": {"text/plain;version=0.0.4;q=1,*/*;q=0.1"}}))
 	for _, mf := range mfs {
 		if err := enc.Encode(mf); err != nil {
-			t.Fatal(err)
+			return "", err
 		}
 	}
-	return buf.String()
+	return buf.String(), nil
 }
-
-func selfFamilies(t *testing.T) []*dto.MetricFamily {
-	t.Helper()
-	self := prometheus.NewRegistry()
-	self.MustRegister(collectors.NewGoCollector(), collectors.NewProcessCollector(collectors.ProcessCollectorOpts{}),
-		prometheus.NewGauge(prometheus.GaugeOpts{Name: "nodeexp_self", Help: "Quote \" backslash \\ newline \n."}))
-	mfs, err := self.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	return mfs
-}
-
-// TestTextWriterMatchesExpfmt compares the text writer with the registry
-// and expfmt, byte for byte, on the fixture scrape (pods included) and on
-// a scrape of this machine, each merged with the Go and process metrics.
-func TestTextWriterMatchesExpfmt(t *testing.T) {
-	live, err := NewExporter(DefaultConfig(), discard(), nil)
-	if err != nil {
-		t.Fatal(err)
-	}
-	t.Cleanup(func() { live.Close() })
-	self := selfFamilies(t)
-	for name, e := range map[string]*Exporter{"fixtures": newFixtureExporter(t), "this machine": live} {
-		t.Run(name, func(t *testing.T) {
-			metrics := e.collect(context.Background())
-			fams, err := textFamilies(metrics, &e.descs)
-			if err != nil {
-				t.Fatalf("textFamilies: %v", err)
-			}
-			var got bytes.Buffer
-			if err := writeText(bufio.NewWriter(&got), fams, self); err != nil {
-				t.Fatal(err)
-			}
-			want := registryText(t, metrics, self)
-			if got.String() != want {
-				t.Errorf("text writer and expfmt differ; first difference at byte %d:\n got: %q\nwant: %q",
-					firstDiff(got.String(), want), around(got.String(), firstDiff(got.String(), want)), around(want, firstDiff(got.String(), want)))
-			}
-		})
-	}
-}
-
-func firstDiff(a, b string) int {
-	for i := range min(len(a), len(b)) {
-		if a[i] != b[i] {
-			return i
-		}
-	}
-	return min(len(a), len(b))
-}
-
-func around(s string, i int) string { return s[max(0, i-80):min(len(s), i+80)] }
 
 // TestTextWriterEdgeCases writes values and labels whose formatting is
 // special, and checks the cases left to the registry.
 func TestTextWriterEdgeCases(t *testing.T) {
-	var s seriesCache
-	send := func(ch chan prometheus.Metric, d *prometheus.Desc, v float64, lv ...string) {
-		s.send(ch, d, prometheus.GaugeValue, v, lv...)
+	send := func(ch chan prometheus.Metric, d *constmetric.Desc, v float64, lv ...string) {
+		ch <- d.MustNew(prometheus.GaugeValue, v, lv...)
 	}
-	lab := prometheus.NewDesc("node_edge", "Help with \\ and\nnewline.", []string{"b", "a"}, prometheus.Labels{"c": "const"})
-	ctr := prometheus.NewDesc("node_edge_total", "", nil, nil)
-	other := prometheus.NewDesc("node_edge", "Other help.", []string{"b", "a"}, nil)
+	lab := constmetric.NewDesc("node_edge", "Help with \\ and\nnewline.", []string{"b", "a"}, prometheus.Labels{"c": "const"})
+	ctr := constmetric.NewDesc("node_edge_total", "", nil, nil)
+	other := constmetric.NewDesc("node_edge", "Other help.", []string{"b", "a"}, nil)
 	hist := prometheus.MustNewConstHistogram(prometheus.NewDesc("node_h", "h", nil, nil), 1, 1, map[float64]uint64{1: 1})
 	collect := func(f func(ch chan prometheus.Metric)) []prometheus.Metric {
 		ch := make(chan prometheus.Metric, 100)
@@ -115,11 +76,10 @@ func TestTextWriterEdgeCases(t *testing.T) {
 			send(ch, lab, v, string(rune('a'+i)), `q"uo\te`+"\n")
 		}
 		send(ch, lab, negInf(), "z", "")
-		ch <- prometheus.MustNewConstMetric(ctr, prometheus.CounterValue, posInf())
-		ch <- prometheus.MustNewConstMetric(prometheus.NewDesc("node_nan", "n", nil, nil), prometheus.UntypedValue, nan())
+		ch <- ctr.MustNew(prometheus.CounterValue, posInf())
+		ch <- constmetric.NewDesc("node_nan", "n", nil, nil).MustNew(prometheus.UntypedValue, nan())
 	})
-	var infos descInfos
-	fams, err := textFamilies(plain, &infos)
+	fams, err := textFamilies(plain)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -131,19 +91,65 @@ func TestTextWriterEdgeCases(t *testing.T) {
 		t.Errorf("got\n%s\nwant\n%s", got.String(), want)
 	}
 
-	for name, ms := range map[string][]prometheus.Metric{
-		"histogram":         {hist},
-		"invalid metric":    {prometheus.NewInvalidMetric(lab, errors.New("broken"))},
-		"same series twice": collect(func(ch chan prometheus.Metric) { send(ch, lab, 1, "x", "y"); send(ch, lab, 2, "x", "y") }),
-		"one name, two helps": collect(func(ch chan prometheus.Metric) {
+	for _, tc := range []struct {
+		name, reason string
+		metrics      []prometheus.Metric
+	}{
+		{"histogram", reasonForeign, []prometheus.Metric{hist}},
+		{"invalid metric", reasonForeign, []prometheus.Metric{prometheus.NewInvalidMetric(lab.Desc(), errors.New("broken"))}},
+		{"client_golang constant metric", reasonForeign, []prometheus.Metric{prometheus.MustNewConstMetric(prometheus.NewDesc("node_c", "c", nil, nil), prometheus.GaugeValue, 1)}},
+		{"same series twice", reasonDuplicate, collect(func(ch chan prometheus.Metric) { send(ch, lab, 1, "x", "y"); send(ch, lab, 2, "x", "y") })},
+		{"one name, two helps", reasonConflict, collect(func(ch chan prometheus.Metric) {
 			send(ch, lab, 1, "x", "y")
-			ch <- prometheus.MustNewConstMetric(other, prometheus.GaugeValue, 1, "x", "z")
-		}),
-		"utf-8 metric name": {prometheus.MustNewConstMetric(prometheus.NewDesc("node.dotted", "d", nil, nil), prometheus.GaugeValue, 1)},
+			send(ch, other, 1, "x", "z")
+		})},
+		{"one name, two types", reasonConflict, collect(func(ch chan prometheus.Metric) {
+			send(ch, lab, 1, "x", "y")
+			ch <- lab.MustNew(prometheus.CounterValue, 1, "x", "z")
+		})},
+		{"utf-8 metric name", reasonQuoted, []prometheus.Metric{constmetric.NewDesc("node.dotted", "d", nil, nil).MustNew(prometheus.GaugeValue, 1)}},
 	} {
-		if _, err := textFamilies(ms, &infos); !errors.Is(err, errNotPlain) {
-			t.Errorf("%s: textFamilies error %v, want errNotPlain", name, err)
+		_, err := textFamilies(tc.metrics)
+		var np *notPlainError
+		if !errors.As(err, &np) || np.reason != tc.reason {
+			t.Errorf("%s: textFamilies error %v, want one for reason %s", tc.name, err, tc.reason)
 		}
+	}
+}
+
+// TestFallbacksCounted: a scrape the text writer leaves to the registry is
+// still served, and counted by reason in the exporter's own metrics.
+func TestFallbacksCounted(t *testing.T) {
+	hist := prometheus.MustNewConstHistogram(prometheus.NewDesc("node_h", "h", nil, nil), 1, 1, map[float64]uint64{1: 1})
+	reg := prometheus.NewRegistry()
+	e := newExporter(t, map[string]Collector{"textfile": fixedCollector{hist, gauge("node_g", "g", 1)}}, reg)
+	srv := httptest.NewServer(e.Handler(reg, nil))
+	defer srv.Close()
+	for range 2 {
+		resp, err := srv.Client().Get(srv.URL)
+		if err != nil {
+			t.Fatal(err)
+		}
+		body, _ := io.ReadAll(resp.Body)
+		resp.Body.Close()
+		for _, want := range []string{"node_h_bucket{le=\"1\"} 1", "node_g 1", `nodeexp_exposition_fallbacks_total{reason="foreign_metric"}`} {
+			if !strings.Contains(string(body), want) {
+				t.Errorf("response lacks %q:\n%s", want, body)
+			}
+		}
+	}
+	want := `
+# HELP nodeexp_exposition_fallbacks_total Scrapes whose text exposition was written by a prometheus.Registry (slower) instead of nodeexp's text writer, by reason.
+# TYPE nodeexp_exposition_fallbacks_total counter
+nodeexp_exposition_fallbacks_total{reason="duplicate_series"} 0
+nodeexp_exposition_fallbacks_total{reason="family_conflict"} 0
+nodeexp_exposition_fallbacks_total{reason="foreign_metric"} 2
+nodeexp_exposition_fallbacks_total{reason="quoted_name"} 0
+nodeexp_exposition_fallbacks_total{reason="self_gather_error"} 0
+nodeexp_exposition_fallbacks_total{reason="self_name_clash"} 0
+`
+	if err := testutil.GatherAndCompare(reg, strings.NewReader(want), "nodeexp_exposition_fallbacks_total"); err != nil {
+		t.Error(err)
 	}
 }
 

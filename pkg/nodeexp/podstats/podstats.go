@@ -79,10 +79,10 @@ type Collector struct {
 }
 
 type descs struct {
-	cpu, periods, throttledPeriods, throttled, memUsage, workingSet, oom, pids, ioRead, ioWrite *prometheus.Desc
+	cpu, periods, throttledPeriods, throttled, memUsage, workingSet, oom, pids, ioRead, ioWrite *constmetric.Desc
 	// PSI families of cpu, memory and io, in that order.
-	psiSome, psiFull [3]*prometheus.Desc
-	unnamed          *prometheus.Desc
+	psiSome, psiFull [3]*constmetric.Desc
+	unnamed          *constmetric.Desc
 }
 
 var podLabels = []string{"namespace", "pod", "uid"}
@@ -93,8 +93,8 @@ var podLabels = []string{"namespace", "pod", "uid"}
 // node's. Such pods are never silent: each is logged once, and
 // nodeexp_pod_unnamed counts them in every scrape.
 func New(cfg Config, pods PodLookup, logger *slog.Logger) *Collector {
-	d := func(name, help string) *prometheus.Desc {
-		return prometheus.NewDesc("nodeexp_pod_"+name, help, podLabels, nil)
+	d := func(name, help string) *constmetric.Desc {
+		return constmetric.NewDesc("nodeexp_pod_"+name, help, podLabels, nil)
 	}
 	c := &Collector{root: cfg.CgroupRoot, keep: cfg.KeepFilesOpen, pods: pods, logger: logger, sem: make(chan struct{}, 1), warned: map[string]uint64{}}
 	for i := range c.open {
@@ -116,7 +116,7 @@ func New(cfg Config, pods PodLookup, logger *slog.Logger) *Collector {
 		c.d.psiSome[i] = d("pressure_"+r+"_waiting_seconds_total", "Total time in seconds that tasks of the pod waited for "+r+" (PSI some).")
 		c.d.psiFull[i] = d("pressure_"+r+"_stalled_seconds_total", "Total time in seconds no task of the pod could make progress for lack of "+r+" (PSI full).")
 	}
-	c.d.unnamed = prometheus.NewDesc("nodeexp_pod_unnamed",
+	c.d.unnamed = constmetric.NewDesc("nodeexp_pod_unnamed",
 		"Pods of this scrape reported with empty namespace and pod labels: the pod lookup (the kubelet's pod log directory) could not name them.", nil, nil)
 	return c
 }
@@ -246,7 +246,7 @@ func labelPairs(labelValues []string) []*dto.LabelPair {
 	return pairs
 }
 
-func (e *emitter) send(d *prometheus.Desc, t prometheus.ValueType, v float64) {
+func (e *emitter) send(d *constmetric.Desc, t prometheus.ValueType, v float64) {
 	if len(e.slab) == cap(e.slab) {
 		e.slab = make([]constmetric.Metric, 0, maxPodSeries)
 	}

@@ -218,7 +218,7 @@ func TestMalformedFilesDoNotPanic(t *testing.T) {
 			}
 			close(ch)
 			for m := range ch {
-				if m.Desc().String() == New(Config{}, nil, discard()).d.workingSet.String() {
+				if m.Desc().String() == New(Config{}, nil, discard()).d.workingSet.Desc().String() {
 					if v := testutil.ToFloat64(prometheus.Collector(constCollector{m})); v < 0 {
 						t.Errorf("working set %v < 0", v)
 					}

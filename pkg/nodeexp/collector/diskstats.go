@@ -1,0 +1,170 @@
+package collector
+
+import (
+	"bufio"
+	"bytes"
+	"context"
+	"fmt"
+	"log/slog"
+	"os"
+	"path/filepath"
+	"regexp"
+	"strconv"
+	"strings"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs/blockdevice"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp"
+	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
+)
+
+// diskstatsCollector reports /proc/diskstats per whole disk, plus
+// node_disk_info and node_disk_filesystem_info from sysfs and udev.
+type diskstatsCollector struct {
+	series   seriesCache // label pairs of the series, across scrapes
+	fs       blockdevice.FS
+	path     string
+	udevPath string
+	exclude  *regexp.Regexp
+	logger   *slog.Logger
+	descs    [17]*constmetric.Desc
+	types    [17]prometheus.ValueType
+	info     *constmetric.Desc
+	fsInfo   *constmetric.Desc
+}
+
+var diskstatsNames = [17][2]string{
+	{"reads_completed_total", "The total number of reads completed successfully."},
+	{"reads_merged_total", "The total number of reads merged."},
+	{"read_bytes_total", "The total number of bytes read successfully."},
+	{"read_time_seconds_total", "The total number of seconds spent by all reads."},
+	{"writes_completed_total", "The total number of writes completed successfully."},
+	{"writes_merged_total", "The number of writes merged."},
+	{"written_bytes_total", "The total number of bytes written successfully."},
+	{"write_time_seconds_total", "This is the total number of seconds spent by all writes."},
+	{"io_now", "The number of I/Os currently in progress."},
+	{"io_time_seconds_total", "Total seconds spent doing I/Os."},
+	{"io_time_weighted_seconds_total", "The weighted # of seconds spent doing I/Os."},
+	{"discards_completed_total", "The total number of discards completed successfully."},
+	{"discards_merged_total", "The total number of discards merged."},
+	{"discarded_sectors_total", "The total number of sectors discarded successfully."},
+	{"discard_time_seconds_total", "This is the total number of seconds spent by all discards."},
+	{"flush_requests_total", "The total number of flush requests completed successfully"},
+	{"flush_requests_time_seconds_total", "This is the total number of seconds spent by all flush requests."},
+}
+
+const (
+	sectorSize     = 512   // /proc/diskstats counts 512-byte sectors whatever the device
+	secondsPerTick = 0.001 // and milliseconds
+)
+
+func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error) {
+	fs, err := blockdevice.NewFS(cfg.ProcPath, cfg.SysPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening block devices under %q and %q: %w", cfg.ProcPath, cfg.SysPath, err)
+	}
+	re, err := regexp.Compile(cfg.DiskstatsDeviceExclude)
+	if err != nil {
+		return nil, fmt.Errorf("compiling diskstats device-exclude: %w", err)
+	}
+	c := &diskstatsCollector{
+		fs:       fs,
+		path:     filepath.Join(cfg.ProcPath, "diskstats"),
+		udevPath: cfg.UdevDataPath,
+		exclude:  re,
+		logger:   logger,
+		info: constmetric.NewDesc("node_disk_info", "Info of /sys/block/<block_device>.",
+			[]string{"device", "major", "minor", "path", "wwn", "model", "serial", "revision", "rotational"}, nil),
+		fsInfo: constmetric.NewDesc("node_disk_filesystem_info", "Info about disk filesystem.",
+			[]string{"device", "type", "usage", "uuid", "version"}, nil),
+	}
+	for i, n := range diskstatsNames {
+		c.descs[i] = constmetric.NewDesc("node_disk_"+n[0], n[1], []string{"device"}, nil)
+		c.types[i] = prometheus.CounterValue
+	}
+	c.types[8] = prometheus.GaugeValue // io_now
+	return c, nil
+}
+
+func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	b, err := os.ReadFile(c.path)
+	if err != nil {
+		return fmt.Errorf("couldn't get diskstats: %w", err)
+	}
+	// Parsed here rather than with blockdevice.ProcDiskstats, which runs
+	// fmt.Sscanf over every line, loop devices included: excluded devices
+	// are skipped before any number is parsed.
+	for line := range bytes.Lines(b) {
+		f := strings.Fields(string(line))
+		if len(f) < 14 { // major, minor, name and at least 11 counters
+			continue
+		}
+		dev := f[2]
+		if c.exclude.MatchString(dev) {
+			continue
+		}
+		var v [17]float64
+		n := min(len(f)-3, len(v))
+		bad := false
+		for i := range n {
+			u, err := strconv.ParseUint(f[3+i], 10, 64)
+			if err != nil {
+				bad = true
+				break
+			}
+			v[i] = float64(u)
+		}
+		if bad {
+			continue
+		}
+		udev := c.udevProps(f[0], f[1])
+		serial := udev["SCSI_IDENT_SERIAL"]
+		if serial == "" {
+			serial = udev["ID_SERIAL_SHORT"]
+		}
+		if serial == "" {
+			serial = udev["ID_SERIAL"]
+		}
+		rot := "0"
+		if r, err := c.fs.SysBlockDeviceRotational(dev); err == nil && r == 1 {
+			rot = "1"
+		}
+		c.series.send(ch, c.info, prometheus.GaugeValue, 1, dev, f[0], f[1],
+			udev["ID_PATH"], udev["ID_WWN"], udev["ID_MODEL"], serial, udev["ID_REVISION"], rot)
+		// Sectors are 512 bytes whatever the device; times are in ms.
+		for _, i := range []int{2, 6} {
+			v[i] *= sectorSize
+		}
+		for _, i := range []int{3, 7, 9, 10, 14, 16} {
+			v[i] *= secondsPerTick
+		}
+		// Older kernels print fewer columns: only report what exists.
+		for i := range n {
+			c.series.send(ch, c.descs[i], c.types[i], v[i], dev)
+		}
+		if t := udev["ID_FS_TYPE"]; t != "" {
+			c.series.send(ch, c.fsInfo, prometheus.GaugeValue, 1, dev, t, udev["ID_FS_USAGE"], udev["ID_FS_UUID"], udev["ID_FS_VERSION"])
+		}
+	}
+	return nil
+}
+
+// udevProps reads the E: (environment) lines of udev's database entry for a
+// block device; a missing database (containers, no udev) yields no labels.
+func (c *diskstatsCollector) udevProps(major, minor string) map[string]string {
+	b, err := os.ReadFile(filepath.Join(c.udevPath, "b"+major+":"+minor))
+	if err != nil {
+		return nil
+	}
+	props := map[string]string{}
+	s := bufio.NewScanner(bytes.NewReader(b))
+	for s.Scan() {
+		if kv, ok := strings.CutPrefix(s.Text(), "E:"); ok {
+			if k, v, ok := strings.Cut(kv, "="); ok {
+				props[k] = strings.ToValidUTF8(v, "\uFFFD")
+			}
+		}
+	}
+	return props
+}
