@@ -17,25 +17,18 @@ import (
 	dto "github.com/prometheus/client_model/go"
 )
 
-// nodeMixinRules finds the rendered node-mixin rules shared with the
-// project (shared/compat beside the repository), or $NODE_MIXIN_RULES.
+// nodeMixinRules returns the node-mixin's rendered rules: the copy in
+// testdata, or $NODE_MIXIN_RULES.
 func nodeMixinRules(t *testing.T) string {
 	t.Helper()
 	if p := os.Getenv("NODE_MIXIN_RULES"); p != "" {
 		return p
 	}
-	dir, err := filepath.Abs(".")
+	p, err := filepath.Abs(filepath.Join("testdata", "node-mixin-rules.yml"))
 	if err != nil {
 		t.Fatal(err)
 	}
-	for ; dir != filepath.Dir(dir); dir = filepath.Dir(dir) {
-		p := filepath.Join(dir, "shared", "compat", "node-mixin-rules.yml")
-		if _, err := os.Stat(p); err == nil {
-			return p
-		}
-	}
-	t.Skip("node-mixin rules not found (shared/compat/node-mixin-rules.yml or $NODE_MIXIN_RULES)")
-	return ""
+	return p
 }
 
 // TestPromtoolNodeMixinRules evaluates the node-mixin's recording rules with
