@@ -17,9 +17,10 @@ import (
 // arpCollector counts neighbour entries per device from /proc/net/arp (the
 // "Node Exporter Full" dashboard graphs it).
 type arpCollector struct {
-	series seriesCache // label pairs of the series, across scrapes
-	fs     procfs.FS
-	desc   *constmetric.Desc
+	series  seriesCache // label pairs of the series, across scrapes
+	fs      procfs.FS
+	devices deviceFilter
+	desc    *constmetric.Desc
 }
 
 func newARPCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
@@ -27,7 +28,11 @@ func newARPCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
 	}
-	return &arpCollector{fs: fs, desc: constmetric.NewDesc("node_arp_entries", "ARP entries by device", []string{"device"}, nil)}, nil
+	devices, err := newDeviceFilter(cfg.ArpDeviceInclude, cfg.ArpDeviceExclude)
+	if err != nil {
+		return nil, fmt.Errorf("compiling the arp device filters: %w", err)
+	}
+	return &arpCollector{fs: fs, devices: devices, desc: constmetric.NewDesc("node_arp_entries", "ARP entries by device", []string{"device"}, nil)}, nil
 }
 
 func (c *arpCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
@@ -37,7 +42,9 @@ func (c *arpCollector) Update(_ context.Context, ch chan<- prometheus.Metric) er
 	}
 	n := map[string]int{}
 	for _, e := range entries {
-		n[e.Device]++
+		if !c.devices.ignored(e.Device) {
+			n[e.Device]++
+		}
 	}
 	for _, dev := range slices.Sorted(maps.Keys(n)) {
 		c.series.send(ch, c.desc, prometheus.GaugeValue, float64(n[dev]), dev)

@@ -2,28 +2,46 @@ package collector
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"maps"
+	"os"
 	"path/filepath"
+	"regexp"
 	"slices"
 	"strconv"
 	"sync"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs"
+	"github.com/prometheus/procfs/sysfs"
 
 	"github.com/nodekit/nodekit/pkg/nodeexp"
 	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
-// cpuCollector reports per-CPU time from /proc/stat.
+// cpuCollector reports per-CPU time from /proc/stat and, from sysfs, which
+// CPUs are online and isolated and how often their cores and packages were
+// thermally throttled; with --collector.cpu.info, /proc/cpuinfo too.
 type cpuCollector struct {
 	series seriesCache // label pairs of the series, across scrapes
 	fs     procfs.FS
+	sysfs  sysfs.FS
 	logger *slog.Logger
 	cpu    *constmetric.Desc
 	guest  *constmetric.Desc
+	// withGuest is --collector.cpu.guest.
+	withGuest bool
+
+	// From sysfs.
+	sysPath                         string
+	isolated                        []uint16 // read once, as node_exporter does
+	isolatedDesc, online            *constmetric.Desc
+	coreThrottles, packageThrottles *constmetric.Desc
+	info, freq, flagInfo, bugInfo   *constmetric.Desc
+	withInfo, withFreq              bool
+	flagsInclude, bugsInclude       *regexp.Regexp // nil: none reported
 
 	// Some kernels (and CPU hotplug) make counters go backwards; like
 	// node_exporter, keep the last value seen so rate() never sees a reset
@@ -41,16 +59,59 @@ func newCPUCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error
 	if err != nil {
 		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
 	}
-	return &cpuCollector{
-		fs:     fs,
-		path:   filepath.Join(cfg.ProcPath, "stat"),
-		logger: logger,
+	sfs, err := sysfs.NewFS(cfg.SysPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening sysfs %q: %w", cfg.SysPath, err)
+	}
+	isolated, err := sfs.IsolatedCPUs()
+	if err != nil && !errors.Is(err, os.ErrNotExist) {
+		return nil, fmt.Errorf("reading isolated CPUs: %w", err)
+	}
+	c := &cpuCollector{
+		fs:        fs,
+		sysfs:     sfs,
+		sysPath:   cfg.SysPath,
+		path:      filepath.Join(cfg.ProcPath, "stat"),
+		logger:    logger,
+		withGuest: cfg.CPUGuest,
+		isolated:  isolated,
 		cpu: constmetric.NewDesc("node_cpu_seconds_total",
 			"Seconds the CPUs spent in each mode.", []string{"cpu", "mode"}, nil),
 		guest: constmetric.NewDesc("node_cpu_guest_seconds_total",
 			"Seconds the CPUs spent in guests (VMs) for each mode.", []string{"cpu", "mode"}, nil),
-		last: make(map[int64]procfs.CPUStat),
-	}, nil
+		isolatedDesc: constmetric.NewDesc("node_cpu_isolated",
+			"Whether each core is isolated, information from /sys/devices/system/cpu/isolated.", []string{"cpu"}, nil),
+		online: constmetric.NewDesc("node_cpu_online", "CPUs that are online and being scheduled.", []string{"cpu"}, nil),
+		coreThrottles: constmetric.NewDesc("node_cpu_core_throttles_total",
+			"Number of times this CPU core has been throttled.", []string{"package", "core"}, nil),
+		packageThrottles: constmetric.NewDesc("node_cpu_package_throttles_total",
+			"Number of times this CPU package has been throttled.", []string{"package"}, nil),
+		info: constmetric.NewDesc("node_cpu_info", "CPU information from /proc/cpuinfo.",
+			[]string{"package", "core", "cpu", "vendor", "family", "model", "model_name", "microcode", "stepping", "cachesize"}, nil),
+		freq: constmetric.NewDesc("node_cpu_frequency_hertz", "CPU frequency in hertz from /proc/cpuinfo.",
+			[]string{"package", "core", "cpu"}, nil),
+		flagInfo: constmetric.NewDesc("node_cpu_flag_info",
+			"The `flags` field of CPU information from /proc/cpuinfo taken from the first core.", []string{"flag"}, nil),
+		bugInfo: constmetric.NewDesc("node_cpu_bug_info",
+			"The `bugs` field of CPU information from /proc/cpuinfo taken from the first core.", []string{"bug"}, nil),
+		// As node_exporter: an include filter turns the info on.
+		withInfo: cfg.CPUInfo || cfg.CPUInfoFlagsInclude != "" || cfg.CPUInfoBugsInclude != "",
+		// The frequency series would repeat the cpufreq collector's.
+		withFreq: cfg.enabled("cpufreq"),
+		last:     make(map[int64]procfs.CPUStat),
+	}
+	for _, f := range []struct {
+		re  **regexp.Regexp
+		src string
+	}{{&c.flagsInclude, cfg.CPUInfoFlagsInclude}, {&c.bugsInclude, cfg.CPUInfoBugsInclude}} {
+		if f.src == "" {
+			continue
+		}
+		if *f.re, err = regexp.Compile(f.src); err != nil {
+			return nil, fmt.Errorf("compiling --collector.cpu.info.flags-include or bugs-include: %w", err)
+		}
+	}
+	return c, nil
 }
 
 // jumpBackSeconds: an idle counter dropping by more than this is a hotplug
@@ -58,6 +119,11 @@ func newCPUCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error
 const jumpBackSeconds = 3.0
 
 func (c *cpuCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	if c.withInfo {
+		if err := c.updateInfo(ch); err != nil {
+			return err
+		}
+	}
 	c.bufMu.Lock()
 	var err error
 	c.buf, err = readFileInto(c.path, c.buf)
@@ -79,10 +145,116 @@ func (c *cpuCollector) Update(_ context.Context, ch chan<- prometheus.Metric) er
 		}{{"user", s.User}, {"nice", s.Nice}, {"system", s.System}, {"idle", s.Idle}, {"iowait", s.Iowait}, {"irq", s.IRQ}, {"softirq", s.SoftIRQ}, {"steal", s.Steal}} {
 			c.series.send(ch, c.cpu, prometheus.CounterValue, m.v, n, m.mode)
 		}
-		c.series.send(ch, c.guest, prometheus.CounterValue, s.Guest, n, "user")
-		c.series.send(ch, c.guest, prometheus.CounterValue, s.GuestNice, n, "nice")
+		if c.withGuest {
+			c.series.send(ch, c.guest, prometheus.CounterValue, s.Guest, n, "user")
+			c.series.send(ch, c.guest, prometheus.CounterValue, s.GuestNice, n, "nice")
+		}
+	}
+	for _, id := range c.isolated {
+		c.series.send(ch, c.isolatedDesc, prometheus.GaugeValue, 1, strconv.Itoa(int(id)))
+	}
+	cpus, err := c.sysfs.CPUs()
+	if err != nil {
+		return fmt.Errorf("listing CPUs in sysfs: %w", err)
+	}
+	c.updateThrottles(ch, cpus)
+	c.updateOnline(ch, cpus)
+	return nil
+}
+
+// updateInfo reports /proc/cpuinfo: one info series per CPU, their
+// frequencies, and the first CPU's flags and bugs that match the filters.
+func (c *cpuCollector) updateInfo(ch chan<- prometheus.Metric) error {
+	info, err := c.fs.CPUInfo()
+	if err != nil {
+		return fmt.Errorf("couldn't get cpuinfo: %w", err)
+	}
+	for _, p := range info {
+		c.series.send(ch, c.info, prometheus.GaugeValue, 1, p.PhysicalID, p.CoreID, strconv.Itoa(int(p.Processor)),
+			p.VendorID, p.CPUFamily, p.Model, p.ModelName, p.Microcode, p.Stepping, p.CacheSize)
+	}
+	if c.withFreq {
+		for _, p := range info {
+			c.series.send(ch, c.freq, prometheus.GaugeValue, p.CPUMHz*1e6, p.PhysicalID, p.CoreID, strconv.Itoa(int(p.Processor)))
+		}
+	}
+	if len(info) == 0 {
+		return nil
+	}
+	for _, f := range []struct {
+		values []string
+		re     *regexp.Regexp
+		desc   *constmetric.Desc
+	}{{info[0].Flags, c.flagsInclude, c.flagInfo}, {info[0].Bugs, c.bugsInclude, c.bugInfo}} {
+		if f.re == nil {
+			continue
+		}
+		for _, v := range f.values {
+			if f.re.MatchString(v) {
+				c.series.send(ch, f.desc, prometheus.GaugeValue, 1, v)
+			}
+		}
 	}
 	return nil
+}
+
+// updateThrottles reports the thermal throttle counts of each core and
+// package, read from the first CPU of each (their siblings repeat them).
+func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric, cpus []sysfs.CPU) {
+	type core struct{ pkg, core uint64 }
+	pkgs := map[uint64]uint64{}
+	cores := map[core]uint64{}
+	seenPkg := map[uint64]bool{}
+	seenCore := map[core]bool{}
+	for _, cpu := range cpus {
+		dir := string(cpu)
+		pkg, err := readUint(filepath.Join(dir, "topology", "physical_package_id"))
+		if err != nil {
+			continue
+		}
+		id, err := readUint(filepath.Join(dir, "topology", "core_id"))
+		if err != nil {
+			continue
+		}
+		k := core{pkg, id}
+		if !seenCore[k] {
+			seenCore[k] = true
+			if n, err := readUint(filepath.Join(dir, "thermal_throttle", "core_throttle_count")); err == nil {
+				cores[k] = n
+			}
+		}
+		if !seenPkg[pkg] {
+			seenPkg[pkg] = true
+			if n, err := readUint(filepath.Join(dir, "thermal_throttle", "package_throttle_count")); err == nil {
+				pkgs[pkg] = n
+			}
+		}
+	}
+	for pkg, n := range pkgs {
+		c.series.send(ch, c.packageThrottles, prometheus.CounterValue, float64(n), strconv.FormatUint(pkg, 10))
+	}
+	for k, n := range cores {
+		c.series.send(ch, c.coreThrottles, prometheus.CounterValue, float64(n), strconv.FormatUint(k.pkg, 10), strconv.FormatUint(k.core, 10))
+	}
+}
+
+// updateOnline reports which CPUs are online. Kernels that cannot take
+// the first CPU offline give it no online file; node_exporter then reports
+// none, and so does nodeexp.
+func (c *cpuCollector) updateOnline(ch chan<- prometheus.Metric, cpus []sysfs.CPU) {
+	if len(cpus) == 0 {
+		return
+	}
+	if _, err := cpus[0].Online(); errors.Is(err, os.ErrNotExist) {
+		return
+	}
+	for _, cpu := range cpus {
+		v := 0.0
+		if on, _ := cpu.Online(); on {
+			v = 1
+		}
+		c.series.send(ch, c.online, prometheus.GaugeValue, v, cpu.Number())
+	}
 }
 
 func (c *cpuCollector) monotonic(cur map[int64]procfs.CPUStat) map[int64]procfs.CPUStat {

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"strconv"
 	"strings"
 
@@ -26,7 +25,7 @@ type diskstatsCollector struct {
 	fs       blockdevice.FS
 	path     string
 	udevPath string
-	exclude  *regexp.Regexp
+	devices  deviceFilter
 	logger   *slog.Logger
 	descs    [17]*constmetric.Desc
 	types    [17]prometheus.ValueType
@@ -64,15 +63,15 @@ func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector,
 	if err != nil {
 		return nil, fmt.Errorf("opening block devices under %q and %q: %w", cfg.ProcPath, cfg.SysPath, err)
 	}
-	re, err := regexp.Compile(cfg.DiskstatsDeviceExclude)
+	devices, err := newDeviceFilter(cfg.DiskstatsDeviceInclude, cfg.DiskstatsDeviceExclude)
 	if err != nil {
-		return nil, fmt.Errorf("compiling diskstats device-exclude: %w", err)
+		return nil, fmt.Errorf("compiling the diskstats device filters: %w", err)
 	}
 	c := &diskstatsCollector{
 		fs:       fs,
 		path:     filepath.Join(cfg.ProcPath, "diskstats"),
 		udevPath: cfg.UdevDataPath,
-		exclude:  re,
+		devices:  devices,
 		logger:   logger,
 		info: constmetric.NewDesc("node_disk_info", "Info of /sys/block/<block_device>.",
 			[]string{"device", "major", "minor", "path", "wwn", "model", "serial", "revision", "rotational"}, nil),
@@ -101,7 +100,7 @@ func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 			continue
 		}
 		dev := f[2]
-		if c.exclude.MatchString(dev) {
+		if c.devices.ignored(dev) {
 			continue
 		}
 		var v [17]float64

@@ -8,7 +8,6 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
-	"regexp"
 	"slices"
 	"strconv"
 	"strings"
@@ -32,14 +31,14 @@ type StatfsFunc func(path string, buf *unix.Statfs_t) error
 // the pending call returns, so a hung mount costs one goroutine, not one per
 // scrape, and never delays the scrape.
 type filesystemCollector struct {
-	series    seriesCache // label pairs of the series, across scrapes
-	procPath  string
-	rootPath  string
-	mpExclude *regexp.Regexp
-	fsExclude *regexp.Regexp
-	timeout   time.Duration
-	statfs    StatfsFunc
-	logger    *slog.Logger
+	series      seriesCache // label pairs of the series, across scrapes
+	procPath    string
+	rootPath    string
+	mountPoints deviceFilter
+	fsTypes     deviceFilter
+	timeout     time.Duration
+	statfs      StatfsFunc
+	logger      *slog.Logger
 
 	size, free, avail, files, filesFree, purgeable, ro, devErr, mountInfo *constmetric.Desc
 
@@ -63,13 +62,13 @@ type filesystemCollector struct {
 var filesystemLabels = []string{"device", "mountpoint", "fstype", "device_error"}
 
 func newFilesystemCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error) {
-	mp, err := regexp.Compile(cfg.MountPointsExclude)
+	mp, err := newDeviceFilter(cfg.MountPointsInclude, cfg.MountPointsExclude)
 	if err != nil {
-		return nil, fmt.Errorf("compiling mount-points-exclude: %w", err)
+		return nil, fmt.Errorf("compiling the mount-points filters: %w", err)
 	}
-	ft, err := regexp.Compile(cfg.FSTypesExclude)
+	ft, err := newDeviceFilter(cfg.FSTypesInclude, cfg.FSTypesExclude)
 	if err != nil {
-		return nil, fmt.Errorf("compiling fs-types-exclude: %w", err)
+		return nil, fmt.Errorf("compiling the fs-types filters: %w", err)
 	}
 	statfs := cfg.Statfs
 	if statfs == nil {
@@ -79,21 +78,21 @@ func newFilesystemCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector
 		return constmetric.NewDesc("node_filesystem_"+name, help, filesystemLabels, nil)
 	}
 	return &filesystemCollector{
-		procPath:  cfg.ProcPath,
-		rootPath:  cfg.RootPath,
-		mpExclude: mp,
-		fsExclude: ft,
-		timeout:   cfg.MountTimeout,
-		statfs:    statfs,
-		logger:    logger,
-		size:      d("size_bytes", "Filesystem size in bytes."),
-		free:      d("free_bytes", "Filesystem free space in bytes."),
-		avail:     d("avail_bytes", "Filesystem space available to non-root users in bytes."),
-		files:     d("files", "Filesystem total file nodes."),
-		filesFree: d("files_free", "Filesystem total free file nodes."),
-		purgeable: d("purgeable_bytes", "Filesystem space available including purgeable space (MacOS specific)."),
-		ro:        d("readonly", "Filesystem read-only status."),
-		devErr:    d("device_error", "Whether an error occurred while getting statistics for the given device."),
+		procPath:    cfg.ProcPath,
+		rootPath:    cfg.RootPath,
+		mountPoints: mp,
+		fsTypes:     ft,
+		timeout:     cfg.MountTimeout,
+		statfs:      statfs,
+		logger:      logger,
+		size:        d("size_bytes", "Filesystem size in bytes."),
+		free:        d("free_bytes", "Filesystem free space in bytes."),
+		avail:       d("avail_bytes", "Filesystem space available to non-root users in bytes."),
+		files:       d("files", "Filesystem total file nodes."),
+		filesFree:   d("files_free", "Filesystem total free file nodes."),
+		purgeable:   d("purgeable_bytes", "Filesystem space available including purgeable space (MacOS specific)."),
+		ro:          d("readonly", "Filesystem read-only status."),
+		devErr:      d("device_error", "Whether an error occurred while getting statistics for the given device."),
 		mountInfo: constmetric.NewDesc("node_filesystem_mount_info", "Filesystem mount information.",
 			[]string{"device", "major", "minor", "mountpoint"}, nil),
 		stuck:  make(map[string]bool),
@@ -303,7 +302,7 @@ func (c *filesystemCollector) parseMount(line string) *mountLine {
 		major:      strconv.Itoa(maj),
 		minor:      strconv.Itoa(mnr),
 	}
-	m := &mountLine{labels: l, skip: c.mpExclude.MatchString(l.mountPoint) || c.fsExclude.MatchString(l.fsType)}
+	m := &mountLine{labels: l, skip: c.mountPoints.ignored(l.mountPoint) || c.fsTypes.ignored(l.fsType)}
 	if hasOption(f[5], "ro") || hasOption(f[sep+3], "ro") || hasOption(f[sep+3], "emergency_ro") {
 		m.ro = 1
 	}

@@ -131,8 +131,9 @@ func newExporter(t testing.TB, cfg Config) *nodeexp.Exporter {
 	return e
 }
 
-// fakeSyscalls replaces the clock, adjtimex and uname of the collectors
-// that use them, so their output is the same on every machine.
+// fakeSyscalls replaces the clock, adjtimex, uname and SELinux state of
+// the collectors that use them, so their output is the same on every
+// machine.
 func fakeSyscalls(cs map[string]nodeexp.Collector) {
 	if c, ok := cs["time"].(*timeCollector); ok {
 		c.clock = func() time.Time { return time.Unix(1700000000, 500000000).UTC() }
@@ -142,6 +143,10 @@ func fakeSyscalls(cs map[string]nodeexp.Collector) {
 			*tx = unix.Timex{Offset: -1500, Freq: 655360, Maxerror: 16000, Esterror: 8000, Status: 0x2001, Constant: 2, Tick: 10000, Tai: 37}
 			return 0, nil
 		}
+	}
+	if c, ok := cs["selinux"].(*selinuxCollector); ok {
+		// No selinuxfs: the golden file must not depend on the machine.
+		c.sysMount, c.filesystems = "/nonexistent/selinuxfs", "/nonexistent/filesystems"
 	}
 	if c, ok := cs["uname"].(*unameCollector); ok {
 		c.uname = func(u *unix.Utsname) error {

@@ -138,6 +138,16 @@ func nodeExporterBinary(t *testing.T) string {
 // is guessed) and returns one scrape.
 func scrapeNodeExporter(t *testing.T, bin string, collectors []string) map[string]*dto.MetricFamily {
 	t.Helper()
+	args := []string{"--collector.disable-defaults"}
+	for _, c := range collectors {
+		args = append(args, "--collector."+c)
+	}
+	return scrapeNodeExporterWith(t, bin, args)
+}
+
+// scrapeNodeExporterWith runs node_exporter with args and returns one scrape.
+func scrapeNodeExporterWith(t *testing.T, bin string, args []string) map[string]*dto.MetricFamily {
+	t.Helper()
 	ln, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -148,10 +158,7 @@ func scrapeNodeExporter(t *testing.T, bin string, collectors []string) map[strin
 		t.Fatal(err)
 	}
 	defer lf.Close()
-	args := []string{"--web.systemd-socket", "--collector.disable-defaults", "--log.level=error"}
-	for _, c := range collectors {
-		args = append(args, "--collector."+c)
-	}
+	args = append([]string{"--web.systemd-socket", "--log.level=error"}, args...)
 	// LISTEN_PID must be the exporter's own PID: sh sets it to $$ and execs.
 	cmd := exec.Command("sh", append([]string{"-c", `LISTEN_PID=$$ exec "$0" "$@"`, bin}, args...)...)
 	cmd.Env = append(os.Environ(), "LISTEN_FDS=1")

@@ -35,16 +35,25 @@ type descCache struct {
 }
 
 func (c *descCache) get(name, help string, labels ...string) *constmetric.Desc {
+	return c.getKeyed(name, name, help, labels...)
+}
+
+// getKeyed is get for families whose descriptors differ by more than
+// their name (label names that vary per device): key tells them apart.
+func (c *descCache) getKeyed(key, name, help string, labels ...string) *constmetric.Desc {
 	c.mu.Lock()
 	defer c.mu.Unlock()
-	if d, ok := c.m[name]; ok {
+	if d, ok := c.m[key]; ok {
 		return d
 	}
 	if c.m == nil {
 		c.m = make(map[string]*constmetric.Desc)
 	}
 	d := constmetric.NewDesc(name, help, labels, nil)
-	c.m[name] = d
+	// Bound the cache should a kernel produce endless names.
+	if len(c.m) < 10000 {
+		c.m[key] = d
+	}
 	return d
 }
 

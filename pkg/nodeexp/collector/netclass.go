@@ -36,10 +36,12 @@ type netclassCollector struct {
 	fs      sysfs.FS
 	sysPath string
 	ignore  *regexp.Regexp
-	logger  *slog.Logger
-	up      *constmetric.Desc
-	info    *constmetric.Desc
-	props   [len(netclassProps)]*constmetric.Desc
+	// ignoreInvalidSpeed is --collector.netclass.ignore-invalid-speed.
+	ignoreInvalidSpeed bool
+	logger             *slog.Logger
+	up                 *constmetric.Desc
+	info               *constmetric.Desc
+	props              [len(netclassProps)]*constmetric.Desc
 
 	// sem lets one Update at a time own the open files (an overlapping
 	// scrape reads the plain way).
@@ -129,11 +131,12 @@ func newNetclassCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, 
 		return nil, fmt.Errorf("compiling netclass ignored-devices: %w", err)
 	}
 	c := &netclassCollector{
-		fs:      fs,
-		sysPath: cfg.SysPath,
-		ignore:  re,
-		logger:  logger,
-		up:      constmetric.NewDesc("node_network_up", "Value is 1 if operstate is 'up', 0 otherwise.", []string{"device"}, nil),
+		fs:                 fs,
+		sysPath:            cfg.SysPath,
+		ignore:             re,
+		ignoreInvalidSpeed: cfg.NetclassIgnoreInvalidSpeed,
+		logger:             logger,
+		up:                 constmetric.NewDesc("node_network_up", "Value is 1 if operstate is 'up', 0 otherwise.", []string{"device"}, nil),
 		info: constmetric.NewDesc("node_network_info", "Non-numeric data from /sys/class/net/<iface>, value is always 1.",
 			[]string{"device", "address", "broadcast", "duplex", "operstate", "adminstate", "ifalias"}, nil),
 		sem:  make(chan struct{}, 1),
@@ -186,6 +189,9 @@ func (c *netclassCollector) Update(ctx context.Context, ch chan<- prometheus.Met
 			v, ok := r.num(p.attr)
 			if !ok {
 				continue
+			}
+			if p.attr == aSpeed && v < 0 && c.ignoreInvalidSpeed {
+				continue // -1: the link is down or the driver does not say
 			}
 			if p.attr == aSpeed {
 				// sysfs reports Mbit/s; node_exporter exports bytes/s,

@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"path/filepath"
-	"regexp"
 	"slices"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -24,7 +23,7 @@ type netdevCollector struct {
 	series  seriesCache // label pairs of the series, across scrapes
 	fs      procfs.FS
 	sysPath string
-	exclude *regexp.Regexp
+	devices deviceFilter
 	descs   [17]*constmetric.Desc
 }
 
@@ -40,11 +39,11 @@ func newNetdevCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) 
 	if err != nil {
 		return nil, fmt.Errorf("opening procfs %q: %w", cfg.ProcPath, err)
 	}
-	re, err := regexp.Compile(cfg.NetdevDeviceExclude)
+	devices, err := newDeviceFilter(cfg.NetdevDeviceInclude, cfg.NetdevDeviceExclude)
 	if err != nil {
-		return nil, fmt.Errorf("compiling netdev device-exclude: %w", err)
+		return nil, fmt.Errorf("compiling the netdev device filters: %w", err)
 	}
-	c := &netdevCollector{fs: fs, sysPath: cfg.SysPath, exclude: re}
+	c := &netdevCollector{fs: fs, sysPath: cfg.SysPath, devices: devices}
 	for i, n := range netdevNames {
 		c.descs[i] = constmetric.NewDesc("node_network_"+n+"_total", "Network device statistic "+n+".", []string{"device"}, nil)
 	}
@@ -57,7 +56,7 @@ func (c *netdevCollector) Update(_ context.Context, ch chan<- prometheus.Metric)
 		return fmt.Errorf("couldn't get netstats: %w", err)
 	}
 	for _, name := range slices.Sorted(maps.Keys(nd)) {
-		if c.exclude.MatchString(name) {
+		if c.devices.ignored(name) {
 			continue
 		}
 		l := nd[name]

@@ -57,7 +57,9 @@ func (c *pressureCollector) Update(_ context.Context, ch chan<- prometheus.Metri
 		case err != nil:
 			return fmt.Errorf("failed to retrieve pressure stats for %s: %w", res, err)
 		}
-		sec := func(l *procfs.PSILine) float64 { return float64(l.Total) / 1e6 }
+		// Microseconds to seconds as node_exporter divides them, so the
+		// floats are the same.
+		sec := func(l *procfs.PSILine) float64 { return float64(l.Total) / 1000.0 / 1000.0 }
 		switch {
 		case res == "cpu" && v.Some != nil:
 			c.series.send(ch, c.cpu, prometheus.CounterValue, sec(v.Some))

@@ -131,7 +131,8 @@ func readTextfile(path string) (map[string]*dto.MetricFamily, float64, error) {
 	if err != nil {
 		return nil, 0, fmt.Errorf("stat %s: %w", path, err)
 	}
-	return mfs, float64(st.ModTime().UnixNano()) / 1e9, nil
+	// Whole seconds, as node_exporter reports them.
+	return mfs, float64(st.ModTime().UnixNano() / 1e9), nil
 }
 
 // convertFamily turns a parsed family into constant metrics. Series lacking

@@ -1,0 +1,59 @@
+package collector
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"log/slog"
+	"os"
+	"syscall"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/procfs/sysfs"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp"
+	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
+)
+
+// thermalZoneCollector reports thermal zones and cooling devices
+// (/sys/class/thermal).
+type thermalZoneCollector struct {
+	series             seriesCache
+	fs                 sysfs.FS
+	temp, cur, maxStat *constmetric.Desc
+}
+
+func newThermalZoneCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
+	fs, err := sysfs.NewFS(cfg.SysPath)
+	if err != nil {
+		return nil, fmt.Errorf("opening sysfs %q: %w", cfg.SysPath, err)
+	}
+	return &thermalZoneCollector{
+		fs:      fs,
+		temp:    constmetric.NewDesc("node_thermal_zone_temp", "Zone temperature in Celsius", []string{"zone", "type"}, nil),
+		cur:     constmetric.NewDesc("node_cooling_device_cur_state", "Current throttle state of the cooling device", []string{"name", "type"}, nil),
+		maxStat: constmetric.NewDesc("node_cooling_device_max_state", "Maximum throttle state of the cooling device", []string{"name", "type"}, nil),
+	}, nil
+}
+
+func (c *thermalZoneCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	zones, err := c.fs.ClassThermalZoneStats()
+	switch {
+	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrInvalid), errors.Is(err, syscall.EINVAL):
+		return fmt.Errorf("could not read thermal zones: %w", errors.Join(nodeexp.ErrNoData, err))
+	case err != nil:
+		return fmt.Errorf("couldn't get thermal zones: %w", err)
+	}
+	for _, z := range zones {
+		c.series.send(ch, c.temp, prometheus.GaugeValue, float64(z.Temp)/1000.0, z.Name, z.Type)
+	}
+	devices, err := c.fs.ClassCoolingDeviceStats()
+	if err != nil {
+		return fmt.Errorf("couldn't get cooling devices: %w", err)
+	}
+	for _, d := range devices {
+		c.series.send(ch, c.cur, prometheus.GaugeValue, float64(d.CurState), d.Name, d.Type)
+		c.series.send(ch, c.maxStat, prometheus.GaugeValue, float64(d.MaxState), d.Name, d.Type)
+	}
+	return nil
+}
