@@ -31,6 +31,12 @@ type diskstatsCollector struct {
 	types    [17]prometheus.ValueType
 	info     *constmetric.Desc
 	fsInfo   *constmetric.Desc
+	dmInfo   *constmetric.Desc
+	// ata are the ATA properties udev records, by udev key.
+	ata [3]struct {
+		key  string
+		desc *constmetric.Desc
+	}
 }
 
 var diskstatsNames = [17][2]string{
@@ -77,6 +83,15 @@ func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector,
 			[]string{"device", "major", "minor", "path", "wwn", "model", "serial", "revision", "rotational"}, nil),
 		fsInfo: constmetric.NewDesc("node_disk_filesystem_info", "Info about disk filesystem.",
 			[]string{"device", "type", "usage", "uuid", "version"}, nil),
+		dmInfo: constmetric.NewDesc("node_disk_device_mapper_info", "Info about disk device mapper.",
+			[]string{"device", "name", "uuid", "vg_name", "lv_name", "lv_layer"}, nil),
+	}
+	for i, a := range [3][3]string{
+		{"ID_ATA_WRITE_CACHE", "ata_write_cache", "ATA disk has a write cache."},
+		{"ID_ATA_WRITE_CACHE_ENABLED", "ata_write_cache_enabled", "ATA disk has its write cache enabled."},
+		{"ID_ATA_ROTATION_RATE_RPM", "ata_rotation_rate_rpm", "ATA disk rotation rate in RPMs (0 for SSDs)."},
+	} {
+		c.ata[i].key, c.ata[i].desc = a[0], constmetric.NewDesc("node_disk_"+a[1], a[2], []string{"device"}, nil)
 	}
 	for i, n := range diskstatsNames {
 		c.descs[i] = constmetric.NewDesc("node_disk_"+n[0], n[1], []string{"device"}, nil)
@@ -144,6 +159,22 @@ func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 		}
 		if t := udev["ID_FS_TYPE"]; t != "" {
 			c.series.send(ch, c.fsInfo, prometheus.GaugeValue, 1, dev, t, udev["ID_FS_USAGE"], udev["ID_FS_UUID"], udev["ID_FS_VERSION"])
+		}
+		if name := udev["DM_NAME"]; name != "" {
+			c.series.send(ch, c.dmInfo, prometheus.GaugeValue, 1, dev, name, udev["DM_UUID"], udev["DM_VG_NAME"], udev["DM_LV_NAME"], udev["DM_LV_LAYER"])
+		}
+		if udev["ID_ATA"] != "" {
+			for _, a := range c.ata {
+				s, ok := udev[a.key]
+				if !ok {
+					continue
+				}
+				if v, err := strconv.ParseFloat(s, 64); err == nil {
+					c.series.send(ch, a.desc, prometheus.GaugeValue, v, dev)
+				} else {
+					c.logger.Debug("malformed ATA property in udev's database", "device", dev, "property", a.key, "err", err)
+				}
+			}
 		}
 	}
 	return nil

@@ -15,7 +15,14 @@ import (
 type procStat struct {
 	cpu                                            map[int64]procfs.CPUStat
 	intr, ctxt, btime, processes, running, blocked uint64
+	// softirq holds the softirq line's counts per vector, in the order
+	// of softirqVectors.
+	softirq [10]uint64
 }
+
+// softirqVectors name the columns of /proc/stat's softirq line after its
+// total.
+var softirqVectors = [10]string{"hi", "timer", "net_tx", "net_rx", "block", "block_iopoll", "tasklet", "sched", "hrtimer", "rcu"}
 
 // userHZ is the unit of /proc/stat's cpu times, as procfs assumes.
 const userHZ = 100
@@ -54,6 +61,15 @@ func parseProcStat(b []byte) (procStat, error) {
 			dst = &st.running
 		case "procs_blocked":
 			dst = &st.blocked
+		case "softirq":
+			for i := range min(len(f)-2, len(st.softirq)) {
+				n, err := strconv.ParseUint(string(f[i+2]), 10, 64)
+				if err != nil {
+					return procStat{}, fmt.Errorf("couldn't parse %q (softirq): %w", line, err)
+				}
+				st.softirq[i] = n
+			}
+			continue
 		default:
 			if len(key) < 3 || key[:3] != "cpu" {
 				continue
