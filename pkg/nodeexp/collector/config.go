@@ -48,6 +48,11 @@ type Config struct {
 	DisableDefaults bool
 
 	ArpDeviceInclude, ArpDeviceExclude string
+	// ArpNetlink, NetclassNetlink and NetdevNetlink are node_exporter's
+	// netlink modes, which nodeexp does not have: it reads /proc/net/arp,
+	// /sys/class/net and /proc/net/dev, the same counters, and refuses
+	// true rather than ignore it.
+	ArpNetlink, NetclassNetlink, NetdevNetlink bool
 
 	BcachePriorityStats bool
 
@@ -127,6 +132,9 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, extraCollectors ...string) {
 	str(&c.UdevDataPath, "path.udev.data", "udev data path.")
 	str(&c.ArpDeviceInclude, "collector.arp.device-include", "Regexp of arp devices to include (mutually exclusive to device-exclude).")
 	str(&c.ArpDeviceExclude, "collector.arp.device-exclude", "Regexp of arp devices to exclude (mutually exclusive to device-include).")
+	boolFlag(fs, &c.ArpNetlink, "collector.arp.netlink", "Use netlink to gather stats instead of /proc/net/arp. nodeexp reads /proc/net/arp only (default: false; true is refused).")
+	boolFlag(fs, &c.NetclassNetlink, "collector.netclass.netlink", "Use netlink to gather stats instead of /sys/class/net. nodeexp reads /sys/class/net only (default: false; true is refused).")
+	boolFlag(fs, &c.NetdevNetlink, "collector.netdev.netlink", "Use netlink to gather stats instead of /proc/net/dev. nodeexp reads /proc/net/dev only (default: false, where node_exporter's is true; true is refused).")
 	boolFlag(fs, &c.BcachePriorityStats, "collector.bcache.priorityStats", "Expose expensive priority stats.")
 	boolFlag(fs, &c.CPUGuest, "collector.cpu.guest", "Enables metric node_cpu_guest_seconds_total.")
 	boolFlag(fs, &c.CPUInfo, "collector.cpu.info", "Enables metric cpu_info.")
@@ -243,6 +251,11 @@ func (c *Config) filterPairs() []struct {
 // default (c is changed).
 func (c *Config) Validate() error {
 	var errs []error
+	for name, on := range map[string]bool{"arp": c.ArpNetlink, "netclass": c.NetclassNetlink, "netdev": c.NetdevNetlink} {
+		if on {
+			errs = append(errs, fmt.Errorf("--collector.%s.netlink: nodeexp has no netlink mode; it reads the same counters from procfs and sysfs (use --no-collector.%s.netlink)", name, name))
+		}
+	}
 	for _, p := range c.filterPairs() {
 		if *p.include != "" && *p.exclude == p.excludeDefault {
 			*p.exclude = ""
@@ -345,6 +358,8 @@ type factory func(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error)
 func factories() map[string]factory {
 	return map[string]factory{
 		"arp":              newARPCollector,
+		"bcache":           newBcacheCollector,
+		"bcachefs":         newBcachefsCollector,
 		"cpufreq":          newCpufreqCollector,
 		"dmi":              newDMICollector,
 		"dmmultipath":      newDMMultipathCollector,
@@ -364,7 +379,9 @@ func factories() map[string]factory {
 		"thermal_zone":     newThermalZoneCollector,
 		"watchdog":         newWatchdogCollector,
 		"xfs":              newXFSCollector,
+		"zfs":              newZFSCollector,
 		"bonding":          newBondingCollector,
+		"btrfs":            newBtrfsCollector,
 		"conntrack":        newConntrackCollector,
 		"cpu":              newCPUCollector,
 		"diskstats":        newDiskstatsCollector,
