@@ -134,7 +134,7 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet, extraCollectors ...string) {
 	str(&c.ArpDeviceExclude, "collector.arp.device-exclude", "Regexp of arp devices to exclude (mutually exclusive to device-include).")
 	boolFlag(fs, &c.ArpNetlink, "collector.arp.netlink", "Use netlink to gather stats instead of /proc/net/arp. nodeexp reads /proc/net/arp only (default: false; true is refused).")
 	boolFlag(fs, &c.NetclassNetlink, "collector.netclass.netlink", "Use netlink to gather stats instead of /sys/class/net. nodeexp reads /sys/class/net only (default: false; true is refused).")
-	boolFlag(fs, &c.NetdevNetlink, "collector.netdev.netlink", "Use netlink to gather stats instead of /proc/net/dev. nodeexp reads /proc/net/dev only (default: false, where node_exporter's is true; true is refused).")
+	boolFlag(fs, &c.NetdevNetlink, "collector.netdev.netlink", "Use netlink to gather stats instead of /proc/net/dev. nodeexp reads /proc/net/dev, and rx_nohandler from sysfs, for the families of node_exporter's netlink mode (default: false, where node_exporter's is true; true is refused).")
 	boolFlag(fs, &c.BcachePriorityStats, "collector.bcache.priorityStats", "Expose expensive priority stats.")
 	boolFlag(fs, &c.CPUGuest, "collector.cpu.guest", "Enables metric node_cpu_guest_seconds_total.")
 	boolFlag(fs, &c.CPUInfo, "collector.cpu.info", "Enables metric cpu_info.")

@@ -3,6 +3,7 @@ package collector
 import (
 	"bufio"
 	"context"
+	"flag"
 	"fmt"
 	"maps"
 	"net"
@@ -268,4 +269,65 @@ func TestLiveSideBySideWithNodeExporter(t *testing.T) {
 		}
 	}
 	fmt.Fprintf(os.Stderr, "compared %d node_exporter families\n", len(want))
+}
+
+// TestLiveCollectorOptions runs both exporters on this machine with the
+// collector options that change families or labels, and compares each
+// family node_exporter emits: type, help, label names, and the series'
+// label sets of the options' families.
+func TestLiveCollectorOptions(t *testing.T) {
+	bin := nodeExporterBinary(t)
+	for _, tc := range []struct {
+		name   string
+		args   []string
+		series []string // families whose series (label sets) must agree
+		// extra are families only nodeexp reports, with why.
+		extra map[string]string
+	}{
+		{"netdev detailed, addresses, ifalias", []string{"--collector.netdev", "--no-collector.netdev.netlink",
+			"--collector.netdev.enable-detailed-metrics", "--collector.netdev.address-info", "--collector.netdev.label-ifalias",
+			"--collector.netdev.device-exclude="}, []string{"node_network_address_info", "node_network_receive_errors_total"},
+			map[string]string{"node_network_receive_nohandler_total": "nodeexp reads it from sysfs, as node_exporter's default netlink mode reports it; its /proc/net/dev mode, needed here, has none"}},
+		{"cpu info", []string{"--collector.cpu", "--collector.cpufreq", "--collector.cpu.info",
+			"--collector.cpu.info.flags-include=^(aes|avx.?|constant_tsc)$", "--collector.cpu.info.bugs-include=."},
+			[]string{"node_cpu_info", "node_cpu_flag_info", "node_cpu_bug_info", "node_cpu_frequency_hertz"}, nil},
+		{"cpu without guest", []string{"--collector.cpu", "--no-collector.cpu.guest"}, nil, nil},
+		{"stat softirq", []string{"--collector.stat", "--collector.stat.softirq"}, []string{"node_softirqs_total"}, nil},
+		{"rapl zone label", []string{"--collector.rapl", "--collector.rapl.enable-zone-label"}, nil, nil},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			args := append([]string{"--collector.disable-defaults"}, tc.args...)
+			want := scrapeNodeExporterWith(t, bin, args)
+			fs := flag.NewFlagSet("nodeexp", flag.ContinueOnError)
+			cfg := DefaultConfig()
+			cfg.RegisterFlags(fs)
+			if err := fs.Parse(args); err != nil {
+				t.Fatalf("nodeexp does not take node_exporter's flags: %v", err)
+			}
+			got := liveFamilies(t, cfg)
+			for name, w := range want {
+				if !strings.HasPrefix(name, "node_") || name == "node_exporter_build_info" {
+					continue
+				}
+				g, ok := got[name]
+				if !ok {
+					t.Errorf("%s: emitted by node_exporter, not by nodeexp", name)
+					continue
+				}
+				if g.GetType() != w.GetType() || g.GetHelp() != w.GetHelp() || !slices.Equal(labelNames(g), labelNames(w)) {
+					t.Errorf("%s: %v %q %q, node_exporter %v %q %q", name, g.GetType(), g.GetHelp(), labelNames(g), w.GetType(), w.GetHelp(), labelNames(w))
+				}
+			}
+			for name := range got {
+				if _, ok := want[name]; !ok && strings.HasPrefix(name, "node_") && tc.extra[name] == "" {
+					t.Errorf("%s: emitted by nodeexp, not by node_exporter", name)
+				}
+			}
+			for _, name := range tc.series {
+				if gs, ws := slices.Sorted(maps.Keys(seriesOf(got[name]))), slices.Sorted(maps.Keys(seriesOf(want[name]))); !slices.Equal(gs, ws) {
+					t.Errorf("%s: series %q, node_exporter %q", name, gs, ws)
+				}
+			}
+		})
+	}
 }
