@@ -91,6 +91,45 @@ node_scrape_collector_success{collector="ok"} 1
 	}
 }
 
+// panickingCollector panics half-way, as a parser indexing past the end
+// of a malformed file does.
+type panickingCollector struct{}
+
+func (panickingCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	ch <- gauge("node_before_panic", "Sent before the panic.", 1)
+	var fields []string
+	_ = fields[3]
+	return nil
+}
+
+// TestCollectorPanic: a collector that panics fails its own success, the
+// other collectors' metrics are served, and the process lives on, for this
+// scrape and the next (the panicking worker's pool starts a new one).
+func TestCollectorPanic(t *testing.T) {
+	e := newExporter(t, map[string]Collector{
+		"broken": panickingCollector{},
+		"ok":     fixedCollector{gauge("node_ok", "Fine.", 1)},
+	}, nil)
+	for range 2 {
+		want := `
+# HELP node_ok Fine.
+# TYPE node_ok gauge
+node_ok 1
+# HELP node_scrape_collector_success node_exporter: Whether a collector succeeded.
+# TYPE node_scrape_collector_success gauge
+node_scrape_collector_success{collector="broken"} 0
+node_scrape_collector_success{collector="ok"} 1
+`
+		if err := testutil.GatherAndCompare(e.Gatherer(t.Context()), strings.NewReader(want), "node_ok", "node_scrape_collector_success"); err != nil {
+			t.Fatal(err)
+		}
+	}
+	var pe *PanicError
+	if err := safeUpdate(panickingCollector{}, t.Context(), make(chan prometheus.Metric, 1)); !errors.As(err, &pe) || !strings.Contains(err.Error(), "index out of range") {
+		t.Errorf("safeUpdate = %v, want a PanicError naming the index", err)
+	}
+}
+
 // TestScrapeDeadline: a collector that hangs past the scrape's deadline is
 // reported with success 0 while the others' metrics are served, and the
 // response does not wait for it.

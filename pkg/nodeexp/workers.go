@@ -2,6 +2,8 @@ package nodeexp
 
 import (
 	"context"
+	"fmt"
+	"runtime/debug"
 	"sync"
 	"sync/atomic"
 
@@ -62,13 +64,13 @@ func (w *workers) update(name string, c Collector, ctx context.Context, ch chan<
 		go w.loop(p, j)
 		return
 	}
-	go func() { done(c.Update(ctx, ch)) }()
+	go func() { done(safeUpdate(c, ctx, ch)) }()
 }
 
 func (w *workers) loop(p *workerPool, j workerJob) {
 	defer w.wg.Done()
 	for {
-		j.done(j.c.Update(j.ctx, j.ch))
+		j.done(safeUpdate(j.c, j.ctx, j.ch))
 		j = workerJob{} // drop references to the finished scrape
 		if p.idle.Add(1) > 1 {
 			p.idle.Add(-1)
@@ -82,6 +84,28 @@ func (w *workers) loop(p *workerPool, j workerJob) {
 			return
 		}
 	}
+}
+
+// PanicError is a collector's panic, recovered: a parser that indexes past
+// the end of a malformed kernel file (procfs has such) fails its
+// collector's scrape, not the process.
+type PanicError struct {
+	Value any
+	Stack []byte
+}
+
+func (p *PanicError) Error() string {
+	return fmt.Sprintf("collector panicked: %v\n%s", p.Value, p.Stack)
+}
+
+// safeUpdate runs c.Update, turning a panic into a *PanicError.
+func safeUpdate(c Collector, ctx context.Context, ch chan<- prometheus.Metric) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			err = &PanicError{Value: r, Stack: debug.Stack()}
+		}
+	}()
+	return c.Update(ctx, ch)
 }
 
 // Stop ends the idle workers and waits for the busy ones to finish their

@@ -386,6 +386,7 @@ func factories() map[string]factory {
 		"cpu":              newCPUCollector,
 		"diskstats":        newDiskstatsCollector,
 		"entropy":          newEntropyCollector,
+		"ethtool":          newEthtoolCollector,
 		"filefd":           newFilefdCollector,
 		"filesystem":       newFilesystemCollector,
 		"loadavg":          newLoadavgCollector,

@@ -44,7 +44,15 @@ func (c *thermalZoneCollector) Update(_ context.Context, ch chan<- prometheus.Me
 	case err != nil:
 		return fmt.Errorf("couldn't get thermal zones: %w", err)
 	}
+	// A zone whose attributes could not be read is left out (its
+	// temperature would read 0) and fails the scrape's success, as
+	// node_exporter's procfs reported it.
+	var zoneErrs []error
 	for _, z := range zones {
+		if z.ReadErrors != nil {
+			zoneErrs = append(zoneErrs, fmt.Errorf("thermal zone %s: %w", z.Name, z.ReadErrors))
+			continue
+		}
 		c.series.send(ch, c.temp, prometheus.GaugeValue, float64(z.Temp)/1000.0, z.Name, z.Type)
 	}
 	devices, err := c.fs.ClassCoolingDeviceStats()
@@ -55,5 +63,5 @@ func (c *thermalZoneCollector) Update(_ context.Context, ch chan<- prometheus.Me
 		c.series.send(ch, c.cur, prometheus.GaugeValue, float64(d.CurState), d.Name, d.Type)
 		c.series.send(ch, c.maxStat, prometheus.GaugeValue, float64(d.MaxState), d.Name, d.Type)
 	}
-	return nil
+	return errors.Join(zoneErrs...)
 }
