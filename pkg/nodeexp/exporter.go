@@ -431,12 +431,16 @@ func (s *scrape) Collect(ch chan<- prometheus.Metric) {
 // the goroutine switches it caused are saved.
 func (s *scrape) metrics() []prometheus.Metric {
 	per := make([][]prometheus.Metric, len(s.e.names))
+	// One allocation each for all collectors' run states and for their
+	// duration and success metrics.
+	runs := make([]collectorRun, len(s.e.names))
+	own := make([]constmetric.Metric, 2*len(s.e.names))
 	var wg sync.WaitGroup
 	for i, name := range s.e.names {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
-			per[i] = s.run(name, s.e.collectors[name], int(s.e.lastLen[i].Load()))
+			per[i] = s.run(name, s.e.collectors[name], int(s.e.lastLen[i].Load()), &runs[i], own[2*i:2*i+2])
 			s.e.lastLen[i].Store(int32(len(per[i])))
 		}()
 	}
@@ -453,18 +457,32 @@ func (s *scrape) metrics() []prometheus.Metric {
 	return out
 }
 
+// collectorRun is one collector's Update in one scrape: the worker running
+// it sends to buf, and finish records Update's error and closes buf.
+type collectorRun struct {
+	buf chan prometheus.Metric
+	err error
+}
+
+func (r *collectorRun) finish(err error) {
+	r.err = err
+	close(r.buf)
+}
+
 // run gathers one collector's metrics until it finishes or the scrape's
-// deadline passes. The collector's goroutine owns buf and closes it when
-// Update returns; after a missed deadline a drainer keeps reading buf so
-// the collector is never blocked on a send and exits as soon as Update does.
-func (s *scrape) run(name string, c Collector, hint int) []prometheus.Metric {
+// deadline passes, and appends its duration and success, written into
+// own. The collector's worker owns r.buf and closes it when Update
+// returns; after a missed deadline a drainer keeps reading r.buf so the
+// collector is never blocked on a send and exits as soon as Update does.
+func (s *scrape) run(name string, c Collector, hint int, r *collectorRun, own []constmetric.Metric) []prometheus.Metric {
 	start := time.Now()
-	buf := make(chan prometheus.Metric, 64)
-	var err error
-	s.e.workers.update(name, c, s.ctx, buf, func(uerr error) {
-		err = uerr
-		close(buf)
-	})
+	// As deep as the collector's last scrape needed, up to 64: most
+	// collectors send a handful of metrics (or none: hardware the node
+	// lacks), and a 64-deep channel per collector per scrape was a tenth
+	// of what such collectors cost.
+	r.buf = make(chan prometheus.Metric, min(64, max(8, hint)))
+	buf := r.buf
+	s.e.workers.update(name, c, s.ctx, r)
 	out := make([]prometheus.Metric, 0, hint)
 	success := 1.0
 	done := false
@@ -487,10 +505,14 @@ func (s *scrape) run(name string, c Collector, hint int) []prometheus.Metric {
 		}
 	}
 	if success == 1 {
-		// buf is closed, so Update has returned and err is safe to read.
-		switch {
+		// buf is closed, so Update has returned and r.err is safe to read.
+		switch err := r.err; {
 		case errors.Is(err, ErrNoData):
-			s.e.logger.Debug("collector returned no data", "collector", name, "err", err)
+			// Hardware the node lacks: every scrape says so, so the
+			// message is only built when debug logging is on.
+			if s.e.logger.Enabled(s.ctx, slog.LevelDebug) {
+				s.e.logger.Debug("collector returned no data", "collector", name, "err", err)
+			}
 			success = 0
 		case err != nil:
 			s.e.logger.Error("collector failed", "collector", name, "err", err)
@@ -498,7 +520,7 @@ func (s *scrape) run(name string, c Collector, hint int) []prometheus.Metric {
 		}
 	}
 	pairs := s.e.collectorLabel[name]
-	return append(out,
-		new(constmetric.New(scrapeDurationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), pairs)),
-		new(constmetric.New(scrapeSuccessDesc, prometheus.GaugeValue, success, pairs)))
+	own[0] = constmetric.New(scrapeDurationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), pairs)
+	own[1] = constmetric.New(scrapeSuccessDesc, prometheus.GaugeValue, success, pairs)
+	return append(out, &own[0], &own[1])
 }

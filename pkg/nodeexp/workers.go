@@ -35,10 +35,9 @@ type workerPool struct {
 }
 
 type workerJob struct {
-	c    Collector
-	ctx  context.Context
-	ch   chan<- prometheus.Metric
-	done func(error)
+	c   Collector
+	ctx context.Context
+	run *collectorRun
 }
 
 func newWorkers(names []string) *workers {
@@ -49,10 +48,10 @@ func newWorkers(names []string) *workers {
 	return w
 }
 
-// update runs c.Update(ctx, ch) on a worker of the named collector's pool
-// and calls done with its error when it returns.
-func (w *workers) update(name string, c Collector, ctx context.Context, ch chan<- prometheus.Metric, done func(error)) {
-	j := workerJob{c: c, ctx: ctx, ch: ch, done: done}
+// update runs c.Update(ctx, run.buf) on a worker of the named collector's
+// pool and calls run.finish with its error when it returns.
+func (w *workers) update(name string, c Collector, ctx context.Context, run *collectorRun) {
+	j := workerJob{c: c, ctx: ctx, run: run}
 	p := w.pools[name]
 	if p != nil && !w.stopped.Load() {
 		select {
@@ -64,13 +63,13 @@ func (w *workers) update(name string, c Collector, ctx context.Context, ch chan<
 		go w.loop(p, j)
 		return
 	}
-	go func() { done(safeUpdate(c, ctx, ch)) }()
+	go func() { run.finish(safeUpdate(c, ctx, run.buf)) }()
 }
 
 func (w *workers) loop(p *workerPool, j workerJob) {
 	defer w.wg.Done()
 	for {
-		j.done(safeUpdate(j.c, j.ctx, j.ch))
+		j.run.finish(safeUpdate(j.c, j.ctx, j.run.buf))
 		j = workerJob{} // drop references to the finished scrape
 		if p.idle.Add(1) > 1 {
 			p.idle.Add(-1)

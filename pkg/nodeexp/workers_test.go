@@ -36,7 +36,13 @@ func TestWorkers(t *testing.T) {
 		w := newWorkers([]string{"slow", "fast"})
 		run := func(name string, c Collector) chan error {
 			done := make(chan error, 1)
-			w.update(name, c, context.Background(), make(chan prometheus.Metric), func(err error) { done <- err })
+			r := &collectorRun{buf: make(chan prometheus.Metric)}
+			w.update(name, c, context.Background(), r)
+			go func() {
+				for range r.buf { // closed by finish once Update returned
+				}
+				done <- r.err
+			}()
 			return done
 		}
 		fast := &blockingCollector{}

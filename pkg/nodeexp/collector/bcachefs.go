@@ -25,6 +25,10 @@ type bcachefsCollector struct {
 	ioDone, ioErrors                          *constmetric.Desc
 }
 
+// errNoBcachefs: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoBcachefs = fmt.Errorf("no bcachefs (/sys/fs/bcachefs): %w", nodeexp.ErrNoData)
+
 func newBcachefsCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	fs, err := bcachefs.NewFS(cfg.SysPath)
 	if err != nil {
@@ -55,7 +59,7 @@ func (c *bcachefsCollector) Update(_ context.Context, ch chan<- prometheus.Metri
 	stats, err := c.fs.Stats()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no bcachefs: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoBcachefs
 	case err != nil:
 		return fmt.Errorf("failed to retrieve bcachefs stats: %w", err)
 	case len(stats) == 0:

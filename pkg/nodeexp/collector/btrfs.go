@@ -30,6 +30,7 @@ type btrfsCollector struct {
 	fs       btrfs.FS
 	procfs   procfs.FS
 	rootPath string
+	sysPath  string
 	logger   *slog.Logger
 	// devStats returns the devices of the mounted Btrfs file systems by
 	// file system id (32 hex digits); tests replace it.
@@ -66,6 +67,7 @@ func newBtrfsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, err
 		fs:           fs,
 		procfs:       pfs,
 		rootPath:     cfg.RootPath,
+		sysPath:      cfg.SysPath,
 		logger:       logger,
 		info:         d("info", "Filesystem information", "label"),
 		rsv:          d("global_rsv_size_bytes", "Size of global reserve."),
@@ -87,6 +89,11 @@ func newBtrfsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, err
 }
 
 func (c *btrfsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	// With the module loaded, /sys/fs/btrfs holds "features" and one
+	// directory per file system, named by its UUID.
+	if any, err := anyEntry(filepath.Join(c.sysPath, "fs/btrfs"), except("features")); err == nil && !any {
+		return nil
+	}
 	stats, err := c.fs.Stats()
 	if err != nil {
 		return fmt.Errorf("failed to retrieve Btrfs stats from procfs: %w", err)

@@ -43,6 +43,13 @@ type cpuCollector struct {
 	withInfo, withFreq              bool
 	flagsInclude, bugsInclude       *regexp.Regexp // nil: none reported
 
+	// topo caches each CPU's place (package, core) and whether it has
+	// throttle counters: a CPU's topology does not change while it is
+	// there, and reading it for every CPU of every scrape was four file
+	// reads per CPU (768 system calls a scrape on a 96-CPU instance).
+	topoMu  sync.Mutex
+	topo    map[string]cpuTopology
+	topoAge int // scrapes since the cache was filled
 	// Some kernels (and CPU hotplug) make counters go backwards; like
 	// node_exporter, keep the last value seen so rate() never sees a reset
 	// that did not happen.
@@ -198,6 +205,56 @@ func (c *cpuCollector) updateInfo(ch chan<- prometheus.Metric) error {
 	return nil
 }
 
+// cpuTopology is where a CPU sits, from sysfs.
+type cpuTopology struct {
+	pkg, core uint64
+	placed    bool // the topology files could be read
+	throttle  bool // it has a thermal_throttle directory
+}
+
+// cpuTopologyTTL is how many scrapes the topology cache serves before it
+// is read again (a changed set of CPUs refreshes it at once).
+const cpuTopologyTTL = 100
+
+// topology returns the cached topology of these CPUs, reading it again
+// when the set of CPUs changed or the cache is old.
+func (c *cpuCollector) topology(cpus []sysfs.CPU) map[string]cpuTopology {
+	c.topoMu.Lock()
+	defer c.topoMu.Unlock()
+	c.topoAge++
+	fresh := c.topo != nil && len(c.topo) == len(cpus) && c.topoAge < cpuTopologyTTL
+	for _, cpu := range cpus {
+		if _, ok := c.topo[string(cpu)]; !ok {
+			fresh = false
+		}
+	}
+	if fresh {
+		return c.topo
+	}
+	c.topo, c.topoAge = make(map[string]cpuTopology, len(cpus)), 0
+	for _, cpu := range cpus {
+		dir := string(cpu)
+		var t cpuTopology
+		pkg, err1 := readUint(filepath.Join(dir, "topology", "physical_package_id"))
+		core, err2 := readUint(filepath.Join(dir, "topology", "core_id"))
+		t.pkg, t.core, t.placed = pkg, core, err1 == nil && err2 == nil
+		if st, err := os.Stat(filepath.Join(dir, "thermal_throttle")); err == nil && st.IsDir() {
+			t.throttle = true
+		}
+		c.topo[dir] = t
+	}
+	return c.topo
+}
+
+// throttleCount reads one of a CPU's throttle counters, if it has them.
+func (c *cpuCollector) throttleCount(t cpuTopology, dir, name string) (uint64, bool) {
+	if !t.throttle {
+		return 0, false
+	}
+	n, err := readUint(filepath.Join(dir, "thermal_throttle", name))
+	return n, err == nil
+}
+
 // updateThrottles reports the thermal throttle counts of each core and
 // package, read from the first CPU of each (their siblings repeat them).
 func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric, cpus []sysfs.CPU) {
@@ -206,27 +263,26 @@ func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric, cpus []sysfs
 	cores := map[core]uint64{}
 	seenPkg := map[uint64]bool{}
 	seenCore := map[core]bool{}
+	topo := c.topology(cpus)
 	for _, cpu := range cpus {
+		t := topo[string(cpu)]
+		if !t.placed {
+			continue
+		}
 		dir := string(cpu)
-		pkg, err := readUint(filepath.Join(dir, "topology", "physical_package_id"))
-		if err != nil {
-			continue
-		}
-		id, err := readUint(filepath.Join(dir, "topology", "core_id"))
-		if err != nil {
-			continue
-		}
-		k := core{pkg, id}
+		k := core{t.pkg, t.core}
+		// The first CPU of each core and package speaks for it, as in
+		// node_exporter, whether or not it has the counters.
 		if !seenCore[k] {
 			seenCore[k] = true
-			if n, err := readUint(filepath.Join(dir, "thermal_throttle", "core_throttle_count")); err == nil {
+			if n, ok := c.throttleCount(t, dir, "core_throttle_count"); ok {
 				cores[k] = n
 			}
 		}
-		if !seenPkg[pkg] {
-			seenPkg[pkg] = true
-			if n, err := readUint(filepath.Join(dir, "thermal_throttle", "package_throttle_count")); err == nil {
-				pkgs[pkg] = n
+		if !seenPkg[t.pkg] {
+			seenPkg[t.pkg] = true
+			if n, ok := c.throttleCount(t, dir, "package_throttle_count"); ok {
+				pkgs[t.pkg] = n
 			}
 		}
 	}

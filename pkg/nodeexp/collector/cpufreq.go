@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 	"strings"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -16,8 +17,9 @@ import (
 // cpufreqCollector reports each CPU's frequency scaling from
 // /sys/devices/system/cpu/cpu*/cpufreq.
 type cpufreqCollector struct {
-	series seriesCache
-	fs     sysfs.FS
+	series  seriesCache
+	fs      sysfs.FS
+	sysPath string
 	// In node_exporter's order: cpuinfo cur, avg, min, max; scaling cur,
 	// min, max.
 	freq     [7]*constmetric.Desc
@@ -29,7 +31,7 @@ func newCpufreqCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 	if err != nil {
 		return nil, fmt.Errorf("opening sysfs %q: %w", cfg.SysPath, err)
 	}
-	c := &cpufreqCollector{fs: fs,
+	c := &cpufreqCollector{fs: fs, sysPath: cfg.SysPath,
 		governor: constmetric.NewDesc("node_cpu_scaling_governor", "Current enabled CPU frequency governor.", []string{"cpu", "governor"}, nil)}
 	for i, d := range [7][2]string{
 		{"frequency_hertz", "Current CPU thread frequency in hertz."},
@@ -46,6 +48,11 @@ func newCpufreqCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 }
 
 func (c *cpufreqCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	// Each CPU's cpufreq directory is a link to a policy here: none, no
+	// frequency scaling (most VMs).
+	if any, err := anyEntry(filepath.Join(c.sysPath, "devices/system/cpu/cpufreq"), prefixed("policy")); err == nil && !any {
+		return nil
+	}
 	cpus, err := c.fs.SystemCpufreq()
 	if err != nil {
 		return fmt.Errorf("couldn't get cpufreq: %w", err)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs/blockdevice"
@@ -19,6 +20,7 @@ import (
 type dmMultipathCollector struct {
 	series                                            seriesCache
 	fs                                                blockdevice.FS
+	sysPath                                           string
 	info, active, size, paths, pathsActive, pathsFail *constmetric.Desc
 	pathState                                         *constmetric.Desc
 }
@@ -34,6 +36,7 @@ func newDMMultipathCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, er
 	}
 	return &dmMultipathCollector{
 		fs:          fs,
+		sysPath:     cfg.SysPath,
 		info:        d("device_info", "Non-numeric information about a DM-multipath device.", []string{"device", "sysfs_name", "uuid"}),
 		active:      d("device_active", "Whether the multipath device-mapper device is active (1) or suspended (0).", dev),
 		size:        d("device_size_bytes", "Size of the multipath device in bytes, read from /sys/block/<dm>/size.", dev),
@@ -46,6 +49,9 @@ func newDMMultipathCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, er
 }
 
 func (c *dmMultipathCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	if any, err := anyEntry(filepath.Join(c.sysPath, "block"), prefixed("dm-")); err == nil && !any {
+		return nil // no device-mapper devices
+	}
 	devices, err := c.fs.DMMultipathDevices()
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):

@@ -43,6 +43,10 @@ var fibrechannelCounters = [...]struct {
 	{"fcp_packet_aborts_total", "Number of aborted packets", func(c *sysfs.FibreChannelCounters) *uint64 { return c.FCPPacketAborts }},
 }
 
+// errNoFibreChannel: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoFibreChannel = fmt.Errorf("no fibre channel hosts (/sys/class/fc_host): %w", nodeexp.ErrNoData)
+
 func newFibrechannelCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	fs, err := sysfs.NewFS(cfg.SysPath)
 	if err != nil {
@@ -61,7 +65,7 @@ func (c *fibrechannelCollector) Update(_ context.Context, ch chan<- prometheus.M
 	hosts, err := c.fs.FibreChannelClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no fibre channel hosts: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoFibreChannel
 	case err != nil:
 		return fmt.Errorf("couldn't get fibre channel class: %w", err)
 	}

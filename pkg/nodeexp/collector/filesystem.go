@@ -53,6 +53,8 @@ type filesystemCollector struct {
 	mountsMu sync.Mutex
 	mounts   map[string]*mountLine
 	buf      []byte
+	gen      uint64               // the readMounts that last saw a line
+	seen     map[mountLabels]bool // scratch of readMounts
 
 	// statDone, when set (tests), is called after each statfs returned and
 	// the stuck set was updated.
@@ -97,6 +99,7 @@ func newFilesystemCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector
 			[]string{"device", "major", "minor", "mountpoint"}, nil),
 		stuck:  make(map[string]bool),
 		mounts: make(map[string]*mountLine),
+		seen:   make(map[mountLabels]bool),
 	}, nil
 }
 
@@ -119,6 +122,7 @@ type pendingStat struct {
 // mountLine is one line of mountinfo, parsed: skip is set for lines that
 // are malformed, excluded by the patterns, or duplicates of an earlier line.
 type mountLine struct {
+	gen    uint64
 	labels mountLabels
 	ro     float64
 	skip   bool
@@ -251,10 +255,13 @@ func (c *filesystemCollector) readMounts() ([]*mountLine, error) {
 	if err != nil {
 		return nil, err
 	}
-	prev := c.mounts
-	c.mounts = make(map[string]*mountLine, len(prev))
+	// The mount table barely changes between scrapes: lines seen before
+	// are found without allocating (a node's hundreds of pod mounts made
+	// the map rebuilt on every scrape the collector's largest cost), and
+	// lines not seen this time are dropped afterwards.
+	c.gen++
+	clear(c.seen)
 	var out []*mountLine
-	seen := make(map[mountLabels]bool, len(prev))
 	for rest := c.buf; len(rest) > 0; {
 		line := rest
 		if i := bytes.IndexByte(rest, '\n'); i >= 0 {
@@ -265,16 +272,22 @@ func (c *filesystemCollector) readMounts() ([]*mountLine, error) {
 		if len(line) == 0 {
 			continue
 		}
-		m, ok := prev[string(line)] // no allocation for the lookup
+		m, ok := c.mounts[string(line)] // no allocation for the lookup
 		if !ok {
 			m = c.parseMount(string(line))
+			c.mounts[string(line)] = m
 		}
-		c.mounts[string(line)] = m
-		if m.skip || seen[m.labels] {
+		m.gen = c.gen
+		if m.skip || c.seen[m.labels] {
 			continue
 		}
-		seen[m.labels] = true
+		c.seen[m.labels] = true
 		out = append(out, m)
+	}
+	for line, m := range c.mounts {
+		if m.gen != c.gen {
+			delete(c.mounts, line)
+		}
 	}
 	return out, nil
 }

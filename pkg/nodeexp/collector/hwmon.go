@@ -44,6 +44,10 @@ var hwmonTypes = []string{"vrm", "beep_enable", "update_interval", "in", "cpu", 
 
 var hwmonLabels = []string{"chip", "sensor"}
 
+// errNoHwmon: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoHwmon = fmt.Errorf("no hwmon class (/sys/class/hwmon): %w", nodeexp.ErrNoData)
+
 func newHwmonCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error) {
 	chips, err := newDeviceFilter(cfg.HwmonChipInclude, cfg.HwmonChipExclude)
 	if err != nil {
@@ -88,7 +92,7 @@ func (c *hwmonCollector) Update(_ context.Context, ch chan<- prometheus.Metric) 
 	entries, err := os.ReadDir(class)
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no hwmon class: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoHwmon
 	case err != nil:
 		return err
 	}

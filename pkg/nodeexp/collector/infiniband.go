@@ -93,6 +93,10 @@ var infinibandCounters = [...]struct {
 	{"rx_icrc_encapsulated_errors_total", "The number of RoCE packets with ICRC errors. This counter was added in MLNX_OFED 4.4 and kernel 4.19", func(p *sysfs.InfiniBandPort) *uint64 { return p.HwCounters.RxIcrcEncapsulated }},
 }
 
+// errNoInfiniband: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoInfiniband = fmt.Errorf("no InfiniBand devices (/sys/class/infiniband): %w", nodeexp.ErrNoData)
+
 func newInfinibandCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	fs, err := sysfs.NewFS(cfg.SysPath)
 	if err != nil {
@@ -125,7 +129,7 @@ func (c *infinibandCollector) Update(_ context.Context, ch chan<- prometheus.Met
 	devices, err := c.fs.InfiniBandClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no InfiniBand devices: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoInfiniband
 	case err != nil:
 		return fmt.Errorf("couldn't get InfiniBand class: %w", err)
 	}

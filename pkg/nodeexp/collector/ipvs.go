@@ -59,6 +59,10 @@ func parseIPVSLabels(s string) ([]string, error) {
 	return out, nil
 }
 
+// errNoIPVS: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoIPVS = fmt.Errorf("no IPVS on this node (/proc/net/ip_vs_stats): %w", nodeexp.ErrNoData)
+
 func newIPVSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	labels, err := parseIPVSLabels(cfg.IPVSBackendLabels)
 	if err != nil {
@@ -91,7 +95,7 @@ func (c *ipvsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) e
 	st, err := c.fs.IPVSStats()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no IPVS on this node: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoIPVS
 	case err != nil:
 		return fmt.Errorf("could not get IPVS stats: %w", err)
 	}

@@ -24,6 +24,10 @@ type nfsCollector struct {
 	requests                                   *constmetric.Desc
 }
 
+// errNoNFSClient: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoNFSClient = fmt.Errorf("no NFS client statistics (/proc/net/rpc/nfs): %w", nodeexp.ErrNoData)
+
 func newNFSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	fs, err := nfs.NewFS(cfg.ProcPath)
 	if err != nil {
@@ -47,7 +51,7 @@ func (c *nfsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) er
 	s, err := c.fs.ClientRPCStats()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no NFS client statistics: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoNFSClient
 	case err != nil:
 		return fmt.Errorf("couldn't get NFS client statistics: %w", err)
 	}

@@ -55,6 +55,10 @@ var nfsdValues = [11]struct {
 	{"server_rpcs_total", "Total number of NFSd RPCs.", false},
 }
 
+// errNoNFSServer: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoNFSServer = fmt.Errorf("no NFS server statistics (/proc/net/rpc/nfsd): %w", nodeexp.ErrNoData)
+
 func newNFSdCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	fs, err := nfs.NewFS(cfg.ProcPath)
 	if err != nil {
@@ -76,7 +80,7 @@ func (c *nfsdCollector) Update(_ context.Context, ch chan<- prometheus.Metric) e
 	s, err := c.fs.ServerRPCStats()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no NFS server statistics: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoNFSServer
 	case err != nil:
 		return fmt.Errorf("couldn't get NFS server statistics: %w", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs/sysfs"
@@ -19,9 +20,14 @@ import (
 type nvmeCollector struct {
 	series                                  seriesCache
 	fs                                      sysfs.FS
+	sysPath                                 string
 	logger                                  *slog.Logger
 	info, nsInfo, capacity, size, used, lbs *constmetric.Desc
 }
+
+// errNoNVMe: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoNVMe = fmt.Errorf("no NVMe devices (/sys/class/nvme): %w", nodeexp.ErrNoData)
 
 func newNVMeCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error) {
 	fs, err := sysfs.NewFS(cfg.SysPath)
@@ -30,8 +36,9 @@ func newNVMeCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, erro
 	}
 	ns := []string{"device", "nsid"}
 	return &nvmeCollector{
-		fs:     fs,
-		logger: logger,
+		fs:      fs,
+		sysPath: cfg.SysPath,
+		logger:  logger,
 		info: constmetric.NewDesc("node_nvme_info", "Non-numeric data from /sys/class/nvme/<device>, value is always 1.",
 			[]string{"device", "firmware_revision", "model", "serial", "state", "cntlid"}, nil),
 		nsInfo: constmetric.NewDesc("node_nvme_namespace_info", "Information about NVMe namespaces. Value is always 1",
@@ -48,10 +55,16 @@ func newNVMeCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, erro
 }
 
 func (c *nvmeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	switch any, err := anyEntry(filepath.Join(c.sysPath, "class/nvme"), except()); {
+	case errors.Is(err, os.ErrNotExist):
+		return errNoNVMe
+	case err == nil && !any:
+		return nil
+	}
 	devices, err := c.fs.NVMeClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no NVMe devices: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoNVMe
 	case err != nil:
 		return fmt.Errorf("couldn't get NVMe class: %w", err)
 	}

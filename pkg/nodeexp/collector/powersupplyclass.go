@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strings"
 
@@ -18,9 +19,10 @@ import (
 // powerSupplyClassCollector reports batteries and power supplies
 // (/sys/class/power_supply), each attribute as node_power_supply_<name>.
 type powerSupplyClassCollector struct {
-	fs     sysfs.FS
-	ignore *regexp.Regexp
-	descs  descCache
+	fs      sysfs.FS
+	sysPath string
+	ignore  *regexp.Regexp
+	descs   descCache
 }
 
 func newPowerSupplyClassCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
@@ -32,10 +34,13 @@ func newPowerSupplyClassCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collecto
 	if err != nil {
 		return nil, fmt.Errorf("compiling powersupply ignored-supplies: %w", err)
 	}
-	return &powerSupplyClassCollector{fs: fs, ignore: re}, nil
+	return &powerSupplyClassCollector{fs: fs, sysPath: cfg.SysPath, ignore: re}, nil
 }
 
 func (c *powerSupplyClassCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	if any, err := anyEntry(filepath.Join(c.sysPath, "class/power_supply"), except()); err == nil && !any {
+		return nil
+	}
 	class, err := c.fs.PowerSupplyClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist):

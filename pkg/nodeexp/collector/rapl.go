@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"regexp"
 	"strconv"
 
@@ -21,17 +22,22 @@ import (
 // rapl_zone label under --collector.rapl.enable-zone-label.
 type raplCollector struct {
 	fs        sysfs.FS
+	sysPath   string
 	zoneLabel bool
 	withZone  *constmetric.Desc
 	descs     descCache
 }
+
+// errNoPowercap: the node has no powercap zones (VMs); returned on every
+// scrape, so built once.
+var errNoPowercap = fmt.Errorf("no powercap zones (/sys/class/powercap): %w", nodeexp.ErrNoData)
 
 func newRaplCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	fs, err := sysfs.NewFS(cfg.SysPath)
 	if err != nil {
 		return nil, fmt.Errorf("opening sysfs %q: %w", cfg.SysPath, err)
 	}
-	return &raplCollector{fs: fs, zoneLabel: cfg.RaplZoneLabel,
+	return &raplCollector{fs: fs, sysPath: cfg.SysPath, zoneLabel: cfg.RaplZoneLabel,
 		withZone: constmetric.NewDesc("node_rapl_joules_total", "Current RAPL value in joules", []string{"index", "path", "rapl_zone"}, nil)}, nil
 }
 
@@ -39,6 +45,9 @@ func newRaplCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 var metricNameJunk = regexp.MustCompile(`_*[^0-9A-Za-z_]+_*`)
 
 func (c *raplCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	if _, err := anyEntry(filepath.Join(c.sysPath, "class/powercap"), except()); errors.Is(err, os.ErrNotExist) {
+		return errNoPowercap
+	}
 	zones, err := sysfs.GetRaplZones(c.fs)
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):

@@ -38,6 +38,10 @@ var tapestatsFamilies = [10]struct {
 	{"write_time_seconds_total", "The amount of time spent waiting for write requests to complete.", true},
 }
 
+// errNoTapes: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoTapes = fmt.Errorf("no SCSI tapes (/sys/class/scsi_tape): %w", nodeexp.ErrNoData)
+
 func newTapestatsCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	fs, err := sysfs.NewFS(cfg.SysPath)
 	if err != nil {
@@ -58,7 +62,7 @@ func (c *tapestatsCollector) Update(_ context.Context, ch chan<- prometheus.Metr
 	tapes, err := c.fs.SCSITapeClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
-		return fmt.Errorf("no SCSI tapes: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoTapes
 	case err != nil:
 		return fmt.Errorf("couldn't get SCSI tape class: %w", err)
 	}

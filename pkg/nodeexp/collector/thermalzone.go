@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 	"syscall"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -20,6 +21,7 @@ import (
 type thermalZoneCollector struct {
 	series             seriesCache
 	fs                 sysfs.FS
+	sysPath            string
 	temp, cur, maxStat *constmetric.Desc
 }
 
@@ -30,6 +32,7 @@ func newThermalZoneCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, er
 	}
 	return &thermalZoneCollector{
 		fs:      fs,
+		sysPath: cfg.SysPath,
 		temp:    constmetric.NewDesc("node_thermal_zone_temp", "Zone temperature in Celsius", []string{"zone", "type"}, nil),
 		cur:     constmetric.NewDesc("node_cooling_device_cur_state", "Current throttle state of the cooling device", []string{"name", "type"}, nil),
 		maxStat: constmetric.NewDesc("node_cooling_device_max_state", "Maximum throttle state of the cooling device", []string{"name", "type"}, nil),
@@ -37,6 +40,9 @@ func newThermalZoneCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, er
 }
 
 func (c *thermalZoneCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	if any, err := anyEntry(filepath.Join(c.sysPath, "class/thermal"), prefixed("thermal_zone", "cooling_device")); err == nil && !any {
+		return nil // none on this machine (VMs have none)
+	}
 	zones, err := c.fs.ClassThermalZoneStats()
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrInvalid), errors.Is(err, syscall.EINVAL):

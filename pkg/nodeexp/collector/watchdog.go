@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"log/slog"
 	"os"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs/sysfs"
@@ -16,10 +17,11 @@ import (
 
 // watchdogCollector reports hardware watchdogs (/sys/class/watchdog).
 type watchdogCollector struct {
-	series seriesCache
-	fs     sysfs.FS
-	values [7]*constmetric.Desc
-	info   *constmetric.Desc
+	series  seriesCache
+	fs      sysfs.FS
+	sysPath string
+	values  [7]*constmetric.Desc
+	info    *constmetric.Desc
 }
 
 var watchdogValues = [7][2]string{
@@ -32,7 +34,7 @@ func newWatchdogCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error
 	if err != nil {
 		return nil, fmt.Errorf("opening sysfs %q: %w", cfg.SysPath, err)
 	}
-	c := &watchdogCollector{fs: fs, info: constmetric.NewDesc("node_watchdog_info", "Info of /sys/class/watchdog/<watchdog>",
+	c := &watchdogCollector{fs: fs, sysPath: cfg.SysPath, info: constmetric.NewDesc("node_watchdog_info", "Info of /sys/class/watchdog/<watchdog>",
 		[]string{"name", "options", "identity", "state", "status", "pretimeout_governor"}, nil)}
 	for i, v := range watchdogValues {
 		c.values[i] = constmetric.NewDesc("node_watchdog_"+v[0], "Value of /sys/class/watchdog/<watchdog>/"+v[1], []string{"name"}, nil)
@@ -41,6 +43,9 @@ func newWatchdogCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error
 }
 
 func (c *watchdogCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	if any, err := anyEntry(filepath.Join(c.sysPath, "class/watchdog"), except()); err == nil && !any {
+		return nil
+	}
 	class, err := c.fs.WatchdogClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission), errors.Is(err, os.ErrInvalid):

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
+	"path/filepath"
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/procfs/xfs"
@@ -15,9 +16,10 @@ import (
 // xfsCollector reports per-filesystem XFS statistics
 // (/sys/fs/xfs/<device>/stats/stats): Amazon Linux 2023's root file system.
 type xfsCollector struct {
-	series seriesCache
-	fs     xfs.FS
-	descs  [len(xfsFamilies)]*constmetric.Desc
+	series  seriesCache
+	fs      xfs.FS
+	sysPath string
+	descs   [len(xfsFamilies)]*constmetric.Desc
 }
 
 var xfsFamilies = [...]struct {
@@ -70,7 +72,7 @@ func newXFSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	if err != nil {
 		return nil, fmt.Errorf("opening procfs %q and sysfs %q: %w", cfg.ProcPath, cfg.SysPath, err)
 	}
-	c := &xfsCollector{fs: fs}
+	c := &xfsCollector{fs: fs, sysPath: cfg.SysPath}
 	for i, f := range xfsFamilies {
 		c.descs[i] = constmetric.NewDesc("node_xfs_"+f.name, f.help, []string{"device"}, nil)
 	}
@@ -78,6 +80,11 @@ func newXFSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 }
 
 func (c *xfsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+	// With the module loaded, /sys/fs/xfs holds "stats" and one directory
+	// per mounted XFS file system.
+	if mounted, err := anyEntry(filepath.Join(c.sysPath, "fs/xfs"), except("stats")); err == nil && !mounted {
+		return nil
+	}
 	stats, err := c.fs.SysStats()
 	if err != nil {
 		return fmt.Errorf("failed to retrieve XFS stats: %w", err)

@@ -54,6 +54,10 @@ const (
 	kstatUint64 = "4"
 )
 
+// errNoZFS: the node lacks what the collector reads; returned on every
+// scrape, so built once.
+var errNoZFS = fmt.Errorf("ZFS statistics are not available (/proc/spl/kstat/zfs): %w", nodeexp.ErrNoData)
+
 func newZFSCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error) {
 	return &zfsCollector{
 		base:   filepath.Join(cfg.ProcPath, "spl/kstat/zfs"),
@@ -69,7 +73,7 @@ func kstatName(key string) string {
 
 func (c *zfsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
 	if _, err := os.Stat(c.base); err != nil {
-		return fmt.Errorf("ZFS statistics are not available: %w", errors.Join(nodeexp.ErrNoData, err))
+		return errNoZFS
 	}
 	for prefix, file := range zfsSubsystems {
 		f, err := os.Open(filepath.Join(c.base, file))
