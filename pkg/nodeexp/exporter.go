@@ -36,14 +36,15 @@ import (
 
 // Collector gathers one group of metrics. Update is called once per scrape,
 // possibly concurrently with itself when scrapes overlap, so state kept
-// between scrapes needs a lock. Update must honour ctx: when ctx is done the
-// scrape has stopped listening and anything sent later is dropped.
+// between scrapes needs a lock. Update sends its metrics to sink and must
+// honour ctx: when ctx is done the scrape has stopped waiting, and anything
+// sent later is dropped.
 //
 // The text writer handles metrics built with package constmetric; any other
 // metric sends the scrape through a prometheus.Registry instead (counted in
 // nodeexp_exposition_fallbacks_total).
 type Collector interface {
-	Update(ctx context.Context, ch chan<- prometheus.Metric) error
+	Update(ctx context.Context, sink *Sink) error
 }
 
 // ErrNoData tells the exporter that the collector found nothing to report on
@@ -425,102 +426,107 @@ func (s *scrape) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// metrics runs every collector and returns their metrics, collector by
-// collector. Each collector's metrics are gathered into a slice of its own
-// rather than sent on to one channel: a second channel hop per metric and
-// the goroutine switches it caused are saved.
+// metrics runs every collector on its worker and returns their metrics,
+// collector by collector, each followed by its duration and success. It
+// returns when every collector has finished or the scrape's deadline has
+// passed, whichever is first.
 func (s *scrape) metrics() []prometheus.Metric {
-	per := make([][]prometheus.Metric, len(s.e.names))
+	n := len(s.e.names)
 	// One allocation each for all collectors' run states and for their
 	// duration and success metrics.
-	runs := make([]collectorRun, len(s.e.names))
-	own := make([]constmetric.Metric, 2*len(s.e.names))
-	var wg sync.WaitGroup
+	runs := make([]collectorRun, n)
+	own := make([]constmetric.Metric, 2*n)
+	finished := make(chan int, n) // indexes of runs; never blocks a worker
+	start := time.Now()
 	for i, name := range s.e.names {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			per[i] = s.run(name, s.e.collectors[name], int(s.e.lastLen[i].Load()), &runs[i], own[2*i:2*i+2])
+		r := &runs[i]
+		r.idx, r.finished = i, finished
+		r.sink.metrics = make([]prometheus.Metric, 0, int(s.e.lastLen[i].Load()))
+		s.e.workers.update(name, s.e.collectors[name], s.ctx, r)
+	}
+	per := make([][]prometheus.Metric, n)
+	missed := false
+	for pending := n; pending > 0 && !missed; {
+		select {
+		case i := <-finished:
+			// The worker is done with the run: its fields are ours.
+			per[i] = s.result(i, runs[i].sink.metrics, runs[i].err, runs[i].end.Sub(start), own[2*i:2*i+2])
 			s.e.lastLen[i].Store(int32(len(per[i])))
-		}()
+			pending--
+		case <-s.ctx.Done():
+			missed = true
+		}
 	}
-	wg.Wait()
+	if missed {
+		// Finishes that raced with the deadline still count.
+		for drained := false; !drained; {
+			select {
+			case i := <-finished:
+				per[i] = s.result(i, runs[i].sink.metrics, runs[i].err, runs[i].end.Sub(start), own[2*i:2*i+2])
+			default:
+				drained = true
+			}
+		}
+		// Collectors still running keep what they sent so far; what they
+		// send from now on is dropped.
+		took := time.Since(start)
+		for i, name := range s.e.names {
+			if per[i] == nil {
+				s.e.logger.Warn("collector missed the scrape deadline", "collector", name, "err", s.ctx.Err())
+				per[i] = s.own(i, runs[i].sink.close(), took, 0, own[2*i:2*i+2])
+			}
+		}
+	}
 	s.e.firstOnce.Do(func() { close(s.e.firstScrape) })
-	n := 0
+	total := 0
 	for _, p := range per {
-		n += len(p)
+		total += len(p)
 	}
-	out := make([]prometheus.Metric, 0, n)
+	out := make([]prometheus.Metric, 0, total)
 	for _, p := range per {
 		out = append(out, p...)
 	}
 	return out
 }
 
-// collectorRun is one collector's Update in one scrape: the worker running
-// it sends to buf, and finish records Update's error and closes buf.
+// collectorRun is one collector's Update in one scrape. The worker running
+// it owns it until finish, which sends idx on finished.
 type collectorRun struct {
-	buf chan prometheus.Metric
-	err error
+	sink     Sink
+	err      error
+	end      time.Time
+	idx      int
+	finished chan<- int
 }
 
 func (r *collectorRun) finish(err error) {
-	r.err = err
-	close(r.buf)
+	r.err, r.end = err, time.Now()
+	r.finished <- r.idx
 }
 
-// run gathers one collector's metrics until it finishes or the scrape's
-// deadline passes, and appends its duration and success, written into
-// own. The collector's worker owns r.buf and closes it when Update
-// returns; after a missed deadline a drainer keeps reading r.buf so the
-// collector is never blocked on a send and exits as soon as Update does.
-func (s *scrape) run(name string, c Collector, hint int, r *collectorRun, own []constmetric.Metric) []prometheus.Metric {
-	start := time.Now()
-	// As deep as the collector's last scrape needed, up to 64: most
-	// collectors send a handful of metrics (or none: hardware the node
-	// lacks), and a 64-deep channel per collector per scrape was a tenth
-	// of what such collectors cost.
-	r.buf = make(chan prometheus.Metric, min(64, max(8, hint)))
-	buf := r.buf
-	s.e.workers.update(name, c, s.ctx, r)
-	out := make([]prometheus.Metric, 0, hint)
+// result is a finished collector's metrics with its duration and success:
+// 0 when Update failed, or reported ErrNoData (logged at debug level only:
+// hardware the node lacks says so on every scrape).
+func (s *scrape) result(i int, metrics []prometheus.Metric, err error, took time.Duration, own []constmetric.Metric) []prometheus.Metric {
+	name := s.e.names[i]
 	success := 1.0
-	done := false
-	for !done {
-		select {
-		case m, ok := <-buf:
-			if !ok {
-				done = true
-				break
-			}
-			out = append(out, m)
-		case <-s.ctx.Done():
-			go func() {
-				for range buf {
-				}
-			}()
-			s.e.logger.Warn("collector missed the scrape deadline", "collector", name, "err", s.ctx.Err())
-			success = 0
-			done = true
+	switch {
+	case errors.Is(err, ErrNoData):
+		if s.e.logger.Enabled(s.ctx, slog.LevelDebug) {
+			s.e.logger.Debug("collector returned no data", "collector", name, "err", err)
 		}
+		success = 0
+	case err != nil:
+		s.e.logger.Error("collector failed", "collector", name, "err", err)
+		success = 0
 	}
-	if success == 1 {
-		// buf is closed, so Update has returned and r.err is safe to read.
-		switch err := r.err; {
-		case errors.Is(err, ErrNoData):
-			// Hardware the node lacks: every scrape says so, so the
-			// message is only built when debug logging is on.
-			if s.e.logger.Enabled(s.ctx, slog.LevelDebug) {
-				s.e.logger.Debug("collector returned no data", "collector", name, "err", err)
-			}
-			success = 0
-		case err != nil:
-			s.e.logger.Error("collector failed", "collector", name, "err", err)
-			success = 0
-		}
-	}
-	pairs := s.e.collectorLabel[name]
-	own[0] = constmetric.New(scrapeDurationDesc, prometheus.GaugeValue, time.Since(start).Seconds(), pairs)
+	return s.own(i, metrics, took, success, own)
+}
+
+// own appends the collector's duration and success, written into own.
+func (s *scrape) own(i int, metrics []prometheus.Metric, took time.Duration, success float64, own []constmetric.Metric) []prometheus.Metric {
+	pairs := s.e.collectorLabel[s.e.names[i]]
+	own[0] = constmetric.New(scrapeDurationDesc, prometheus.GaugeValue, took.Seconds(), pairs)
 	own[1] = constmetric.New(scrapeSuccessDesc, prometheus.GaugeValue, success, pairs)
-	return append(out, &own[0], &own[1])
+	return append(metrics, &own[0], &own[1])
 }

@@ -37,9 +37,9 @@ func gauge(name, help string, v float64) prometheus.Metric {
 // fixedCollector sends the same metrics every scrape.
 type fixedCollector []prometheus.Metric
 
-func (f fixedCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (f fixedCollector) Update(_ context.Context, ch *Sink) error {
 	for _, m := range f {
-		ch <- m
+		ch.Send(m)
 	}
 	return nil
 }
@@ -50,8 +50,8 @@ type failingCollector struct {
 	err  error
 }
 
-func (f failingCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	ch <- gauge(f.sent, "Sent before the failure.", 1)
+func (f failingCollector) Update(_ context.Context, ch *Sink) error {
+	ch.Send(gauge(f.sent, "Sent before the failure.", 1))
 	return f.err
 }
 
@@ -61,7 +61,7 @@ type hungCollector struct {
 	entered, release chan struct{}
 }
 
-func (h hungCollector) Update(context.Context, chan<- prometheus.Metric) error {
+func (h hungCollector) Update(context.Context, *Sink) error {
 	close(h.entered)
 	<-h.release
 	return nil
@@ -95,8 +95,8 @@ node_scrape_collector_success{collector="ok"} 1
 // of a malformed file does.
 type panickingCollector struct{}
 
-func (panickingCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
-	ch <- gauge("node_before_panic", "Sent before the panic.", 1)
+func (panickingCollector) Update(_ context.Context, ch *Sink) error {
+	ch.Send(gauge("node_before_panic", "Sent before the panic.", 1))
 	var fields []string
 	_ = fields[3]
 	return nil
@@ -125,7 +125,7 @@ node_scrape_collector_success{collector="ok"} 1
 		}
 	}
 	var pe *PanicError
-	if err := safeUpdate(panickingCollector{}, t.Context(), make(chan prometheus.Metric, 1)); !errors.As(err, &pe) || !strings.Contains(err.Error(), "index out of range") {
+	if err := safeUpdate(panickingCollector{}, t.Context(), NewSink(1)); !errors.As(err, &pe) || !strings.Contains(err.Error(), "index out of range") {
 		t.Errorf("safeUpdate = %v, want a PanicError naming the index", err)
 	}
 }

@@ -6,8 +6,6 @@ import (
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // workers run collectors' Update calls on goroutines that outlive a
@@ -48,8 +46,8 @@ func newWorkers(names []string) *workers {
 	return w
 }
 
-// update runs c.Update(ctx, run.buf) on a worker of the named collector's
-// pool and calls run.finish with its error when it returns.
+// update runs c.Update(ctx, &run.sink) on a worker of the named
+// collector's pool and calls run.finish with its error when it returns.
 func (w *workers) update(name string, c Collector, ctx context.Context, run *collectorRun) {
 	j := workerJob{c: c, ctx: ctx, run: run}
 	p := w.pools[name]
@@ -63,13 +61,13 @@ func (w *workers) update(name string, c Collector, ctx context.Context, run *col
 		go w.loop(p, j)
 		return
 	}
-	go func() { run.finish(safeUpdate(c, ctx, run.buf)) }()
+	go func() { run.finish(safeUpdate(c, ctx, &run.sink)) }()
 }
 
 func (w *workers) loop(p *workerPool, j workerJob) {
 	defer w.wg.Done()
 	for {
-		j.run.finish(safeUpdate(j.c, j.ctx, j.run.buf))
+		j.run.finish(safeUpdate(j.c, j.ctx, &j.run.sink))
 		j = workerJob{} // drop references to the finished scrape
 		if p.idle.Add(1) > 1 {
 			p.idle.Add(-1)
@@ -98,13 +96,13 @@ func (p *PanicError) Error() string {
 }
 
 // safeUpdate runs c.Update, turning a panic into a *PanicError.
-func safeUpdate(c Collector, ctx context.Context, ch chan<- prometheus.Metric) (err error) {
+func safeUpdate(c Collector, ctx context.Context, sink *Sink) (err error) {
 	defer func() {
 		if r := recover(); r != nil {
 			err = &PanicError{Value: r, Stack: debug.Stack()}
 		}
 	}()
-	return c.Update(ctx, ch)
+	return c.Update(ctx, sink)
 }
 
 // Stop ends the idle workers and waits for the busy ones to finish their

@@ -5,8 +5,6 @@ import (
 	"sync"
 	"testing"
 	"testing/synctest"
-
-	"github.com/prometheus/client_golang/prometheus"
 )
 
 // blockingCollector's Update waits for release, counting its calls.
@@ -16,7 +14,7 @@ type blockingCollector struct {
 	release chan struct{}
 }
 
-func (b *blockingCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+func (b *blockingCollector) Update(ctx context.Context, ch *Sink) error {
 	b.mu.Lock()
 	b.calls++
 	b.mu.Unlock()
@@ -36,11 +34,11 @@ func TestWorkers(t *testing.T) {
 		w := newWorkers([]string{"slow", "fast"})
 		run := func(name string, c Collector) chan error {
 			done := make(chan error, 1)
-			r := &collectorRun{buf: make(chan prometheus.Metric)}
+			finished := make(chan int, 1)
+			r := &collectorRun{finished: finished}
 			w.update(name, c, context.Background(), r)
 			go func() {
-				for range r.buf { // closed by finish once Update returned
-				}
+				<-finished // sent by finish once Update returned
 				done <- r.err
 			}()
 			return done

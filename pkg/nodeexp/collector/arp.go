@@ -35,7 +35,7 @@ func newARPCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	return &arpCollector{fs: fs, devices: devices, desc: constmetric.NewDesc("node_arp_entries", "ARP entries by device", []string{"device"}, nil)}, nil
 }
 
-func (c *arpCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *arpCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	entries, err := c.fs.GatherARPEntries()
 	if err != nil {
 		return fmt.Errorf("could not get ARP entries: %w", err)

@@ -104,7 +104,7 @@ func newBcacheCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) 
 	return c, nil
 }
 
-func (c *bcacheCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *bcacheCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	var stats []*bcache.Stats
 	var err error
 	if c.priority {

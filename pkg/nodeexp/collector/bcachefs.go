@@ -55,7 +55,7 @@ func newBcachefsCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error
 	}, nil
 }
 
-func (c *bcachefsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *bcachefsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	stats, err := c.fs.Stats()
 	switch {
 	case errors.Is(err, os.ErrNotExist):

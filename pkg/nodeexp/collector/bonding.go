@@ -32,7 +32,7 @@ func newBondingCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 	}, nil
 }
 
-func (c *bondingCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *bondingCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	masters, err := os.ReadFile(filepath.Join(c.root, "bonding_masters"))
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("bonding module not loaded: %w", nodeexp.ErrNoData)

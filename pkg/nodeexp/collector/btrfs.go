@@ -88,7 +88,7 @@ func newBtrfsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, err
 	return c, nil
 }
 
-func (c *btrfsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *btrfsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	// With the module loaded, /sys/fs/btrfs holds "features" and one
 	// directory per file system, named by its UUID.
 	if any, err := anyEntry(filepath.Join(c.sysPath, "fs/btrfs"), except("features")); err == nil && !any {

@@ -54,7 +54,7 @@ func newConntrackCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, erro
 	return c, nil
 }
 
-func (c *conntrackCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *conntrackCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	cur, err := readUint(filepath.Join(c.procPath, "sys/net/netfilter/nf_conntrack_count"))
 	if err != nil {
 		return conntrackErr(err)

@@ -125,7 +125,7 @@ func newCPUCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error
 // (the CPU restarted counting), not jitter, so the stored values reset.
 const jumpBackSeconds = 3.0
 
-func (c *cpuCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *cpuCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if c.withInfo {
 		if err := c.updateInfo(ch); err != nil {
 			return err
@@ -171,7 +171,7 @@ func (c *cpuCollector) Update(_ context.Context, ch chan<- prometheus.Metric) er
 
 // updateInfo reports /proc/cpuinfo: one info series per CPU, their
 // frequencies, and the first CPU's flags and bugs that match the filters.
-func (c *cpuCollector) updateInfo(ch chan<- prometheus.Metric) error {
+func (c *cpuCollector) updateInfo(ch *nodeexp.Sink) error {
 	info, err := c.fs.CPUInfo()
 	if err != nil {
 		return fmt.Errorf("couldn't get cpuinfo: %w", err)
@@ -257,7 +257,7 @@ func (c *cpuCollector) throttleCount(t cpuTopology, dir, name string) (uint64, b
 
 // updateThrottles reports the thermal throttle counts of each core and
 // package, read from the first CPU of each (their siblings repeat them).
-func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric, cpus []sysfs.CPU) {
+func (c *cpuCollector) updateThrottles(ch *nodeexp.Sink, cpus []sysfs.CPU) {
 	type core struct{ pkg, core uint64 }
 	pkgs := map[uint64]uint64{}
 	cores := map[core]uint64{}
@@ -297,7 +297,7 @@ func (c *cpuCollector) updateThrottles(ch chan<- prometheus.Metric, cpus []sysfs
 // updateOnline reports which CPUs are online. Kernels that cannot take
 // the first CPU offline give it no online file; node_exporter then reports
 // none, and so does nodeexp.
-func (c *cpuCollector) updateOnline(ch chan<- prometheus.Metric, cpus []sysfs.CPU) {
+func (c *cpuCollector) updateOnline(ch *nodeexp.Sink, cpus []sysfs.CPU) {
 	if len(cpus) == 0 {
 		return
 	}

@@ -47,7 +47,7 @@ func newCpufreqCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 	return c, nil
 }
 
-func (c *cpufreqCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *cpufreqCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	// Each CPU's cpufreq directory is a link to a policy here: none, no
 	// frequency scaling (most VMs).
 	if any, err := anyEntry(filepath.Join(c.sysPath, "devices/system/cpu/cpufreq"), prefixed("policy")); err == nil && !any {

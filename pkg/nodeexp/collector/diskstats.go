@@ -101,7 +101,7 @@ func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector,
 	return c, nil
 }
 
-func (c *diskstatsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *diskstatsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	b, err := os.ReadFile(c.path)
 	if err != nil {
 		return fmt.Errorf("couldn't get diskstats: %w", err)

@@ -69,10 +69,10 @@ func newDMICollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error
 	return &dmiCollector{metric: desc.MustNew(prometheus.GaugeValue, 1, values...)}, nil
 }
 
-func (c *dmiCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *dmiCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if c.metric == nil {
 		return nodeexp.ErrNoData
 	}
-	ch <- c.metric
+	ch.Send(c.metric)
 	return nil
 }

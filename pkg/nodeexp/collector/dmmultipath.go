@@ -48,7 +48,7 @@ func newDMMultipathCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, er
 	}, nil
 }
 
-func (c *dmMultipathCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *dmMultipathCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if any, err := anyEntry(filepath.Join(c.sysPath, "block"), prefixed("dm-")); err == nil && !any {
 		return nil // no device-mapper devices
 	}

@@ -43,7 +43,7 @@ func newEdacCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, erro
 	}, nil
 }
 
-func (c *edacCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *edacCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	controllers, err := filepath.Glob(filepath.Join(c.sysPath, "devices/system/edac/mc/mc[0-9]*"))
 	if err != nil {
 		return err

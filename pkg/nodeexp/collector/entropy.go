@@ -31,7 +31,7 @@ func newEntropyCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 	}, nil
 }
 
-func (c *entropyCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *entropyCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	r, err := c.fs.KernelRandom()
 	if err != nil {
 		return fmt.Errorf("failed to get kernel random stats: %w", err)

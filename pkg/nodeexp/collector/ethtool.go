@@ -126,7 +126,7 @@ func newEthtoolCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, e
 	return c, nil
 }
 
-func (c *ethtoolCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *ethtoolCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	ifaces, err := c.fs.NetClassDevices()
 	switch {
 	case errors.Is(err, os.ErrNotExist), errors.Is(err, os.ErrPermission):
@@ -176,7 +176,7 @@ func (c *ethtoolCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 // sendStats reports the driver's statistics that --collector.ethtool.
 // metrics-include selects; two statistics whose names collide once
 // sanitised are both dropped, as node_exporter drops them.
-func (c *ethtoolCollector) sendStats(ch chan<- prometheus.Metric, iface string, stats map[string]uint64) {
+func (c *ethtoolCollector) sendStats(ch *nodeexp.Sink, iface string, stats map[string]uint64) {
 	byFamily := map[string]string{} // family name -> statistic ("" once two collide)
 	values := map[string]uint64{}
 	for stat, v := range stats {
@@ -221,7 +221,7 @@ func (c *ethtoolCollector) logIoctlError(what, iface string, err error) {
 	}
 }
 
-func (c *ethtoolCollector) sendCapabilities(ch chan<- prometheus.Metric, prefix, iface string, modes uint32) {
+func (c *ethtoolCollector) sendCapabilities(ch *nodeexp.Sink, prefix, iface string, modes uint32) {
 	for _, cap := range []struct {
 		name string
 		bit  uint
@@ -236,7 +236,7 @@ func (c *ethtoolCollector) sendCapabilities(ch chan<- prometheus.Metric, prefix,
 
 // sendSpeeds reports each link mode of the 32 the legacy ETHTOOL_GSET
 // carries, in bytes per second.
-func (c *ethtoolCollector) sendSpeeds(ch chan<- prometheus.Metric, d *constmetric.Desc, iface string, modes uint32) {
+func (c *ethtoolCollector) sendSpeeds(ch *nodeexp.Sink, d *constmetric.Desc, iface string, modes uint32) {
 	for bit, m := range ethtoolSpeeds {
 		if bit < 32 && modes&(1<<bit) != 0 {
 			send(ch, d, prometheus.GaugeValue, float64(m.mbps)*(1000000.0/8.0), iface, m.duplex, fmt.Sprintf("%dbase%s", m.mbps, m.phy))

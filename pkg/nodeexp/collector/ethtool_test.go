@@ -8,6 +8,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp"
 )
 
 // fakeEthtool answers for interfaces by name; a missing entry is an error.
@@ -121,9 +123,8 @@ node_network_supported_speed_bytes{device="eth0",duplex="full",mode="1000baseT"}
 			}
 			reg := prometheus.NewPedanticRegistry()
 			reg.MustRegister(collectorAdapter{c})
-			ch := make(chan prometheus.Metric, 1000)
+			ch := nodeexp.NewSink(1000)
 			err = c.Update(t.Context(), ch)
-			close(ch)
 			if (err == nil) != (tc.success == 1) {
 				t.Errorf("Update error %v, want success %v", err, tc.success)
 			}

@@ -61,7 +61,7 @@ func newFibrechannelCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, e
 	return c, nil
 }
 
-func (c *fibrechannelCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *fibrechannelCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	hosts, err := c.fs.FibreChannelClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -30,7 +30,7 @@ func newFilefdCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) 
 	}, nil
 }
 
-func (c *filefdCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *filefdCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	b, err := os.ReadFile(c.path)
 	if err != nil {
 		return fmt.Errorf("couldn't get file-nr: %w", err)

@@ -128,7 +128,7 @@ type mountLine struct {
 	skip   bool
 }
 
-func (c *filesystemCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+func (c *filesystemCollector) Update(ctx context.Context, ch *nodeexp.Sink) error {
 	mounts, err := c.readMounts()
 	if err != nil {
 		return fmt.Errorf("couldn't get mount points: %w", err)
@@ -213,7 +213,7 @@ func (c *filesystemCollector) markStuck(p pendingStat) error {
 	return errStuck
 }
 
-func (c *filesystemCollector) emit(ch chan<- prometheus.Metric, p pendingStat, r statResult) {
+func (c *filesystemCollector) emit(ch *nodeexp.Sink, p pendingStat, r statResult) {
 	l := p.labels
 	if r.err != nil {
 		l.deviceError = r.err.Error()

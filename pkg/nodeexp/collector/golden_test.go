@@ -361,7 +361,11 @@ type collectorAdapter struct{ c nodeexp.Collector }
 
 func (collectorAdapter) Describe(chan<- *prometheus.Desc) {}
 func (a collectorAdapter) Collect(ch chan<- prometheus.Metric) {
-	_ = a.c.Update(context.Background(), ch)
+	sink := nodeexp.NewSink(0)
+	_ = a.c.Update(context.Background(), sink)
+	for _, m := range sink.Metrics() {
+		ch <- m
+	}
 }
 
 // The handler keeps its working storage from one scrape to the next: the

@@ -87,7 +87,7 @@ type hwmonChip struct {
 	dir, base, nameFile string
 }
 
-func (c *hwmonCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *hwmonCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	class := filepath.Join(c.sysPath, "class", "hwmon")
 	entries, err := os.ReadDir(class)
 	switch {
@@ -261,7 +261,7 @@ func (c *hwmonCollector) desc(name, help string, labels []string) *constmetric.D
 	return c.descs.getKeyed(name+"\xff"+help, name, help, labels...)
 }
 
-func (c *hwmonCollector) updateChip(ch chan<- prometheus.Metric, dir, chip string) error {
+func (c *hwmonCollector) updateChip(ch *nodeexp.Sink, dir, chip string) error {
 	data := map[string]map[string]string{}
 	if err := readSensors(dir, data); err != nil {
 		return err

@@ -125,7 +125,7 @@ func newInfinibandCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, err
 	return c, nil
 }
 
-func (c *infinibandCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *infinibandCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	devices, err := c.fs.InfiniBandClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -91,7 +91,7 @@ func newIPVSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	return c, nil
 }
 
-func (c *ipvsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *ipvsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	st, err := c.fs.IPVSStats()
 	switch {
 	case errors.Is(err, os.ErrNotExist):

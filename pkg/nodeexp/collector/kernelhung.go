@@ -31,7 +31,7 @@ func newKernelHungCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, err
 		"Total number of tasks that have been detected as hung since the system booted.", nil, nil)}, nil
 }
 
-func (c *kernelHungCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *kernelHungCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	n, err := readUint(c.path)
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -31,7 +31,7 @@ func newLoadavgCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 	}}, nil
 }
 
-func (c *loadavgCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *loadavgCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	l, err := c.fs.LoadAvg()
 	if err != nil {
 		return fmt.Errorf("couldn't get load: %w", err)

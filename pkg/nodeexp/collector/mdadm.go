@@ -56,7 +56,7 @@ func newMdadmCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	return c, nil
 }
 
-func (c *mdadmCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *mdadmCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	stats, err := c.procfs.MDStat()
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("no /proc/mdstat: %w", nodeexp.ErrNoData)

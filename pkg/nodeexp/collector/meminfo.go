@@ -49,7 +49,7 @@ func newMeminfoCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 	return &meminfoCollector{path: filepath.Join(cfg.ProcPath, "meminfo"), fields: map[string]*meminfoKey{}}, nil
 }
 
-func (c *meminfoCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *meminfoCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var err error
@@ -98,7 +98,7 @@ func (c *meminfoCollector) Update(_ context.Context, ch chan<- prometheus.Metric
 
 // updateSlow parses the buffer with parseMeminfo, reporting its errors, and
 // learns the keys for the next scrapes. Called with mu held.
-func (c *meminfoCollector) updateSlow(ch chan<- prometheus.Metric) error {
+func (c *meminfoCollector) updateSlow(ch *nodeexp.Sink) error {
 	fields, err := parseMeminfo(c.buf)
 	if err != nil {
 		return fmt.Errorf("couldn't parse %s: %w", c.path, err)

@@ -14,6 +14,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"golang.org/x/sys/unix"
 
+	"github.com/nodekit/nodekit/pkg/nodeexp"
 	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
@@ -22,8 +23,8 @@ const namespace = "node"
 // send emits one constant metric. Kernel files can hold label values that
 // are not valid UTF-8; instead of panicking like MustNewConstMetric, the
 // problem is reported as an invalid metric, which fails just that series.
-func send(ch chan<- prometheus.Metric, desc *constmetric.Desc, t prometheus.ValueType, v float64, labelValues ...string) {
-	ch <- desc.MustNew(t, v, labelValues...)
+func send(ch *nodeexp.Sink, desc *constmetric.Desc, t prometheus.ValueType, v float64, labelValues ...string) {
+	ch.Send(desc.MustNew(t, v, labelValues...))
 }
 
 // descCache keeps the descriptors of families whose names come from the
@@ -174,13 +175,13 @@ const maxCachedSeries = 4096
 
 // send emits one sample of desc with these label values, like the
 // package-level send, reusing the series' label pairs when it has them.
-func (s *seriesCache) send(ch chan<- prometheus.Metric, desc *constmetric.Desc, t prometheus.ValueType, v float64, labelValues ...string) {
+func (s *seriesCache) send(ch *nodeexp.Sink, desc *constmetric.Desc, t prometheus.ValueType, v float64, labelValues ...string) {
 	if len(labelValues) == 0 {
 		// Nothing to cache: only the value and its type.
 		s.mu.Lock()
 		m := s.newMetric(desc, t, v, nil)
 		s.mu.Unlock()
-		ch <- m
+		ch.Send(m)
 		return
 	}
 	s.mu.Lock()
@@ -193,7 +194,7 @@ func (s *seriesCache) send(ch chan<- prometheus.Metric, desc *constmetric.Desc, 
 	if !ok {
 		var err error
 		if pairs, err = desc.Pairs(labelValues...); err != nil {
-			ch <- prometheus.NewInvalidMetric(desc.Desc(), err)
+			ch.Send(prometheus.NewInvalidMetric(desc.Desc(), err))
 			return
 		}
 		s.mu.Lock()
@@ -218,7 +219,7 @@ func (s *seriesCache) send(ch chan<- prometheus.Metric, desc *constmetric.Desc, 
 	s.mu.Lock()
 	m := s.newMetric(desc, t, v, pairs)
 	s.mu.Unlock()
-	ch <- m
+	ch.Send(m)
 }
 
 // newMetric returns a constant metric from the current slab, allocating

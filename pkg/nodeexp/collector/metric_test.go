@@ -13,6 +13,7 @@ import (
 	dto "github.com/prometheus/client_model/go"
 	"github.com/prometheus/procfs"
 
+	"github.com/nodekit/nodekit/pkg/nodeexp"
 	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
@@ -36,9 +37,9 @@ func TestSeriesCache(t *testing.T) {
 		{[]string{"b", "eth0"}, prometheus.GaugeValue, 3},
 		{[]string{"a", "eth0"}, prometheus.UntypedValue, 4}, // hit, another type
 	} {
-		ch := make(chan prometheus.Metric, 1)
+		ch := nodeexp.NewSink(1)
 		s.send(ch, desc, tc.typ, tc.v, tc.values...)
-		got, err := write(<-ch)
+		got, err := write(ch.Metrics()[len(ch.Metrics())-1])
 		if err != nil {
 			t.Fatalf("%d: %v", i, err)
 		}
@@ -53,9 +54,9 @@ func TestSeriesCache(t *testing.T) {
 	if s.n != 2 {
 		t.Errorf("cache holds %d series, want 2", s.n)
 	}
-	ch := make(chan prometheus.Metric, 1)
+	ch := nodeexp.NewSink(1)
 	s.send(ch, desc, prometheus.GaugeValue, 1, "a", "\xff")
-	if _, err := write(<-ch); err == nil {
+	if _, err := write(ch.Metrics()[len(ch.Metrics())-1]); err == nil {
 		t.Error("invalid UTF-8 label value: no error")
 	}
 	if s.n != 2 {
@@ -63,7 +64,7 @@ func TestSeriesCache(t *testing.T) {
 	}
 	for i := range maxCachedSeries + 10 {
 		s.send(ch, desc, prometheus.GaugeValue, 1, "z", fmt.Sprint(i))
-		<-ch
+		ch.Reset()
 	}
 	if s.n > maxCachedSeries {
 		t.Errorf("cache holds %d series, more than %d", s.n, maxCachedSeries)
@@ -84,11 +85,10 @@ func TestMeminfoLearnsKeys(t *testing.T) {
 	}
 	c := &meminfoCollector{path: path, fields: map[string]*meminfoKey{}}
 	scrape := func() (string, error) {
-		ch := make(chan prometheus.Metric, 100)
+		ch := nodeexp.NewSink(100)
 		err := c.Update(context.Background(), ch)
-		close(ch)
 		var lines []string
-		for m := range ch {
+		for _, m := range ch.Metrics() {
 			var d dto.Metric
 			if err := m.Write(&d); err != nil {
 				t.Fatal(err)
@@ -149,13 +149,12 @@ func TestNetstatFastPathMatchesParse(t *testing.T) {
 				}
 			}
 			for i := range 2 {
-				ch := make(chan prometheus.Metric, 1000)
+				ch := nodeexp.NewSink(1000)
 				if err := c.Update(context.Background(), ch); err != nil {
 					t.Fatal(err)
 				}
-				close(ch)
 				var got []string
-				for m := range ch {
+				for _, m := range ch.Metrics() {
 					info := struct{ name string }{m.(*constmetric.Metric).Family().Name()}
 					if !strings.HasPrefix(info.name, "node_netstat_Ip6") && !strings.HasPrefix(info.name, "node_netstat_Icmp6") && !strings.HasPrefix(info.name, "node_netstat_Udp6") && !strings.HasPrefix(info.name, "node_netstat_UdpLite6") {
 						got = append(got, info.name)

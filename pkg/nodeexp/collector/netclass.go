@@ -148,7 +148,7 @@ func newNetclassCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, 
 	return c, nil
 }
 
-func (c *netclassCollector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+func (c *netclassCollector) Update(ctx context.Context, ch *nodeexp.Sink) error {
 	devs, err := c.fs.NetClassDevices()
 	if errors.Is(err, os.ErrNotExist) || errors.Is(err, os.ErrPermission) {
 		return fmt.Errorf("could not read netclass: %w", errors.Join(nodeexp.ErrNoData, err))

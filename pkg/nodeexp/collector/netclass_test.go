@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp"
 )
 
 func openFDCount(t *testing.T) int {
@@ -56,13 +58,12 @@ func TestNetclassKeepsFilesOpen(t *testing.T) {
 	t.Cleanup(func() { c.Close() })
 	scrape := func() string {
 		t.Helper()
-		ch := make(chan prometheus.Metric, 1000)
+		ch := nodeexp.NewSink(1000)
 		if err := c.Update(context.Background(), ch); err != nil {
 			t.Fatal(err)
 		}
-		close(ch)
 		var lines []string
-		for m := range ch {
+		for _, m := range ch.Metrics() {
 			if strings.Contains(m.Desc().String(), `"node_network_mtu_bytes"`) {
 				lines = append(lines, fmt.Sprint(testutil.ToFloat64(constCollector{m})))
 			}

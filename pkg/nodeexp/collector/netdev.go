@@ -72,7 +72,7 @@ func newNetdevCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) 
 	return c, nil
 }
 
-func (c *netdevCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *netdevCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	nd, err := c.fs.NetDev()
 	if err != nil {
 		return fmt.Errorf("couldn't get netstats: %w", err)
@@ -116,7 +116,7 @@ func (c *netdevCollector) Update(_ context.Context, ch chan<- prometheus.Metric)
 
 // updateAddresses reports the addresses of this network namespace's
 // interfaces (node_exporter asks the kernel, not --path.procfs, as here).
-func (c *netdevCollector) updateAddresses(ch chan<- prometheus.Metric) error {
+func (c *netdevCollector) updateAddresses(ch *nodeexp.Sink) error {
 	ifaces, err := net.Interfaces()
 	if err != nil {
 		return fmt.Errorf("could not get network interfaces: %w", err)

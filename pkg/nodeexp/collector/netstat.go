@@ -56,7 +56,7 @@ type netstatSample struct {
 	v    float64
 }
 
-func (c *netstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *netstatCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var out []netstatSample

@@ -47,7 +47,7 @@ func newNFSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	}, nil
 }
 
-func (c *nfsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *nfsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	s, err := c.fs.ClientRPCStats()
 	switch {
 	case errors.Is(err, os.ErrNotExist):

@@ -76,7 +76,7 @@ func newNFSdCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	return c, nil
 }
 
-func (c *nfsdCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *nfsdCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	s, err := c.fs.ServerRPCStats()
 	switch {
 	case errors.Is(err, os.ErrNotExist):

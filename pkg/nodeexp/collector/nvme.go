@@ -54,7 +54,7 @@ func newNVMeCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, erro
 	}, nil
 }
 
-func (c *nvmeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *nvmeCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	switch any, err := anyEntry(filepath.Join(c.sysPath, "class/nvme"), except()); {
 	case errors.Is(err, os.ErrNotExist):
 		return errNoNVMe

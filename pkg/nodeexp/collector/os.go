@@ -42,7 +42,7 @@ func newOSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	}, nil
 }
 
-func (c *osCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *osCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	var (
 		b   []byte
 		err error

@@ -10,6 +10,8 @@ import (
 
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp"
 )
 
 func TestParseMeminfo(t *testing.T) {
@@ -116,7 +118,7 @@ func TestGarbageNeverPanics(t *testing.T) {
 			if err != nil {
 				continue
 			}
-			ch := make(chan prometheus.Metric, 10000)
+			ch := nodeexp.NewSink(10000)
 			func() {
 				defer func() {
 					if r := recover(); r != nil {

@@ -37,7 +37,7 @@ func newPowerSupplyClassCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collecto
 	return &powerSupplyClassCollector{fs: fs, sysPath: cfg.SysPath, ignore: re}, nil
 }
 
-func (c *powerSupplyClassCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *powerSupplyClassCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if any, err := anyEntry(filepath.Join(c.sysPath, "class/power_supply"), except()); err == nil && !any {
 		return nil
 	}

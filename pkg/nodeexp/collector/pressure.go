@@ -43,7 +43,7 @@ func newPressureCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, 
 	}, nil
 }
 
-func (c *pressureCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *pressureCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	found := 0
 	for _, res := range []string{"cpu", "io", "memory", "irq"} {
 		v, err := c.fs.PSIStatsForResource(res)

@@ -44,7 +44,7 @@ func newRaplCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 // metricNameJunk is what node_exporter's SanitizeMetricName replaces.
 var metricNameJunk = regexp.MustCompile(`_*[^0-9A-Za-z_]+_*`)
 
-func (c *raplCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *raplCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if _, err := anyEntry(filepath.Join(c.sysPath, "class/powercap"), except()); errors.Is(err, os.ErrNotExist) {
 		return errNoPowercap
 	}

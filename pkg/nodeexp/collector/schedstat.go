@@ -36,7 +36,7 @@ func newSchedstatCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, erro
 	}, nil
 }
 
-func (c *schedstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *schedstatCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	s, err := c.fs.Schedstat()
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("schedstat: %w", nodeexp.ErrNoData)

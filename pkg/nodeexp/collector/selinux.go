@@ -45,7 +45,7 @@ func newSelinuxCollector(_ *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	}, nil
 }
 
-func (c *selinuxCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *selinuxCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	// As the library does, whether SELinux is on is decided once.
 	c.once.Do(func() { c.mount = c.findMount() })
 	if c.mount == "" {

@@ -41,7 +41,7 @@ func newSockstatCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error
 	}, nil
 }
 
-func (c *sockstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *sockstatCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	s4, err := c.fs.NetSockstat()
 	switch {
 	case errors.Is(err, os.ErrNotExist):
@@ -64,7 +64,7 @@ func (c *sockstatCollector) Update(_ context.Context, ch chan<- prometheus.Metri
 	return nil
 }
 
-func (c *sockstatCollector) protocols(ch chan<- prometheus.Metric, s *procfs.NetSockstat) {
+func (c *sockstatCollector) protocols(ch *nodeexp.Sink, s *procfs.NetSockstat) {
 	for _, p := range s.Protocols {
 		emit := func(state string, v *int) {
 			if v == nil || !validMetricSuffix(p.Protocol) {

@@ -38,7 +38,7 @@ func newSoftnetCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 	}, nil
 }
 
-func (c *softnetCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *softnetCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	stats, err := c.fs.NetSoftnetStat()
 	if err != nil {
 		return fmt.Errorf("could not get softnet statistics: %w", err)

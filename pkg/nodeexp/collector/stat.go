@@ -47,7 +47,7 @@ func newStatCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	}, nil
 }
 
-func (c *statCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *statCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	c.mu.Lock()
 	var err error
 	c.buf, err = readFileInto(c.path, c.buf)

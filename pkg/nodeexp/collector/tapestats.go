@@ -58,7 +58,7 @@ func newTapestatsCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, erro
 	return c, nil
 }
 
-func (c *tapestatsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *tapestatsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	tapes, err := c.fs.SCSITapeClass()
 	switch {
 	case errors.Is(err, os.ErrNotExist):

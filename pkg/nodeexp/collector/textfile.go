@@ -37,7 +37,7 @@ func newTextfileCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, 
 	}, nil
 }
 
-func (c *textfileCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *textfileCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	errored := false
 	var dirs []string
 	for _, g := range c.dirs {
@@ -138,7 +138,7 @@ func readTextfile(path string) (map[string]*dto.MetricFamily, float64, error) {
 // convertFamily turns a parsed family into constant metrics. Series lacking
 // a label that others in the family have get it with an empty value, so
 // every series of a family has the same label names.
-func convertFamily(ch chan<- prometheus.Metric, name, help string, mf *dto.MetricFamily) {
+func convertFamily(ch *nodeexp.Sink, name, help string, mf *dto.MetricFamily) {
 	seen := map[string]bool{}
 	for _, m := range mf.Metric {
 		for _, l := range m.Label {
@@ -186,6 +186,6 @@ func convertFamily(ch chan<- prometheus.Metric, name, help string, mf *dto.Metri
 		if err != nil {
 			pm = prometheus.NewInvalidMetric(desc.Desc(), err)
 		}
-		ch <- pm
+		ch.Send(pm)
 	}
 }

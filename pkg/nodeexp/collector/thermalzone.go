@@ -39,7 +39,7 @@ func newThermalZoneCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, er
 	}, nil
 }
 
-func (c *thermalZoneCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *thermalZoneCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if any, err := anyEntry(filepath.Join(c.sysPath, "class/thermal"), prefixed("thermal_zone", "cooling_device")); err == nil && !any {
 		return nil // none on this machine (VMs have none)
 	}

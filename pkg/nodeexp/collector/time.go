@@ -40,7 +40,7 @@ func newTimeCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, erro
 	}, nil
 }
 
-func (c *timeCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *timeCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	now := c.clock()
 	c.series.send(ch, c.now, prometheus.GaugeValue, float64(now.UnixNano())/1e9)
 	zone, offset := now.Zone()

@@ -62,7 +62,7 @@ func newTimexCollector(_ *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	return c, nil
 }
 
-func (c *timexCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *timexCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	var tx unix.Timex
 	state, err := c.adjtimex(&tx)
 	if errors.Is(err, os.ErrPermission) {

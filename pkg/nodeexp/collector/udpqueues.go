@@ -32,7 +32,7 @@ func newUDPQueuesCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, erro
 		"Number of allocated memory in the kernel for UDP datagrams in bytes.", []string{"ip", "queue"}, nil)}, nil
 }
 
-func (c *udpQueuesCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *udpQueuesCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	found := false
 	for _, v := range []struct {
 		ip   string

@@ -27,7 +27,7 @@ func newUnameCollector(_ *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	}, nil
 }
 
-func (c *unameCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *unameCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	var u unix.Utsname
 	if err := c.uname(&u); err != nil {
 		return fmt.Errorf("calling uname: %w", err)

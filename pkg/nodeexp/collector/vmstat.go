@@ -31,7 +31,7 @@ func newVmstatCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) 
 	return &vmstatCollector{path: filepath.Join(cfg.ProcPath, "vmstat"), fields: fields}, nil
 }
 
-func (c *vmstatCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *vmstatCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	b, err := os.ReadFile(c.path)
 	if err != nil {
 		return fmt.Errorf("couldn't read %s: %w", c.path, err)

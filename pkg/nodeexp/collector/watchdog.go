@@ -42,7 +42,7 @@ func newWatchdogCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error
 	return c, nil
 }
 
-func (c *watchdogCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *watchdogCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if any, err := anyEntry(filepath.Join(c.sysPath, "class/watchdog"), except()); err == nil && !any {
 		return nil
 	}

@@ -79,7 +79,7 @@ func newXFSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 	return c, nil
 }
 
-func (c *xfsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *xfsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	// With the module loaded, /sys/fs/xfs holds "stats" and one directory
 	// per mounted XFS file system.
 	if mounted, err := anyEntry(filepath.Join(c.sysPath, "fs/xfs"), except("stats")); err == nil && !mounted {

@@ -71,7 +71,7 @@ func kstatName(key string) string {
 	return strings.ReplaceAll(key[strings.LastIndexByte(key, '.')+1:], "-", "_")
 }
 
-func (c *zfsCollector) Update(_ context.Context, ch chan<- prometheus.Metric) error {
+func (c *zfsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if _, err := os.Stat(c.base); err != nil {
 		return errNoZFS
 	}
@@ -141,7 +141,7 @@ func parseKstat(f *os.File, row func(name, typ, value string) error) error {
 // poolOf is the pool directory a pool kstat's path is in.
 func poolOf(path string) string { return filepath.Base(filepath.Dir(path)) }
 
-func (c *zfsCollector) updatePools(ch chan<- prometheus.Metric) error {
+func (c *zfsCollector) updatePools(ch *nodeexp.Sink) error {
 	ios, _ := filepath.Glob(filepath.Join(c.base, "*", "io"))
 	for _, p := range ios {
 		if err := c.poolIO(ch, p); err != nil {
@@ -180,7 +180,7 @@ func (c *zfsCollector) updatePools(ch chan<- prometheus.Metric) error {
 
 // poolIO reports a pool's io kstat: a header line of field names, starting
 // with nread, then a line of values.
-func (c *zfsCollector) poolIO(ch chan<- prometheus.Metric, path string) error {
+func (c *zfsCollector) poolIO(ch *nodeexp.Sink, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("ZFS statistics are not available: %w", err)
@@ -213,7 +213,7 @@ func (c *zfsCollector) poolIO(ch chan<- prometheus.Metric, path string) error {
 
 // poolObjset reports one dataset's objset kstat, named by its dataset_name
 // row.
-func (c *zfsCollector) poolObjset(ch chan<- prometheus.Metric, path string) error {
+func (c *zfsCollector) poolObjset(ch *nodeexp.Sink, path string) error {
 	f, err := os.Open(path)
 	if err != nil {
 		return fmt.Errorf("ZFS statistics are not available: %w", err)

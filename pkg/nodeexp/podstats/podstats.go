@@ -27,6 +27,7 @@ import (
 	"golang.org/x/sys/unix"
 	"google.golang.org/protobuf/proto"
 
+	"github.com/nodekit/nodekit/pkg/nodeexp"
 	"github.com/nodekit/nodekit/pkg/nodeexp/constmetric"
 )
 
@@ -166,7 +167,7 @@ func findPods(base string) []podCgroup {
 }
 
 // Update reports every pod cgroup found on this scrape.
-func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) error {
+func (c *Collector) Update(ctx context.Context, ch *nodeexp.Sink) error {
 	select {
 	case c.sem <- struct{}{}:
 	case <-ctx.Done():
@@ -192,7 +193,7 @@ func (c *Collector) Update(ctx context.Context, ch chan<- prometheus.Metric) err
 	if err != nil {
 		return err
 	}
-	ch <- new(constmetric.New(c.d.unnamed, prometheus.GaugeValue, float64(c.unnamed), nil))
+	ch.Send(new(constmetric.New(c.d.unnamed, prometheus.GaugeValue, float64(c.unnamed), nil)))
 	return nil
 }
 
@@ -229,12 +230,12 @@ func (c *Collector) labels(uid string) []string {
 // The pairs are shared, read-only, by every metric of the pod and, in v2,
 // by later scrapes while the pod keeps its name.
 type emitter struct {
-	ch    chan<- prometheus.Metric
+	ch    *nodeexp.Sink
 	pairs []*dto.LabelPair
 	slab  []constmetric.Metric // the pod's metrics, allocated together
 }
 
-func newEmitter(ch chan<- prometheus.Metric, labelValues []string) *emitter {
+func newEmitter(ch *nodeexp.Sink, labelValues []string) *emitter {
 	return &emitter{ch: ch, pairs: labelPairs(labelValues), slab: make([]constmetric.Metric, 0, maxPodSeries)}
 }
 
@@ -252,11 +253,11 @@ func (e *emitter) send(d *constmetric.Desc, t prometheus.ValueType, v float64) {
 	}
 	// Earlier elements stay valid: the slab is never grown in place.
 	e.slab = append(e.slab, constmetric.New(d, t, v, e.pairs))
-	e.ch <- &e.slab[len(e.slab)-1]
+	e.ch.Send(&e.slab[len(e.slab)-1])
 }
 
 // updateV2 reads the pods of a cgroup v2 hierarchy; the caller holds sem.
-func (c *Collector) updateV2(ctx context.Context, ch chan<- prometheus.Metric) error {
+func (c *Collector) updateV2(ctx context.Context, ch *nodeexp.Sink) error {
 	for i, dir := range podParents {
 		var err error
 		c.dirBuf, err = listDir(filepath.Join(c.root, dir), c.dirBuf, func(name []byte) {
@@ -424,7 +425,7 @@ func (c *Collector) read(p *openPod, f int) ([]byte, bool) {
 // near it (memory.stat, the largest, is a few KiB).
 const maxFileSize = 1 << 20
 
-func (c *Collector) podV2(p *openPod, ch chan<- prometheus.Metric) {
+func (c *Collector) podV2(p *openPod, ch *nodeexp.Sink) {
 	e := c.emitterFor(p, ch)
 	var kv keyValues
 	if kv.set(c.read(p, fCPUStat)) {
@@ -475,7 +476,7 @@ func (c *Collector) podV2(p *openPod, ch chan<- prometheus.Metric) {
 // emitterFor returns the emitter of p's series. Once the lookup has named
 // the pod its label pairs are kept (a pod's namespace and name never
 // change); an unnamed pod is looked up again on every scrape.
-func (c *Collector) emitterFor(p *openPod, ch chan<- prometheus.Metric) *emitter {
+func (c *Collector) emitterFor(p *openPod, ch *nodeexp.Sink) *emitter {
 	if !p.named {
 		lv := c.labels(p.uid)
 		if p.pairs == nil || p.ns != lv[0] || p.name != lv[1] {
@@ -494,7 +495,7 @@ const maxPodSeries = 16
 // updateV1 reads the per-controller hierarchies of cgroup v1. Pods are
 // discovered in cpuacct; the other controllers hold the same relative path.
 // The caller holds sem.
-func (c *Collector) updateV1(ctx context.Context, ch chan<- prometheus.Metric) error {
+func (c *Collector) updateV1(ctx context.Context, ch *nodeexp.Sink) error {
 	// ctrl reads one file of a controller's hierarchy; v1 spreads a pod over
 	// five directories, so the plain path API is used here.
 	ctrl := func(name, rel, file string) ([]byte, bool) {

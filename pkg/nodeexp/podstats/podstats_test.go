@@ -16,6 +16,8 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 	"github.com/prometheus/client_golang/prometheus/testutil"
 	"golang.org/x/sys/unix"
+
+	"github.com/nodekit/nodekit/pkg/nodeexp"
 )
 
 // fakePods is a PodLookup: uid -> {namespace, name}.
@@ -88,8 +90,12 @@ type adapter struct{ c *Collector }
 
 func (adapter) Describe(chan<- *prometheus.Desc) {}
 func (a adapter) Collect(ch chan<- prometheus.Metric) {
-	if err := a.c.Update(context.Background(), ch); err != nil {
-		ch <- prometheus.NewInvalidMetric(prometheus.NewDesc("update_error", "", nil, nil), err)
+	sink := nodeexp.NewSink(0)
+	if err := a.c.Update(context.Background(), sink); err != nil {
+		sink.Send(prometheus.NewInvalidMetric(prometheus.NewDesc("update_error", "", nil, nil), err))
+	}
+	for _, m := range sink.Metrics() {
+		ch <- m
 	}
 }
 
@@ -212,12 +218,11 @@ func TestMalformedFilesDoNotPanic(t *testing.T) {
 		t.Run(tc.name, func(t *testing.T) {
 			root := newV2Root(t)
 			writeFiles(t, filepath.Join(root, "kubepods", "pod0c5e4ad8-7bd6-4f5e-9b86-0c2d3b8d6b41"), tc.files)
-			ch := make(chan prometheus.Metric, 100)
+			ch := nodeexp.NewSink(100)
 			if err := New(Config{CgroupRoot: root}, nil, discard()).Update(context.Background(), ch); err != nil {
 				t.Fatalf("Update: %v", err)
 			}
-			close(ch)
-			for m := range ch {
+			for _, m := range ch.Metrics() {
 				if m.Desc().String() == New(Config{}, nil, discard()).d.workingSet.Desc().String() {
 					if v := testutil.ToFloat64(prometheus.Collector(constCollector{m})); v < 0 {
 						t.Errorf("working set %v < 0", v)
@@ -234,7 +239,7 @@ func (c constCollector) Describe(ch chan<- *prometheus.Desc) { ch <- c.m.Desc() 
 func (c constCollector) Collect(ch chan<- prometheus.Metric) { ch <- c.m }
 
 func TestNoCgroupHierarchy(t *testing.T) {
-	err := New(Config{CgroupRoot: t.TempDir()}, nil, discard()).Update(context.Background(), make(chan prometheus.Metric, 1))
+	err := New(Config{CgroupRoot: t.TempDir()}, nil, discard()).Update(context.Background(), nodeexp.NewSink(1))
 	if err == nil {
 		t.Fatal("Update on an empty root succeeded, want an error")
 	}
@@ -259,19 +264,18 @@ func benchmarkPods(b *testing.B, keepOpen bool) {
 		writePodV2(b, root, driver, qos, uid, i+1)
 	}
 	c := New(Config{CgroupRoot: root, KeepFilesOpen: keepOpen}, pods, discard())
-	ch := make(chan prometheus.Metric, 4096)
+	ch := nodeexp.NewSink(4096)
 	b.ReportAllocs()
 	before := cpuTime(b)
 	for b.Loop() {
 		if err := c.Update(context.Background(), ch); err != nil {
 			b.Fatal(err)
 		}
-		if len(ch) != 100*16 {
-			b.Fatalf("got %d metrics, want %d", len(ch), 100*16)
+		// Sixteen series per pod and nodeexp_pod_unnamed.
+		if len(ch.Metrics()) != 100*16+1 {
+			b.Fatalf("got %d metrics, want %d", len(ch.Metrics()), 100*16+1)
 		}
-		for len(ch) > 0 {
-			<-ch
-		}
+		ch.Reset()
 	}
 	// The machine running benchmarks is often busy: CPU time per scrape is
 	// the figure that does not depend on what else runs.
