@@ -85,10 +85,9 @@ type Exporter struct {
 	// once it has collected once.
 	firstOnce   sync.Once
 	firstScrape chan struct{}
-	// gzipFree holds one idle compressor (~800 KB of tables) for the next
-	// scrape. Scrapes come one at a time, so one is enough; an overlapping
-	// scrape makes a second, which is dropped afterwards. A sync.Pool kept
-	// one per P and doubled the heap that outlives a scrape.
+	// gzipFree holds one idle compressor for the next scrape. Scrapes
+	// come one at a time, so one is enough; an overlapping scrape makes a
+	// second, which is dropped afterwards.
 	gzipFree chan *gzip.Writer
 	textFree chan *textScratch
 	bufFree  chan *bufio.Writer
@@ -336,17 +335,21 @@ type gathered []*dto.MetricFamily
 
 func (g gathered) Gather() ([]*dto.MetricFamily, error) { return g, nil }
 
-// gzipWriter returns a compressor writing to w at the fastest level. It is
-// klauspost/compress's: twice as fast as compress/gzip's BestSpeed on an
-// exposition (a tenth of a scrape's CPU went to compress/flate), with a
-// third less state, for an output within 1% of the same size.
+// gzipWriter returns a compressor writing to w. It is klauspost/compress's
+// (twice as fast as compress/gzip's BestSpeed on an exposition, where a
+// tenth of a scrape's CPU went to compress/flate) in its stateless mode:
+// each 32 KiB write is compressed on its own, with tables from a pool, so
+// no compressor state outlives a scrape. Kept idle between scrapes, the
+// fastest level's 820 KiB of tables were two fifths of nodeexp's live heap
+// (hence 1.6 MiB of GC heap goal); stateless, a 64 KiB exposition comes out
+// 1% larger (12.6 vs 12.5 KB) in the same time (measured: 96 vs 91 µs).
 func (e *Exporter) gzipWriter(w io.Writer) *gzip.Writer {
 	select {
 	case gz := <-e.gzipFree:
 		gz.Reset(w)
 		return gz
 	default:
-		gz, _ := gzip.NewWriterLevel(w, gzip.BestSpeed) // a valid level cannot fail
+		gz, _ := gzip.NewWriterLevel(w, gzip.StatelessCompression) // a valid level cannot fail
 		return gz
 	}
 }
