@@ -16,7 +16,7 @@ import (
 func TestBtrfsMountedDevices(t *testing.T) {
 	tree := fixtureTreeOnce(t)
 	cfg := DefaultConfig()
-	cfg.ProcPath, cfg.SysPath = tree.fixtures+"/proc", tree.sys
+	cfg.ProcPath, cfg.SysPath = tree.Fixtures+"/proc", tree.Sys
 	for _, tc := range []struct {
 		name string
 		devs map[string][]btrfsDevice

@@ -1,6 +1,7 @@
 package collector
 
 import (
+	"context"
 	"os"
 	"path/filepath"
 	"sync"
@@ -9,39 +10,32 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nodekit/nodekit/pkg/nodeexp"
+	"github.com/nodekit/nodekit/test/fixturetree"
 )
 
 // sharedTree is node_exporter's fixture tree, unpacked once for the
 // collectors' table tests.
 var sharedTree = struct {
 	once sync.Once
-	tree fixtureTree
-	err  string
+	tree fixturetree.Tree
+	err  error
 }{}
 
-func fixtureTreeOnce(t *testing.T) fixtureTree {
+func fixtureTreeOnce(t *testing.T) fixturetree.Tree {
 	t.Helper()
 	sharedTree.once.Do(func() {
-		// A test of its own unpacks into its TempDir; this one must
-		// outlive the first test that asks, so it gets a directory of its
-		// own, removed by TestMain.
+		// Unpacked into a directory of its own, removed by TestMain: it
+		// outlives the first test that asks.
 		dir, err := os.MkdirTemp("", "nodeexp-fixture-tree-")
 		if err != nil {
-			sharedTree.err = err.Error()
+			sharedTree.err = err
 			return
 		}
 		treeDirs = append(treeDirs, dir)
-		fixtures := filepath.Join(nodeExporterModule(t), "collector", "fixtures")
-		for _, a := range []string{"sys.ttar", "udev.ttar"} {
-			if err := extractTTAR(filepath.Join(fixtures, a), dir); err != nil {
-				sharedTree.err = err.Error()
-				return
-			}
-		}
-		sharedTree.tree = fixtureTree{fixtures: fixtures, sys: filepath.Join(dir, "sys"), udev: filepath.Join(dir, "udev", "data")}
+		sharedTree.tree, sharedTree.err = fixturetree.Unpack(context.Background(), dir)
 	})
-	if sharedTree.err != "" {
-		t.Fatalf("unpacking node_exporter's fixture tree: %s", sharedTree.err)
+	if sharedTree.err != nil {
+		t.Fatalf("node_exporter's fixture tree (from the Go module proxy): %v", sharedTree.err)
 	}
 	return sharedTree.tree
 }
@@ -219,7 +213,7 @@ func TestNewCollectors(t *testing.T) {
 			cfg := DefaultConfig()
 			if c.tree == nil {
 				tree := fixtureTreeOnce(t)
-				cfg.ProcPath, cfg.SysPath, cfg.RootPath = filepath.Join(tree.fixtures, "proc"), tree.sys, tree.fixtures
+				cfg.ProcPath, cfg.SysPath, cfg.RootPath = filepath.Join(tree.Fixtures, "proc"), tree.Sys, tree.Fixtures
 				cfg.BcachePriorityStats = true
 			} else {
 				root := t.TempDir()

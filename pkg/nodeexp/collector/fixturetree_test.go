@@ -1,13 +1,11 @@
 package collector
 
 import (
-	"encoding/json"
 	"flag"
 	"fmt"
 	"maps"
 	"math"
 	"os"
-	"os/exec"
 	"path/filepath"
 	"slices"
 	"sort"
@@ -17,74 +15,17 @@ import (
 	dto "github.com/prometheus/client_model/go"
 
 	"github.com/nodekit/nodekit/pkg/nodeexp"
+	"github.com/nodekit/nodekit/test/fixturetree"
 )
 
-// nodeExporterModule returns the directory of node_exporter v1.12.1's
-// module (its source and collector/fixtures), downloading it into the Go
-// module cache if need be. Nothing of it is copied into this repository.
-func nodeExporterModule(t *testing.T) string {
+// unpackFixtureTree unpacks node_exporter's fixture tree for one test.
+func unpackFixtureTree(t *testing.T) fixturetree.Tree {
 	t.Helper()
-	cmd := exec.Command("go", "mod", "download", "-json", "github.com/prometheus/node_exporter@v1.12.1")
-	cmd.Dir = t.TempDir() // outside this module, so its go.mod is untouched
-	cmd.Env = append(os.Environ(), "GOFLAGS=-mod=mod")
-	out, err := cmd.Output()
+	tree, err := fixturetree.Unpack(t.Context(), t.TempDir())
 	if err != nil {
-		t.Skipf("cannot download node_exporter v1.12.1 from the module proxy: %v\n%s", err, out)
+		t.Fatalf("node_exporter's fixture tree (from the Go module proxy): %v", err)
 	}
-	var mod struct{ Dir string }
-	if err := json.Unmarshal(out, &mod); err != nil || mod.Dir == "" {
-		t.Fatalf("go mod download: %v\n%s", err, out)
-	}
-	return mod.Dir
-}
-
-// fixtureTree is node_exporter's own fixture tree: proc/ and textfile/ as
-// they are in the module, sys.ttar and udev.ttar unpacked into a
-// directory of the test's.
-type fixtureTree struct {
-	fixtures string // collector/fixtures in the module cache
-	sys      string
-	udev     string
-}
-
-func unpackFixtureTree(t *testing.T) fixtureTree {
-	t.Helper()
-	fixtures := filepath.Join(nodeExporterModule(t), "collector", "fixtures")
-	dir := t.TempDir()
-	for _, a := range []string{"sys.ttar", "udev.ttar"} {
-		if err := extractTTAR(filepath.Join(fixtures, a), dir); err != nil {
-			t.Fatalf("unpacking %s: %v", a, err)
-		}
-	}
-	return fixtureTree{fixtures: fixtures, sys: filepath.Join(dir, "sys"), udev: filepath.Join(dir, "udev", "data")}
-}
-
-// args are the command-line flags both exporters run with on the tree:
-// node_exporter's end-to-end test's (end-to-end-test.sh) for the collectors
-// enabled by default, and node_exporter's defaults for the options whose
-// default nodeexp changes (kube-prometheus's exclusions).
-func (f fixtureTree) args() []string {
-	return []string{
-		"--path.rootfs=" + f.fixtures,
-		"--path.procfs=" + filepath.Join(f.fixtures, "proc"),
-		"--path.sysfs=" + f.sys,
-		"--path.udev.data=" + f.udev,
-		"--collector.arp.device-exclude=nope",
-		// With netlink node_exporter would ask this machine's kernel.
-		"--no-collector.arp.netlink",
-		"--collector.bcache.priorityStats",
-		"--collector.cpu.info",
-		"--collector.cpu.info.bugs-include=^(cpu_meltdown|spectre_.*|mds)$",
-		"--collector.cpu.info.flags-include=^(aes|avx.?|constant_tsc)$",
-		"--collector.hwmon.chip-include=(applesmc|asus_nb_wmi|coretemp|hwmon4|ieee80211|nct6779)",
-		"--collector.netclass.ignore-invalid-speed",
-		"--collector.netclass.ignored-devices=(dmz|int)",
-		"--collector.netdev.device-include=lo",
-		"--collector.netdev.device-exclude=",
-		"--collector.stat.softirq",
-		"--collector.textfile.directory=" + filepath.Join(f.fixtures, "textfile", "two_metric_files") + "/",
-		"--collector.filesystem.mount-points-exclude=^/(dev|proc|run/credentials/.+|sys|var/lib/docker/.+|var/lib/containers/storage/.+)($|/)",
-	}
+	return tree
 }
 
 // nodeExporterOnlyArgs are given to node_exporter alone, with why.
@@ -153,7 +94,7 @@ var seriesValueExceptions = map[string]string{
 func TestFixtureTreeSideBySide(t *testing.T) {
 	bin := nodeExporterBinary(t)
 	tree := unpackFixtureTree(t)
-	args := tree.args()
+	args := tree.Args()
 	neArgs := slices.Clone(args)
 	for _, a := range slices.Sorted(maps.Keys(nodeExporterOnlyArgs)) {
 		neArgs = append(neArgs, a)

@@ -1,4 +1,4 @@
-package collector
+package fixturetree
 
 import (
 	"bufio"
@@ -10,7 +10,7 @@ import (
 	"strings"
 )
 
-// extractTTAR unpacks a ttar archive (the text archive procfs and
+// ExtractTTAR unpacks a ttar archive (the text archive procfs and
 // node_exporter keep their sysfs fixtures in, since sysfs trees hold
 // symlinks and files without trailing newlines) under dir.
 //
@@ -19,7 +19,7 @@ import (
 // "SymlinkTo: t" makes p a symlink, "Mode: m" sets its octal mode. In
 // content lines NULLBYTE stands for a zero byte and a trailing EOF for a
 // last line without newline; a backslash keeps either literal.
-func extractTTAR(archive, dir string) error {
+func ExtractTTAR(archive, dir string) error {
 	f, err := os.Open(archive)
 	if err != nil {
 		return err

@@ -1,4 +1,4 @@
-package collector
+package fixturetree
 
 import (
 	"os"
@@ -46,7 +46,7 @@ SymlinkTo: one
 		t.Fatal(err)
 	}
 	out := filepath.Join(dir, "out")
-	if err := extractTTAR(archive, out); err != nil {
+	if err := ExtractTTAR(archive, out); err != nil {
 		t.Fatal(err)
 	}
 	for path, want := range map[string]string{"sys/one": "first\nsecond", "sys/empty": "", "sys/link": "first\nsecond"} {
@@ -66,7 +66,7 @@ SymlinkTo: one
 		if err := os.WriteFile(archive, []byte(bad), 0o644); err != nil {
 			t.Fatal(err)
 		}
-		if err := extractTTAR(archive, t.TempDir()); err == nil {
+		if err := ExtractTTAR(archive, t.TempDir()); err == nil {
 			t.Errorf("%s: no error", name)
 		}
 	}
