@@ -33,30 +33,30 @@ func newBondingCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error)
 }
 
 func (c *bondingCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
-	masters, err := os.ReadFile(filepath.Join(c.root, "bonding_masters"))
+	masters, err := readString(filepath.Join(c.root, "bonding_masters"))
 	if errors.Is(err, os.ErrNotExist) {
 		return fmt.Errorf("bonding module not loaded: %w", nodeexp.ErrNoData)
 	}
 	if err != nil {
 		return fmt.Errorf("reading bonding_masters: %w", err)
 	}
-	for _, m := range strings.Fields(string(masters)) {
-		slaves, err := os.ReadFile(filepath.Join(c.root, m, "bonding", "slaves"))
+	for _, m := range strings.Fields(masters) {
+		slaves, err := readString(filepath.Join(c.root, m, "bonding", "slaves"))
 		if err != nil {
 			return fmt.Errorf("reading slaves of %s: %w", m, err)
 		}
 		total, up := 0, 0
-		for _, s := range strings.Fields(string(slaves)) {
+		for _, s := range strings.Fields(slaves) {
 			// Newer kernels link slaves as lower_<dev>, older ones as slave_<dev>.
-			st, err := os.ReadFile(filepath.Join(c.root, m, "lower_"+s, "bonding_slave", "mii_status"))
+			st, err := readString(filepath.Join(c.root, m, "lower_"+s, "bonding_slave", "mii_status"))
 			if errors.Is(err, os.ErrNotExist) {
-				st, err = os.ReadFile(filepath.Join(c.root, m, "slave_"+s, "bonding_slave", "mii_status"))
+				st, err = readString(filepath.Join(c.root, m, "slave_"+s, "bonding_slave", "mii_status"))
 			}
 			if err != nil {
 				return fmt.Errorf("reading mii_status of %s in %s: %w", s, m, err)
 			}
 			total++
-			if strings.TrimSpace(string(st)) == "up" {
+			if strings.TrimSpace(st) == "up" {
 				up++
 			}
 		}

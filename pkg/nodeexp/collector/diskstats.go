@@ -1,12 +1,10 @@
 package collector
 
 import (
-	"bufio"
 	"bytes"
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -22,7 +20,7 @@ import (
 // node_disk_info and node_disk_filesystem_info from sysfs and udev.
 type diskstatsCollector struct {
 	series   seriesCache // label pairs of the series, across scrapes
-	fs       blockdevice.FS
+	sysPath  string
 	path     string
 	udevPath string
 	devices  deviceFilter
@@ -65,8 +63,8 @@ const (
 )
 
 func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, error) {
-	fs, err := blockdevice.NewFS(cfg.ProcPath, cfg.SysPath)
-	if err != nil {
+	// Only to fail at start-up on paths that do not exist, as node_exporter.
+	if _, err := blockdevice.NewFS(cfg.ProcPath, cfg.SysPath); err != nil {
 		return nil, fmt.Errorf("opening block devices under %q and %q: %w", cfg.ProcPath, cfg.SysPath, err)
 	}
 	devices, err := newDeviceFilter(cfg.DiskstatsDeviceInclude, cfg.DiskstatsDeviceExclude)
@@ -74,7 +72,7 @@ func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector,
 		return nil, fmt.Errorf("compiling the diskstats device filters: %w", err)
 	}
 	c := &diskstatsCollector{
-		fs:       fs,
+		sysPath:  cfg.SysPath,
 		path:     filepath.Join(cfg.ProcPath, "diskstats"),
 		udevPath: cfg.UdevDataPath,
 		devices:  devices,
@@ -102,10 +100,14 @@ func newDiskstatsCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector,
 }
 
 func (c *diskstatsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
-	b, err := os.ReadFile(c.path)
+	err := readFile(c.path, func(b []byte) error { c.parse(ch, b); return nil })
 	if err != nil {
 		return fmt.Errorf("couldn't get diskstats: %w", err)
 	}
+	return nil
+}
+
+func (c *diskstatsCollector) parse(ch *nodeexp.Sink, b []byte) {
 	// Parsed here rather than with blockdevice.ProcDiskstats, which runs
 	// fmt.Sscanf over every line, loop devices included: excluded devices
 	// are skipped before any number is parsed.
@@ -141,7 +143,7 @@ func (c *diskstatsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 			serial = udev["ID_SERIAL"]
 		}
 		rot := "0"
-		if r, err := c.fs.SysBlockDeviceRotational(dev); err == nil && r == 1 {
+		if r, err := readUint(filepath.Join(c.sysPath, "block", dev, "queue", "rotational")); err == nil && r == 1 {
 			rot = "1"
 		}
 		c.series.send(ch, c.info, prometheus.GaugeValue, 1, dev, f[0], f[1],
@@ -177,24 +179,24 @@ func (c *diskstatsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 			}
 		}
 	}
-	return nil
 }
 
 // udevProps reads the E: (environment) lines of udev's database entry for a
 // block device; a missing database (containers, no udev) yields no labels.
 func (c *diskstatsCollector) udevProps(major, minor string) map[string]string {
-	b, err := os.ReadFile(filepath.Join(c.udevPath, "b"+major+":"+minor))
-	if err != nil {
-		return nil
-	}
-	props := map[string]string{}
-	s := bufio.NewScanner(bytes.NewReader(b))
-	for s.Scan() {
-		if kv, ok := strings.CutPrefix(s.Text(), "E:"); ok {
-			if k, v, ok := strings.Cut(kv, "="); ok {
-				props[k] = strings.ToValidUTF8(v, "\uFFFD")
+	var props map[string]string
+	readFile(filepath.Join(c.udevPath, "b"+major+":"+minor), func(b []byte) error {
+		props = map[string]string{}
+		for len(b) > 0 {
+			var line []byte
+			line, b = cutLine(b)
+			if kv, ok := bytes.CutPrefix(line, []byte("E:")); ok {
+				if k, v, ok := bytes.Cut(kv, []byte("=")); ok {
+					props[string(k)] = strings.ToValidUTF8(string(v), "\uFFFD")
+				}
 			}
 		}
-	}
+		return nil
+	})
 	return props
 }

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"regexp"
 	"strings"
@@ -115,11 +114,11 @@ func (c *edacCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 
 // edacDimmLabel is a channel's DIMM label as node_exporter shapes it.
 func edacDimmLabel(row, channel string) string {
-	b, err := os.ReadFile(filepath.Join(row, "ch"+channel+"_dimm_label"))
+	b, err := readString(filepath.Join(row, "ch"+channel+"_dimm_label"))
 	if err != nil {
 		return "unknown"
 	}
-	l := strings.TrimSpace(string(b))
+	l := strings.TrimSpace(b)
 	l = strings.ReplaceAll(l, "#", "")
 	l = strings.ReplaceAll(l, "csrow", "_csrow")
 	return strings.ReplaceAll(l, "channel", "_channel")

@@ -4,7 +4,6 @@ import (
 	"context"
 	"fmt"
 	"log/slog"
-	"os"
 	"path/filepath"
 	"strconv"
 	"strings"
@@ -31,12 +30,12 @@ func newFilefdCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) 
 }
 
 func (c *filefdCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
-	b, err := os.ReadFile(c.path)
+	b, err := readString(c.path)
 	if err != nil {
 		return fmt.Errorf("couldn't get file-nr: %w", err)
 	}
 	// file-nr is "allocated unused maximum".
-	f := strings.Fields(string(b))
+	f := strings.Fields(b)
 	if len(f) != 3 {
 		return fmt.Errorf("malformed %s: %q", c.path, b)
 	}

@@ -110,8 +110,8 @@ func (c *hwmonCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 			continue
 		}
 		nameFile := ""
-		if b, err := os.ReadFile(filepath.Join(dir, "name")); err == nil {
-			nameFile = strings.TrimSpace(string(b))
+		if b, err := readString(filepath.Join(dir, "name")); err == nil {
+			nameFile = strings.TrimSpace(b)
 		}
 		chips = append(chips, hwmonChip{dir: dir, base: base, nameFile: nameFile})
 		bases[base]++
@@ -153,8 +153,8 @@ func hwmonChipBase(dir string) (string, error) {
 			return n, nil
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "name")); err == nil && len(b) > 0 {
-		if n := hwmonCleanName(string(b)); n != "" {
+	if b, err := readString(filepath.Join(dir, "name")); err == nil && len(b) > 0 {
+		if n := hwmonCleanName(b); n != "" {
 			return n, nil
 		}
 	}
@@ -271,8 +271,8 @@ func (c *hwmonCollector) updateChip(ch *nodeexp.Sink, dir, chip string) error {
 			return err
 		}
 	}
-	if b, err := os.ReadFile(filepath.Join(dir, "name")); err == nil && len(b) > 0 {
-		if n := hwmonCleanName(string(b)); n != "" {
+	if b, err := readString(filepath.Join(dir, "name")); err == nil && len(b) > 0 {
+		if n := hwmonCleanName(b); n != "" {
 			send(ch, c.desc("node_hwmon_chip_names", "Annotation metric for human-readable chip names", []string{"chip", "chip_name"}), prometheus.GaugeValue, 1, chip, n)
 		}
 	}

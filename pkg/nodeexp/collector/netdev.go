@@ -6,7 +6,6 @@ import (
 	"log/slog"
 	"maps"
 	"net"
-	"os"
 	"path/filepath"
 	"slices"
 	"strconv"
@@ -93,8 +92,8 @@ func (c *netdevCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 		}
 		var alias string
 		if c.ifAlias {
-			if b, err := os.ReadFile(filepath.Join(c.sysPath, "class/net", name, "ifalias")); err == nil {
-				alias = strings.ToValidUTF8(strings.TrimSpace(string(b)), "\uFFFD")
+			if b, err := readString(filepath.Join(c.sysPath, "class/net", name, "ifalias")); err == nil {
+				alias = strings.ToValidUTF8(strings.TrimSpace(b), "\uFFFD")
 			}
 		}
 		for i, v := range vals {

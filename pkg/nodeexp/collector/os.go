@@ -44,11 +44,11 @@ func newOSCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) {
 
 func (c *osCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	var (
-		b   []byte
+		b   string
 		err error
 	)
 	for _, p := range c.paths {
-		if b, err = os.ReadFile(p); err == nil {
+		if b, err = readString(p); err == nil {
 			break
 		}
 	}
@@ -58,7 +58,7 @@ func (c *osCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 	if err != nil {
 		return fmt.Errorf("reading os-release: %w", err)
 	}
-	env := parseOSRelease(b)
+	env := parseOSRelease([]byte(b))
 	c.series.send(ch, c.info, prometheus.GaugeValue, 1,
 		env["BUILD_ID"], env["ID"], env["ID_LIKE"], env["IMAGE_ID"], env["IMAGE_VERSION"], env["NAME"],
 		env["PRETTY_NAME"], env["VARIANT"], env["VARIANT_ID"], env["VERSION"], env["VERSION_CODENAME"], env["VERSION_ID"])

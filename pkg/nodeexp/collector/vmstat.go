@@ -3,6 +3,7 @@ package collector
 import (
 	"bytes"
 	"context"
+	"errors"
 	"fmt"
 	"log/slog"
 	"os"
@@ -32,10 +33,15 @@ func newVmstatCollector(cfg *Config, _ *slog.Logger) (nodeexp.Collector, error) 
 }
 
 func (c *vmstatCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
-	b, err := os.ReadFile(c.path)
-	if err != nil {
+	err := readFile(c.path, func(b []byte) error { return c.parse(ch, b) })
+	var pe *os.PathError
+	if errors.As(err, &pe) {
 		return fmt.Errorf("couldn't read %s: %w", c.path, err)
 	}
+	return err
+}
+
+func (c *vmstatCollector) parse(ch *nodeexp.Sink, b []byte) error {
 	for len(b) > 0 {
 		var line []byte
 		line, b = cutLine(b)

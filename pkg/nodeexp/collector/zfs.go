@@ -1,7 +1,6 @@
 package collector
 
 import (
-	"bufio"
 	"context"
 	"errors"
 	"fmt"
@@ -76,36 +75,38 @@ func (c *zfsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 		return errNoZFS
 	}
 	for prefix, file := range zfsSubsystems {
-		f, err := os.Open(filepath.Join(c.base, file))
+		var parseErr error
+		err := readFile(filepath.Join(c.base, file), func(b []byte) error {
+			parseErr = parseKstat(b, func(name, typ, value string) error {
+				key := "kstat.zfs.misc." + file + "." + name
+				var v float64
+				switch typ {
+				case kstatUint64:
+					u, err := strconv.ParseUint(value, 10, 64)
+					if err != nil {
+						return fmt.Errorf("could not parse expected unsigned integer value for %q: %w", key, err)
+					}
+					v = float64(u)
+				case kstatInt64:
+					i, err := strconv.ParseInt(value, 10, 64)
+					if err != nil {
+						return fmt.Errorf("could not parse expected signed integer value for %q: %w", key, err)
+					}
+					v = float64(i)
+				default:
+					return nil
+				}
+				send(ch, c.descs.get("node_"+prefix+"_"+kstatName(key), key), prometheus.UntypedValue, v)
+				return nil
+			})
+			return nil
+		})
 		if err != nil {
 			c.logger.Debug("cannot open ZFS kstat", "file", file, "err", err)
 			continue
 		}
-		err = parseKstat(f, func(name, typ, value string) error {
-			key := "kstat.zfs.misc." + file + "." + name
-			var v float64
-			switch typ {
-			case kstatUint64:
-				u, err := strconv.ParseUint(value, 10, 64)
-				if err != nil {
-					return fmt.Errorf("could not parse expected unsigned integer value for %q: %w", key, err)
-				}
-				v = float64(u)
-			case kstatInt64:
-				i, err := strconv.ParseInt(value, 10, 64)
-				if err != nil {
-					return fmt.Errorf("could not parse expected signed integer value for %q: %w", key, err)
-				}
-				v = float64(i)
-			default:
-				return nil
-			}
-			send(ch, c.descs.get("node_"+prefix+"_"+kstatName(key), key), prometheus.UntypedValue, v)
-			return nil
-		})
-		f.Close()
-		if err != nil {
-			return fmt.Errorf("%s: %w", file, err)
+		if parseErr != nil {
+			return fmt.Errorf("%s: %w", file, parseErr)
 		}
 	}
 	return c.updatePools(ch)
@@ -113,11 +114,12 @@ func (c *zfsCollector) Update(_ context.Context, ch *nodeexp.Sink) error {
 
 // parseKstat calls row for each row of a kstat's "name type data" table;
 // a file without the table's header is an error.
-func parseKstat(f *os.File, row func(name, typ, value string) error) error {
-	s := bufio.NewScanner(f)
+func parseKstat(b []byte, row func(name, typ, value string) error) error {
 	table := false
-	for s.Scan() {
-		p := strings.Fields(s.Text())
+	for len(b) > 0 {
+		var line []byte
+		line, b = cutLine(b)
+		p := strings.Fields(string(line))
 		if !table {
 			table = len(p) == 3 && p[0] == "name" && p[1] == "type" && p[2] == "data"
 			continue
@@ -128,9 +130,6 @@ func parseKstat(f *os.File, row func(name, typ, value string) error) error {
 		if err := row(p[0], p[1], p[2]); err != nil {
 			return err
 		}
-	}
-	if err := s.Err(); err != nil {
-		return err
 	}
 	if !table {
 		return errors.New("no kstat table")
@@ -156,17 +155,12 @@ func (c *zfsCollector) updatePools(ch *nodeexp.Sink) error {
 	}
 	states, _ := filepath.Glob(filepath.Join(c.base, "*", "state"))
 	for _, p := range states {
-		f, err := os.Open(p)
+		b, err := readString(p)
 		if err != nil {
 			return fmt.Errorf("ZFS statistics are not available: %w", err)
 		}
-		s := bufio.NewScanner(f)
-		s.Scan()
-		state, err := strings.ToLower(s.Text()), s.Err()
-		f.Close()
-		if err != nil {
-			return err
-		}
+		state, _, _ := strings.Cut(b, "\n")
+		state = strings.ToLower(state)
 		for _, name := range zfsPoolStates {
 			v := 0.0
 			if state == name {
@@ -181,15 +175,20 @@ func (c *zfsCollector) updatePools(ch *nodeexp.Sink) error {
 // poolIO reports a pool's io kstat: a header line of field names, starting
 // with nread, then a line of values.
 func (c *zfsCollector) poolIO(ch *nodeexp.Sink, path string) error {
-	f, err := os.Open(path)
+	var parseErr error
+	err := readFile(path, func(b []byte) error { parseErr = c.parsePoolIO(ch, path, b); return nil })
 	if err != nil {
 		return fmt.Errorf("ZFS statistics are not available: %w", err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
+	return parseErr
+}
+
+func (c *zfsCollector) parsePoolIO(ch *nodeexp.Sink, path string, b []byte) error {
 	var fields []string
-	for s.Scan() {
-		line := strings.Fields(s.Text())
+	for len(b) > 0 {
+		var l []byte
+		l, b = cutLine(b)
+		line := strings.Fields(string(l))
 		if fields == nil {
 			if len(line) >= 12 && line[0] == "nread" {
 				fields = line
@@ -208,22 +207,27 @@ func (c *zfsCollector) poolIO(ch *nodeexp.Sink, path string) error {
 			send(ch, c.descs.get("node_zfs_zpool_"+kstatName(key), key, "zpool"), prometheus.UntypedValue, float64(v), poolOf(path))
 		}
 	}
-	return s.Err()
+	return nil
 }
 
 // poolObjset reports one dataset's objset kstat, named by its dataset_name
 // row.
 func (c *zfsCollector) poolObjset(ch *nodeexp.Sink, path string) error {
-	f, err := os.Open(path)
+	var parseErr error
+	err := readFile(path, func(b []byte) error { parseErr = c.parsePoolObjset(ch, path, b); return nil })
 	if err != nil {
 		return fmt.Errorf("ZFS statistics are not available: %w", err)
 	}
-	defer f.Close()
-	s := bufio.NewScanner(f)
+	return parseErr
+}
+
+func (c *zfsCollector) parsePoolObjset(ch *nodeexp.Sink, path string, b []byte) error {
 	table := false
 	var pool, dataset string
-	for s.Scan() {
-		line := s.Text()
+	for len(b) > 0 {
+		var l []byte
+		l, b = cutLine(b)
+		line := string(l)
 		p := strings.Fields(line)
 		if !table {
 			table = len(p) == 3 && p[0] == "name" && p[1] == "type" && p[2] == "data"
@@ -246,9 +250,6 @@ func (c *zfsCollector) poolObjset(ch *nodeexp.Sink, path string) error {
 			return fmt.Errorf("could not parse expected integer value for %q", key)
 		}
 		send(ch, c.descs.get("node_zfs_zpool_dataset_"+kstatName(key), key, "zpool", "dataset"), prometheus.UntypedValue, float64(v), pool, dataset)
-	}
-	if err := s.Err(); err != nil {
-		return err
 	}
 	if !table {
 		return fmt.Errorf("did not parse a single %s %s metric", pool, dataset)
