@@ -119,6 +119,7 @@ func (n *neResults) figures(r *report) []figure {
 		return []figure{
 			r.notMeasured("nodeexp", "nodeexp", "CPU per scrape vs node_exporter "+nodeExporterVersion, neCPUGoal),
 			r.notMeasured("nodeexp", "nodeexp", "RSS vs node_exporter "+nodeExporterVersion, neRSSGoal),
+			(*neTree)(nil).figure(r),
 		}
 	}
 	cpuRatio := float64(n.Ours.CPUPerScrape) / float64(n.Theirs.CPUPerScrape)
@@ -131,7 +132,24 @@ func (n *neResults) figures(r *report) []figure {
 		{Agent: "nodeexp", Name: "RSS vs node_exporter " + nodeExporterVersion,
 			Measured: fmt.Sprintf("%.3f× (%.1f vs %.1f MiB)", rssRatio, mib(n.Ours.Mem.RSS), mib(n.Theirs.Mem.RSS)), Goal: neRSSGoal,
 			Verdict: atMost(rssRatio, neRSSGoalRatio), Note: fmt.Sprintf("VmRSS after the scrapes; peak (VmHWM) ratio %.2f×", peakRatio)},
+		n.Tree.figure(r),
 	}
+}
+
+// figure is the fixture tree's CPU comparison, beside the same goal.
+func (t *neTree) figure(r *report) figure {
+	const name = "CPU per scrape vs node_exporter " + nodeExporterVersion + " on its fixture tree"
+	if t == nil || t.Err != "" {
+		f := r.notMeasured("nodeexp", "nodeexp", name, neCPUGoal)
+		if t != nil {
+			f.Note = "not measured: " + firstLine(t.Err)
+		}
+		return f
+	}
+	ratio := float64(t.Ours.CPUPerScrape) / float64(t.Theirs.CPUPerScrape)
+	return figure{Agent: "nodeexp", Name: name,
+		Measured: fmt.Sprintf("%.3f× (%.2f vs %.2f ms)", ratio, ms(t.Ours.CPUPerScrape), ms(t.Theirs.CPUPerScrape)), Goal: neCPUGoal,
+		Verdict: atMost(ratio, 0.5), Note: fmt.Sprintf("all default collectors; %d vs %d samples", t.Ours.Samples, t.Theirs.Samples)}
 }
 
 const suiteGoal = "< 64 MiB total"

@@ -20,6 +20,7 @@ import (
 	"time"
 
 	"github.com/nodekit/nodekit/test/agentproc"
+	"github.com/nodekit/nodekit/test/fixturetree"
 )
 
 // nodeExporterVersion is the release nodeexp is compared with.
@@ -221,7 +222,19 @@ type neResults struct {
 	FloorErr     string
 	OurArgs      []string
 	TheirArgs    []string
+	// Tree is the same comparison on node_exporter's fixture tree.
+	Tree *neTree
 }
+
+// neTree compares the two on node_exporter's own fixture tree (every
+// collector both enable by default, end-to-end-test.sh's flags).
+type neTree struct {
+	Err          string // why the comparison could not be made
+	Ours, Theirs neRow  // CPU, latency and samples only
+}
+
+// Rows are the two exporters, ours first.
+func (t *neTree) Rows() []neRow { return []neRow{t.Ours, t.Theirs} }
 
 // neRow is one exporter's figures.
 type neRow struct {
@@ -283,54 +296,19 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 			return fail(err)
 		}
 	}
-	// Warm up (first scrapes fill caches), then alternate.
-	for range 3 {
-		for _, e := range []*exporter{ours, theirs} {
-			if _, err := scrape(ctx, hc, e.url); err != nil {
-				return fail(err)
-			}
-		}
-	}
 	logger.Info("nodeexp: alternating scrapes", "scrapes", cfg.scrapes)
-	type tally struct {
-		cpu     time.Duration
-		lat     []time.Duration
-		samples int
+	es := []*exporter{ours, theirs}
+	t, err := alternate(ctx, hc, cfg.scrapes, es...)
+	if err != nil {
+		return fail(err)
 	}
-	t := map[*exporter]*tally{ours: {}, theirs: {}}
-	before := map[*exporter]time.Duration{}
-	for _, e := range []*exporter{ours, theirs} {
-		if before[e], err = readCPU(e.proc.Pid()); err != nil {
+	mem := make([]memStatus, len(es))
+	for i, e := range es {
+		if mem[i], err = readMem(e.proc.Pid()); err != nil {
 			return fail(err)
 		}
 	}
-	for i := range cfg.scrapes {
-		order := []*exporter{ours, theirs}
-		if i%2 == 1 {
-			order = []*exporter{theirs, ours}
-		}
-		for _, e := range order {
-			t0 := time.Now()
-			n, err := scrape(ctx, hc, e.url)
-			if err != nil {
-				return fail(fmt.Errorf("scrape %d of %s: %w", i, e.name, err))
-			}
-			t[e].lat = append(t[e].lat, time.Since(t0))
-			t[e].samples = n
-		}
-	}
-	mem := map[*exporter]memStatus{}
-	for _, e := range []*exporter{ours, theirs} {
-		after, err := readCPU(e.proc.Pid())
-		if err != nil {
-			return fail(err)
-		}
-		t[e].cpu = after - before[e]
-		if mem[e], err = readMem(e.proc.Pid()); err != nil {
-			return fail(err)
-		}
-	}
-	if t[theirs].cpu <= 0 || mem[theirs].RSS <= 0 {
+	if t[1].cpu <= 0 || mem[1].RSS <= 0 {
 		return fail(errors.New("node_exporter used no measurable CPU or memory"))
 	}
 	// Prometheus scrapes every 15 to 30 s: what each holds between two
@@ -342,9 +320,9 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	case <-ctx.Done():
 		return fail(ctx.Err())
 	}
-	later := map[*exporter]memStatus{}
-	for _, e := range []*exporter{ours, theirs} {
-		if later[e], err = readMem(e.proc.Pid()); err != nil {
+	later := make([]memStatus, len(es))
+	for i, e := range es {
+		if later[i], err = readMem(e.proc.Pid()); err != nil {
 			return fail(err)
 		}
 	}
@@ -353,11 +331,11 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	theirs.proc.Stop(stopGrace)
 	floor, floorErr := measureMinExporter(ctx, hc, dir, cfg.scrapes)
 	n := time.Duration(cfg.scrapes)
-	row := func(e *exporter) neRow {
-		return neRow{Name: e.name, CPUPerScrape: t[e].cpu / n, Lat: summarise(t[e].lat), Samples: t[e].samples, Mem: mem[e], Later: later[e]}
+	row := func(i int) neRow {
+		return neRow{Name: es[i].name, CPUPerScrape: t[i].cpu / n, Lat: summarise(t[i].lat), Samples: t[i].samples, Mem: mem[i], Later: later[i]}
 	}
 	res.Compared, res.Shared, res.Between = true, shared, between
-	res.Ours, res.Theirs = row(ours), row(theirs)
+	res.Ours, res.Theirs = row(0), row(1)
 	res.OurArgs = append([]string{"nodeexp"}, nodeexpArgs...)
 	res.TheirArgs = append([]string{"node_exporter"}, neArgs...)
 	if floorErr != nil {
@@ -365,7 +343,103 @@ func benchNodeexp(ctx context.Context, r *report, cfg config, logger *slog.Logge
 	} else {
 		res.Floor = &floor
 	}
+	res.Tree = &neTree{}
+	if tt, err := benchFixtureTree(ctx, hc, dir, nodeexpBin, neBin, cfg.scrapes, logger); err != nil {
+		res.Tree.Err = err.Error()
+	} else {
+		treeRow := func(i int, name string) neRow {
+			return neRow{Name: name, CPUPerScrape: tt[i].cpu / n, Lat: summarise(tt[i].lat), Samples: tt[i].samples}
+		}
+		res.Tree.Ours, res.Tree.Theirs = treeRow(0, "nodeexp"), treeRow(1, "node_exporter")
+	}
 	return nil
+}
+
+// tally is what alternate measured of one exporter.
+type tally struct {
+	cpu     time.Duration
+	lat     []time.Duration
+	samples int
+}
+
+// alternate scrapes the exporters in turn (the order flipped every round,
+// so both see the same background load) after three warm-up scrapes each,
+// and returns each one's CPU over the measured scrapes, the scrapes'
+// latencies and the samples of the last.
+func alternate(ctx context.Context, hc *http.Client, scrapes int, es ...*exporter) ([]tally, error) {
+	for range 3 {
+		for _, e := range es {
+			if _, err := scrape(ctx, hc, e.url); err != nil {
+				return nil, fmt.Errorf("warm-up scrape of %s: %w", e.name, err)
+			}
+		}
+	}
+	t := make([]tally, len(es))
+	before := make([]time.Duration, len(es))
+	for i, e := range es {
+		var err error
+		if before[i], err = readCPU(e.proc.Pid()); err != nil {
+			return nil, err
+		}
+	}
+	for round := range scrapes {
+		for k := range es {
+			i := k
+			if round%2 == 1 {
+				i = len(es) - 1 - k
+			}
+			t0 := time.Now()
+			n, err := scrape(ctx, hc, es[i].url)
+			if err != nil {
+				return nil, fmt.Errorf("scrape %d of %s: %w", round, es[i].name, err)
+			}
+			t[i].lat = append(t[i].lat, time.Since(t0))
+			t[i].samples = n
+		}
+	}
+	for i, e := range es {
+		after, err := readCPU(e.proc.Pid())
+		if err != nil {
+			return nil, err
+		}
+		t[i].cpu = after - before[i]
+	}
+	return t, nil
+}
+
+// benchFixtureTree runs nodeexp and node_exporter with every collector
+// they enable by default on node_exporter's fixture tree, with the flags
+// of its end-to-end-test.sh, and alternates scrapes of the two.
+func benchFixtureTree(ctx context.Context, hc *http.Client, dir, nodeexpBin, neBin string, scrapes int, logger *slog.Logger) ([]tally, error) {
+	logger.Info("nodeexp: unpacking node_exporter's fixture tree")
+	tree, err := fixturetree.Unpack(ctx, filepath.Join(dir, "tree"))
+	if err != nil {
+		return nil, err
+	}
+	ours, err := startExporter(dir, "nodeexp-tree", nodeexpBin, append(tree.Args(), "--no-collector.pods", "--log-level=error"))
+	if err != nil {
+		return nil, err
+	}
+	defer ours.proc.Stop(stopGrace)
+	theirs, err := startExporter(dir, "node_exporter-tree", neBin, append(tree.Args(), "--log.level=error"))
+	if err != nil {
+		return nil, err
+	}
+	defer theirs.proc.Stop(stopGrace)
+	for _, e := range []*exporter{ours, theirs} {
+		if err := waitScrape(ctx, hc, e); err != nil {
+			return nil, err
+		}
+	}
+	logger.Info("nodeexp: alternating scrapes on the fixture tree", "scrapes", scrapes)
+	t, err := alternate(ctx, hc, scrapes, ours, theirs)
+	if err != nil {
+		return nil, err
+	}
+	if t[1].cpu <= 0 {
+		return nil, errors.New("node_exporter used no measurable CPU on the fixture tree")
+	}
+	return t, nil
 }
 
 // measureMinExporter builds and runs test/bench/minexporter, scrapes it as

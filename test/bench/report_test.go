@@ -70,7 +70,9 @@ func fullReport() *report {
 	r.Nodeexp = &neResults{Version: nodeExporterVersion, Compared: true, Shared: []string{"cpu", "meminfo"}, Scrapes: 200,
 		Ours:    neRow{Name: "nodeexp", CPUPerScrape: time.Millisecond, Lat: lat(2, 3, 4), Samples: 900, Mem: memStatus{RSS: 14 * mb, Peak: 15 * mb}, Later: memStatus{RSS: 12 * mb}},
 		Theirs:  neRow{Name: "node_exporter", CPUPerScrape: 4 * time.Millisecond, Lat: lat(5, 6, 7), Samples: 950, Mem: memStatus{RSS: 20 * mb, Peak: 21 * mb}, Later: memStatus{RSS: 20 * mb}},
-		Between: 12 * time.Second, Floor: &memStatus{RSS: 10 * mb, File: 5 * mb}, OurArgs: []string{"nodeexp", "--x"}, TheirArgs: []string{"node_exporter", "--y"}}
+		Between: 12 * time.Second, Floor: &memStatus{RSS: 10 * mb, File: 5 * mb}, OurArgs: []string{"nodeexp", "--x"}, TheirArgs: []string{"node_exporter", "--y"},
+		Tree: &neTree{Ours: neRow{Name: "nodeexp", CPUPerScrape: 30 * time.Millisecond, Lat: lat(31, 32, 33), Samples: 2285},
+			Theirs: neRow{Name: "node_exporter", CPUPerScrape: 50 * time.Millisecond, Lat: lat(51, 52, 53), Samples: 2303}}}
 	r.Suite = &suiteResults{Pods: 50, LinesPerPod: 100, Sessions: 50, Idle: 10 * time.Second, Total: 60 * mb, IdleCPU: 80 * time.Millisecond,
 		Rows: []suiteRow{{Name: "metaproxy", Mem: memStatus{RSS: 20 * mb}, CPU: 30 * time.Millisecond}, {Name: "logship", Mem: memStatus{RSS: 25 * mb}, CPU: 40 * time.Millisecond}, {Name: "nodeexp", Mem: memStatus{RSS: 15 * mb}, CPU: 10 * time.Millisecond}}}
 	r.Realnode = &rnResults{Image: "nodekit:dev", Kubelet: "v1.36.3", Containerd: "v2.4.2", IdlePods: 30, Window: 30 * time.Second,
@@ -114,6 +116,8 @@ func TestReportRendersEveryArea(t *testing.T) {
 		"12s after the last scrape, as between two Prometheus scrapes: nodeexp 12.0 MiB, node_exporter 20.0 MiB (0.60×)",
 		"it holds 10.0 MiB (5.0 MiB file-backed), 0.50× node_exporter: 59% of the 17.0 MiB that ≤ 0.85× allows",
 		"node_exporter's command line: `node_exporter --y`",
+		"| nodeexp | CPU per scrape vs node_exporter " + nodeExporterVersion + " on its fixture tree | 0.600× (30.00 vs 50.00 ms) | ≤ 0.5× node_exporter | **NOT MET** | all default collectors; 2285 vs 2303 samples |",
+		"| node_exporter | 50.00 ms | 51.00 ms | 52.00 ms | 2303 |",
 		"| suite | idle RSS of metaproxy + logship + nodeexp, 50 pods | 60.0 MiB | < 64 MiB total | met | sum of VmRSS after 10s idle |",
 		"| logship | 25.0 MiB | 0.0 MiB | 0.0 MiB | 40 ms (0.40% of a core) |",
 		"| **total** | **60.0 MiB** | | | 80 ms |",
@@ -159,6 +163,7 @@ func TestReportFailedAreas(t *testing.T) {
 		"Only 40 of 100 lines were accepted when the wait ended (1.0 CPU-s, 2s).",
 		"- logship: CRI input shipped to awsemu per CPU-second (goal ≥ 80 MB per CPU-second). not measured: not shipped within 6m0s",
 		"could not be built from the Go module proxy, so nodeexp was not compared:\n\n```\ngo: module lookup disabled\n```",
+		"- nodeexp: CPU per scrape vs node_exporter " + nodeExporterVersion + " on its fixture tree (goal ≤ 0.5× node_exporter). not measured: building node_exporter",
 		"- suite: idle RSS of metaproxy + logship + nodeexp, 50 pods (goal < 64 MiB total). not measured: suite: bed",
 	} {
 		if !strings.Contains(out, want) {
