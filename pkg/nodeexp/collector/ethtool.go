@@ -109,6 +109,14 @@ func newEthtoolCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector, e
 			"tx_bytes":   constmetric.NewDesc("node_ethtool_transmitted_bytes_total", "Network interface bytes sent", dev, nil),
 			"tx_errors":  constmetric.NewDesc("node_ethtool_transmitted_errors_total", "Number of sent frames with errors", dev, nil),
 			"tx_packets": constmetric.NewDesc("node_ethtool_transmitted_packets_total", "Network interface packets sent", dev, nil),
+			// ENA's allowance counters, named and described as any other
+			// statistic (deploy/monitoring's NodekitNodeexpNetworkAllowanceExceeded
+			// alerts on them).
+			"bw_in_allowance_exceeded":     constmetric.NewDesc("node_ethtool_bw_in_allowance_exceeded", "Network interface bw_in_allowance_exceeded", dev, nil),
+			"bw_out_allowance_exceeded":    constmetric.NewDesc("node_ethtool_bw_out_allowance_exceeded", "Network interface bw_out_allowance_exceeded", dev, nil),
+			"pps_allowance_exceeded":       constmetric.NewDesc("node_ethtool_pps_allowance_exceeded", "Network interface pps_allowance_exceeded", dev, nil),
+			"conntrack_allowance_exceeded": constmetric.NewDesc("node_ethtool_conntrack_allowance_exceeded", "Network interface conntrack_allowance_exceeded", dev, nil),
+			"linklocal_allowance_exceeded": constmetric.NewDesc("node_ethtool_linklocal_allowance_exceeded", "Network interface linklocal_allowance_exceeded", dev, nil),
 		},
 		supportedPort:   constmetric.NewDesc("node_network_supported_port_info", "Type of ports or PHYs supported by network device", []string{"device", "type"}, nil),
 		supportedSpeed:  constmetric.NewDesc("node_network_supported_speed_bytes", "Combination of speeds and features supported by network device", []string{"device", "duplex", "mode"}, nil),
