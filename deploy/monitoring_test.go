@@ -79,8 +79,11 @@ func TestPrometheusRule(t *testing.T) {
 		}
 	}
 	// The issue's list: metaproxy denying or failing STS, logship lag and
-	// rejected events, nodeexp collector failures.
-	for _, metric := range []string{"metaproxy_requests_total", "metaproxy_sts_assume_role_total", "logship_lag_seconds", "logship_rejected_events_total", "node_scrape_collector_success"} {
+	// rejected events, nodeexp collector failures; and ENA's five allowance
+	// counters (issue 14).
+	for _, metric := range []string{"metaproxy_requests_total", "metaproxy_sts_assume_role_total", "logship_lag_seconds", "logship_rejected_events_total", "node_scrape_collector_success",
+		"node_ethtool_bw_in_allowance_exceeded", "node_ethtool_bw_out_allowance_exceeded", "node_ethtool_pps_allowance_exceeded",
+		"node_ethtool_conntrack_allowance_exceeded", "node_ethtool_linklocal_allowance_exceeded"} {
 		if !slices.ContainsFunc(rules, func(r Rule) bool { return slices.Contains(MetricNames(r.Expr), metric) }) {
 			t.Errorf("no alert on %s", metric)
 		}
