@@ -23,7 +23,7 @@ app.kubernetes.io/name: {{ include "nodekit.name" . }}
 
 {{/* Collectors in the manifest's order first, then any others by name. */}}
 {{- define "nodekit.collectors" -}}
-{{- $known := list "pods" "arp" "conntrack" "mdadm" "textfile" -}}
+{{- $known := list "pods" "arp" "conntrack" "mdadm" "textfile" "ethtool" -}}
 {{- $names := list -}}
 {{- range $known -}}
 {{- if hasKey $.Values.nodeexp.collectors . -}}{{- $names = append $names . -}}{{- end -}}
