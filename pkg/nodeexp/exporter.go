@@ -129,7 +129,7 @@ func NewExporter(cfg Config, collectors map[string]Collector, logger *slog.Logge
 	}
 	names := slices.Sorted(maps.Keys(cs))
 	return &Exporter{
-		workers:        newWorkers(names),
+		workers:        newWorkers(),
 		lastLen:        make([]atomic.Int32, len(names)),
 		collectorLabel: label,
 		names:          names,
@@ -440,20 +440,22 @@ func (s *scrape) metrics() []prometheus.Metric {
 	runs := make([]collectorRun, n)
 	own := make([]constmetric.Metric, 2*n)
 	finished := make(chan int, n) // indexes of runs; never blocks a worker
+	b := &batch{ctx: s.ctx, jobs: make([]batchJob, n)}
 	start := time.Now()
 	for i, name := range s.e.names {
 		r := &runs[i]
-		r.idx, r.finished = i, finished
+		r.idx, r.finished, r.start = i, finished, start
 		r.sink.metrics = make([]prometheus.Metric, 0, int(s.e.lastLen[i].Load()))
-		s.e.workers.update(name, s.e.collectors[name], s.ctx, r)
+		b.jobs[i] = batchJob{c: s.e.collectors[name], run: r}
 	}
+	s.e.workers.run(b)
 	per := make([][]prometheus.Metric, n)
 	missed := false
 	for pending := n; pending > 0 && !missed; {
 		select {
 		case i := <-finished:
 			// The worker is done with the run: its fields are ours.
-			per[i] = s.result(i, runs[i].sink.metrics, runs[i].err, runs[i].end.Sub(start), own[2*i:2*i+2])
+			per[i] = s.result(i, runs[i].sink.metrics, runs[i].err, runs[i].took, own[2*i:2*i+2])
 			s.e.lastLen[i].Store(int32(len(per[i])))
 			pending--
 		case <-s.ctx.Done():
@@ -465,7 +467,7 @@ func (s *scrape) metrics() []prometheus.Metric {
 		for drained := false; !drained; {
 			select {
 			case i := <-finished:
-				per[i] = s.result(i, runs[i].sink.metrics, runs[i].err, runs[i].end.Sub(start), own[2*i:2*i+2])
+				per[i] = s.result(i, runs[i].sink.metrics, runs[i].err, runs[i].took, own[2*i:2*i+2])
 			default:
 				drained = true
 			}
@@ -493,17 +495,20 @@ func (s *scrape) metrics() []prometheus.Metric {
 }
 
 // collectorRun is one collector's Update in one scrape. The worker running
-// it owns it until finish, which sends idx on finished.
+// it owns it from begin until finish, which sends idx on finished.
 type collectorRun struct {
 	sink     Sink
 	err      error
-	end      time.Time
+	start    time.Time     // the scrape's start, then the Update's
+	took     time.Duration // the Update's
 	idx      int
 	finished chan<- int
 }
 
+func (r *collectorRun) begin() { r.start = time.Now() }
+
 func (r *collectorRun) finish(err error) {
-	r.err, r.end = err, time.Now()
+	r.err, r.took = err, time.Since(r.start)
 	r.finished <- r.idx
 }
 

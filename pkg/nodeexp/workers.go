@@ -3,81 +3,109 @@ package nodeexp
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"runtime/debug"
 	"sync"
 	"sync/atomic"
 )
 
-// workers run collectors' Update calls on goroutines that outlive a
-// scrape. A goroutine starts with a 2 KiB stack, and a collector's parsing
-// grows it to 16 or 32 KiB, copying it at each doubling: with a fresh
-// goroutine per collector per scrape that was 6% of a scrape's CPU. A
-// worker keeps its grown stack for the next scrape (until the GC shrinks
-// an idle one).
+// workers run a scrape's collectors on a few goroutines that outlive the
+// scrape, each taking the next collector not yet started until none is
+// left.
 //
-// Each collector has its own pool: usually one idle worker, which takes
-// the next Update. When none is idle (the first scrape, or an Update still
-// running past an earlier scrape's deadline) a new worker starts; workers
-// beyond one idle per collector exit. Stop ends them all; Updates asked
-// for afterwards run on goroutines of their own.
+// A goroutine starts with a 2 KiB stack, and a collector's parsing grows
+// it to 16 or 32 KiB, copying it at each doubling: with a fresh goroutine
+// per collector per scrape that was 6% of a scrape's CPU, so workers keep
+// their grown stacks for the next scrape. There are few of them (size,
+// GOMAXPROCS but at least 4) rather than one per collector: 50 idle
+// workers held 1 MiB of stacks between scrapes, a twentieth of nodeexp's
+// RSS, and their wake-ups kept the scheduler spinning, for no speed-up on
+// a node with two or four CPUs.
+//
+// A scrape asks for up to size workers: idle ones take the batch, and
+// when none waits (the first scrape, or workers still in an Update past an
+// earlier scrape's deadline) a new worker starts. A collector that hangs
+// holds one worker; the others go on with the rest of the batch. Workers
+// beyond size idle ones exit. Stop ends them all; batches run afterwards
+// get goroutines of their own.
 type workers struct {
+	size    int
+	batches chan *batch // unbuffered: a send succeeds only when a worker waits
+	idle    atomic.Int32
 	stop    chan struct{}
 	stopped atomic.Bool
 	wg      sync.WaitGroup
-	pools   map[string]*workerPool // fixed after newWorkers
 }
 
-type workerPool struct {
-	jobs chan workerJob // unbuffered: a send succeeds only when a worker waits
-	idle atomic.Int32
+// batch is one scrape's collectors; each is taken by exactly one worker.
+type batch struct {
+	ctx  context.Context
+	next atomic.Int32
+	jobs []batchJob
 }
 
-type workerJob struct {
+type batchJob struct {
 	c   Collector
-	ctx context.Context
 	run *collectorRun
 }
 
-func newWorkers(names []string) *workers {
-	w := &workers{stop: make(chan struct{}), pools: make(map[string]*workerPool, len(names))}
-	for _, n := range names {
-		w.pools[n] = &workerPool{jobs: make(chan workerJob)}
+func newWorkers() *workers {
+	return &workers{
+		size:    max(4, runtime.GOMAXPROCS(0)),
+		batches: make(chan *batch),
+		stop:    make(chan struct{}),
 	}
-	return w
 }
 
-// update runs c.Update(ctx, &run.sink) on a worker of the named
-// collector's pool and calls run.finish with its error when it returns.
-func (w *workers) update(name string, c Collector, ctx context.Context, run *collectorRun) {
-	j := workerJob{c: c, ctx: ctx, run: run}
-	p := w.pools[name]
-	if p != nil && !w.stopped.Load() {
+// run starts b's Updates: c.Update(b.ctx, &run.sink) for each job, then
+// run.finish with its error. It does not wait for them.
+func (w *workers) run(b *batch) {
+	for range min(w.size, len(b.jobs)) {
+		if w.stopped.Load() {
+			go b.work()
+			continue
+		}
 		select {
-		case p.jobs <- j:
-			return
+		case w.batches <- b:
+			continue
 		default:
 		}
 		w.wg.Add(1)
-		go w.loop(p, j)
-		return
+		go w.loop(b)
 	}
-	go func() { run.finish(safeUpdate(c, ctx, &run.sink)) }()
 }
 
-func (w *workers) loop(p *workerPool, j workerJob) {
+// work runs the batch's jobs not yet taken.
+func (b *batch) work() {
+	for {
+		i := int(b.next.Add(1)) - 1
+		if i >= len(b.jobs) {
+			return
+		}
+		j := b.jobs[i]
+		if err := b.ctx.Err(); err != nil {
+			j.run.finish(err) // the scrape has stopped waiting: do not start
+			continue
+		}
+		j.run.begin()
+		j.run.finish(safeUpdate(j.c, b.ctx, &j.run.sink))
+	}
+}
+
+func (w *workers) loop(b *batch) {
 	defer w.wg.Done()
 	for {
-		j.run.finish(safeUpdate(j.c, j.ctx, &j.run.sink))
-		j = workerJob{} // drop references to the finished scrape
-		if p.idle.Add(1) > 1 {
-			p.idle.Add(-1)
-			return // another worker already waits
+		b.work()
+		b = nil // drop references to the finished scrape
+		if w.idle.Add(1) > int32(w.size) {
+			w.idle.Add(-1)
+			return // enough workers already wait
 		}
 		select {
-		case j = <-p.jobs:
-			p.idle.Add(-1)
+		case b = <-w.batches:
+			w.idle.Add(-1)
 		case <-w.stop:
-			p.idle.Add(-1)
+			w.idle.Add(-1)
 			return
 		}
 	}

@@ -24,36 +24,64 @@ func (b *blockingCollector) Update(ctx context.Context, ch *Sink) error {
 	return nil
 }
 
-// TestWorkers checks that Updates run on reused workers, that a busy
-// worker does not hold up the next Update, that Stop waits for running
-// Updates, and that Updates after Stop still run. It runs in a synctest
-// bubble: synctest.Wait returns once every goroutine is blocked, so "Stop
-// has not returned" is checked when Stop has had every chance to.
+// runBatch hands the collectors to w as one scrape's batch and returns a
+// channel per collector that receives its error once its Update returned.
+func runBatch(ctx context.Context, w *workers, cs ...Collector) []chan error {
+	finished := make(chan int, len(cs))
+	b := &batch{ctx: ctx, jobs: make([]batchJob, len(cs))}
+	done := make([]chan error, len(cs))
+	runs := make([]collectorRun, len(cs))
+	for i, c := range cs {
+		runs[i].idx, runs[i].finished = i, finished
+		b.jobs[i] = batchJob{c: c, run: &runs[i]}
+		done[i] = make(chan error, 1)
+	}
+	w.run(b)
+	go func() {
+		for range cs {
+			i := <-finished // sent by finish once Update returned
+			done[i] <- runs[i].err
+		}
+	}()
+	return done
+}
+
+// TestWorkers checks that batches run on reused workers, that a hung
+// Update holds up neither the rest of its batch nor the next batch, that
+// Stop waits for running Updates, and that batches after Stop still run.
+// It runs in a synctest bubble: synctest.Wait returns once every goroutine
+// is blocked, so "Stop has not returned" is checked when Stop has had every
+// chance to.
 func TestWorkers(t *testing.T) {
 	synctest.Test(t, func(t *testing.T) {
-		w := newWorkers([]string{"slow", "fast"})
-		run := func(name string, c Collector) chan error {
-			done := make(chan error, 1)
-			finished := make(chan int, 1)
-			r := &collectorRun{finished: finished}
-			w.update(name, c, context.Background(), r)
-			go func() {
-				<-finished // sent by finish once Update returned
-				done <- r.err
-			}()
-			return done
-		}
+		w := newWorkers()
+		w.size = 2
+		ctx := context.Background()
 		fast := &blockingCollector{}
 		for range 5 {
-			if err := <-run("fast", fast); err != nil {
+			for _, d := range runBatch(ctx, w, fast, fast, fast) {
+				if err := <-d; err != nil {
+					t.Fatal(err)
+				}
+			}
+		}
+		synctest.Wait() // the workers are idle again
+		if n := w.idle.Load(); n != 2 {
+			t.Errorf("%d idle workers after the batches, want 2 (size)", n)
+		}
+		slow := &blockingCollector{release: make(chan struct{})}
+		// The hung Update holds one worker; the other runs the rest.
+		first := runBatch(ctx, w, slow, fast, fast, fast)
+		for _, d := range first[1:] {
+			if err := <-d; err != nil {
 				t.Fatal(err)
 			}
 		}
-		slow := &blockingCollector{release: make(chan struct{})}
-		first := run("slow", slow)
-		// The first Update still runs: the second gets a worker of its own.
-		if err := <-run("slow", &blockingCollector{}); err != nil {
-			t.Fatal(err)
+		// So does the next batch.
+		for _, d := range runBatch(ctx, w, fast, fast) {
+			if err := <-d; err != nil {
+				t.Fatal(err)
+			}
 		}
 		stopped := make(chan struct{})
 		go func() { w.Stop(); close(stopped) }()
@@ -64,14 +92,37 @@ func TestWorkers(t *testing.T) {
 		default:
 		}
 		close(slow.release)
-		<-first
+		<-first[0]
 		<-stopped
-		if err := <-run("fast", fast); err != nil {
+		if err := <-runBatch(ctx, w, fast)[0]; err != nil {
 			t.Fatal(err)
 		}
 		synctest.Wait() // the Update started after Stop has exited
-		if fast.calls != 6 {
-			t.Errorf("fast collector ran %d times, want 6", fast.calls)
+		if want := 5*3 + 3 + 2 + 1; fast.calls != want {
+			t.Errorf("fast collector ran %d times, want %d", fast.calls, want)
+		}
+	})
+}
+
+// TestWorkersSkipAfterDeadline checks that a batch's collectors not yet
+// started when the scrape stops waiting are not run.
+func TestWorkersSkipAfterDeadline(t *testing.T) {
+	synctest.Test(t, func(t *testing.T) {
+		w := newWorkers()
+		w.size = 1
+		defer w.Stop()
+		ctx, cancel := context.WithCancel(context.Background())
+		slow := &blockingCollector{release: make(chan struct{})}
+		later := &blockingCollector{}
+		done := runBatch(ctx, w, slow, later)
+		synctest.Wait() // slow runs on the only worker
+		cancel()
+		close(slow.release)
+		if err := <-done[1]; err != context.Canceled {
+			t.Errorf("collector after the deadline: %v, want context.Canceled", err)
+		}
+		if later.calls != 0 {
+			t.Errorf("a collector was started after the scrape's deadline")
 		}
 	})
 }
