@@ -191,10 +191,14 @@ func readString(path string) (string, error) {
 // pointers) per label of every series, every scrape, was two fifths of a
 // scrape's allocations. A series seen before costs a share of a slab: a
 // constmetric.Metric sharing its pairs, which are read-only once built.
+// Pairs are kept by label layout, not by family: the nine filesystem
+// families of a mount, or the fifty netdev and netclass families of an
+// interface, share one set, which with 60 interfaces was 300 KB of heap
+// kept between scrapes (and twice that in the GC's heap goal).
 // The zero value is ready; safe for concurrent use.
 type seriesCache struct {
 	mu    sync.Mutex
-	pairs map[*constmetric.Desc]map[string][]*dto.LabelPair
+	pairs map[string]map[string][]*dto.LabelPair // by layout, then values
 	n     int
 	key   []byte
 	slab  []constmetric.Metric
@@ -220,7 +224,8 @@ func (s *seriesCache) send(ch *nodeexp.Sink, desc *constmetric.Desc, t prometheu
 	for _, lv := range labelValues {
 		s.key = append(append(s.key, lv...), 0xff) // 0xff never occurs in valid UTF-8
 	}
-	pairs, ok := s.pairs[desc][string(s.key)]
+	layout := desc.Layout()
+	pairs, ok := s.pairs[layout][string(s.key)]
 	s.mu.Unlock()
 	if !ok {
 		var err error
@@ -230,12 +235,12 @@ func (s *seriesCache) send(ch *nodeexp.Sink, desc *constmetric.Desc, t prometheu
 		}
 		s.mu.Lock()
 		if s.n >= maxCachedSeries || s.pairs == nil {
-			s.pairs, s.n = make(map[*constmetric.Desc]map[string][]*dto.LabelPair), 0
+			s.pairs, s.n = make(map[string]map[string][]*dto.LabelPair), 0
 		}
-		byValues := s.pairs[desc]
+		byValues := s.pairs[layout]
 		if byValues == nil {
 			byValues = make(map[string][]*dto.LabelPair)
-			s.pairs[desc] = byValues
+			s.pairs[layout] = byValues
 		}
 		s.key = s.key[:0]
 		for _, lv := range labelValues {

@@ -71,6 +71,48 @@ func TestSeriesCache(t *testing.T) {
 	}
 }
 
+// TestSeriesCacheSharesPairsByLayout checks that families with the same
+// label layout share one set of pairs per series, each still writing what
+// NewConstMetric writes, and that other layouts (other label names, their
+// order, a constant label) get sets of their own.
+func TestSeriesCacheSharesPairsByLayout(t *testing.T) {
+	size := constmetric.NewDesc("node_filesystem_size_bytes", "size", []string{"device", "mountpoint"}, nil)
+	free := constmetric.NewDesc("node_filesystem_free_bytes", "free", []string{"device", "mountpoint"}, nil)
+	swapped := constmetric.NewDesc("node_x", "x", []string{"mountpoint", "device"}, nil)
+	renamed := constmetric.NewDesc("node_y", "y", []string{"device", "mount"}, nil)
+	withConst := constmetric.NewDesc("node_z", "z", []string{"device", "mountpoint"}, prometheus.Labels{"a": "b"})
+	var s seriesCache
+	pairsOf := func(d *constmetric.Desc) []*dto.LabelPair {
+		ch := nodeexp.NewSink(1)
+		s.send(ch, d, prometheus.GaugeValue, 1, "/dev/sda1", "/")
+		m := ch.Metrics()[0]
+		var got, want dto.Metric
+		if err := m.Write(&got); err != nil {
+			t.Fatal(err)
+		}
+		if err := prometheus.MustNewConstMetric(d.Desc(), prometheus.GaugeValue, 1, "/dev/sda1", "/").Write(&want); err != nil {
+			t.Fatal(err)
+		}
+		if got.String() != want.String() {
+			t.Errorf("%s: cached series wrote %v, NewConstMetric %v", d.Name(), &got, &want)
+		}
+		_, _, pairs := m.(*constmetric.Metric).Sample()
+		return pairs
+	}
+	a, b := pairsOf(size), pairsOf(free)
+	if &a[0] != &b[0] {
+		t.Error("two families with the same labels hold a set of pairs each")
+	}
+	for _, d := range []*constmetric.Desc{swapped, renamed, withConst} {
+		if p := pairsOf(d); &p[0] == &a[0] {
+			t.Errorf("%s shares the pairs of another layout", d.Name())
+		}
+	}
+	if s.n != 4 {
+		t.Errorf("cache holds %d sets of pairs, want 4", s.n)
+	}
+}
+
 // TestMeminfoLearnsKeys checks that scrapes after the first, which only
 // parse numbers for keys learnt before, report what parseMeminfo reports,
 // and that a changed or malformed file goes through parseMeminfo again.

@@ -34,6 +34,10 @@ type Desc struct {
 	slots  []int
 	names  []*string // label name of each slot, shared by every pair
 	consts []*dto.LabelPair
+	// layout identifies slots, names and consts: descriptors with the
+	// same layout build the same pairs from the same values, so their
+	// series may share them. Empty for an invalid descriptor.
+	layout string
 	// plain is set when the text format needs no quoting for the name
 	// and the label names (Prometheus' legacy character set).
 	plain bool
@@ -65,6 +69,7 @@ func NewDesc(name, help string, labels []string, constLabels prometheus.Labels) 
 	}
 	slices.SortFunc(slots, func(a, b slot) int { return strings.Compare(a.name, b.name) })
 	d.plain = model.LegacyValidation.IsValidMetricName(name)
+	var layout strings.Builder
 	for _, s := range slots {
 		n := s.name
 		d.names = append(d.names, &n)
@@ -72,12 +77,21 @@ func NewDesc(name, help string, labels []string, constLabels prometheus.Labels) 
 		if s.idx < 0 { // NewDesc refused a constant label that is also variable
 			d.slots = append(d.slots, -1-len(d.consts))
 			d.consts = append(d.consts, &dto.LabelPair{Name: &n, Value: proto.String(constLabels[n])})
+			fmt.Fprintf(&layout, "c%q=%q,", n, constLabels[n])
 			continue
 		}
 		d.slots = append(d.slots, s.idx)
+		fmt.Fprintf(&layout, "v%d%q,", s.idx, n)
 	}
+	d.layout = "l:" + layout.String()
 	return d
 }
+
+// Layout identifies the label layout of the family (its label names, in
+// the order their values are given, and its constant labels): families
+// with the same layout have the same pairs for the same values, which
+// Pairs of either may return. It is empty for an invalid descriptor.
+func (d *Desc) Layout() string { return d.layout }
 
 // Desc returns the prometheus.Desc of the family.
 func (d *Desc) Desc() *prometheus.Desc { return d.desc }
