@@ -55,6 +55,17 @@ type filesystemCollector struct {
 	buf      []byte
 	gen      uint64               // the readMounts that last saw a line
 	seen     map[mountLabels]bool // scratch of readMounts
+	// watch is a descriptor of the mountinfo file last read, which the
+	// kernel marks POLLPRI when the mount table changes (proc(5)): while
+	// it is quiet, last is still the table and the file is not read
+	// again (the kernel formats it anew on every read, a tenth of a ms per
+	// hundred mounts, and an EKS node has a few mounts per pod). -1 when
+	// the file is not on procfs (tests) or watching failed.
+	watch     int
+	watchPath string
+	last      []*mountLine
+	lastRead  time.Time
+	reads     int // mountinfo reads, for tests
 
 	// statDone, when set (tests), is called after each statfs returned and
 	// the stuck set was updated.
@@ -100,6 +111,7 @@ func newFilesystemCollector(cfg *Config, logger *slog.Logger) (nodeexp.Collector
 		stuck:  make(map[string]bool),
 		mounts: make(map[string]*mountLine),
 		seen:   make(map[mountLabels]bool),
+		watch:  -1,
 	}, nil
 }
 
@@ -247,14 +259,25 @@ func (c *filesystemCollector) emit(ch *nodeexp.Sink, p pendingStat, r statResult
 func (c *filesystemCollector) readMounts() ([]*mountLine, error) {
 	c.mountsMu.Lock()
 	defer c.mountsMu.Unlock()
+	if c.last != nil && c.unchanged() {
+		return c.last, nil
+	}
+	path := filepath.Join(c.procPath, "1/mountinfo")
+	c.startWatch(path) // before reading: a change in between is seen next time
 	var err error
-	c.buf, err = readFileInto(filepath.Join(c.procPath, "1/mountinfo"), c.buf)
+	c.buf, err = readFileInto(path, c.buf)
 	if errors.Is(err, os.ErrNotExist) {
-		c.buf, err = readFileInto(filepath.Join(c.procPath, "self/mountinfo"), c.buf)
+		path = filepath.Join(c.procPath, "self/mountinfo")
+		c.startWatch(path)
+		c.buf, err = readFileInto(path, c.buf)
 	}
 	if err != nil {
+		c.stopWatch()
+		c.last = nil
 		return nil, err
 	}
+	c.reads++
+	c.lastRead = time.Now()
 	// The mount table barely changes between scrapes: lines seen before
 	// are found without allocating (a node's hundreds of pod mounts made
 	// the map rebuilt on every scrape the collector's largest cost), and
@@ -289,7 +312,55 @@ func (c *filesystemCollector) readMounts() ([]*mountLine, error) {
 			delete(c.mounts, line)
 		}
 	}
+	if c.watch >= 0 {
+		c.last = out
+	}
 	return out, nil
+}
+
+// mountsRecheck is how long the table read last is trusted without
+// reading it again, whatever the watch says.
+const mountsRecheck = time.Minute
+
+// unchanged reports whether the watched mount table has not changed since
+// it was read.
+func (c *filesystemCollector) unchanged() bool {
+	if c.watch < 0 || time.Since(c.lastRead) > mountsRecheck {
+		return false
+	}
+	fds := []unix.PollFd{{Fd: int32(c.watch), Events: unix.POLLPRI}}
+	n, err := unix.Poll(fds, 0)
+	if err != nil {
+		c.stopWatch()
+		return false
+	}
+	return n == 0 || fds[0].Revents&(unix.POLLPRI|unix.POLLERR|unix.POLLNVAL) == 0
+}
+
+// startWatch opens path to watch it, unless it is watched already; a file
+// that is not on procfs is not watched (read every scrape).
+func (c *filesystemCollector) startWatch(path string) {
+	if c.watch >= 0 && c.watchPath == path {
+		return
+	}
+	c.stopWatch()
+	fd, err := unix.Open(path, unix.O_RDONLY|unix.O_CLOEXEC, 0)
+	if err != nil {
+		return
+	}
+	var st unix.Statfs_t
+	if err := unix.Fstatfs(fd, &st); err != nil || st.Type != unix.PROC_SUPER_MAGIC {
+		unix.Close(fd)
+		return
+	}
+	c.watch, c.watchPath = fd, path
+}
+
+func (c *filesystemCollector) stopWatch() {
+	if c.watch >= 0 {
+		unix.Close(c.watch)
+	}
+	c.watch, c.watchPath, c.last = -1, "", nil
 }
 
 // parseMount parses one mountinfo line (proc(5)): "id parent major:minor

@@ -2,10 +2,15 @@ package collector
 
 import (
 	"os"
+	"os/exec"
 	"path/filepath"
 	"slices"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
+
+	"golang.org/x/sys/unix"
 )
 
 // TestReadMountsFollowsTheTable checks the per-line cache of mountinfo:
@@ -68,6 +73,9 @@ func TestReadMountsFollowsTheTable(t *testing.T) {
 		if !slices.Equal(g, step.want) {
 			t.Errorf("%s: mounts = %+v, want %+v", step.name, g, step.want)
 		}
+		if fc.watch >= 0 {
+			t.Errorf("%s: a mountinfo outside procfs is watched (its changes would be missed)", step.name)
+		}
 		if len(fc.mounts) != len(slices.DeleteFunc(splitLines(step.table), func(s string) bool { return s == "" })) {
 			t.Errorf("%s: cache holds %d lines, want one per line of the table", step.name, len(fc.mounts))
 		}
@@ -75,3 +83,81 @@ func TestReadMountsFollowsTheTable(t *testing.T) {
 }
 
 func splitLines(s string) []string { return strings.Split(strings.TrimSuffix(s, "\n"), "\n") }
+
+// TestReadMountsWatchesTheTable checks that the mount table is read again
+// only when the kernel says it changed: it mounts and unmounts a tmpfs in
+// a mount namespace of its own (a child process of the test, as root), with
+// the collector's proc path pointing at the child's own /proc/self.
+func TestReadMountsWatchesTheTable(t *testing.T) {
+	if os.Getenv("NODEEXP_MOUNT_WATCH_CHILD") == "1" {
+		mountWatchChild(t)
+		return
+	}
+	if os.Geteuid() != 0 {
+		t.Skip("needs root to unshare a mount namespace and mount a tmpfs")
+	}
+	cmd := exec.Command(os.Args[0], "-test.run=^TestReadMountsWatchesTheTable$", "-test.v")
+	cmd.Env = append(os.Environ(), "NODEEXP_MOUNT_WATCH_CHILD=1")
+	// Go makes / private (recursively) in the child's new namespace, so
+	// nothing the child mounts is seen outside it.
+	cmd.SysProcAttr = &syscall.SysProcAttr{Unshareflags: syscall.CLONE_NEWNS}
+	out, err := cmd.CombinedOutput()
+	if err != nil || !strings.Contains(string(out), "--- PASS: TestReadMountsWatchesTheTable") {
+		t.Fatalf("child: %v\n%s", err, out)
+	}
+}
+
+func mountWatchChild(t *testing.T) {
+	proc := t.TempDir()
+	if err := os.Symlink("/proc/self", filepath.Join(proc, "1")); err != nil {
+		t.Fatal(err)
+	}
+	cfg := DefaultConfig()
+	cfg.ProcPath = proc
+	c, err := newFilesystemCollector(&cfg, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	fc := c.(*filesystemCollector)
+	dir := t.TempDir()
+	has := func(ms []*mountLine) bool {
+		return slices.ContainsFunc(ms, func(m *mountLine) bool { return m.labels.mountPoint == dir && m.labels.fsType == "tmpfs" })
+	}
+	step := func(name string, wantReads int, wantMount bool) {
+		t.Helper()
+		ms, err := fc.readMounts()
+		if err != nil {
+			t.Fatalf("%s: %v", name, err)
+		}
+		if fc.reads != wantReads {
+			t.Errorf("%s: mountinfo read %d times, want %d", name, fc.reads, wantReads)
+		}
+		if has(ms) != wantMount {
+			t.Errorf("%s: tmpfs on %s reported %v, want %v", name, dir, has(ms), wantMount)
+		}
+	}
+	step("first", 1, false)
+	if fc.watch < 0 {
+		t.Fatal("/proc/self/mountinfo is not watched")
+	}
+	step("unchanged", 1, false)
+	if err := unix.Mount("nodeexp-test", dir, "tmpfs", 0, "size=1m"); err != nil {
+		t.Fatal(err)
+	}
+	step("mounted", 2, true)
+	step("unchanged after the mount", 2, true)
+	// A remount changes only options: node_filesystem_readonly follows.
+	if err := unix.Mount("", dir, "", unix.MS_REMOUNT|unix.MS_RDONLY, ""); err != nil {
+		t.Fatal(err)
+	}
+	step("remounted read-only", 3, true)
+	if ms, _ := fc.readMounts(); !slices.ContainsFunc(ms, func(m *mountLine) bool { return m.labels.mountPoint == dir && m.ro == 1 }) {
+		t.Error("the read-only remount is not seen")
+	}
+	if err := unix.Unmount(dir, 0); err != nil {
+		t.Fatal(err)
+	}
+	step("unmounted", 4, false)
+	fc.lastRead = time.Now().Add(-2 * mountsRecheck)
+	step("read again after mountsRecheck", 5, false)
+}
