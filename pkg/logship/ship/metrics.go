@@ -1,6 +1,10 @@
 package ship
 
-import "github.com/prometheus/client_golang/prometheus"
+import (
+	"slices"
+
+	"github.com/prometheus/client_golang/prometheus"
+)
 
 // Metrics are the sender's logship_* series; namespace is the only
 // per-container label, to keep cardinality bounded.
@@ -59,6 +63,12 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 	}
 	for _, c := range stallClasses {
 		m.stalled.WithLabelValues(string(c))
+	}
+	// Born at 0, so the first failure of a class is an increase that rate()
+	// and increase() see, and the dashboard's retry panel has data on a
+	// node that never failed.
+	for _, c := range append(slices.Clone(stallClasses), Invalid) {
+		m.retries.WithLabelValues(string(c))
 	}
 	return m, nil
 }
