@@ -65,6 +65,9 @@ type Agent struct {
 	// notifier wakes readers on file events; set by Run before any
 	// reader starts, nil when the kernel gives no file events.
 	notifier *tail.Notifier
+	// keeper holds every rotation of every file until it is read, within
+	// the bounds on deleted files; set by Run before any reader starts.
+	keeper atomic.Pointer[tail.Keeper]
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -205,6 +208,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.notifier = n
 	}
 
+	keeper := tail.NewKeeper(a.cfg.Tail, a.logger)
+	a.keeper.Store(keeper)
+	kctx, stopKeeper := context.WithCancel(ctx)
+	keeperDone := make(chan error, 1)
+	go func() { keeperDone <- keeper.Run(kctx) }()
+	defer func() {
+		stopKeeper()
+		<-keeperDone
+	}()
+
 	var wg sync.WaitGroup
 	watcher := discover.NewWatcher(a.cfg.ContainersDir, a.cfg.Rescan, a.logger)
 	first := true
@@ -329,13 +342,20 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 	if pos, ok := store.Get(t.Key()); ok {
 		from = &pos
 	}
-	fl, err := tail.Open(t.Path, from, a.cfg.Tail, logger)
+	cfg := a.cfg.Tail
+	maxEvent := a.cfg.MaxEventBytes
+	cfg.CountLines = func(data []byte) int { return parse.CountLines(data, maxEvent) }
+	cfg.OnLoss = func(l tail.Loss) { a.metrics.lost(t.Namespace, t.Pod, l) }
+	fl, err := tail.Open(t.Path, from, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer fl.Close()
 	if a.notifier != nil {
 		defer a.notifier.Attach(fl)()
+	}
+	if k := a.keeper.Load(); k != nil {
+		defer k.Keep(fl)()
 	}
 	tg.follower.Store(fl)
 	if tg.drain.Load() {
@@ -537,11 +557,6 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 	r.lines = r.a.metrics.linesRead.WithLabelValues(r.t.Namespace)
 	r.bytes = r.a.metrics.bytesRead.WithLabelValues(r.t.Namespace)
 	version := r.meta.Version
-	var lost int64
-	if n := fl.Lost(); n > 0 {
-		r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n))
-		lost = n
-	}
 	for {
 		var c tail.Chunk
 		var err error
@@ -589,7 +604,7 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 			}
 			return err
 		}
-		if err := r.chunk(ctx, c, tg, &version, &lost, fl); err != nil {
+		if err := r.chunk(ctx, c, tg, &version); err != nil {
 			return err
 		}
 	}
@@ -597,7 +612,7 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 
 // chunk parses one chunk read from the file into records, handing full
 // record chunks to the stream as they fill.
-func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *uint64, lost *int64, fl *tail.Follower) error {
+func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *uint64) error {
 	if c.ID != r.curID || c.Path != r.curPath {
 		// Another file: the chunk in progress belongs to the old one.
 		if err := r.send(ctx); err != nil {
@@ -625,10 +640,6 @@ func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *u
 		if err := r.newEncoder(); err != nil {
 			return err
 		}
-	}
-	if n := fl.Lost(); n > *lost {
-		r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n - *lost))
-		*lost = n
 	}
 	n, err := r.scan(ctx, c)
 	end := c.Start + int64(len(c.Data))
