@@ -68,6 +68,8 @@ type Agent struct {
 	// keeper holds every rotation of every file until it is read, within
 	// the bounds on deleted files; set by Run before any reader starts.
 	keeper atomic.Pointer[tail.Keeper]
+	// store holds the checkpoints; set by Run.
+	store atomic.Pointer[checkpoint.Store]
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -108,9 +110,17 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // Readiness is logship's /readyz condition: ready once Ready is closed,
 // except while a failure only an operator can fix (access denied, a group
-// logship may not create) holds up a stream; the reason then says which
-// and how to fix it. Streams keep retrying meanwhile: nothing is dropped.
+// logship may not create) holds up a stream, while CloudWatch Logs has
+// been out of reach for a while, or while the checkpoints cannot be saved
+// (a full disk); the reason then says which and how to fix it. Streams
+// keep retrying meanwhile: nothing is dropped.
 func (a *Agent) Readiness() (bool, string) {
+	if st := a.store.Load(); st != nil {
+		if since, err, failing := st.Failing(); failing {
+			return false, fmt.Sprintf("saving checkpoints in %s failing for %v (%v): shipping paused until a save succeeds; free space on that disk",
+				a.cfg.StateDir, a.now().Sub(since).Round(time.Second), err)
+		}
+	}
 	if s := a.sender.Load(); s != nil {
 		if why, blocked := s.Blocked(); blocked {
 			return false, why
@@ -180,6 +190,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.store.Store(store)
 	sender, err := ship.New(ship.Config{
 		BatchWait: a.cfg.BatchWait, RetentionDays: int32(a.cfg.RetentionDays),
 		MaxBufferBytes: a.cfg.MaxBuffer, MaxBackoff: a.cfg.MaxBackoff,

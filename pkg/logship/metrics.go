@@ -20,6 +20,8 @@ type metrics struct {
 	lag       *prometheus.Desc
 	held      *prometheus.Desc
 	deleted   *prometheus.Desc
+	ckFailed  *prometheus.Desc
+	ckFailing *prometheus.Desc
 	a         *Agent
 }
 
@@ -50,6 +52,10 @@ func newMetrics(reg prometheus.Registerer, a *Agent) (*metrics, error) {
 			"Unread bytes of deleted log files logship still holds open.", nil, nil),
 		deleted: prometheus.NewDesc("logship_deleted_held_bytes",
 			"Disk space of deleted log files logship holds open to read them to their end (what --max-deleted-bytes bounds).", nil, nil),
+		ckFailed: prometheus.NewDesc("logship_checkpoint_write_failures_total",
+			"Failed writes of the checkpoint files in --state-dir (a full disk: ENOSPC); each is retried.", nil, nil),
+		ckFailing: prometheus.NewDesc("logship_checkpoint_write_failing",
+			"1 while writing the checkpoints fails: shipping is paused (and /readyz is not ready) until a write succeeds.", nil, nil),
 		a: a,
 	}
 	for _, c := range []prometheus.Collector{m.linesRead, m.bytesRead, m.filesLost, m.linesLost, m.bytesLost, m.filesOpen, m} {
@@ -65,6 +71,8 @@ func (m *metrics) Describe(ch chan<- *prometheus.Desc) {
 	ch <- m.lag
 	ch <- m.held
 	ch <- m.deleted
+	ch <- m.ckFailed
+	ch <- m.ckFailing
 }
 
 // Collect computes lag and held bytes from the targets at scrape time.
@@ -93,6 +101,16 @@ func (m *metrics) Collect(ch chan<- prometheus.Metric) {
 		deleted = k.DeletedBytes()
 	}
 	ch <- prometheus.MustNewConstMetric(m.deleted, prometheus.GaugeValue, float64(deleted))
+	var failures uint64
+	failing := 0.0
+	if st := m.a.store.Load(); st != nil {
+		failures = st.Failures()
+		if _, _, ok := st.Failing(); ok {
+			failing = 1
+		}
+	}
+	ch <- prometheus.MustNewConstMetric(m.ckFailed, prometheus.CounterValue, float64(failures))
+	ch <- prometheus.MustNewConstMetric(m.ckFailing, prometheus.GaugeValue, failing)
 }
 
 // lost counts a file t's Follower gave up.

@@ -41,7 +41,10 @@ import (
 )
 
 // Committer saves how far a stream's records were accepted; logship's
-// checkpoint store implements it.
+// checkpoint store implements it. Commit returns once the position is
+// durable, and a stream sends its next batch only after: while saving
+// fails (a full disk), the stream waits, never more than the batch in
+// flight ahead of what a restart would resume from.
 type Committer interface {
 	Commit(ctx context.Context, key string, pos filepos.Position) error
 }
