@@ -37,7 +37,7 @@ DEB_PACKAGES := iptables iproute2 etcd-server awscli python3-botocore curl procp
 # exceeded" when its time runs out (golang/go#75804, fixed only in Go 1.27).
 FUZZTIME ?= 5000x
 
-.PHONY: build deps kube containerd node-exporter helm chart build-arm64 unit-arm64 check unit fuzz e2e test demo demo-realnode bench clean
+.PHONY: build deps kube containerd node-exporter helm chart build-arm64 unit-arm64 check unit fuzz e2e test faults demo demo-realnode bench clean
 
 build:
 	mkdir -p bin
@@ -130,6 +130,15 @@ e2e: kube containerd helm build image
 	  NODEKIT_IMAGE=$(CURDIR)/bin/image/nodekit.oci.tar $(GO) test -tags e2e -count=1 -timeout 25m ./test/e2e/...
 
 test: deps check chart unit build-arm64 unit-arm64 fuzz e2e
+
+## faults: the fault campaign on the real node at full length (storms, outages, a partition,
+## a crash, a full disk, pod churn; about 25 minutes), written to FAULTS.md. make test runs
+## the same scenarios short.
+faults: IMAGE_REF := localhost/nodekit:dev
+faults: deps kube containerd build image
+	NODEKIT_KUBE_BIN=$(KUBE_BIN) NODEKIT_CONTAINERD_BIN=$(CONTAINERD_BIN) NODEKIT_BIN=$(CURDIR)/bin \
+	  NODEKIT_IMAGE=$(CURDIR)/bin/image/nodekit.oci.tar NODEKIT_FAULTS=full NODEKIT_FAULTS_REPORT=$(CURDIR)/FAULTS.md \
+	  $(GO) test -tags e2e -count=1 -timeout 60m -run '^TestFault' -v ./test/e2e/
 
 ## demo: a whole node on this machine (root); DEMO_ONESHOT=1 tears down and exits.
 demo: deps kube build

@@ -16,7 +16,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/logship/query"
 )
 
-func main() { agent.Main("logship", run) }
+func main() { os.Exit(agent.Exec("logship", run, os.Args[1:], os.Stdout, os.Stderr)) }
 
 // run is `logship query` wherever SREs run it (Linux, macOS, Windows), and
 // the shipper itself on Linux nodes (see ship_linux.go).

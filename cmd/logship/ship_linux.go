@@ -108,7 +108,9 @@ func runShipper(ctx context.Context, args []string, stdout io.Writer) error {
 	reg := prometheus.NewRegistry()
 	shipper, err := logship.New(o.ship, ship.NewClient(awsCfg), meta, reg, logger)
 	if err != nil {
-		return &agent.UsageError{Err: err}
+		// parse validated the configuration: what is left is not the
+		// command line's fault.
+		return err
 	}
 	ops := agent.NewOps(agent.OpsConfig{Addr: o.metricsAddr, EnablePprof: o.enablePprof}, reg, logger)
 	// Ready once a first batch went through, and not while a failure

@@ -31,7 +31,7 @@ import (
 	"github.com/nodekit/nodekit/pkg/nodeexp/podstats"
 )
 
-func main() { agent.Main("nodeexp", run) }
+func main() { os.Exit(agent.Exec("nodeexp", run, os.Args[1:], os.Stdout, os.Stderr)) }
 
 type options struct {
 	common        agent.Flags
@@ -129,17 +129,12 @@ func run(ctx context.Context, args []string, stdout io.Writer) error {
 	// Ready after the first collection, which nodeexp runs itself: waiting
 	// for Prometheus' first scrape would deadlock, since Prometheus only
 	// scrapes endpoints that are already ready.
-	collected := ops.Gate("first-collect")
+	ops.Check("first-collect", agent.Closed(exp.Scraped(), "first collection not finished"))
 	g.Go(func() error {
 		wctx, cancel := context.WithTimeout(ctx, max(o.node.ScrapeTimeout, 10*time.Second))
 		defer cancel()
 		if _, err := exp.Gatherer(wctx).Gather(); err != nil {
 			logger.Warn("first collection had errors", "err", err)
-		}
-		select {
-		case <-exp.Scraped():
-			collected.Set(true)
-		case <-ctx.Done():
 		}
 		return nil
 	})

@@ -6,7 +6,6 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"os"
 	"os/signal"
 	"syscall"
 )
@@ -15,20 +14,19 @@ import (
 // and returns an error instead of exiting.
 type RunFunc func(ctx context.Context, args []string, stdout io.Writer) error
 
-// UsageError marks errors caused by the command line; Main exits 2 for them.
+// UsageError marks errors caused by the command line; Exec returns 2 for them.
 type UsageError struct{ Err error }
 
 func (e *UsageError) Error() string { return e.Err.Error() }
 func (e *UsageError) Unwrap() error { return e.Err }
 
-// Main is the only place a nodekit binary exits. SIGINT and SIGTERM cancel
-// the context given to run; a second signal exits at once.
-func Main(name string, run RunFunc) {
-	os.Exit(Exec(name, run, os.Args[1:], os.Stdout, os.Stderr))
-}
-
 // Exec runs run with signal handling and maps its result to an exit code:
-// 0 on success or --help, 2 for usage errors, 1 otherwise.
+// 0 on success or --help, 2 for usage errors, 1 otherwise. A nodekit main is
+//
+//	func main() { os.Exit(agent.Exec(name, run, os.Args[1:], os.Stdout, os.Stderr)) }
+//
+// so main is the only place a binary exits. SIGINT and SIGTERM cancel the
+// context given to run; a second signal kills the process at once.
 func Exec(name string, run RunFunc, args []string, stdout, stderr io.Writer) int {
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -8,6 +8,7 @@ import (
 	"net"
 	"net/http"
 	"net/http/pprof"
+	"slices"
 	"sort"
 	"strings"
 	"sync"
@@ -29,50 +30,20 @@ type OpsConfig struct {
 	ShutdownTimeout time.Duration
 }
 
-// Ops is the operations HTTP server. Handlers and gates may be added until
-// Run is called; Gate.Set is safe at any time.
+// Ops is the operations HTTP server. Handlers and readiness conditions may
+// be added until Run is called.
 type Ops struct {
 	cfg    OpsConfig
 	logger *slog.Logger
 	mux    *http.ServeMux
 
-	mu    sync.Mutex
-	gates []*Gate
+	mu         sync.Mutex
+	conditions []namedCondition
 }
 
-// Gate is one condition /readyz waits for.
-type Gate struct {
+type namedCondition struct {
 	name string
-	mu   sync.Mutex
-	ok   bool
-	why  string
-	// check, when set, decides instead of ok and why, at each request.
-	check func() (bool, string)
-}
-
-// Set marks the gate ready or not.
-func (g *Gate) Set(ready bool) { g.SetWithReason(ready, "") }
-
-// SetWithReason marks the gate and records why it is not ready, for /readyz's body.
-func (g *Gate) SetWithReason(ready bool, reason string) {
-	g.mu.Lock()
-	g.ok, g.why = ready, reason
-	g.mu.Unlock()
-}
-
-// Ready reports the gate's state.
-func (g *Gate) Ready() bool {
-	ok, _ := g.state()
-	return ok
-}
-
-func (g *Gate) state() (bool, string) {
-	if g.check != nil {
-		return g.check()
-	}
-	g.mu.Lock()
-	defer g.mu.Unlock()
-	return g.ok, g.why
+	cond Condition
 }
 
 // NewOps builds the ops server. reg receives the Go and process collectors and
@@ -98,22 +69,13 @@ func NewOps(cfg OpsConfig, reg *prometheus.Registry, logger *slog.Logger) *Ops {
 	return o
 }
 
-// Gate registers a new readiness condition, initially not ready.
-func (o *Ops) Gate(name string) *Gate {
-	g := &Gate{name: name, why: "starting"}
+// Check registers a readiness condition: /readyz calls cond at each
+// request and answers 200 only while every condition holds, listing each
+// with its reason. cond must be cheap and safe for concurrent use (see
+// Condition).
+func (o *Ops) Check(name string, cond Condition) {
 	o.mu.Lock()
-	o.gates = append(o.gates, g)
-	o.mu.Unlock()
-	return g
-}
-
-// Check registers a readiness condition that check decides at each
-// /readyz request (ready, or why not), for a component that knows its
-// state better than a flag set from outside could track it. check must be
-// safe for concurrent use.
-func (o *Ops) Check(name string, check func() (ready bool, reason string)) {
-	o.mu.Lock()
-	o.gates = append(o.gates, &Gate{name: name, check: check})
+	o.conditions = append(o.conditions, namedCondition{name, cond})
 	o.mu.Unlock()
 }
 
@@ -123,7 +85,7 @@ func (o *Ops) Handle(pattern string, h http.Handler) { o.mux.Handle(pattern, h) 
 // Handler is the ops server's handler, for tests and for embedding.
 func (o *Ops) Handler() http.Handler { return o.mux }
 
-// Ready reports whether every gate is ready.
+// Ready reports whether every readiness condition holds.
 func (o *Ops) Ready() bool {
 	ok, _ := o.readiness()
 	return ok
@@ -131,18 +93,18 @@ func (o *Ops) Ready() bool {
 
 func (o *Ops) readiness() (bool, []string) {
 	o.mu.Lock()
-	gates := append([]*Gate(nil), o.gates...)
+	conds := slices.Clone(o.conditions)
 	o.mu.Unlock()
 	ready := true
 	var lines []string
-	for _, g := range gates {
-		ok, why := g.state()
+	for _, c := range conds {
+		ok, why := c.cond()
 		if ok {
-			lines = append(lines, "[+] "+g.name+" ok")
+			lines = append(lines, "[+] "+c.name+" ok")
 			continue
 		}
 		ready = false
-		lines = append(lines, "[-] "+g.name+" not ready: "+why)
+		lines = append(lines, "[-] "+c.name+" not ready: "+why)
 	}
 	sort.Strings(lines)
 	return ready, lines

@@ -8,6 +8,7 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"strings"
+	"sync/atomic"
 	"testing"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -25,12 +26,19 @@ func get(t *testing.T, h http.Handler, path string) (int, string) {
 	return rec.Code, rec.Body.String()
 }
 
-func TestReadyzFollowsGates(t *testing.T) {
+// TestReadyzFollowsConditions: /readyz evaluates every condition at each
+// request, whatever its shape, and is 200 only while all hold.
+func TestReadyzFollowsConditions(t *testing.T) {
 	ops := newTestOps(t, false)
-	informer := ops.Gate("informer")
-	send := ops.Gate("first-send")
-	var stuck string
-	ops.Check("upstream", func() (bool, string) { return stuck == "", stuck })
+	var synced atomic.Bool
+	ops.Check("informers", func() (bool, string) { return synced.Load(), "pod informer not synced" })
+	firstSend := make(chan struct{})
+	ops.Check("first-send", Closed(firstSend, "no batch accepted yet"))
+	var stuck atomic.Value
+	stuck.Store("")
+	ops.Check("upstream", func() (bool, string) { s := stuck.Load().(string); return s == "", s })
+	legacy := ops.Gate("legacy-gate")
+	legacy.Set(true)
 
 	steps := []struct {
 		name     string
@@ -38,12 +46,13 @@ func TestReadyzFollowsGates(t *testing.T) {
 		wantCode int
 		wantBody string
 	}{
-		{"no gate ready", func() {}, http.StatusServiceUnavailable, "[-] informer not ready: starting"},
-		{"one gate ready", func() { informer.Set(true) }, http.StatusServiceUnavailable, "[-] first-send not ready"},
-		{"every gate ready", func() { send.Set(true) }, http.StatusOK, "ready"},
-		{"a gate falls back", func() { informer.SetWithReason(false, "watch lost") }, http.StatusServiceUnavailable, "informer not ready: watch lost"},
-		{"a check says why not", func() { informer.Set(true); stuck = "access denied: allow x" }, http.StatusServiceUnavailable, "[-] upstream not ready: access denied: allow x"},
-		{"the check passes again", func() { stuck = "" }, http.StatusOK, "[+] upstream ok"},
+		{"nothing ready yet", func() {}, http.StatusServiceUnavailable, "[-] informers not ready: pod informer not synced"},
+		{"one condition holds", func() { synced.Store(true) }, http.StatusServiceUnavailable, "[-] first-send not ready: no batch accepted yet"},
+		{"every condition holds", func() { close(firstSend) }, http.StatusOK, "[+] first-send ok"},
+		{"a condition falls back", func() { synced.Store(false) }, http.StatusServiceUnavailable, "informers not ready: pod informer not synced"},
+		{"a condition says why not", func() { synced.Store(true); stuck.Store("access denied: allow x") }, http.StatusServiceUnavailable, "[-] upstream not ready: access denied: allow x"},
+		{"it holds again", func() { stuck.Store("") }, http.StatusOK, "[+] upstream ok"},
+		{"a gate set from outside counts too", func() { legacy.SetWithReason(false, "watch lost") }, http.StatusServiceUnavailable, "[-] legacy-gate not ready: watch lost"},
 	}
 	for _, s := range steps {
 		t.Run(s.name, func(t *testing.T) {
@@ -51,6 +60,9 @@ func TestReadyzFollowsGates(t *testing.T) {
 			code, body := get(t, ops.Handler(), "/readyz")
 			if code != s.wantCode || !strings.Contains(body, s.wantBody) {
 				t.Fatalf("GET /readyz = %d %q, want %d containing %q", code, body, s.wantCode, s.wantBody)
+			}
+			if ops.Ready() != (s.wantCode == http.StatusOK) {
+				t.Fatalf("Ready() = %v with /readyz %d", ops.Ready(), code)
 			}
 		})
 	}

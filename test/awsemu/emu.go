@@ -234,7 +234,10 @@ func (e *Emulator) AdminHandler() http.Handler {
 }
 
 // Count returns how many requests for op (e.g. "PutLogEvents", "AssumeRole",
-// "IMDSToken") reached the emulator, including ones a fault answered.
+// "IMDSToken") reached the emulator, including ones a fault answered. For
+// CloudWatch Logs, "<op>:<error code>" (e.g.
+// "PutLogEvents:ResourceNotFoundException") counts the requests the service
+// itself refused with that error.
 func (e *Emulator) Count(op string) int {
 	e.mu.Lock()
 	defer e.mu.Unlock()

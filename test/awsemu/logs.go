@@ -233,6 +233,9 @@ func (e *Emulator) serveLogs(w http.ResponseWriter, r *http.Request) {
 		if !errors.As(err, &le) {
 			le = &logsError{http.StatusInternalServerError, "ServiceUnavailableException", err.Error()}
 		}
+		e.mu.Lock()
+		e.counts[op+":"+le.code]++
+		e.mu.Unlock()
 		writeLogsError(w, le)
 		return
 	}

@@ -348,8 +348,18 @@ func TestPutLogEventsStoresInOrderAndIgnoresSequenceToken(t *testing.T) {
 
 func TestLogsResourceErrors(t *testing.T) {
 	t.Parallel()
-	_, url := startEmu(t, Options{})
+	e, url := startEmu(t, Options{})
 	runResourceErrorCases(t, newLogsClient(url, 1), testNow, func(string) (string, bool) { return "", false })
+	// Refusals are counted by operation and error code.
+	for key, want := range map[string]int{
+		"PutLogEvents:ResourceNotFoundException":         2,
+		"CreateLogStream:ResourceAlreadyExistsException": 1,
+		"PutLogEvents:InvalidParameterException":         0,
+	} {
+		if got := e.Count(key); got != want {
+			t.Errorf("Count(%q) = %d, want %d", key, got, want)
+		}
+	}
 }
 
 // runResourceErrorCases checks error codes and messages against any

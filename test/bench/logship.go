@@ -199,8 +199,11 @@ type lsFloor struct {
 	Used                            time.Duration // logship's CPU in all
 }
 
-// Budget is the CPU-seconds that 100 MB per CPU-second allows the input.
-func (f *lsFloor) Budget() float64 { return f.Input / 1e6 / 100 }
+// lsGoalMBPerCPU is the end-to-end goal, MB of input per CPU-second.
+const lsGoalMBPerCPU = 80
+
+// Budget is the CPU-seconds that the goal allows the input.
+func (f *lsFloor) Budget() float64 { return f.Input / 1e6 / lsGoalMBPerCPU }
 
 func (f *lsFloor) SHA256CPU() float64 { return rateCPU(f.Body, f.SHA256Rate) }
 func (f *lsFloor) TCPCPU() float64    { return rateCPU(f.Body, f.TCPRate) }

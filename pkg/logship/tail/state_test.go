@@ -75,3 +75,52 @@ func TestTryNext(t *testing.T) {
 		t.Fatalf("TryNext after the end = %v in state %s; want io.EOF, finished", err, fl.state)
 	}
 }
+
+// A line written after the Follower last reached the end, then the
+// container gone: the drain reads it before finishing. (On a real node the
+// last line of a pod deleted while logship was down went missing: the file
+// had grown since the end was last seen, and the drain finished without
+// reading it.)
+func TestDrainReadsWhatCameAfterTheLastEnd(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "0.log")
+	if err := os.WriteFile(path, []byte("a\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	fl, err := Open(path, nil, testConfig(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	if c, ok, err := fl.TryNext(); err != nil || !ok || string(c.Data) != "a\n" {
+		t.Fatalf("TryNext = %q, %v, %v", c.Data, ok, err)
+	}
+	if _, ok, err := fl.TryNext(); err != nil || ok {
+		t.Fatalf("TryNext at the end = %v, %v; want nothing", ok, err)
+	}
+	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := f.WriteString("done\n"); err != nil {
+		t.Fatal(err)
+	}
+	f.Close()
+	fl.Drain()
+	var got string
+	for {
+		c, ok, err := fl.TryNext()
+		if errors.Is(err, io.EOF) {
+			break
+		}
+		if err != nil {
+			t.Fatal(err)
+		}
+		if !ok {
+			t.Fatal("TryNext had nothing before the end of a drained stream")
+		}
+		got += string(c.Data)
+	}
+	if got != "done\n" {
+		t.Fatalf("the drain handed out %q, want the last line", got)
+	}
+}

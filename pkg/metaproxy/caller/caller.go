@@ -4,6 +4,14 @@
 // polling) before giving up. When several pods claim one IP (the CNI reused it
 // before the informer saw the old pod go), the non-terminating, running,
 // newest pod wins and the choice is logged with both UIDs.
+//
+// A terminating pod is the caller only with care: once its sandbox is gone
+// the CNI may hand its IP to a new pod whose status the kubelet has not
+// reported yet, and that pod must never be taken for the old one (a first
+// trial on a real node under pod churn did just that). So a request whose
+// only claimant is terminating waits, like an unknown IP, for a newer
+// claimant; and a pod past its deletion deadline (its grace period over,
+// the kubelet killing it) is never the caller.
 package caller
 
 import (
@@ -41,6 +49,8 @@ type Resolver struct {
 	wait   time.Duration
 	logger *slog.Logger
 
+	now func() time.Time
+
 	mu      sync.Mutex
 	changed chan struct{} // closed and replaced on every pod event
 	logged  map[string]string
@@ -51,7 +61,7 @@ func New(pods Pods, wait time.Duration, logger *slog.Logger) *Resolver {
 	if wait <= 0 {
 		wait = DefaultWait
 	}
-	return &Resolver{pods: pods, wait: wait, logger: logger, changed: make(chan struct{}), logged: map[string]string{}}
+	return &Resolver{pods: pods, wait: wait, logger: logger, now: time.Now, changed: make(chan struct{}), logged: map[string]string{}}
 }
 
 // EventHandler wakes waiting lookups on every pod add, update or delete. The
@@ -79,12 +89,13 @@ func (r *Resolver) changes() <-chan struct{} {
 }
 
 // Resolve returns the pod using ip, waiting up to the configured time for the
-// informer to learn about it, or ErrUnknown.
+// informer to learn about it, or ErrUnknown. A terminating pod is returned
+// only if no other pod claimed ip within that time.
 func (r *Resolver) Resolve(ctx context.Context, ip string) (*kube.Pod, error) {
 	// Take the change channel before looking, so an event between the lookup
 	// and the wait is not missed.
 	ch := r.changes()
-	if p := r.pick(ip); p != nil {
+	if p := r.pick(ip); p != nil && p.DeletionTimestamp == nil {
 		return p, nil
 	}
 	timer := time.NewTimer(r.wait)
@@ -94,11 +105,15 @@ func (r *Resolver) Resolve(ctx context.Context, ip string) (*kube.Pod, error) {
 		case <-ctx.Done():
 			return nil, fmt.Errorf("waiting for a pod with IP %s: %w", ip, ctx.Err())
 		case <-timer.C:
+			if p := r.pick(ip); p != nil {
+				r.logger.Debug("serving a terminating pod: no other pod claimed its IP", "ip", ip, "pod", p.Namespace+"/"+p.Name, "uid", p.UID)
+				return p, nil
+			}
 			return nil, fmt.Errorf("IP %s after %v: %w", ip, r.wait, ErrUnknown)
 		case <-ch:
 		}
 		ch = r.changes()
-		if p := r.pick(ip); p != nil {
+		if p := r.pick(ip); p != nil && p.DeletionTimestamp == nil {
 			return p, nil
 		}
 	}
@@ -106,7 +121,7 @@ func (r *Resolver) Resolve(ctx context.Context, ip string) (*kube.Pod, error) {
 
 // pick chooses among the pods claiming ip.
 func (r *Resolver) pick(ip string) *kube.Pod {
-	candidates := Eligible(r.pods.ByIP(ip))
+	candidates := Eligible(r.pods.ByIP(ip), r.now())
 	if len(candidates) == 0 {
 		return nil
 	}
@@ -143,13 +158,17 @@ func (r *Resolver) logConflict(ip string, candidates []*kube.Pod) {
 		"ip", ip, "namespace", w.Namespace, "pod", w.Name, "uid", string(w.UID), "others", others)
 }
 
-// Eligible drops pods that can never be the caller (finished, host network)
-// and orders the rest best first: non-terminating before terminating, then
-// running before not, newest first, then by UID so the order is stable.
-func Eligible(pods []*kube.Pod) []*kube.Pod {
+// Eligible drops pods that can never be the caller at now (finished, host
+// network, terminating past their deletion deadline) and orders the rest
+// best first: non-terminating before terminating, then running before not,
+// newest first, then by UID so the order is stable.
+func Eligible(pods []*kube.Pod, now time.Time) []*kube.Pod {
 	out := make([]*kube.Pod, 0, len(pods))
 	for _, p := range pods {
 		if p == nil || p.Spec.HostNetwork || p.Status.Phase == kube.PodSucceeded || p.Status.Phase == kube.PodFailed {
+			continue
+		}
+		if p.DeletionTimestamp != nil && p.DeletionTimestamp.Time.Before(now) {
 			continue
 		}
 		out = append(out, p)

@@ -47,8 +47,8 @@ func mkpod(uid string, phase kube.PodPhase, age time.Duration, terminating bool)
 		Status:     kube.PodStatus{Phase: phase},
 	}
 	if terminating {
-		now := metav1.NewTime(t0)
-		p.DeletionTimestamp = &now
+		deadline := metav1.NewTime(t0.Add(30 * time.Second)) // a 30 s grace period
+		p.DeletionTimestamp = &deadline
 	}
 	return p
 }
@@ -70,12 +70,17 @@ func TestEligible(t *testing.T) {
 		// containers start, and they may ask for credentials before that.
 		{name: "pending newcomer beats the terminating pod it inherited the IP from", pods: []*kube.Pod{mkpod("old-term", running, time.Hour, true), mkpod("new", kube.PodPending, 0, false)}, want: []string{"new", "old-term"}},
 		{name: "newest wins", pods: []*kube.Pod{mkpod("old", running, time.Hour, false), mkpod("new", running, time.Minute, false)}, want: []string{"new", "old"}},
-		{name: "terminating alone still matches", pods: []*kube.Pod{mkpod("term", running, 0, true)}, want: []string{"term"}},
+		{name: "terminating alone still matches within its grace period", pods: []*kube.Pod{mkpod("term", running, 0, true)}, want: []string{"term"}},
+		{name: "terminating past its deadline never matches", pods: []*kube.Pod{func() *kube.Pod {
+			p := mkpod("dead", running, 0, true)
+			p.DeletionTimestamp = &metav1.Time{Time: t0.Add(-time.Second)}
+			return p
+		}()}, want: []string{}},
 		{name: "tie broken by uid", pods: []*kube.Pod{mkpod("a", running, 0, false), mkpod("b", running, 0, false)}, want: []string{"b", "a"}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			got := Eligible(tt.pods)
+			got := Eligible(tt.pods, t0)
 			uids := make([]string, 0, len(got))
 			for _, p := range got {
 				uids = append(uids, string(p.UID))
@@ -139,5 +144,41 @@ func TestResolveGivesUp(t *testing.T) {
 	r = New(pods, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if _, err := r.Resolve(ctx, "10.0.0.3"); !errors.Is(err, context.Canceled) {
 		t.Fatalf("Resolve error = %v, want context.Canceled", err)
+	}
+}
+
+// A request whose only claimant is terminating waits for a newer claimant:
+// the CNI may have given the dying pod's IP to a new pod the informer has
+// not heard of yet, which must never get the old pod's role.
+func TestResolvePrefersANewcomerToATerminatingPod(t *testing.T) {
+	pods := &fakePods{byIP: map[string][]*kube.Pod{}, looked: make(chan string, 10)}
+	pods.set("10.0.0.4", mkpod("old", kube.PodRunning, time.Hour, true))
+	r := New(pods, time.Hour, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.now = func() time.Time { return t0 }
+	done := make(chan *kube.Pod, 1)
+	go func() {
+		p, _ := r.Resolve(context.Background(), "10.0.0.4")
+		done <- p
+	}()
+	<-pods.looked // found only the terminating pod: it waits
+	pods.set("10.0.0.4", mkpod("old", kube.PodRunning, time.Hour, true), mkpod("new", kube.PodPending, 0, false))
+	r.EventHandler().OnAdd(nil, false)
+	<-pods.looked
+	if p := <-done; p == nil || p.UID != "new" {
+		t.Fatalf("Resolve = %v; want the newcomer", p)
+	}
+
+	// With no newcomer, a terminating pod within its grace period is served
+	// after the wait; past its deadline it is not.
+	pods.set("10.0.0.5", mkpod("dying", kube.PodRunning, time.Hour, true))
+	r = New(pods, time.Millisecond, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	r.now = func() time.Time { return t0 }
+	pods.looked = nil
+	if p, err := r.Resolve(context.Background(), "10.0.0.5"); err != nil || p.UID != "dying" {
+		t.Fatalf("Resolve within the grace period = %v, %v; want the terminating pod", p, err)
+	}
+	r.now = func() time.Time { return t0.Add(time.Minute) }
+	if _, err := r.Resolve(context.Background(), "10.0.0.5"); !errors.Is(err, ErrUnknown) {
+		t.Fatalf("Resolve past the deadline: %v; want ErrUnknown", err)
 	}
 }

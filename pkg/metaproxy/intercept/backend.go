@@ -3,9 +3,12 @@ package intercept
 import (
 	"context"
 	"fmt"
+	"log/slog"
 	"os/exec"
 	"regexp"
 	"time"
+
+	"github.com/coreos/go-iptables/iptables"
 )
 
 // An image's iptables is usually iptables-wrapper (kube-proxy's, and
@@ -39,4 +42,24 @@ func BackendCommand(ctx context.Context, command string) string {
 		return command
 	}
 	return backend
+}
+
+// Open opens iptables and, where the node has it, ip6tables, each through
+// its backend's own command (BackendCommand). The IPv6 side only rejects
+// pods' requests to the IPv6 metadata address, so a node without ip6tables
+// gets a nil ip6 and a warning rather than an error.
+func Open(ctx context.Context, logger *slog.Logger) (ipt, ip6 IPTables, err error) {
+	cmd4 := BackendCommand(ctx, "iptables")
+	v4, err := iptables.New(iptables.Path(cmd4))
+	if err != nil {
+		return nil, nil, fmt.Errorf("opening iptables (%s): %w", cmd4, err)
+	}
+	cmd6 := BackendCommand(ctx, "ip6tables")
+	logger.Debug("iptables commands", "ipv4", cmd4, "ipv6", cmd6)
+	v6, err := iptables.New(iptables.IPFamily(iptables.ProtocolIPv6), iptables.Path(cmd6))
+	if err != nil {
+		logger.Warn("ip6tables unavailable: pods' requests to the IPv6 metadata address are not rejected", "err", err)
+		return v4, nil, nil
+	}
+	return v4, v6, nil
 }

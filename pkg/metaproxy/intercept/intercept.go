@@ -90,20 +90,32 @@ type Interceptor struct {
 	installed atomic.Bool
 }
 
+// Validate checks cfg as New does, for callers that report configuration
+// errors before building anything.
+func (cfg Config) Validate() error {
+	_, _, _, err := cfg.parse()
+	return err
+}
+
+func (cfg Config) parse() (meta, listen netip.AddrPort, iface []string, err error) {
+	meta, err = netip.ParseAddrPort(cfg.MetadataAddr)
+	if err != nil || !meta.Addr().Is4() {
+		return meta, listen, nil, fmt.Errorf("metadata address %q: want IPv4 ip:port", cfg.MetadataAddr)
+	}
+	listen, err = netip.ParseAddrPort(cfg.ListenAddr)
+	if err != nil || !listen.Addr().Is4() || listen.Addr().IsUnspecified() {
+		return meta, listen, nil, fmt.Errorf("listen address %q: DNAT needs a concrete IPv4 ip:port (set --host-ip or --listen-addr)", cfg.ListenAddr)
+	}
+	iface, err = interfaceArgs(cfg.HostInterface)
+	return meta, listen, iface, err
+}
+
 // New validates cfg and builds the rules; it changes nothing. ipt is
 // iptables (IPv4); ip6 may be nil, else it is ip6tables and pods' TCP to the
 // IPv6 metadata address is rejected, so an instance with the IPv6 endpoint
 // enabled cannot hand pods the node's identity that way.
 func New(cfg Config, ipt, ip6 IPTables, logger *slog.Logger) (*Interceptor, error) {
-	meta, err := netip.ParseAddrPort(cfg.MetadataAddr)
-	if err != nil || !meta.Addr().Is4() {
-		return nil, fmt.Errorf("metadata address %q: want IPv4 ip:port", cfg.MetadataAddr)
-	}
-	listen, err := netip.ParseAddrPort(cfg.ListenAddr)
-	if err != nil || !listen.Addr().Is4() || listen.Addr().IsUnspecified() {
-		return nil, fmt.Errorf("listen address %q: DNAT needs a concrete IPv4 ip:port (set --host-ip or --listen-addr)", cfg.ListenAddr)
-	}
-	iface, err := interfaceArgs(cfg.HostInterface)
+	meta, listen, iface, err := cfg.parse()
 	if err != nil {
 		return nil, err
 	}

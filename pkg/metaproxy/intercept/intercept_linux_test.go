@@ -8,7 +8,6 @@ import (
 	"strings"
 	"testing"
 
-	"github.com/coreos/go-iptables/iptables"
 	"github.com/vishvananda/netlink"
 	"github.com/vishvananda/netns"
 )
@@ -56,14 +55,14 @@ func inFreshNetns(t *testing.T, fn func()) {
 func TestRealIPTables(t *testing.T) {
 	requireRoot(t)
 	inFreshNetns(t, func() {
-		ipt, err := iptables.New()
+		// Open as metaproxy does: through the backend's own command.
+		ipt, ip6, err := Open(t.Context(), discard())
 		if err != nil {
-			t.Errorf("iptables: %v", err)
+			t.Errorf("Open: %v", err)
 			return
 		}
-		ip6, err := iptables.NewWithProtocol(iptables.ProtocolIPv6)
-		if err != nil {
-			t.Errorf("ip6tables: %v", err)
+		if ip6 == nil {
+			t.Error("Open found no ip6tables on a machine that has it")
 			return
 		}
 		i, err := New(Config{MetadataAddr: "169.254.169.254:80", ListenAddr: "10.200.0.1:8181", HostInterface: "!eth0"}, ipt, ip6, discard())

@@ -30,10 +30,16 @@ func TestNewValidates(t *testing.T) {
 			if _, err := New(cfg, NewFake(), nil, discard()); err == nil {
 				t.Fatalf("New accepted %+v", cfg)
 			}
+			if err := cfg.Validate(); err == nil {
+				t.Fatalf("Validate accepted %+v", cfg)
+			}
 		})
 	}
 	if _, err := New(good, NewFake(), nil, discard()); err != nil {
 		t.Fatalf("New refused a good config: %v", err)
+	}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate refused a good config: %v", err)
 	}
 }
 

@@ -117,6 +117,25 @@ var arnPattern = regexp.MustCompile(`^arn:aws[a-zA-Z-]*:iam::\d{12}:role/(?:[\x2
 
 // New validates cfg. namespaces may be nil when restrictions are off.
 func New(cfg Config, namespaces Namespaces) (*Policy, error) {
+	p, err := newPolicy(cfg)
+	if err != nil {
+		return nil, err
+	}
+	if cfg.NamespaceRestrictions && namespaces == nil {
+		return nil, errors.New("namespace restrictions need a namespace lister")
+	}
+	p.namespaces = namespaces
+	return p, nil
+}
+
+// Validate checks cfg as New does, for callers that report configuration
+// errors before they have a namespace lister.
+func (cfg Config) Validate() error {
+	_, err := newPolicy(cfg)
+	return err
+}
+
+func newPolicy(cfg Config) (*Policy, error) {
 	if cfg.RoleKey == "" {
 		return nil, errors.New("role annotation key must not be empty")
 	}
@@ -131,10 +150,7 @@ func New(cfg Config, namespaces Namespaces) (*Policy, error) {
 		// "arn:aws:iam::123456789012:role" and ".../role/" both mean the same prefix.
 		cfg.BaseRoleARN += "/"
 	}
-	if cfg.NamespaceRestrictions && namespaces == nil {
-		return nil, errors.New("namespace restrictions need a namespace lister")
-	}
-	p := &Policy{cfg: cfg, namespaces: namespaces, patterns: map[string]compiled{}}
+	p := &Policy{cfg: cfg, patterns: map[string]compiled{}}
 	if cfg.DefaultRole != "" {
 		arn, err := p.ARN(cfg.DefaultRole)
 		if err != nil {

@@ -110,7 +110,17 @@ func TestNewRejectsBadConfig(t *testing.T) {
 			if _, err := New(cfg, nsMap{}); err == nil {
 				t.Fatal("New accepted a bad config")
 			}
+			if err := cfg.Validate(); err == nil {
+				t.Fatal("Validate accepted a bad config")
+			}
 		})
+	}
+	good := Config{RoleKey: "k", BaseRoleARN: "arn:aws:iam::123456789012:role", DefaultRole: "def", NamespaceRestrictions: true}
+	if err := good.Validate(); err != nil {
+		t.Fatalf("Validate refused a good config: %v", err)
+	}
+	if _, err := New(good, nil); err == nil {
+		t.Fatal("New accepted namespace restrictions without a namespace lister")
 	}
 }
 
