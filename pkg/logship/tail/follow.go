@@ -145,6 +145,8 @@ type Follower struct {
 	// releasedEnd is the chunk handed out in state released: the empty
 	// final chunk of the file the Keeper let go.
 	releasedEnd Chunk
+	// closed is set by Close.
+	closed bool
 
 	// queue holds the files opened and still to read after f, oldest
 	// first: rotated files found at Open, and each file seen at path
@@ -278,6 +280,8 @@ func (fl *Follower) HeldBytes() int64 { return fl.held.Load() }
 func (fl *Follower) Close() error {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
+	// A Keeper's look under way must not open files for it any more.
+	fl.closed = true
 	return fl.closeAll()
 }
 

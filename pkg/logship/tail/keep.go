@@ -136,7 +136,7 @@ func (k *Keeper) pass() {
 func (fl *Follower) survey(now time.Time) []deletedFile {
 	fl.mu.Lock()
 	defer fl.mu.Unlock()
-	if fl.state == finished {
+	if fl.state == finished || fl.closed {
 		fl.held.Store(0)
 		return nil
 	}

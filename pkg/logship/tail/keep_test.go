@@ -353,3 +353,20 @@ func waitUntil(t *testing.T, cond func() bool) {
 		time.Sleep(time.Millisecond)
 	}
 }
+
+// A Keeper's look at a Follower closed after the look began (its target
+// gone) opens nothing: it would never be closed.
+func TestKeeperLeavesClosedFollowersAlone(t *testing.T) {
+	k := newKubelet(t, 3)
+	k.write(10)
+	fl, err := Open(k.path, nil, testConfig(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	k.rotate() // a new file at the path the Keeper would hold
+	fl.Close()
+	fl.survey(time.Now())
+	if fl.f != nil || len(fl.queue) != 0 {
+		t.Fatalf("a closed Follower holds files: current %v, %d queued", fl.f != nil, len(fl.queue))
+	}
+}
