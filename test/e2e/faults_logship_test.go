@@ -373,6 +373,12 @@ func TestFaultLogStorm(t *testing.T) {
 		if f.peakHeld > bound+2<<20 {
 			t.Errorf("logship held %.1f MiB of deleted files, beyond its %d MiB bound", f.peakHeld/(1<<20), bound>>20)
 		}
+		// Each file let go is logged with its pod and what it cost.
+		pod, _ := b.logshipContainer(ctx, t)
+		logs, _ := b.node.Kubectl(ctx, "logs", "-n", realnode.NodekitNamespace, pod.Name, "-c", "logship")
+		if letGo := rnGrep(logs, "let go of a deleted log file"); !strings.Contains(letGo, `"pod":"tight-`) || !strings.Contains(letGo, `"lost_lines":`) {
+			t.Errorf("logship's log does not name the pods and files it let go of:\n%s", letGo)
+		}
 		restarts, ooms := b.nodekitRestarts(ctx, t)
 		m := b.logshipMetrics(ctx, t)
 		recordFault(t, faultRow{
