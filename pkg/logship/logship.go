@@ -18,7 +18,12 @@
 //
 // Per container there are two goroutines: a reader (tail, parse, encode)
 // and the stream's sender; the reader blocks when the sender's queue or the
-// global buffer is full, so the log files themselves are the buffer.
+// global buffer is full, so the log files themselves are the buffer. A
+// tail.Keeper keeps that buffer from vanishing: it holds every file the
+// kubelet rotates open from the moment it appears, also once the kubelet
+// has compressed and deleted it, within --max-deleted-bytes and
+// --max-deleted-hold; what it lets go of unread is counted, per pod, in
+// logship_lost_lines_total and logship_lost_bytes_total.
 package logship
 
 import (
