@@ -128,7 +128,8 @@ func (c *Config) RegisterFlags(fs *flag.FlagSet) {
 	fs.DurationVar(&c.Rescan, "rescan-interval", c.Rescan, "periodic rescan of --containers-dir, a safety net for missed file events")
 	fs.DurationVar(&c.MetadataWait, "metadata-wait", c.MetadataWait, "how long a new container's lines wait for its pod's metadata before shipping without labels")
 	fs.DurationVar(&c.Tail.PollInterval, "poll-interval", c.Tail.PollInterval, "how often a file at its end is checked for growth and rotation")
-	fs.DurationVar(&c.Tail.MaxHold, "max-deleted-hold", c.Tail.MaxHold, "how long a deleted or rotated-away file is kept open to be read; after that its unread lines are given up (logged and counted)")
+	fs.DurationVar(&c.Tail.MaxHold, "max-deleted-hold", c.Tail.MaxHold, "how long a log file the kubelet deleted (rotated away, compressed) is kept open to be read to its end; after that it is let go and its unread lines are counted lost (logship_lost_lines_total)")
+	fs.Int64Var(&c.Tail.MaxDeletedBytes, "max-deleted-bytes", c.Tail.MaxDeletedBytes, "disk space of log files the kubelet deleted that logship may keep open, node-wide, to read them to their end while it is behind (the kernel frees that space only when logship lets go); above it the files written longest ago are let go and their unread lines counted lost (logship_lost_lines_total); 0 = no bound but --max-deleted-hold")
 }
 
 // Validate checks c.
@@ -153,6 +154,9 @@ func (c *Config) Validate() error {
 	}
 	if c.MaxBuffer < 2*batch.MaxBytes {
 		errs = append(errs, fmt.Errorf("--max-buffer-bytes must be at least %d", 2*batch.MaxBytes))
+	}
+	if c.Tail.MaxDeletedBytes < 0 || c.Tail.MaxHold <= 0 {
+		errs = append(errs, errors.New("--max-deleted-bytes must not be negative and --max-deleted-hold must be positive"))
 	}
 	if c.BatchWait <= 0 || c.Rescan <= 0 || c.Tail.PollInterval <= 0 || c.MultilineWait <= 0 {
 		errs = append(errs, errors.New("--batch-wait, --rescan-interval, --poll-interval and --multiline-wait must be positive"))

@@ -18,7 +18,12 @@
 //
 // Per container there are two goroutines: a reader (tail, parse, encode)
 // and the stream's sender; the reader blocks when the sender's queue or the
-// global buffer is full, so the log files themselves are the buffer.
+// global buffer is full, so the log files themselves are the buffer. A
+// tail.Keeper keeps that buffer from vanishing: it holds every file the
+// kubelet rotates open from the moment it appears, also once the kubelet
+// has compressed and deleted it, within --max-deleted-bytes and
+// --max-deleted-hold; what it lets go of unread is counted, per pod, in
+// logship_lost_lines_total and logship_lost_bytes_total.
 package logship
 
 import (
@@ -65,6 +70,11 @@ type Agent struct {
 	// notifier wakes readers on file events; set by Run before any
 	// reader starts, nil when the kernel gives no file events.
 	notifier *tail.Notifier
+	// keeper holds every rotation of every file until it is read, within
+	// the bounds on deleted files; set by Run before any reader starts.
+	keeper atomic.Pointer[tail.Keeper]
+	// store holds the checkpoints; set by Run.
+	store atomic.Pointer[checkpoint.Store]
 
 	mu      sync.Mutex
 	targets map[string]*target
@@ -105,9 +115,17 @@ func (a *Agent) Ready() <-chan struct{} { return a.ready }
 
 // Readiness is logship's /readyz condition: ready once Ready is closed,
 // except while a failure only an operator can fix (access denied, a group
-// logship may not create) holds up a stream; the reason then says which
-// and how to fix it. Streams keep retrying meanwhile: nothing is dropped.
+// logship may not create) holds up a stream, while CloudWatch Logs has
+// been out of reach for a while, or while the checkpoints cannot be saved
+// (a full disk); the reason then says which and how to fix it. Streams
+// keep retrying meanwhile: nothing is dropped.
 func (a *Agent) Readiness() (bool, string) {
+	if st := a.store.Load(); st != nil {
+		if since, err, failing := st.Failing(); failing {
+			return false, fmt.Sprintf("saving checkpoints in %s failing for %v (%v): shipping paused until a save succeeds; free space on that disk",
+				a.cfg.StateDir, a.now().Sub(since).Round(time.Second), err)
+		}
+	}
 	if s := a.sender.Load(); s != nil {
 		if why, blocked := s.Blocked(); blocked {
 			return false, why
@@ -177,6 +195,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	if err != nil {
 		return err
 	}
+	a.store.Store(store)
 	sender, err := ship.New(ship.Config{
 		BatchWait: a.cfg.BatchWait, RetentionDays: int32(a.cfg.RetentionDays),
 		MaxBufferBytes: a.cfg.MaxBuffer, MaxBackoff: a.cfg.MaxBackoff,
@@ -204,6 +223,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		}()
 		a.notifier = n
 	}
+
+	keeper := tail.NewKeeper(a.cfg.Tail, a.logger)
+	a.keeper.Store(keeper)
+	kctx, stopKeeper := context.WithCancel(ctx)
+	keeperDone := make(chan error, 1)
+	go func() { keeperDone <- keeper.Run(kctx) }()
+	defer func() {
+		stopKeeper()
+		<-keeperDone
+	}()
 
 	var wg sync.WaitGroup
 	watcher := discover.NewWatcher(a.cfg.ContainersDir, a.cfg.Rescan, a.logger)
@@ -329,13 +358,20 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 	if pos, ok := store.Get(t.Key()); ok {
 		from = &pos
 	}
-	fl, err := tail.Open(t.Path, from, a.cfg.Tail, logger)
+	cfg := a.cfg.Tail
+	maxEvent := a.cfg.MaxEventBytes
+	cfg.CountLines = func(data []byte) int { return parse.CountLines(data, maxEvent) }
+	cfg.OnLoss = func(l tail.Loss) { a.metrics.lost(t.Namespace, t.Pod, l) }
+	fl, err := tail.Open(t.Path, from, cfg, logger)
 	if err != nil {
 		return err
 	}
 	defer fl.Close()
 	if a.notifier != nil {
 		defer a.notifier.Attach(fl)()
+	}
+	if k := a.keeper.Load(); k != nil {
+		defer k.Keep(fl)()
 	}
 	tg.follower.Store(fl)
 	if tg.drain.Load() {
@@ -537,11 +573,6 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 	r.lines = r.a.metrics.linesRead.WithLabelValues(r.t.Namespace)
 	r.bytes = r.a.metrics.bytesRead.WithLabelValues(r.t.Namespace)
 	version := r.meta.Version
-	var lost int64
-	if n := fl.Lost(); n > 0 {
-		r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n))
-		lost = n
-	}
 	for {
 		var c tail.Chunk
 		var err error
@@ -589,7 +620,7 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 			}
 			return err
 		}
-		if err := r.chunk(ctx, c, tg, &version, &lost, fl); err != nil {
+		if err := r.chunk(ctx, c, tg, &version); err != nil {
 			return err
 		}
 	}
@@ -597,7 +628,7 @@ func (r *reader) loop(ctx context.Context, fl *tail.Follower, tg *target) error 
 
 // chunk parses one chunk read from the file into records, handing full
 // record chunks to the stream as they fill.
-func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *uint64, lost *int64, fl *tail.Follower) error {
+func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *uint64) error {
 	if c.ID != r.curID || c.Path != r.curPath {
 		// Another file: the chunk in progress belongs to the old one.
 		if err := r.send(ctx); err != nil {
@@ -625,10 +656,6 @@ func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *u
 		if err := r.newEncoder(); err != nil {
 			return err
 		}
-	}
-	if n := fl.Lost(); n > *lost {
-		r.a.metrics.filesLost.WithLabelValues(r.t.Namespace).Add(float64(n - *lost))
-		*lost = n
 	}
 	n, err := r.scan(ctx, c)
 	end := c.Start + int64(len(c.Data))

@@ -11,10 +11,13 @@
 package podlogs
 
 import (
+	"bytes"
+	"compress/gzip"
 	"encoding/json"
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -153,6 +156,70 @@ func (c *Container) Rotate() (string, error) {
 		return "", fmt.Errorf("rotating container log %s: %w", c.Path, err)
 	}
 	return rotated, c.open()
+}
+
+// KubeletRotate does what the kubelet's container log manager does at a
+// rotation with containerLogMaxFiles maxFiles (k8s.io/kubernetes
+// pkg/kubelet/logs): it removes leftovers (*.tmp, plain files with a .gz
+// twin) and the oldest rotated files beyond maxFiles-2, compresses every
+// plain rotated file (0.log.<t> to 0.log.<t>.gz, then deletes the plain
+// one), and rotates 0.log (Rotate). A reader behind the runtime thus finds
+// the previous rotation compressed and gone.
+func (c *Container) KubeletRotate(maxFiles int) (string, error) {
+	logs, err := filepath.Glob(c.Path + ".*")
+	if err != nil {
+		return "", err
+	}
+	var inuse []string
+	for _, l := range logs {
+		if strings.HasSuffix(l, ".tmp") || (!strings.HasSuffix(l, ".gz") && slices.Contains(logs, l+".gz")) {
+			if err := os.Remove(l); err != nil {
+				return "", err
+			}
+			continue
+		}
+		inuse = append(inuse, l)
+	}
+	slices.Sort(inuse)
+	for len(inuse) > max(maxFiles-2, 0) {
+		if err := os.Remove(inuse[0]); err != nil {
+			return "", err
+		}
+		inuse = inuse[1:]
+	}
+	for _, l := range inuse {
+		if strings.HasSuffix(l, ".gz") {
+			continue
+		}
+		if err := compress(l); err != nil {
+			return "", err
+		}
+	}
+	return c.Rotate()
+}
+
+// compress writes name.gz as the kubelet does (through name.gz.tmp) and
+// deletes name.
+func compress(name string) error {
+	data, err := os.ReadFile(name)
+	if err != nil {
+		return err
+	}
+	var b bytes.Buffer
+	w := gzip.NewWriter(&b)
+	if _, err := w.Write(data); err != nil {
+		return err
+	}
+	if err := w.Close(); err != nil {
+		return err
+	}
+	if err := os.WriteFile(name+".gz.tmp", b.Bytes(), 0o644); err != nil {
+		return fmt.Errorf("compressing %s: %w", name, err)
+	}
+	if err := os.Rename(name+".gz.tmp", name+".gz"); err != nil {
+		return err
+	}
+	return os.Remove(name)
 }
 
 // Close closes the runtime's file; the files stay for the reader.

@@ -1,9 +1,14 @@
 package podlogs
 
 import (
+	"compress/gzip"
 	"encoding/json"
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
+	"slices"
+	"strings"
 	"testing"
 	"time"
 )
@@ -60,5 +65,49 @@ func TestLines(t *testing.T) {
 	if err := json.Unmarshal([]byte(DockerLine(at, "stderr", true, `a "quoted" line`)), &d); err != nil ||
 		d.Log != "a \"quoted\" line\n" || d.Stream != "stderr" || d.Time != "2026-11-21T10:00:00Z" {
 		t.Errorf("DockerLine decodes to %+v, %v", d, err)
+	}
+}
+
+// KubeletRotate leaves what the kubelet leaves: 0.log, the last rotation
+// plain, older ones compressed, at most maxFiles in all.
+func TestKubeletRotate(t *testing.T) {
+	n, err := NewNode(t.TempDir())
+	if err != nil {
+		t.Fatal(err)
+	}
+	c, err := n.Add(Spec{Namespace: "shop", Pod: "web-1", PodUID: "uid-1", Container: "app", ContainerID: "abc"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	var rotated []string
+	for i := range 4 {
+		if err := c.Print("stdout", fmt.Sprint("line ", i)); err != nil {
+			t.Fatal(err)
+		}
+		r, err := c.KubeletRotate(4)
+		if err != nil {
+			t.Fatal(err)
+		}
+		rotated = append(rotated, r)
+	}
+	got, _ := filepath.Glob(c.Path + "*")
+	want := []string{c.Path, rotated[1] + ".gz", rotated[2] + ".gz", rotated[3]}
+	slices.Sort(want)
+	if !slices.Equal(got, want) {
+		t.Fatalf("files %v, want %v", got, want)
+	}
+	f, err := os.Open(rotated[2] + ".gz")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer f.Close()
+	zr, err := gzip.NewReader(f)
+	if err != nil {
+		t.Fatal(err)
+	}
+	data, err := io.ReadAll(zr)
+	if err != nil || !strings.HasSuffix(string(data), " stdout F line 2\n") {
+		t.Fatalf("compressed rotation: %q %v", data, err)
 	}
 }

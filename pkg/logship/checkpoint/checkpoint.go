@@ -12,6 +12,12 @@
 // streams share one write (group commit). The pods' metadata lives in a
 // file of its own, replaced the same way but only when it changes: it
 // changes when pods come, go or are relabelled, not with every batch.
+//
+// A write that fails (a full disk: ENOSPC) leaves the previous file whole
+// and its temporary file removed; Run tries again, every few seconds, until
+// a write succeeds, and Commit waits until then: the shipper stops
+// advancing rather than get ahead of what a restart would know. Failing
+// reports it for readiness; Failures counts the failed writes.
 package checkpoint
 
 import (
@@ -24,6 +30,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
+	"time"
 
 	"github.com/nodekit/nodekit/pkg/logship/filepos"
 )
@@ -61,18 +69,60 @@ type Store struct {
 	meta      map[string]json.RawMessage
 	gen       uint64 // bumped by every change
 	written   uint64 // last generation on disk
-	writeErr  error  // outcome of the last write
 	// metaGen and metaWritten are gen and written for the metadata.
 	metaGen, metaWritten uint64
 	done                 chan struct{}
 	kick                 chan struct{}
 	stopped              chan struct{}
+	// failSince and failErr describe the write failing now (failSince
+	// zero: none); failures counts failed writes.
+	failSince time.Time
+	failErr   error
+	failures  atomic.Uint64
 
-	// Owned by Run: the encoding buffer and the state directory, kept
-	// open for its fsyncs (a write per accepted batch on a busy node).
-	buf bytes.Buffer
-	dir *os.File
+	// Owned by Run: the encoding buffer, the state directory, kept open
+	// for its fsyncs (a write per accepted batch on a busy node), and when
+	// a failing write was last logged.
+	buf    bytes.Buffer
+	dir    *os.File
+	logged time.Time
+	// fs writes the files (the real file system; tests make it fail);
+	// now is the clock of the failure log; retryEvery the first wait
+	// before a failed write is tried again.
+	fs         fileSystem
+	now        func() time.Time
+	retryEvery time.Duration
 }
+
+// fileSystem is what writeAtomic needs of the file system.
+type fileSystem interface {
+	create(name string) (writeFile, error)
+	rename(from, to string) error
+	remove(name string) error
+}
+
+type writeFile interface {
+	Write(p []byte) (int, error)
+	Sync() error
+	Close() error
+}
+
+// osFS is the real file system.
+type osFS struct{}
+
+func (osFS) create(name string) (writeFile, error) {
+	return os.OpenFile(name, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+}
+func (osFS) rename(from, to string) error { return os.Rename(from, to) }
+func (osFS) remove(name string) error     { return os.Remove(name) }
+
+// The wait before a failed write is tried again doubles from a second up
+// to maxRetryEvery.
+const (
+	maxRetryEvery = 10 * time.Second
+	// failureLogEvery is how often a write that keeps failing is logged.
+	failureLogEvery = time.Minute
+)
 
 // Open loads the state in dir, creating dir if needed. A corrupt state file
 // is kept aside as positions.json.corrupt and logged: the files are then read
@@ -82,14 +132,17 @@ func Open(dir string, logger *slog.Logger) (*Store, error) {
 		return nil, fmt.Errorf("creating state directory %s: %w", dir, err)
 	}
 	s := &Store{
-		path:      filepath.Join(dir, FileName),
-		metaPath:  filepath.Join(dir, MetaFileName),
-		logger:    logger,
-		positions: map[string]filepos.Position{},
-		meta:      map[string]json.RawMessage{},
-		done:      make(chan struct{}),
-		kick:      make(chan struct{}, 1),
-		stopped:   make(chan struct{}),
+		path:       filepath.Join(dir, FileName),
+		metaPath:   filepath.Join(dir, MetaFileName),
+		logger:     logger,
+		positions:  map[string]filepos.Position{},
+		meta:       map[string]json.RawMessage{},
+		done:       make(chan struct{}),
+		kick:       make(chan struct{}, 1),
+		stopped:    make(chan struct{}),
+		fs:         osFS{},
+		now:        time.Now,
+		retryEvery: time.Second,
 	}
 	if err := s.loadMeta(); err != nil {
 		return nil, err
@@ -204,7 +257,8 @@ func (s *Store) SetMeta(key string, meta json.RawMessage) {
 }
 
 // Commit saves pos for key and waits until it is on disk (or ctx ends, or
-// the store stops). Run must be running.
+// the store stops): while writes fail, until one succeeds. Run must be
+// running.
 func (s *Store) Commit(ctx context.Context, key string, pos filepos.Position) error {
 	return s.change(ctx, func() { s.positions[key] = pos })
 }
@@ -235,9 +289,8 @@ func (s *Store) change(ctx context.Context, f func()) error {
 	for {
 		s.mu.Lock()
 		if s.written >= want {
-			err := s.writeErr
 			s.mu.Unlock()
-			return err
+			return nil
 		}
 		done := s.done
 		s.mu.Unlock()
@@ -251,7 +304,18 @@ func (s *Store) change(ctx context.Context, f func()) error {
 	}
 }
 
-// Run writes changes until ctx ends, then writes once more and returns.
+// Failing reports a write failing now: since when, and its error.
+func (s *Store) Failing() (since time.Time, err error, failing bool) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.failSince, s.failErr, !s.failSince.IsZero()
+}
+
+// Failures counts the writes that failed.
+func (s *Store) Failures() uint64 { return s.failures.Load() }
+
+// Run writes changes until ctx ends, then writes once more and returns. A
+// failed write is tried again after a wait, until one succeeds.
 func (s *Store) Run(ctx context.Context) error {
 	defer close(s.stopped)
 	defer func() {
@@ -260,24 +324,37 @@ func (s *Store) Run(ctx context.Context) error {
 			s.dir = nil
 		}
 	}()
+	retry := time.NewTimer(0)
+	retry.Stop()
+	defer retry.Stop()
+	wait := s.retryEvery
 	for {
 		select {
 		case <-ctx.Done():
 			s.flush()
 			return nil
 		case <-s.kick:
-			s.flush()
+		case <-retry.C:
 		}
+		if s.flush() {
+			wait = s.retryEvery
+			continue
+		}
+		// Waiters wait on; the next try comes after the wait or with
+		// the next change, whichever is first.
+		retry.Reset(wait)
+		wait = min(2*wait, max(maxRetryEvery, s.retryEvery))
 	}
 }
 
 // flush writes the positions and the metadata that changed since their
-// last write, and wakes every waiter.
-func (s *Store) flush() {
+// last write, and wakes the waiters once the positions are on disk. It
+// reports false when a write failed.
+func (s *Store) flush() bool {
 	s.mu.Lock()
 	if s.written == s.gen && s.metaWritten == s.metaGen {
 		s.mu.Unlock()
-		return
+		return true
 	}
 	gen, metaGen := s.gen, s.metaGen
 	var metaData []byte
@@ -294,31 +371,59 @@ func (s *Store) flush() {
 		err = json.NewEncoder(&s.buf).Encode(state{Version: 1, Positions: s.positions})
 	}
 	s.mu.Unlock()
+	// Positions first: they are what waiters wait for.
+	posDone := s.written == gen
+	if !posDone && err == nil {
+		err = s.writeAtomic(s.path, s.buf.Bytes())
+	}
 	if metaData != nil && metaErr == nil {
 		metaErr = s.writeAtomic(s.metaPath, metaData)
 	}
-	if metaErr != nil {
-		s.logger.Error("saving pod metadata failed; lines of pods deleted before the next save may ship without labels after a restart", "path", s.metaPath, "err", metaErr)
-	}
-	if s.written != gen {
-		if err == nil {
-			err = s.writeAtomic(s.path, s.buf.Bytes())
-		}
-		if err != nil {
-			s.logger.Error("saving positions failed; lines may be shipped again after a restart", "path", s.path, "err", err)
-		}
-	}
+	failed := errors.Join(err, metaErr)
 	s.mu.Lock()
-	if metaErr == nil {
+	if metaData != nil && metaErr == nil {
 		s.metaWritten = metaGen
 	}
-	if s.written != gen {
-		s.written = gen
-		s.writeErr = err
-		close(s.done)
-		s.done = make(chan struct{})
+	since := s.failSince
+	switch {
+	case failed != nil && since.IsZero():
+		s.failSince, since = s.now(), s.now()
+		s.failErr = failed
+	case failed != nil:
+		s.failErr = failed
+	default:
+		s.failSince, s.failErr = time.Time{}, nil
 	}
 	s.mu.Unlock()
+	// Logged before the waiters wake: what they do next comes after.
+	s.logFailure(failed, since)
+	if !posDone && err == nil {
+		s.mu.Lock()
+		s.written = gen
+		close(s.done)
+		s.done = make(chan struct{})
+		s.mu.Unlock()
+	}
+	return failed == nil
+}
+
+// logFailure logs a failed write at once, then once every
+// failureLogEvery while writes keep failing, and the first success after.
+func (s *Store) logFailure(err error, since time.Time) {
+	now := s.now()
+	switch {
+	case err != nil:
+		s.failures.Add(1)
+		if !s.logged.IsZero() && now.Sub(s.logged) < failureLogEvery {
+			return
+		}
+		s.logged = now
+		s.logger.Error("saving checkpoints failed; shipping is paused until a save succeeds (nothing is lost: lines wait in the log files), retrying",
+			"dir", filepath.Dir(s.path), "failing_for", now.Sub(since).Round(time.Second), "failed_writes", s.failures.Load(), "err", err)
+	case !s.logged.IsZero():
+		s.logged = time.Time{}
+		s.logger.Info("saving checkpoints works again; shipping resumes", "dir", filepath.Dir(s.path))
+	}
 }
 
 // writeAtomic replaces the file path with data: write a temporary file
@@ -326,22 +431,29 @@ func (s *Store) flush() {
 // truncated), fsync it, rename it over path, fsync the directory.
 func (s *Store) writeAtomic(path string, data []byte) error {
 	tmp := path + ".tmp"
-	f, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_TRUNC, 0o600)
+	f, err := s.fs.create(tmp)
 	if err != nil {
 		return fmt.Errorf("creating temporary file %s: %w", tmp, err)
 	}
-	if _, err := f.Write(data); err != nil {
+	// On failure the temporary file goes: on a full disk its blocks are
+	// what the next try needs.
+	fail := func(err error) error {
 		f.Close()
-		return fmt.Errorf("writing %s: %w", tmp, err)
+		s.fs.remove(tmp)
+		return err
+	}
+	if _, err := f.Write(data); err != nil {
+		return fail(fmt.Errorf("writing %s: %w", tmp, err))
 	}
 	if err := f.Sync(); err != nil {
-		f.Close()
-		return fmt.Errorf("syncing %s: %w", tmp, err)
+		return fail(fmt.Errorf("syncing %s: %w", tmp, err))
 	}
 	if err := f.Close(); err != nil {
+		s.fs.remove(tmp)
 		return fmt.Errorf("closing %s: %w", tmp, err)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err := s.fs.rename(tmp, path); err != nil {
+		s.fs.remove(tmp)
 		return fmt.Errorf("replacing %s: %w", path, err)
 	}
 	dir := filepath.Dir(path)

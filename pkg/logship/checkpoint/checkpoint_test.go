@@ -3,6 +3,7 @@ package checkpoint
 import (
 	"bufio"
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"log/slog"
@@ -13,7 +14,9 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/nodekit/nodekit/pkg/logship/filepos"
 )
@@ -353,4 +356,157 @@ func TestOldFormatMetadataMoves(t *testing.T) {
 	if got, ok := s2.Get("a"); !ok || got.Offset != 9 {
 		t.Fatalf("position after the move: %+v %v", got, ok)
 	}
+}
+
+// fullDisk is the real file system until it is full: then creating,
+// writing (after half the bytes, as a write that ran out of blocks) or
+// syncing fails with ENOSPC, as fail says.
+type fullDisk struct {
+	osFS
+	mu   sync.Mutex
+	full bool
+	fail string // "create", "write" or "sync"
+}
+
+func (d *fullDisk) setFull(full bool) {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	d.full = full
+}
+
+func (d *fullDisk) failing(op string) bool {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	return d.full && d.fail == op
+}
+
+func (d *fullDisk) create(name string) (writeFile, error) {
+	if d.failing("create") {
+		return nil, &os.PathError{Op: "open", Path: name, Err: syscall.ENOSPC}
+	}
+	f, err := d.osFS.create(name)
+	if err != nil {
+		return nil, err
+	}
+	return &fullFile{writeFile: f, d: d}, nil
+}
+
+type fullFile struct {
+	writeFile
+	d *fullDisk
+}
+
+func (f *fullFile) Write(p []byte) (int, error) {
+	if f.d.failing("write") {
+		n, _ := f.writeFile.Write(p[:len(p)/2])
+		return n, syscall.ENOSPC
+	}
+	return f.writeFile.Write(p)
+}
+
+func (f *fullFile) Sync() error {
+	if f.d.failing("sync") {
+		return syscall.ENOSPC
+	}
+	return f.writeFile.Sync()
+}
+
+// TestFullDiskPausesCommitsAndResumes: while the state directory's disk is
+// full, a commit waits (the shipper cannot get ahead of what a restart
+// would know), the positions file stays whole with the last position
+// saved, no temporary file is left taking space, the failure is counted,
+// reported and logged once however often it is retried; when space
+// returns the commit goes through by itself.
+func TestFullDiskPausesCommitsAndResumes(t *testing.T) {
+	for _, op := range []string{"create", "write", "sync"} {
+		t.Run(op, func(t *testing.T) {
+			dir := t.TempDir()
+			var logs strings.Builder
+			var logMu sync.Mutex
+			logger := slog.New(slog.NewTextHandler(writerFunc(func(p []byte) (int, error) {
+				logMu.Lock()
+				defer logMu.Unlock()
+				return logs.Write(p)
+			}), nil))
+			s, err := Open(dir, logger)
+			if err != nil {
+				t.Fatal(err)
+			}
+			disk := &fullDisk{fail: op}
+			s.fs, s.retryEvery = disk, time.Millisecond
+			run(t, s)
+			ctx := context.Background()
+			first := filepos.Position{Path: "/p/0.log", Offset: 100}
+			if err := s.Commit(ctx, "k", first); err != nil {
+				t.Fatal(err)
+			}
+
+			disk.setFull(true)
+			done := make(chan error, 1)
+			go func() { done <- s.Commit(ctx, "k", filepos.Position{Path: "/p/0.log", Offset: 200}) }()
+			for s.Failures() < 5 {
+				select {
+				case err := <-done:
+					t.Fatalf("a commit returned (%v) while the disk is full", err)
+				case <-time.After(time.Millisecond):
+				}
+			}
+			if _, err, failing := s.Failing(); !failing || !errors.Is(err, syscall.ENOSPC) {
+				t.Errorf("Failing() = %v, %v; want ENOSPC", err, failing)
+			}
+			if got := savedOffset(t, dir); got != 100 {
+				t.Errorf("positions file says offset %d while the disk is full, want the last saved 100", got)
+			}
+			if _, err := os.Stat(filepath.Join(dir, FileName+".tmp")); !errors.Is(err, os.ErrNotExist) {
+				t.Errorf("a temporary file is left on the full disk: %v", err)
+			}
+
+			disk.setFull(false)
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Fatal(err)
+				}
+			case <-time.After(time.Minute):
+				t.Fatal("the commit did not go through once space returned")
+			}
+			if got := savedOffset(t, dir); got != 200 {
+				t.Errorf("positions file says offset %d, want 200", got)
+			}
+			if _, _, failing := s.Failing(); failing {
+				t.Error("still failing after a write succeeded")
+			}
+			logMu.Lock()
+			out := logs.String()
+			logMu.Unlock()
+			if n := strings.Count(out, "saving checkpoints failed"); n != 1 {
+				t.Errorf("the failure was logged %d times over %d failed writes, want once a minute", n, s.Failures())
+			}
+			if !strings.Contains(out, "saving checkpoints works again") {
+				t.Error("the recovery was not logged")
+			}
+		})
+	}
+}
+
+type writerFunc func([]byte) (int, error)
+
+func (f writerFunc) Write(p []byte) (int, error) { return f(p) }
+
+// savedOffset reads the positions file as a restart would, failing the
+// test if it is not whole.
+func savedOffset(t *testing.T, dir string) int64 {
+	t.Helper()
+	s, err := Open(dir, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := os.Stat(filepath.Join(dir, FileName+".corrupt")); err == nil {
+		t.Fatal("the positions file was corrupt")
+	}
+	p, ok := s.Get("k")
+	if !ok {
+		t.Fatal("no position saved")
+	}
+	return p.Offset
 }

@@ -545,3 +545,24 @@ func daysFromCivil(y, m, d int) int64 {
 	doe := yoe*365 + yoe/4 - yoe/100 + doy
 	return int64(era)*146097 + int64(doe) - 719468
 }
+
+// CountLines counts the log lines in data, whole physical lines (the last
+// perhaps without its newline), as a Parser of them emits them: a message
+// the runtime split (CRI "P" parts, docker json-file parts without the
+// final newline) counts once, at its last part, and a line longer than
+// maxBytes once. A message whose last part is not in data does not count:
+// its end is elsewhere. It is how logship counts the lines it lost.
+func CountLines(data []byte, maxBytes int) int {
+	n := 0
+	p := New(Unknown, maxBytes, func(e Entry) {
+		if !e.Part {
+			n++
+		}
+	})
+	for len(data) > 0 {
+		line, rest, _ := bytes.Cut(data, []byte{'\n'})
+		p.Line(line, 0, 0)
+		data = rest
+	}
+	return n
+}

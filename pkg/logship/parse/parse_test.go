@@ -671,3 +671,33 @@ func FuzzDockerStrings(f *testing.F) {
 		}
 	})
 }
+
+// TestCountLines: lost lines are counted as the parser would have emitted
+// them: one per message, at its end.
+func TestCountLines(t *testing.T) {
+	const ts = "2026-11-21T10:00:00.123456789Z"
+	long := strings.Repeat("x", 3000)
+	tests := []struct {
+		name string
+		data string
+		want int
+	}{
+		{"empty", "", 0},
+		{"cri_whole_lines", ts + " stdout F a\n" + ts + " stderr F b\n", 2},
+		{"cri_split_message_counts_once", ts + " stdout P a\n" + ts + " stdout P b\n" + ts + " stdout F c\n", 1},
+		{"cri_interleaved_streams", ts + " stdout P a\n" + ts + " stderr F b\n" + ts + " stdout F c\n", 2},
+		{"cri_message_ending_elsewhere_does_not_count", ts + " stdout F a\n" + ts + " stdout P b\n", 1},
+		{"cri_end_of_a_message_begun_elsewhere_counts", ts + " stdout F end\n", 1},
+		{"cri_last_line_without_newline", ts + " stdout F a\n" + ts + " stdout F b", 2},
+		{"cri_longer_than_max_counts_once", ts + " stdout F " + long + "\n", 1},
+		{"docker_lines", `{"log":"a\n","stream":"stdout","time":"` + ts + `"}` + "\n" + `{"log":"b","stream":"stdout","time":"` + ts + `"}` + "\n" + `{"log":"c\n","stream":"stdout","time":"` + ts + `"}` + "\n", 2},
+		{"raw_lines", "not a log line\nnor this\n", 2},
+	}
+	for _, tc := range tests {
+		t.Run(tc.name, func(t *testing.T) {
+			if got := CountLines([]byte(tc.data), 1024); got != tc.want {
+				t.Fatalf("CountLines = %d, want %d", got, tc.want)
+			}
+		})
+	}
+}

@@ -2,6 +2,7 @@ package ship
 
 import (
 	"slices"
+	"sync/atomic"
 
 	"github.com/prometheus/client_golang/prometheus"
 )
@@ -19,6 +20,9 @@ type Metrics struct {
 	putDuration prometheus.Histogram
 	buffered    prometheus.Gauge
 	stalled     *prometheus.GaugeVec
+	stalledFor  prometheus.GaugeFunc
+	// sender is the Sender these metrics are of, for stalledFor.
+	sender atomic.Pointer[Sender]
 }
 
 // NewMetrics registers the sender's metrics with reg.
@@ -56,7 +60,15 @@ func NewMetrics(reg prometheus.Registerer) (*Metrics, error) {
 			Name: "logship_streams_stalled", Help: "Streams whose batch waits on a failing CloudWatch Logs call, by the class of its last error; access_denied and other need an operator (see the log and /readyz).",
 		}, []string{"class"}),
 	}
-	for _, c := range []prometheus.Collector{m.events, m.bytes, m.rejected, m.dropped, m.retries, m.batches, m.throttles, m.putDuration, m.buffered, m.stalled} {
+	m.stalledFor = prometheus.NewGaugeFunc(prometheus.GaugeOpts{
+		Name: "logship_stalled_seconds", Help: "How long the stream stalled longest has waited on failing CloudWatch Logs calls (0 when none is); past a minute /readyz reports CloudWatch Logs out of reach.",
+	}, func() float64 {
+		if s := m.sender.Load(); s != nil {
+			return s.StalledFor().Seconds()
+		}
+		return 0
+	})
+	for _, c := range []prometheus.Collector{m.events, m.bytes, m.rejected, m.dropped, m.retries, m.batches, m.throttles, m.putDuration, m.buffered, m.stalled, m.stalledFor} {
 		if err := reg.Register(c); err != nil {
 			return nil, err
 		}

@@ -41,7 +41,10 @@ import (
 )
 
 // Committer saves how far a stream's records were accepted; logship's
-// checkpoint store implements it.
+// checkpoint store implements it. Commit returns once the position is
+// durable, and a stream sends its next batch only after: while saving
+// fails (a full disk), the stream waits, never more than the batch in
+// flight ahead of what a restart would resume from.
 type Committer interface {
 	Commit(ctx context.Context, key string, pos filepos.Position) error
 }
@@ -76,7 +79,18 @@ type Config struct {
 	// lets go of the buffers it keeps for reuse and hands the memory back
 	// to the OS (0: 5s): a burst must not pin its peak on a quiet node.
 	IdleRelease time.Duration
-	// Now is the clock of the once-a-minute failure advice (time.Now).
+	// CallTimeout bounds each CloudWatch Logs call (0: 20s). Without it a
+	// call on a connection whose packets are dropped hangs for the
+	// kernel's TCP timeout (about 15 minutes), unnoticed and holding a
+	// put slot: with it the call fails as a network error and is retried.
+	CallTimeout time.Duration
+	// UnreadyAfter is how long a stream may wait on a failing call that
+	// passes by itself (throttling, server and network errors) before
+	// Blocked reports it (0: 1m): readiness then says CloudWatch Logs is
+	// out of reach, while short blips leave it alone.
+	UnreadyAfter time.Duration
+	// Now is the clock of the once-a-minute failure advice and of the
+	// stalls' ages (time.Now).
 	Now func() time.Time
 }
 
@@ -91,7 +105,8 @@ type Sender struct {
 	budget  *semaphore.Weighted
 	puts    *semaphore.Weighted
 
-	backoff *awscfg.Backoff
+	// delay is the wait before a retry (the backoff's; tests lengthen it).
+	delay func(attempt int, err error) time.Duration
 
 	mu     sync.Mutex
 	groups map[string]bool // groups known to exist
@@ -100,6 +115,13 @@ type Sender struct {
 	// logged.
 	stalls  map[*Stream]failure
 	advised map[adviceKey]time.Time
+	// recovered is closed (and replaced) when a call succeeds while
+	// streams are stalled: CloudWatch Logs is back, and the streams
+	// waiting out a backoff retry at once, so the backlog drains at full
+	// speed. Guarded by mu.
+	recovered chan struct{}
+	// nstalls is len(stalls), for the lock-free look of every put.
+	nstalls atomic.Int32
 
 	// spares recycles chunk buffers once CloudWatch accepted their
 	// records, so steady shipping allocates (and zeroes) almost nothing.
@@ -205,17 +227,22 @@ func New(cfg Config, client Client, commit Committer, metrics *Metrics, logger *
 	}
 	puts := cmp.Or(cfg.MaxPuts, 2)
 	cfg.IdleRelease = cmp.Or(cfg.IdleRelease, 5*time.Second)
+	cfg.CallTimeout = cmp.Or(cfg.CallTimeout, 20*time.Second)
+	cfg.UnreadyAfter = cmp.Or(cfg.UnreadyAfter, time.Minute)
 	if cfg.Now == nil {
 		cfg.Now = time.Now
 	}
 	s := &Sender{
 		cfg: cfg, client: client, commit: commit, logger: logger, metrics: metrics,
-		backoff: awscfg.NewBackoff(cfg.MaxBackoff), stalls: map[*Stream]failure{}, advised: map[adviceKey]time.Time{},
+		delay: awscfg.NewBackoff(cfg.MaxBackoff).Delay, stalls: map[*Stream]failure{}, advised: map[adviceKey]time.Time{},
 		budget: semaphore.NewWeighted(cfg.MaxBufferBytes), groups: map[string]bool{},
-		starved: make(chan struct{}), puts: semaphore.NewWeighted(int64(puts)),
+		starved: make(chan struct{}), recovered: make(chan struct{}), puts: semaphore.NewWeighted(int64(puts)),
 		spares: make(chan spare, max(4, cfg.MaxBufferBytes/(256<<10))), bodies: make(chan *putBody, puts),
 	}
 	s.touch()
+	if metrics != nil {
+		metrics.sender.Store(s)
+	}
 	return s, nil
 }
 
@@ -494,8 +521,8 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []ta
 		if ctx.Err() != nil {
 			return false
 		}
-		s.stall(st, f)
-		wait := s.backoff.Delay(attempt, f.err)
+		recovered := s.stall(st, f)
+		wait := s.delay(attempt, f.err)
 		st.logger.Debug("CloudWatch call failed; retrying", "class", f.class, "call", f.call, "attempt", attempt, "backoff", wait, "err", f.err)
 		t := time.NewTimer(wait)
 		select {
@@ -503,6 +530,10 @@ func (s *Sender) put(ctx context.Context, st *Stream, b *batch.Batch, tails []ta
 			t.Stop()
 			return false
 		case <-t.C:
+		case <-recovered:
+			// Another stream got through: so may this one, now.
+			t.Stop()
+			attempt = 0
 		}
 	}
 }
@@ -515,6 +546,8 @@ func (s *Sender) putOnce(ctx context.Context, st *Stream, b *batch.Batch, tails 
 		return nil, fmt.Errorf("waiting to send to stream %s: %w", st.name, err)
 	}
 	defer s.puts.Release(1)
+	ctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
 	start := time.Now()
 	s.touch()
 	defer func() {
@@ -592,7 +625,9 @@ func (s *Sender) create(ctx context.Context, st *Stream) *failure {
 			return f
 		}
 	}
-	_, err := s.client.CreateLogStream(ctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name)})
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	_, err := s.client.CreateLogStream(cctx, &cloudwatchlogs.CreateLogStreamInput{LogGroupName: aws.String(st.group), LogStreamName: aws.String(st.name)})
+	cancel()
 	var exists *types.ResourceAlreadyExistsException
 	var missing *types.ResourceNotFoundException
 	switch {
@@ -611,13 +646,15 @@ func (s *Sender) create(ctx context.Context, st *Stream) *failure {
 }
 
 func (s *Sender) createGroup(ctx context.Context, group string) *failure {
-	_, err := s.client.CreateLogGroup(ctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)})
+	cctx, cancel := context.WithTimeout(ctx, s.cfg.CallTimeout)
+	defer cancel()
+	_, err := s.client.CreateLogGroup(cctx, &cloudwatchlogs.CreateLogGroupInput{LogGroupName: aws.String(group)})
 	var exists *types.ResourceAlreadyExistsException
 	if err != nil && !errors.As(err, &exists) {
 		return &failure{class: classify(err), call: "CreateLogGroup", err: fmt.Errorf("creating log group %s: %w", group, err)}
 	}
 	if err == nil && s.cfg.RetentionDays > 0 {
-		if _, err := s.client.PutRetentionPolicy(ctx, &cloudwatchlogs.PutRetentionPolicyInput{
+		if _, err := s.client.PutRetentionPolicy(cctx, &cloudwatchlogs.PutRetentionPolicyInput{
 			LogGroupName: aws.String(group), RetentionInDays: aws.Int32(s.cfg.RetentionDays),
 		}); err != nil {
 			return &failure{class: classify(err), call: "PutRetentionPolicy", err: fmt.Errorf("setting retention of log group %s to %d days: %w", group, s.cfg.RetentionDays, err)}
@@ -640,8 +677,12 @@ const (
 	Invalid awscfg.ErrorClass = "invalid"
 )
 
-// classify names the class of a failed CloudWatch Logs call.
+// classify names the class of a failed CloudWatch Logs call; a call cut
+// short by CallTimeout is a network error (no answer).
 func classify(err error) awscfg.ErrorClass {
+	if errors.Is(err, context.DeadlineExceeded) {
+		return awscfg.Network
+	}
 	var nf *types.ResourceNotFoundException
 	var invalid *types.InvalidParameterException
 	var coded interface{ ErrorCode() string }

@@ -2,7 +2,10 @@
 // out its complete lines with their file offsets.
 //
 // Files are known by their filepos.Identity, not by their path. A Follower
-// reads a rotated file to its end before moving on, finds a copytruncate
-// copy to read what the truncation took, and gives up a deleted file only
-// after a bounded time.
+// reads a rotated file to its end before moving on and finds a copytruncate
+// copy to read what the truncation took. A Keeper opens every file that
+// appears at a busy Follower's path as soon as it appears, so a file the
+// kubelet compresses and deletes behind a slow reader is still read to its
+// end; it lets go of deleted files only beyond a bound on their disk space
+// and age, and reports exactly what was never read of them.
 package tail

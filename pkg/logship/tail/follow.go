@@ -7,6 +7,7 @@ import (
 	"log/slog"
 	"os"
 	"path/filepath"
+	"sync"
 	"sync/atomic"
 	"syscall"
 	"time"
@@ -19,17 +20,33 @@ type Config struct {
 	// PollInterval is how often a file at its end is checked for growth,
 	// rotation and truncation. A file that stays quiet is checked less
 	// often, down to once every quietPolls×PollInterval: a node has many
-	// containers that rarely log, and each check wakes the process.
+	// containers that rarely log, and each check wakes the process. The
+	// Keeper looks for new files at every path it keeps this often too.
 	PollInterval time.Duration
 	// BufferSize is the read size; large reads keep syscalls per byte low.
 	BufferSize int
 	// MaxLine bounds a line's length; a longer run without a newline is
 	// handed out in pieces (the parser then sees several lines).
 	MaxLine int
-	// MaxHold bounds how long a rotated or deleted file is kept open while
-	// it is read; after that its unread bytes are given up (and reported
-	// through Lost), so a stuck reader cannot pin disk space forever.
+	// MaxHold bounds how long a Keeper keeps a deleted file open to be
+	// read; after that the file is let go and its unread bytes and lines
+	// are reported as a Loss, so a stuck reader cannot pin disk space
+	// forever.
 	MaxHold time.Duration
+	// MaxDeletedBytes bounds the disk space of the deleted files a Keeper
+	// keeps open across all its Followers (the space the kernel cannot free
+	// while they are held); above it the files written longest ago are let
+	// go first, each reported as a Loss. 0: no bound but MaxHold.
+	MaxDeletedBytes int64
+	// CountLines counts the log lines in data, whole physical lines (the
+	// last one perhaps without its newline), the way the reader counts the
+	// lines it ships; a Loss reports lines with it. Nil counts physical
+	// lines.
+	CountLines func(data []byte) int
+	// OnLoss, if set, is told of every file given up before it was read
+	// to its end. It may be called from the Keeper's goroutine or from
+	// Open, never with a Follower's lock held.
+	OnLoss func(Loss)
 
 	// buffers lends read buffers; DefaultConfig's is shared by every
 	// Follower opened with a copy of it, and a Config without one gets
@@ -39,7 +56,35 @@ type Config struct {
 
 // DefaultConfig is what logship uses.
 func DefaultConfig() Config {
-	return Config{PollInterval: 250 * time.Millisecond, BufferSize: 256 << 10, MaxLine: 4 << 20, MaxHold: 10 * time.Minute, buffers: new(bufferPool)}
+	return Config{PollInterval: 250 * time.Millisecond, BufferSize: 256 << 10, MaxLine: 4 << 20, MaxHold: 10 * time.Minute,
+		MaxDeletedBytes: 512 << 20, buffers: new(bufferPool)}
+}
+
+// LossReason says why a file was given up before it was read to its end.
+type LossReason string
+
+const (
+	// LostHeldBytes: the file was deleted and the deleted files held open
+	// passed MaxDeletedBytes; it was among the oldest.
+	LostHeldBytes LossReason = "held_bytes"
+	// LostHeldTime: the file was deleted and held open longer than MaxHold.
+	LostHeldTime LossReason = "held_time"
+	// LostUnopened: the file was gone (compressed and deleted) before it
+	// could be opened, e.g. rotated away while logship was not running:
+	// what it held is unknown, Bytes and Lines are 0.
+	LostUnopened LossReason = "unopened"
+)
+
+// Loss is a file given up before it was read to its end.
+type Loss struct {
+	// Path is the file's name when it was opened (it may have been
+	// renamed and deleted since).
+	Path   string
+	Reason LossReason
+	// Bytes and Lines are what was never read (Lines as
+	// Config.CountLines counts them); exact unless Counted is false.
+	Bytes, Lines int64
+	Counted      bool
 }
 
 // Chunk is a run of complete lines read from one file: what tail hands to
@@ -62,19 +107,26 @@ type Chunk struct {
 
 // Follower reads one stream's log file path and the files it rotates to.
 // Next and TryNext are called by one goroutine; Drain, Wake and HeldBytes
-// may be called from any.
+// may be called from any, and a Keeper works on it from its own.
 //
 // Where it is in the stream is its state (see fileState): between files,
 // in the live file, or finishing a file that no longer grows (an older
 // rotated file, the live file renamed away, a copytruncate copy). The end
-// of a file moves it on (afterEnd); a file deleted and held open too long
-// is given up (checkHold).
+// of a file moves it on (afterEnd). Every file that appears at path is
+// opened as soon as it is seen (catch) and held, in order, until it is
+// read: a file the kubelet compresses and deletes behind a slow reader is
+// still read to its end, unless a Keeper lets it go (released).
 type Follower struct {
 	path   string
 	cfg    Config
 	logger *slog.Logger
 	now    func() time.Time
 
+	// mu guards the files (f, queue, what describes f, the buffer's
+	// bookkeeping) against the Keeper, which opens new files and lets
+	// deleted ones go from its own goroutine. next holds it but while it
+	// sleeps.
+	mu    sync.Mutex
 	state fileState
 	f     *os.File
 	name  string // path f was opened as
@@ -88,23 +140,38 @@ type Follower struct {
 	filled int  // bytes of buf holding data
 	full   bool // the last read filled buf: the file is busy
 	handed int  // bytes of buf handed out by the last call
+	// deletedAt is when f was first seen deleted (zero: not seen so).
+	deletedAt time.Time
+	// releasedEnd is the chunk handed out in state released: the empty
+	// final chunk of the file the Keeper let go.
+	releasedEnd Chunk
+	// closed is set by Close.
+	closed bool
 
-	// queue holds rotated files still to read before path, oldest first;
-	// in state older, f is queue[0].
-	queue []filepos.Position
+	// queue holds the files opened and still to read after f, oldest
+	// first: rotated files found at Open, and each file seen at path
+	// since (the newest is the live one).
+	queue []*heldFile
 	// startOff is where to start in path the first time it is opened.
 	startOff int64
-	// after is the rotated name of the file just finished: rotated files
-	// sorting after it are newer and are read before path.
-	after string
+	// seen is the greatest rotated name of a file read, held or skipped
+	// on purpose: a plain rotated file sorting after it that is not held
+	// was never seen at path, and is read in its place (a safety net:
+	// see catchMissed, which looks when missed is set, after a file is
+	// finished).
+	seen   string
+	missed bool
 
-	heldSince time.Time // when f was seen rotated or deleted
 	// quiet counts the polls in a row that found nothing new.
 	quiet int
 	// notifier, when set, wakes the Follower while it is quiet; watched
 	// says it does now.
 	notifier *Notifier
 	watched  atomic.Bool
+	// idle says the Follower waits at the end of the live file with no
+	// newer file held: it checks path itself at every poll, and holds no
+	// deleted bytes unread, so the Keeper leaves it alone.
+	idle atomic.Bool
 
 	// Reused by every poll, so that a caught-up file costs a few
 	// syscalls and no allocation: a node has many of them, polled
@@ -122,14 +189,26 @@ type Follower struct {
 	timer    *time.Timer
 	draining atomic.Bool
 	wake     chan struct{}
-	held     atomic.Int64 // unread bytes of a deleted file we hold open
-	lost     atomic.Int64
+	held     atomic.Int64 // unread bytes of deleted files held open
+}
+
+// heldFile is a file opened and waiting to be read.
+type heldFile struct {
+	f    *os.File
+	name string // as opened
+	id   filepos.Identity
+	// start is where reading begins (a resumed position, else 0).
+	start int64
+	// deletedAt is when the file was first seen deleted.
+	deletedAt time.Time
 }
 
 // Open starts following path. With a saved position the Follower resumes
 // there: if the saved file was rotated since, it is found by identity in
 // path's directory and read to its end first, followed by any newer rotated
 // file, so a restart loses nothing the kubelet has not compressed yet.
+// Every file to read is opened now; a saved file that is gone is reported
+// to cfg.OnLoss.
 func Open(path string, from *filepos.Position, cfg Config, logger *slog.Logger) (*Follower, error) {
 	if cfg.BufferSize <= 0 || cfg.PollInterval <= 0 || cfg.MaxLine < cfg.BufferSize {
 		return nil, fmt.Errorf("invalid tail config for %s: %+v", path, cfg)
@@ -138,23 +217,44 @@ func Open(path string, from *filepos.Position, cfg Config, logger *slog.Logger) 
 		cfg.buffers = new(bufferPool)
 	}
 	fl := &Follower{path: path, cfg: cfg, logger: logger.With("path", path), now: time.Now, wake: make(chan struct{}, 1)}
+	var losses []Loss
+	rotated := rotatedFiles(filepath.Dir(path), filepath.Base(path))
+	if len(rotated) > 0 {
+		fl.seen = rotated[len(rotated)-1]
+	}
 	if from != nil {
-		fl.queue = fl.resume(*from)
+		losses = fl.resume(*from, rotated)
 	} else {
 		// A stream seen for the first time: anything already rotated
 		// away is older than path and read first, so a rotation before
 		// logship got to the file (or while it was not running) loses
 		// nothing.
-		for _, name := range rotatedFiles(filepath.Dir(path), filepath.Base(path)) {
-			fl.queue = append(fl.queue, filepos.Position{Path: name})
+		for _, name := range rotated {
+			if l, ok := fl.hold(name, 0); !ok {
+				losses = append(losses, l)
+			}
 		}
 	}
+	fl.report(losses)
 	// Open now rather than at the first Next, so that a rotation between
 	// Open and Next is followed rather than skipped.
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
 	if _, err := fl.openNext(); err != nil {
+		fl.closeAll()
 		return nil, err
 	}
 	return fl, nil
+}
+
+// report tells cfg.OnLoss of losses; fl.mu must not be held.
+func (fl *Follower) report(losses []Loss) {
+	if fl.cfg.OnLoss == nil {
+		return
+	}
+	for _, l := range losses {
+		fl.cfg.OnLoss(l)
+	}
 }
 
 // Wake makes a waiting Next look at the file now (it changed).
@@ -172,15 +272,25 @@ func (fl *Follower) Drain() {
 	fl.Wake()
 }
 
-// HeldBytes is the number of unread bytes in a deleted file kept open.
+// HeldBytes is the number of unread bytes in deleted files kept open, as
+// the Keeper last measured them.
 func (fl *Follower) HeldBytes() int64 { return fl.held.Load() }
 
-// Lost counts files given up before they were read to their end.
-func (fl *Follower) Lost() int64 { return fl.lost.Load() }
-
-// Close releases the open file and the read buffer.
+// Close releases the open files and the read buffer.
 func (fl *Follower) Close() error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	// A Keeper's look under way must not open files for it any more.
+	fl.closed = true
+	return fl.closeAll()
+}
+
+func (fl *Follower) closeAll() error {
 	fl.release()
+	for _, h := range fl.queue {
+		h.f.Close()
+	}
+	fl.queue = nil
 	if fl.f == nil {
 		return nil
 	}
@@ -205,6 +315,8 @@ func (fl *Follower) TryNext() (c Chunk, ok bool, err error) {
 
 // next is Next when wait is set and TryNext otherwise.
 func (fl *Follower) next(ctx context.Context, wait bool) (Chunk, bool, error) {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
 	// Drop what the previous call handed out.
 	if fl.handed > 0 {
 		copy(fl.buf, fl.buf[fl.handed:fl.filled])
@@ -221,6 +333,14 @@ func (fl *Follower) next(ctx context.Context, wait bool) (Chunk, bool, error) {
 		switch fl.state {
 		case finished:
 			return Chunk{}, false, io.EOF
+		case released:
+			// What was read of the file and not handed out (a partial
+			// line) went with it.
+			fl.filled = 0
+			fl.release()
+			fl.state = between
+			fl.busy()
+			return fl.releasedEnd, true, nil
 		case between:
 			opened, err := fl.openNext()
 			if err != nil {
@@ -240,9 +360,8 @@ func (fl *Follower) next(ctx context.Context, wait bool) (Chunk, bool, error) {
 				continue
 			}
 		}
-		if c, ok, err := fl.checkHold(); err != nil || ok {
-			fl.busy()
-			return c, ok, err
+		if err := fl.fstat(); err != nil {
+			return Chunk{}, false, err
 		}
 		// A caught-up file that has not grown is not read: reading would
 		// borrow a buffer only to find nothing.
@@ -298,6 +417,8 @@ func (fl *Follower) pollWait() time.Duration {
 	return fl.cfg.PollInterval << min(fl.quiet/quietPolls, doublings)
 }
 
+// sleep waits for the next poll with fl.mu released, so that the Keeper
+// can work meanwhile.
 func (fl *Follower) sleep(ctx context.Context) error {
 	if fl.notifier != nil && !fl.watched.Load() && fl.quiet >= quietPolls {
 		fl.notifier.watch(fl)
@@ -309,6 +430,16 @@ func (fl *Follower) sleep(ctx context.Context) error {
 	} else {
 		fl.timer.Reset(d)
 	}
+	if fl.state == live && len(fl.queue) == 0 {
+		// At the end of the live file: nothing is held unread.
+		fl.held.Store(0)
+		fl.idle.Store(true)
+	}
+	fl.mu.Unlock()
+	defer func() {
+		fl.mu.Lock()
+		fl.idle.Store(false)
+	}()
 	select {
 	case <-ctx.Done():
 		fl.timer.Stop()

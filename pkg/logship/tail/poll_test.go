@@ -39,8 +39,8 @@ func caughtUp(t *testing.T, content string) (*Follower, string) {
 func TestIdlePollAllocatesAlmostNothing(t *testing.T) {
 	fl, _ := caughtUp(t, "a\nb\nc\n")
 	poll := func() {
-		if _, ok, err := fl.checkHold(); err != nil || ok {
-			t.Fatalf("checkHold: %v %v", ok, err)
+		if err := fl.fstat(); err != nil {
+			t.Fatalf("fstat: %v", err)
 		}
 		if fl.buf != nil || fl.st.Size > fl.off {
 			t.Fatalf("a caught-up file would be read: buf %v, size %d, offset %d", fl.buf != nil, fl.st.Size, fl.off)
@@ -134,7 +134,7 @@ func TestNotifierWakesFollower(t *testing.T) {
 	// Waiting out a poll interval of an hour: only a wake ends it (a wake
 	// that comes first is kept for it).
 	woken := make(chan error, 1)
-	go func() { woken <- fl.sleep(testCtx(t)) }()
+	go func() { woken <- sleepLocked(testCtx(t), fl) }()
 	f, err := os.OpenFile(path, os.O_APPEND|os.O_WRONLY, 0)
 	if err != nil {
 		t.Fatal(err)
@@ -171,7 +171,7 @@ func TestQuietFollowerGetsWatched(t *testing.T) {
 	fl.quiet = quietPolls
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel() // sleep returns at once; watching comes before the wait
-	if err := fl.sleep(ctx); !errors.Is(err, context.Canceled) {
+	if err := sleepLocked(ctx, fl); !errors.Is(err, context.Canceled) {
 		t.Fatalf("sleep: %v", err)
 	}
 	if !fl.watched.Load() {
@@ -193,4 +193,11 @@ func TestWatchedFilePolledLessOften(t *testing.T) {
 	if got := fl.pollWait(); got != 8*time.Second {
 		t.Fatalf("watched: %v, want 8s", got)
 	}
+}
+
+// sleepLocked is sleep as next calls it, with the Follower's lock held.
+func sleepLocked(ctx context.Context, fl *Follower) error {
+	fl.mu.Lock()
+	defer fl.mu.Unlock()
+	return fl.sleep(ctx)
 }

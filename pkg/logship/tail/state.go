@@ -1,10 +1,8 @@
 package tail
 
 import (
-	"errors"
 	"fmt"
-	"os"
-	"syscall"
+	"time"
 
 	"github.com/nodekit/nodekit/pkg/logship/filepos"
 )
@@ -33,6 +31,10 @@ const (
 	copied
 	// finished: drained and read to the end; Next returns io.EOF.
 	finished
+	// released: the Keeper let go of f (deleted, and held beyond its
+	// bounds) and counted what was left unread; the next call hands out
+	// the file's empty final chunk, and then the next file.
+	released
 )
 
 func (s fileState) String() string {
@@ -49,6 +51,8 @@ func (s fileState) String() string {
 		return "copied"
 	case finished:
 		return "finished"
+	case released:
+		return "released"
 	}
 	return fmt.Sprintf("fileState(%d)", int(s))
 }
@@ -98,7 +102,6 @@ func afterEnd(s fileState, f endFacts) (fileState, eofAction) {
 func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 	readTo := fl.off + int64(fl.filled)
 	var facts endFacts
-	var statErr error
 	if fl.state == live {
 		if err := fl.fstat(); err != nil {
 			return Chunk{}, waitMore, err
@@ -106,8 +109,12 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 		match, err := fl.headMatches(true)
 		facts.truncated = err == nil && fl.sameInode() && (!match || fl.st.Size < readTo)
 		if !facts.truncated {
-			statErr = syscall.Stat(fl.path, &fl.pathSt)
-			facts.renamedAway = statErr == nil && !filepos.StatInode(&fl.pathSt).SameFile(fl.id)
+			// A file newer than f is held (the Keeper opened it, or
+			// catch does now): the runtime writes there.
+			if err := fl.catch(); err != nil {
+				return Chunk{}, waitMore, err
+			}
+			facts.renamedAway = len(fl.queue) > 0
 			facts.draining = fl.draining.Load()
 		}
 	}
@@ -116,24 +123,20 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 	case next == copied:
 		return fl.truncated(readTo)
 	case next == renamed:
-		fl.logger.Debug("file rotated", "new_inode", fl.pathSt.Ino)
+		fl.logger.Debug("file rotated", "new_inode", fl.queue[0].id.Ino)
 		fl.state = renamed
 		return Chunk{}, readMore, nil
 	case action == handOut:
 		switch fl.state {
-		case older:
-			fl.after = fl.queue[0].Path
-			fl.queue = fl.queue[1:]
 		case copied:
-			fl.after = fl.name
-		case renamed:
-			fl.after = fl.rotatedName()
+			fl.seen = max(fl.seen, fl.name)
+		case older, renamed:
+			fl.noteRotatedName()
 		}
+		fl.missed = true
 		c := fl.finish()
 		fl.state = next
 		return c, handOut, nil
-	case statErr != nil && !errors.Is(statErr, os.ErrNotExist):
-		return Chunk{}, waitMore, fmt.Errorf("stat %s: %w", fl.path, statErr)
 	}
 	// Extend a short fingerprint as the young file grows, so identity gets
 	// stronger without changing for the same content.
@@ -153,36 +156,8 @@ func (fl *Follower) finish() Chunk {
 	fl.f.Close()
 	fl.f = nil
 	fl.state = between
-	fl.held.Store(0)
+	fl.deletedAt = time.Time{}
 	return c
-}
-
-// checkHold tracks a deleted file kept open and gives it up once it has
-// been held longer than MaxHold, so a reader stuck behind (CloudWatch down
-// for hours) cannot pin the disk space of deleted logs forever.
-func (fl *Follower) checkHold() (Chunk, bool, error) {
-	if err := fl.fstat(); err != nil {
-		return Chunk{}, false, err
-	}
-	if fl.st.Nlink != 0 {
-		fl.held.Store(0)
-		return Chunk{}, false, nil
-	}
-	readTo := fl.off + int64(fl.filled)
-	fl.held.Store(max(0, fl.st.Size-readTo))
-	if fl.heldSince.IsZero() {
-		fl.heldSince = fl.now()
-		return Chunk{}, false, nil
-	}
-	if fl.now().Sub(fl.heldSince) <= fl.cfg.MaxHold {
-		return Chunk{}, false, nil
-	}
-	fl.logger.Warn("giving up a deleted file held open too long; its unread lines are lost", "held_for", fl.cfg.MaxHold, "unread_bytes", fl.st.Size-readTo)
-	fl.lost.Add(1)
-	if fl.state == older {
-		fl.queue = fl.queue[1:]
-	}
-	return fl.finish(), true, nil
 }
 
 // truncated handles copytruncate: the content up to readTo (and perhaps
@@ -204,6 +179,7 @@ func (fl *Follower) truncated(readTo int64) (Chunk, eofAction, error) {
 	fl.f.Close()
 	fl.f = nil
 	fl.state = between
+	fl.deletedAt = time.Time{}
 	if err := fl.openCopy(copyPath, old, off); err != nil {
 		return Chunk{}, waitMore, err
 	}
