@@ -669,11 +669,19 @@ func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *u
 		return err
 	}
 	if c.Final {
-		r.parser.Flush(end)
-		if r.ml != nil {
-			r.ml.Flush()
+		if c.Continued {
+			// A line split by the rotation ends in the next file.
+			r.parser.NextFile()
+			if r.ml != nil {
+				r.ml.Flush()
+			}
+		} else {
+			r.parser.Flush(end)
+			if r.ml != nil {
+				r.ml.Flush()
+			}
+			r.newParser()
 		}
-		r.newParser()
 		// The next file's records go in a chunk of their own.
 		return r.send(ctx)
 	}

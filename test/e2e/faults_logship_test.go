@@ -209,7 +209,9 @@ func (b *rnBed) events(p *corev1.Pod) int {
 
 // catchUp waits until every line the stopped pods wrote reached CloudWatch
 // Logs or was counted lost by logship, and returns how long that took and
-// the largest lag logship reported meanwhile.
+// the largest lag logship reported meanwhile. It gives up when nothing moved
+// for a minute or after timeout, with an error, so that settle can say per
+// pod what is missing.
 func (b *rnBed) catchUp(ctx context.Context, t *testing.T, pods []*corev1.Pod, tag string, timeout time.Duration) (time.Duration, float64) {
 	t.Helper()
 	start := time.Now()
@@ -218,7 +220,8 @@ func (b *rnBed) catchUp(ctx context.Context, t *testing.T, pods []*corev1.Pod, t
 		want[p.Name] = written(p, tag, t)
 	}
 	var lag float64
-	waitFor(t, ctx, timeout, "logship to catch up", func() (bool, string) {
+	last, moved := -1, time.Now()
+	for {
 		m := b.logshipMetrics(ctx, t)
 		lag = max(lag, m.max("logship_lag_seconds"))
 		behind := 0
@@ -226,10 +229,41 @@ func (b *rnBed) catchUp(ctx context.Context, t *testing.T, pods []*corev1.Pod, t
 			lost := int(m.sum("logship_lost_lines_total", map[string]string{"pod": p.Name}))
 			behind += max(0, want[p.Name]-b.events(p)-lost)
 		}
+		if behind == 0 {
+			return time.Since(start), lag
+		}
+		if behind != last {
+			last, moved = behind, time.Now()
+		}
+		if time.Since(moved) > time.Minute || time.Since(start) > timeout || ctx.Err() != nil {
+			t.Errorf("logship did not catch up: %d lines neither shipped nor counted lost, unchanged for %v (%v after the writers stopped)",
+				behind, time.Since(moved).Round(time.Second), time.Since(start).Round(time.Second))
+			b.logshipLogTail(ctx, t)
+			return time.Since(start), lag
+		}
 		time.Sleep(time.Second)
-		return behind == 0, fmt.Sprintf("%d lines neither shipped nor counted lost", behind)
-	})
-	return time.Since(start), lag
+	}
+}
+
+// logshipLogTail logs logship's warnings and errors, for a failure's reader.
+func (b *rnBed) logshipLogTail(ctx context.Context, t *testing.T) {
+	t.Helper()
+	pod, _ := b.logshipContainer(ctx, t)
+	logs, err := b.node.Kubectl(ctx, "logs", "-n", realnode.NodekitNamespace, pod.Name, "-c", "logship")
+	if err != nil {
+		t.Logf("logship's log: %v", err)
+		return
+	}
+	var keep []string
+	for _, l := range strings.Split(logs, "\n") {
+		if strings.Contains(l, `"level":"WARN"`) || strings.Contains(l, `"level":"ERROR"`) {
+			keep = append(keep, l)
+		}
+	}
+	if len(keep) > 40 {
+		keep = keep[len(keep)-40:]
+	}
+	t.Logf("logship's warnings and errors (last %d):\n%s", len(keep), strings.Join(keep, "\n"))
 }
 
 // stormFigures is what logship's storm scenarios measure.
@@ -258,8 +292,18 @@ func (b *rnBed) settle(ctx context.Context, t *testing.T, pods []*corev1.Pod, ta
 		}
 		if a.lost != counted {
 			f.lostExact = false
-			t.Errorf("%s: %d lines written, %d shipped, %d lost; logship counted %d lost", p.Name, a.written, a.shipped, a.lost, counted)
+			t.Errorf("%s: %d lines written, %d shipped, %d lost; logship counted %d lost; missing: %v", p.Name, a.written, a.shipped, a.lost, counted, a.missing)
 		}
+	}
+	if !f.lostExact {
+		var errs []string
+		for op, n := range b.node.AWS.Counts() {
+			if strings.Contains(op, ":") {
+				errs = append(errs, fmt.Sprintf("%s %d", op, n))
+			}
+		}
+		t.Logf("logship dropped %v and CloudWatch rejected %v events; the emulator's errors: %v",
+			m.sum("logship_dropped_events_total", nil), m.sum("logship_rejected_events_total", nil), errs)
 	}
 	f.unopened = int(m.sum("logship_files_lost_total", map[string]string{"reason": "unopened"}))
 	if f.unopened != 0 {
@@ -576,16 +620,17 @@ func TestFaultCheckpointDiskFull(t *testing.T) {
 		}
 		return n
 	}
-	// Streams whose batch was in flight when the disk filled finish it;
-	// after that nothing moves while saving fails.
+	// Each stream may finish the batch it had in flight or waiting out
+	// its second of batching when the disk filled; its next Commit then
+	// waits. Once saving has failed over a few retries (1 s, 2 s, 4 s
+	// apart) every stream waits, and nothing moves while saving fails.
 	waitFor(t, ctx, time.Minute, "two failed checkpoint writes", func() (bool, string) { return failures() >= 2, "" })
-	before, f0 := shipped(), failures()
+	f0 := failures()
 	waitFor(t, ctx, 2*time.Minute, "more failed checkpoint writes", func() (bool, string) { return failures() >= f0+2, "" })
-	if time.Until(full.Add(faultDur(2*time.Minute, 30*time.Second))) > 0 {
-		time.Sleep(time.Until(full.Add(faultDur(2*time.Minute, 30*time.Second))))
-	}
+	before, held := shipped(), time.Now()
+	time.Sleep(max(15*time.Second, time.Until(full.Add(faultDur(2*time.Minute, 30*time.Second)))))
 	if after := shipped(); after != before {
-		t.Errorf("%d events shipped while no checkpoint could be saved (%d, then %d): logship ran ahead of its checkpoint", after-before, before, after)
+		t.Errorf("%d events shipped over %v while no checkpoint could be saved (%d, then %d): logship ran ahead of its checkpoint", after-before, time.Since(held).Round(time.Second), before, after)
 	}
 	if v := b.logshipMetrics(ctx, t).sum("logship_checkpoint_write_failing", nil); v != 1 {
 		t.Errorf("logship_checkpoint_write_failing = %v on a full disk", v)

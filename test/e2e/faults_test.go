@@ -142,6 +142,9 @@ func parseSeqLine(tag, text string) (lineKey, bool) {
 type accounting struct {
 	written, shipped, lost, duplicated int
 	lostByRun                          map[string]int
+	// missing names the first few runs of lines that never arrived, as
+	// "run/stream first-last", for whoever reads a failure.
+	missing []string
 }
 
 // account counts a pod's lines: written is every number up to the last
@@ -173,9 +176,25 @@ func (b *rnBed) account(t *testing.T, p *corev1.Pod, tag string) accounting {
 	}
 	a := accounting{lostByRun: map[string]int{}}
 	for rs, max := range last {
-		for n := 0; n <= max; n++ {
+		gap := -1
+		for n := 0; n <= max+1; n++ {
+			if n == max+1 {
+				if gap >= 0 && len(a.missing) < 8 {
+					a.missing = append(a.missing, fmt.Sprintf("%s/%s %d-%d", rs[0], rs[1], gap, n-1))
+				}
+				break
+			}
 			a.written++
 			c := seen[lineKey{rs[0], rs[1], n}]
+			if c == 0 && gap < 0 {
+				gap = n
+			}
+			if c != 0 && gap >= 0 {
+				if len(a.missing) < 8 {
+					a.missing = append(a.missing, fmt.Sprintf("%s/%s %d-%d", rs[0], rs[1], gap, n-1))
+				}
+				gap = -1
+			}
 			switch {
 			case c == 0:
 				a.lost++
@@ -517,8 +536,15 @@ sleep 3600`
 		}
 	}
 	// The kubelet's garbage collection (every minute) removes the deleted
-	// pods' logs; logship lets go of them once read.
-	time.Sleep(90 * time.Second)
+	// pods' logs; logship lets go of them once read. Memory is measured
+	// after half a minute at least, for the agents' caches to settle.
+	time.Sleep(30 * time.Second)
+	var open []string
+	for deadline := time.Now().Add(3 * time.Minute); ; time.Sleep(5 * time.Second) {
+		if open = b.logshipDeletedFiles(ctx, t); len(open) == 0 || time.Now().After(deadline) {
+			break
+		}
+	}
 
 	// Every pod's answer, as logship shipped it: its own role, never another's.
 	creds := map[string]int{}
@@ -569,7 +595,7 @@ sleep 3600`
 			t.Errorf("%s grew by %.1f MiB over the churn: a per-pod leak", c, mib(growth))
 		}
 	}
-	if open := b.logshipDeletedFiles(ctx, t); len(open) > 0 {
+	if len(open) > 0 {
 		t.Errorf("logship keeps %d deleted pods' log files open: %v", len(open), open)
 	}
 	r, ooms := b.nodekitRestarts(ctx, t)

@@ -248,6 +248,20 @@ func (p *Parser) Flush(pos int64) {
 	}
 }
 
+// NextFile tells the parser that the file read so far was rotated away and
+// the next one continues its streams: fragments still open are completed
+// by lines of the next file (containerd splits the line it is writing when
+// it reopens its log file). Their restart offset becomes the next file's
+// start, as offsets are the next file's from now on: a restart before they
+// complete loses their head, never a later line.
+func (p *Parser) NextFile() {
+	for s := range p.partial {
+		if p.partial[s].open {
+			p.partial[s].start = 0
+		}
+	}
+}
+
 // Pending reports whether any fragment is still open.
 func (p *Parser) Pending() bool { return p.partial[0].open || p.partial[1].open }
 

@@ -701,3 +701,42 @@ func TestCountLines(t *testing.T) {
 		})
 	}
 }
+
+// TestNextFileJoinsALineSplitByRotation: containerd reopening its log
+// file splits the lines being written, the heads as partial lines at the
+// end of the old file and the rest in the new one; they are joined, and
+// restart offsets are the new file's from then on.
+func TestNextFileJoinsALineSplitByRotation(t *testing.T) {
+	const t1 = "2026-12-06T11:26:30.215294015Z"
+	var out []got
+	p := New(Unknown, 0, func(e Entry) { out = append(out, got{e.Time, e.Stream, string(e.Log), e.Pos, e.Part}) })
+	old := []string{t1 + " stdout F whole", t1 + " stdout P storm b9", t1 + " stderr P storm b99b2742 e"}
+	var off int64
+	for _, l := range old {
+		p.Line([]byte(l), off, off+int64(len(l))+1)
+		off += int64(len(l)) + 1
+	}
+	p.NextFile()
+	fresh := []string{t1 + " stdout F 9b2742 out 6985", t1 + " stdout F next", t1 + " stderr F rr 8349"}
+	off = 0
+	var ends []int64
+	for _, l := range fresh {
+		p.Line([]byte(l), off, off+int64(len(l))+1)
+		off += int64(len(l)) + 1
+		ends = append(ends, off)
+	}
+	want := []got{
+		{ts(t1), Stdout, "whole", int64(len(old[0]) + 1), false},
+		// stderr's head is still open: restarting from the new file's
+		// start is the safe offset.
+		{ts(t1), Stdout, "storm b99b2742 out 6985", 0, false},
+		{ts(t1), Stdout, "next", 0, false},
+		{ts(t1), Stderr, "storm b99b2742 err 8349", ends[2], false},
+	}
+	if fmt.Sprint(out) != fmt.Sprint(want) {
+		t.Fatalf("got  %+v\nwant %+v", out, want)
+	}
+	if p.Pending() {
+		t.Fatal("a fragment is still open")
+	}
+}

@@ -25,6 +25,11 @@ type Config struct {
 	PollInterval time.Duration
 	// BufferSize is the read size; large reads keep syscalls per byte low.
 	BufferSize int
+	// RotateWait is how long a rotated file must have gone unwritten
+	// before the Follower, at its end, moves on to the next file (as
+	// fluent-bit's Rotate_Wait): the runtime still writes a few lines to
+	// a file after the kubelet renamed it and a new one took its path.
+	RotateWait time.Duration
 	// MaxLine bounds a line's length; a longer run without a newline is
 	// handed out in pieces (the parser then sees several lines).
 	MaxLine int
@@ -56,7 +61,7 @@ type Config struct {
 
 // DefaultConfig is what logship uses.
 func DefaultConfig() Config {
-	return Config{PollInterval: 250 * time.Millisecond, BufferSize: 256 << 10, MaxLine: 4 << 20, MaxHold: 10 * time.Minute,
+	return Config{PollInterval: 250 * time.Millisecond, BufferSize: 256 << 10, MaxLine: 4 << 20, RotateWait: 2 * time.Second, MaxHold: 10 * time.Minute,
 		MaxDeletedBytes: 512 << 20, buffers: new(bufferPool)}
 }
 
@@ -103,6 +108,12 @@ type Chunk struct {
 	// (rotated away and read to its end, or drained): the reader flushes
 	// what it joins across lines.
 	Final bool
+	// Continued is set on a Final chunk when the next file continues this
+	// one (a rotation, not the stream's end or a file let go): containerd
+	// splits the line it is writing when it reopens its log, the head as
+	// a partial line at the end of the old file and the rest at the start
+	// of the new one, so the reader joins across them.
+	Continued bool
 }
 
 // Follower reads one stream's log file path and the files it rotates to.

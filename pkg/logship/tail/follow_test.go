@@ -20,7 +20,7 @@ import (
 func discard() *slog.Logger { return slog.New(slog.NewTextHandler(io.Discard, nil)) }
 
 func testConfig() Config {
-	return Config{PollInterval: 2 * time.Millisecond, BufferSize: 4096, MaxLine: 1 << 20, MaxHold: time.Hour}
+	return Config{PollInterval: 2 * time.Millisecond, BufferSize: 4096, MaxLine: 1 << 20, RotateWait: 20 * time.Millisecond, MaxHold: time.Hour}
 }
 
 // collect reads lines from fl until stop says so, returning them with the

@@ -370,3 +370,113 @@ func TestKeeperLeavesClosedFollowersAlone(t *testing.T) {
 		t.Fatalf("a closed Follower holds files: current %v, %d queued", fl.f != nil, len(fl.queue))
 	}
 }
+
+// rotateRacing renames 0.log away and opens the new one, returning the
+// renamed file's writer: containerd still writes to it for a moment.
+func (k *kubelet) rotateRacing() (old *os.File) {
+	k.n++
+	if err := os.Rename(k.path, fmt.Sprintf("%s.%06d", k.path, k.n)); err != nil {
+		k.t.Fatal(err)
+	}
+	old = k.w
+	k.open()
+	return old
+}
+
+// TestRenamedFileReadUntilTheRuntimeSwitches: a reader at the end of the
+// live file sees it renamed away and a new file at the path, while the
+// runtime still writes to the renamed one, even after its first lines in
+// the new one (containerd switches stdout and stderr one after the other,
+// and the old streams drain their pipes into the old file); those lines
+// are read too.
+func TestRenamedFileReadUntilTheRuntimeSwitches(t *testing.T) {
+	k := newKubelet(t, 5)
+	k.write(50)
+	cfg := testConfig()
+	cfg.RotateWait = time.Second
+	fl, err := Open(k.path, nil, cfg, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	var r reading
+	readAll(t, fl, &r, k.seq)
+	old := k.rotateRacing()
+	// The reader looks with the new file empty, then with a line in it.
+	look := func() {
+		for range 3 {
+			c, ok, err := fl.TryNext()
+			if err != nil {
+				t.Fatal(err)
+			}
+			if ok {
+				r.add(t, c.Data)
+			}
+		}
+	}
+	look()
+	k.write(1)
+	look()
+	w := k.w
+	k.w = old
+	k.write(20) // the old stream's last lines, to the renamed file
+	k.w = w
+	old.Close()
+	k.write(20)
+	readAll(t, fl, &r, k.seq)
+	got := slices.Sorted(slices.Values(r.seqs))
+	for i, s := range got {
+		if s != i {
+			t.Fatalf("line %d is seq %d: the lines written to the renamed file after the new one appeared were skipped or repeated", i, s)
+		}
+	}
+	if len(got) != k.seq {
+		t.Fatalf("read %d lines of %d", len(got), k.seq)
+	}
+}
+
+// TestKeeperHoldsAFileLiveBetweenTwoLooks: the Keeper's looks come too far
+// apart (logship starved of CPU): a file was live and renamed away between
+// two of them, never seen at the path. The next look holds it with the new
+// file, before the rotation after that compresses and deletes it.
+func TestKeeperHoldsAFileLiveBetweenTwoLooks(t *testing.T) {
+	k := newKubelet(t, 10)
+	k.write(100)
+	var ls losses
+	cfg := testConfig()
+	cfg.CountLines, cfg.OnLoss = countF, ls.add
+	fl, err := Open(k.path, nil, cfg, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	keeper := NewKeeper(cfg, discard())
+	defer keeper.Keep(fl)()
+	var r reading
+	c, err := fl.Next(testCtx(t)) // the reader is busy with its first chunk
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.add(t, c.Data)
+	k.write(100)
+	k.rotate()
+	k.write(100) // the file no look saw at the path
+	k.rotate()
+	keeper.pass()
+	k.write(100)
+	k.rotate() // compresses and deletes the plain rotated files
+	keeper.pass()
+	k.write(100)
+	readAll(t, fl, &r, k.seq)
+	for i, s := range r.seqs {
+		if s != i {
+			t.Fatalf("line %d is seq %d: a gap or a repeat", i, s)
+		}
+	}
+	if len(r.seqs) != k.seq {
+		t.Fatalf("read %d lines of %d", len(r.seqs), k.seq)
+	}
+	if _, _, files := ls.total(); files != 0 {
+		t.Fatalf("%d losses reported", files)
+	}
+}

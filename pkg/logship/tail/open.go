@@ -120,15 +120,21 @@ func (fl *Follower) catch() error {
 	}
 	fl.queue = append(fl.queue, &heldFile{f: f, name: fl.path, id: id, start: fl.startOff})
 	fl.startOff = 0
+	// A new file at path means a rotation: if the Keeper's looks were
+	// too far apart (a CPU-throttled logship), a file was live and
+	// renamed away between two of them. It is still a plain rotated file
+	// now, and only for one more rotation: hold it now, in its place.
+	fl.missed = true
 	fl.catchMissed()
 	fl.logger.Debug("holding a new file", "id", id, "queue", len(fl.queue))
 	return nil
 }
 
 // catchMissed is a safety net for a Follower without a Keeper (or one
-// starved of CPU), used once a file is finished: files rotated away since
-// the last one seen that were never seen at path are still plain rotated
-// files (the kubelet compresses a rotated file only at the next rotation).
+// starved of CPU), used once a file is finished and whenever a new file
+// is held: files rotated away since the last one seen that were never seen
+// at path are still plain rotated files (the kubelet compresses a rotated
+// file only at the next rotation).
 // They are held, in the order of their names among the files held (the
 // one at path last, deleted ones first). Rotated copies of the content at
 // path (copytruncate) are not: their lines come from there.

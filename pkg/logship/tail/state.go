@@ -75,15 +75,28 @@ type endFacts struct {
 	renamedAway bool
 	// draining: the container is gone; nothing more will be written.
 	draining bool
+	// settling (a renamed or older file): it was written less than
+	// Config.RotateWait ago and a newer file is held. The runtime keeps
+	// writing to a file after the new one appeared at its path, and even
+	// after it wrote to the new one: containerd switches stdout and
+	// stderr one after the other, and each old stream's writer drains
+	// what its pipe still holds into the old file before closing it.
+	settling bool
 }
 
 // afterEnd is the state machine's one transition table: the state a
 // Follower moves to at the end of its current file, and what it does then.
 func afterEnd(s fileState, f endFacts) (fileState, eofAction) {
 	switch s {
-	case older, renamed, copied:
+	case older, renamed:
 		// A file that no longer grows, read to its end: hand out the
-		// rest; the next file comes after.
+		// rest; the next file comes after. Unless the runtime may not
+		// have switched to the next file yet: look again later.
+		if f.settling {
+			return s, waitMore
+		}
+		return between, handOut
+	case copied:
 		return between, handOut
 	case live:
 		switch {
@@ -118,11 +131,18 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 			facts.draining = fl.draining.Load()
 		}
 	}
+	if fl.state == older || fl.state == renamed {
+		settling, err := fl.settling()
+		if err != nil {
+			return Chunk{}, waitMore, err
+		}
+		facts.settling = settling
+	}
 	next, action := afterEnd(fl.state, facts)
 	switch {
 	case next == copied:
 		return fl.truncated(readTo)
-	case next == renamed:
+	case next == renamed && fl.state == live:
 		fl.logger.Debug("file rotated", "new_inode", fl.queue[0].id.Ino)
 		fl.state = renamed
 		return Chunk{}, readMore, nil
@@ -134,7 +154,9 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 			fl.noteRotatedName()
 		}
 		fl.missed = true
+		continued := fl.state != live
 		c := fl.finish()
+		c.Continued = continued
 		fl.state = next
 		return c, handOut, nil
 	}
@@ -184,4 +206,16 @@ func (fl *Follower) truncated(readTo int64) (Chunk, eofAction, error) {
 		return Chunk{}, waitMore, err
 	}
 	return Chunk{}, readMore, nil
+}
+
+// settling reports whether f, followed by a newer file, was written less
+// than Config.RotateWait ago (endFacts.settling).
+func (fl *Follower) settling() (bool, error) {
+	if len(fl.queue) == 0 || fl.cfg.RotateWait <= 0 {
+		return false, nil
+	}
+	if err := fl.fstat(); err != nil {
+		return false, err
+	}
+	return fl.now().Sub(time.Unix(fl.st.Mtim.Unix())) < fl.cfg.RotateWait, nil
 }

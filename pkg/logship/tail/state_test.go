@@ -25,6 +25,9 @@ func TestAfterEnd(t *testing.T) {
 		{"copy_done_then_path_anew", copied, endFacts{}, between, handOut},
 		// Only the live file looks at the facts: the others no longer grow.
 		{"older_file_ignores_facts", older, endFacts{truncated: true, renamedAway: true, draining: true}, between, handOut},
+		// The runtime may still write to a file just renamed away.
+		{"renamed_file_settling_waits", renamed, endFacts{settling: true}, renamed, waitMore},
+		{"older_file_settling_waits", older, endFacts{settling: true}, older, waitMore},
 		{"finished_stays", finished, endFacts{draining: true}, finished, waitMore},
 	}
 	for _, tc := range tests {
@@ -68,8 +71,8 @@ func TestTryNext(t *testing.T) {
 		t.Fatalf("TryNext after a write = %q, %v, %v; want the complete line", c.Data, ok, err)
 	}
 	fl.Drain()
-	if c, ok, err := fl.TryNext(); err != nil || !ok || !c.Final || string(c.Data) != "partial" {
-		t.Fatalf("TryNext when drained = %q (final %v), %v, %v; want the partial line, final", c.Data, c.Final, ok, err)
+	if c, ok, err := fl.TryNext(); err != nil || !ok || !c.Final || c.Continued || string(c.Data) != "partial" {
+		t.Fatalf("TryNext when drained = %q (final %v, continued %v), %v, %v; want the partial line, final, not continued", c.Data, c.Final, c.Continued, ok, err)
 	}
 	if _, _, err := fl.TryNext(); !errors.Is(err, io.EOF) || fl.state != finished {
 		t.Fatalf("TryNext after the end = %v in state %s; want io.EOF, finished", err, fl.state)
@@ -122,5 +125,37 @@ func TestDrainReadsWhatCameAfterTheLastEnd(t *testing.T) {
 	}
 	if got != "done\n" {
 		t.Fatalf("the drain handed out %q, want the last line", got)
+	}
+}
+
+// TestRotatedFileEndContinues: the final chunk of a file rotated away says
+// the next file continues it, so that a line containerd split across the
+// two is joined.
+func TestRotatedFileEndContinues(t *testing.T) {
+	k := newKubelet(t, 5)
+	k.write(3)
+	fl, err := Open(k.path, nil, testConfig(), discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer fl.Close()
+	var r reading
+	readAll(t, fl, &r, k.seq)
+	if _, err := k.w.WriteString("P head-of-a-split-line"); err != nil {
+		t.Fatal(err)
+	}
+	k.rotate()
+	k.write(1)
+	for {
+		c, err := fl.Next(testCtx(t))
+		if err != nil {
+			t.Fatal(err)
+		}
+		if c.Final {
+			if !c.Continued || string(c.Data) != "P head-of-a-split-line" {
+				t.Fatalf("the rotated file's final chunk: %q, continued %v; want the partial line, continued", c.Data, c.Continued)
+			}
+			return
+		}
 	}
 }
