@@ -477,7 +477,7 @@ func TestFaultLogsOutage(t *testing.T) {
 		return true, ""
 	})
 
-	d := faultDur(3*time.Minute, 90*time.Second)
+	d := faultDur(3*time.Minute, 75*time.Second)
 	start := time.Now()
 	var unreadyAt time.Duration
 	var unreadyWhy string

@@ -518,7 +518,7 @@ sleep 3600`
 	time.Sleep(10 * time.Second)
 	before := b.agentUsage(ctx, t)
 
-	d := faultDur(5*time.Minute, 90*time.Second)
+	d := faultDur(5*time.Minute, time.Minute)
 	end := time.Now().Add(d)
 	restarts := 0
 	for time.Now().Before(end) {
