@@ -186,7 +186,7 @@ func (s *Server) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 
-	pod, err := s.deps.Caller.Resolve(r.Context(), q.ip.String())
+	pod, err := s.deps.Caller.Resolve(answerAnyway(r), q.ip.String())
 	if err != nil {
 		s.logger.Log(r.Context(), s.level("unknown", q.ip.String()), "denied metadata request from unknown source", "ip", q.ip.String(), "path", p, "reason", err.Error())
 		plain(rec, http.StatusNotFound, "")
@@ -258,6 +258,15 @@ func (s *Server) proxy(q *request) {
 	s.deps.Upstream.ServeHTTP(q.w, r)
 }
 
+// answerAnyway is the context a request waits in for its pod or its
+// credentials. It is not cancelled when the client closes its side of the
+// connection: net/http cancels a request's context at the first EOF it
+// reads, and a client that half-closes after sending its request (nc, or
+// a shell's /dev/tcp) still reads the answer, which must then be its
+// credentials, not a 503 "context canceled". Both waits are bounded on
+// their own (--pod-wait, the STS fetch timeout).
+func answerAnyway(r *http.Request) context.Context { return context.WithoutCancel(r.Context()) }
+
 // serveIAM answers every path under meta-data/iam from the pod's own role.
 func (s *Server) serveIAM(q *request) {
 	a, err := s.deps.Roles.Resolve(q.pod)
@@ -282,7 +291,7 @@ func (s *Server) serveIAM(q *request) {
 			s.deny(q, http.StatusForbidden, a.ARN, fmt.Sprintf("asked for role %q, which is not the pod's", q.route.Role))
 			return
 		}
-		cr, err := s.deps.Credentials.Get(q.r.Context(), creds.Key{RoleARN: a.ARN, ExternalID: a.ExternalID, SessionName: a.SessionName})
+		cr, err := s.deps.Credentials.Get(answerAnyway(q.r), creds.Key{RoleARN: a.ARN, ExternalID: a.ExternalID, SessionName: a.SessionName})
 		if err != nil {
 			s.deny(q, http.StatusServiceUnavailable, a.ARN, "credentials unavailable: "+err.Error())
 			return

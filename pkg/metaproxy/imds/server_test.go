@@ -374,3 +374,62 @@ func TestDecisionMemoBounded(t *testing.T) {
 		t.Fatalf("heap grew by %d bytes after %d distinct denied paths; the memo keeps what pods send", grown, maxDecisions)
 	}
 }
+
+// slowCreds takes a while to fetch, and gives up if its caller's context
+// ends, as creds.Cache does.
+type slowCreds struct{ fakeCreds }
+
+func (s *slowCreds) Get(ctx context.Context, k creds.Key) (creds.Credentials, error) {
+	select {
+	case <-ctx.Done():
+		return creds.Credentials{}, ctx.Err()
+	case <-time.After(300 * time.Millisecond):
+	}
+	return s.fakeCreds.Get(ctx, k)
+}
+
+// TestHalfClosedClientGetsItsCredentials: a client that closes its side of
+// the connection after sending its request (busybox nc does) still reads
+// the answer; net/http cancels the request's context at that EOF, which
+// must not turn a credentials fetch under way into a 503. (On the real
+// node, a pod's first request after a node restart got one.)
+func TestHalfClosedClientGetsItsCredentials(t *testing.T) {
+	policy, err := role.New(role.Config{BaseRoleARN: base, RoleKey: "iam.amazonaws.com/role"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	pods := podsByIP{"127.0.0.1": mkpod("ns", "app", "uid-app", "app")}
+	srv, err := New(Config{}, Deps{Caller: pods, Roles: policy, Credentials: &slowCreds{}, Upstream: &fakeUpstream{}},
+		prometheus.NewRegistry(), slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan error, 1)
+	go func() { done <- srv.Serve(ctx, ln) }()
+	defer func() { cancel(); <-done }()
+
+	c, err := net.Dial("tcp", ln.Addr().String())
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer c.Close()
+	c.SetDeadline(time.Now().Add(10 * time.Second))
+	if _, err := io.WriteString(c, "GET /latest/meta-data/iam/security-credentials/app HTTP/1.0\r\nHost: 169.254.169.254\r\n\r\n"); err != nil {
+		t.Fatal(err)
+	}
+	if err := c.(*net.TCPConn).CloseWrite(); err != nil {
+		t.Fatal(err)
+	}
+	answer, err := io.ReadAll(c)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !bytes.HasPrefix(answer, []byte("HTTP/1.0 200")) || !bytes.Contains(answer, []byte(`"AccessKeyId"`)) {
+		t.Fatalf("a half-closed client was answered:\n%s", answer)
+	}
+}
