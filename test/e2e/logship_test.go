@@ -400,7 +400,10 @@ func TestLogshipBlackhole(t *testing.T) {
 	web.writeSeq(t, 0, 100)
 	b.waitFor(ctx, web, "web seq 0000099")
 
-	outage := 60 * time.Second
+	// Longer than logship's 20 s bound on one call, so that puts time out
+	// and are retried; the real node's CloudWatch Logs outage
+	// (TestFaultLogsOutage) is the long one.
+	outage := 25 * time.Second
 	if testing.Short() {
 		outage = 15 * time.Second
 	}
