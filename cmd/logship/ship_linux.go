@@ -96,11 +96,15 @@ func runShipper(ctx context.Context, args []string, stdout io.Writer) error {
 		return fmt.Errorf("creating pod informer for node %s: %w", o.common.NodeName, err)
 	}
 	// Deleted pods' metadata stays while their files are read, and a
-	// while longer for files discovered late.
-	meta := enrich.New(10 * time.Minute)
+	// while longer for files discovered late: a file is found within
+	// --rescan-interval of appearing (10 s), so two minutes are ample,
+	// and a node churning pods does not hold every deleted pod's labels
+	// for long.
+	meta := enrich.New(2 * time.Minute)
 	if err := pods.AddEventHandler(meta); err != nil {
 		return err
 	}
+	go meta.Run(ctx)
 	awsCfg, err := awscfg.Load(ctx)
 	if err != nil {
 		return err

@@ -18,6 +18,11 @@ type Usage struct {
 	// container_memory_working_set_bytes, what eviction and OOM decisions
 	// are made on).
 	WorkingSet int64
+	// Anon is the anonymous memory (memory.stat's total_rss: heap and
+	// stacks) and ActiveFile the page cache counted in the working set;
+	// the working set less both is kernel memory (slab: dentries, inodes,
+	// inotify marks).
+	Anon, ActiveFile int64
 	// CPUNanos is the CPU time used since the cgroup was made.
 	CPUNanos int64
 }
@@ -43,6 +48,12 @@ func PodUsage(uid types.UID, container string) (Usage, error) {
 		return u, err
 	}
 	u.WorkingSet = max(usage-inactive, 0)
+	if u.Anon, err = statField(filepath.Join(mem, "memory.stat"), "total_rss"); err != nil {
+		return u, err
+	}
+	if u.ActiveFile, err = statField(filepath.Join(mem, "memory.stat"), "total_active_file"); err != nil {
+		return u, err
+	}
 	if u.CPUNanos, err = readInt(filepath.Join(cgroupRoot, "cpuacct", rel, "cpuacct.usage")); err != nil {
 		return u, err
 	}

@@ -196,6 +196,24 @@ func (c *Cache) Release(uid string) {
 	c.gcLocked()
 }
 
+// Run forgets deleted pods' metadata once no file needs it and retain has
+// passed, also when no pod event or released file comes to trigger it
+// (after a burst of pod churn the node may go quiet), until ctx ends.
+func (c *Cache) Run(ctx context.Context) {
+	t := time.NewTicker(max(c.retain/4, time.Second))
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			c.mu.Lock()
+			c.gcLocked()
+			c.mu.Unlock()
+		}
+	}
+}
+
 // gcLocked forgets deleted pods no file needs any more.
 func (c *Cache) gcLocked() {
 	now := c.now()

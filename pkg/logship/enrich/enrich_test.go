@@ -78,3 +78,29 @@ func TestWaitWokenByInformer(t *testing.T) {
 		t.Fatal("wait for a missing pod succeeded")
 	}
 }
+
+// TestRunForgetsDeletedPodsWithoutEvents: after pod churn the node may go
+// quiet; deleted pods no file needs are forgotten once retain has passed,
+// with no further event to trigger it.
+func TestRunForgetsDeletedPodsWithoutEvents(t *testing.T) {
+	c := New(time.Second)
+	c.OnAdd(pod("1", "web", nil), false)
+	c.OnDelete(pod("1", "web", nil))
+	if _, ok := c.Get("u1", "", ""); !ok {
+		t.Fatal("a pod deleted just now is forgotten before retain")
+	}
+	ctx, cancel := context.WithCancel(t.Context())
+	done := make(chan struct{})
+	go func() { c.Run(ctx); close(done) }()
+	defer func() { cancel(); <-done }()
+	deadline := time.Now().Add(10 * time.Second)
+	for {
+		if _, ok := c.Get("u1", "", ""); !ok {
+			return
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("a deleted pod's metadata is still held 10 s after its 1 s retention")
+		}
+		time.Sleep(50 * time.Millisecond)
+	}
+}
