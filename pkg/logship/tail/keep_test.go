@@ -185,22 +185,7 @@ func TestKeeperHoldsEveryRotation(t *testing.T) {
 		t.Run(fmt.Sprintf("keeper_%v", keep), func(t *testing.T) {
 			k := newKubelet(t, 3)
 			k.write(200)
-			var ls losses
-			cfg := testConfig()
-			cfg.CountLines, cfg.OnLoss = countF, ls.add
-			fl, err := Open(k.path, nil, cfg, discard())
-			if err != nil {
-				t.Fatal(err)
-			}
-			defer fl.Close()
-			keeper := NewKeeper(cfg, discard())
-			defer keeper.Keep(fl)()
-			var r reading
-			c, err := fl.Next(testCtx(t))
-			if err != nil {
-				t.Fatal(err)
-			}
-			r.add(t, c.Data)
+			fl, keeper, ls, r := keptAfterFirstChunk(t, k)
 			for range 6 {
 				k.write(200)
 				k.rotate()
@@ -209,19 +194,15 @@ func TestKeeperHoldsEveryRotation(t *testing.T) {
 				}
 			}
 			k.write(200)
-			readAll(t, fl, &r, k.seq)
+			readAll(t, fl, r, k.seq)
 			if !keep {
 				if len(r.seqs) >= k.seq {
 					t.Fatalf("read all %d lines without a Keeper: the test does not make the kubelet delete unread files", k.seq)
 				}
 				return
 			}
-			for i, s := range r.seqs {
-				if s != i {
-					t.Fatalf("line %d is seq %d: a gap or a repeat", i, s)
-				}
-			}
-			if len(r.seqs) != k.seq || r.bytes != k.written {
+			checkEveryLineOnce(t, r.seqs, k.seq)
+			if r.bytes != k.written {
 				t.Fatalf("read %d lines (%d bytes) of %d (%d bytes)", len(r.seqs), r.bytes, k.seq, k.written)
 			}
 			if lines, _, files := ls.total(); files != 0 {
@@ -424,15 +405,9 @@ func TestRenamedFileReadUntilTheRuntimeSwitches(t *testing.T) {
 	old.Close()
 	k.write(20)
 	readAll(t, fl, &r, k.seq)
-	got := slices.Sorted(slices.Values(r.seqs))
-	for i, s := range got {
-		if s != i {
-			t.Fatalf("line %d is seq %d: the lines written to the renamed file after the new one appeared were skipped or repeated", i, s)
-		}
-	}
-	if len(got) != k.seq {
-		t.Fatalf("read %d lines of %d", len(got), k.seq)
-	}
+	// The renamed file's late lines come before the new file's first
+	// one: in any order, each once.
+	checkEveryLineOnce(t, slices.Sorted(slices.Values(r.seqs)), k.seq)
 }
 
 // TestKeeperHoldsAFileLiveBetweenTwoLooks: the Keeper's looks come too far
@@ -442,22 +417,7 @@ func TestRenamedFileReadUntilTheRuntimeSwitches(t *testing.T) {
 func TestKeeperHoldsAFileLiveBetweenTwoLooks(t *testing.T) {
 	k := newKubelet(t, 10)
 	k.write(100)
-	var ls losses
-	cfg := testConfig()
-	cfg.CountLines, cfg.OnLoss = countF, ls.add
-	fl, err := Open(k.path, nil, cfg, discard())
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer fl.Close()
-	keeper := NewKeeper(cfg, discard())
-	defer keeper.Keep(fl)()
-	var r reading
-	c, err := fl.Next(testCtx(t)) // the reader is busy with its first chunk
-	if err != nil {
-		t.Fatal(err)
-	}
-	r.add(t, c.Data)
+	fl, keeper, ls, r := keptAfterFirstChunk(t, k) // the reader is busy with its first chunk
 	k.write(100)
 	k.rotate()
 	k.write(100) // the file no look saw at the path
@@ -467,16 +427,46 @@ func TestKeeperHoldsAFileLiveBetweenTwoLooks(t *testing.T) {
 	k.rotate() // compresses and deletes the plain rotated files
 	keeper.pass()
 	k.write(100)
-	readAll(t, fl, &r, k.seq)
-	for i, s := range r.seqs {
+	readAll(t, fl, r, k.seq)
+	checkEveryLineOnce(t, r.seqs, k.seq)
+	if _, _, files := ls.total(); files != 0 {
+		t.Fatalf("%d losses reported", files)
+	}
+}
+
+// keptAfterFirstChunk opens k's log with loss counting, has a Keeper keep
+// it, and reads its first chunk: a reader then busy elsewhere.
+func keptAfterFirstChunk(t *testing.T, k *kubelet) (*Follower, *Keeper, *losses, *reading) {
+	t.Helper()
+	ls := new(losses)
+	cfg := testConfig()
+	cfg.CountLines, cfg.OnLoss = countF, ls.add
+	fl, err := Open(k.path, nil, cfg, discard())
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { fl.Close() })
+	keeper := NewKeeper(cfg, discard())
+	t.Cleanup(keeper.Keep(fl))
+	r := new(reading)
+	c, err := fl.Next(testCtx(t))
+	if err != nil {
+		t.Fatal(err)
+	}
+	r.add(t, c.Data)
+	return fl, keeper, ls, r
+}
+
+// checkEveryLineOnce fails unless seqs is 0, 1, ... want-1: no gap, no
+// repeat.
+func checkEveryLineOnce(t *testing.T, seqs []int, want int) {
+	t.Helper()
+	for i, s := range seqs {
 		if s != i {
 			t.Fatalf("line %d is seq %d: a gap or a repeat", i, s)
 		}
 	}
-	if len(r.seqs) != k.seq {
-		t.Fatalf("read %d lines of %d", len(r.seqs), k.seq)
-	}
-	if _, _, files := ls.total(); files != 0 {
-		t.Fatalf("%d losses reported", files)
+	if len(seqs) != want {
+		t.Fatalf("read %d lines of %d", len(seqs), want)
 	}
 }
