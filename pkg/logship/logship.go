@@ -28,6 +28,7 @@ package logship
 
 import (
 	"bytes"
+	"cmp"
 	"context"
 	"encoding/json"
 	"errors"
@@ -91,6 +92,7 @@ func New(cfg Config, client ship.Client, meta *enrich.Cache, reg prometheus.Regi
 		include: set(cfg.IncludeNamespaces), exclude: set(cfg.ExcludeNamespaces),
 		ready: make(chan struct{}), targets: map[string]*target{},
 	}
+	meta.OnFinished(a.podFinished)
 	var err error
 	if a.sendM, err = ship.NewMetrics(reg); err != nil {
 		return nil, fmt.Errorf("registering sender metrics: %w", err)
@@ -150,6 +152,10 @@ type target struct {
 	follower atomic.Pointer[tail.Follower]
 	drain    atomic.Bool
 	drained  chan struct{} // closed when drain is first set
+	// finished: the pod writes no more (deleted, or done) though its
+	// file stays until the kubelet removes the container: the file is
+	// read to its end and let go, and the target parks until then.
+	finished atomic.Bool
 	// optedOut is closed once the pod opted out and every line read
 	// before was handed on: nothing more is read until the container
 	// goes away.
@@ -161,6 +167,34 @@ type target struct {
 	read  atomic.Pointer[filePos]
 	acked atomic.Pointer[ackedPos]
 }
+
+// finish has the reader read t's file to its end and let it go: its pod
+// writes no more. Dead containers of deleted pods stay on disk until the
+// kubelet's next garbage collection (a minute), and those of completed
+// Jobs until their pods are deleted: following each of them would hold a
+// file, two goroutines and a stream for nothing.
+func (t *target) finish() {
+	if !t.finished.Swap(true) {
+		if f := t.follower.Load(); f != nil {
+			f.Drain()
+		}
+	}
+}
+
+// podFinished finishes the targets of the pod with uid.
+func (a *Agent) podFinished(uid string) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	for _, t := range a.targets {
+		if t.t.PodUID == uid {
+			t.finish()
+		}
+	}
+}
+
+// errParked ends a finished target's reader: its file was read to the
+// end, and the target waits for the container to go.
+var errParked = errors.New("pod finished; log read to its end")
 
 // filePos is a position in one file.
 type filePos struct {
@@ -312,6 +346,19 @@ func (a *Agent) sync(ctx context.Context, wg *sync.WaitGroup, sender *ship.Sende
 			defer close(tg.done)
 			defer cancel()
 			err := a.runTarget(tctx, tg, sender, store)
+			if errors.Is(err, errParked) {
+				// Kept (so a rescan does not follow the file again),
+				// holding nothing but this goroutine, until the
+				// container goes; then its checkpoint goes too.
+				select {
+				case <-tctx.Done():
+				case <-tg.drained:
+					if err := store.Delete(tctx, key); err != nil {
+						a.logger.Warn("removing checkpoint of a finished container", "key", key, "err", err)
+					}
+				}
+				err = nil
+			}
 			if err != nil && tctx.Err() == nil {
 				a.logger.Error("shipping container log stopped; it restarts at the next rescan", "key", key, "err", err)
 			}
@@ -347,6 +394,18 @@ var errOptedOut = errors.New("pod opted out of log shipping")
 // handful of chunks.
 const chunkBytes = 128 << 10
 
+// quietChunkBytes is the buffer a chunk starts with when the read its
+// records come from is at most quietRead bytes (a quiet container's few
+// lines) and no sent chunk's storage is free. Every container's chunk is
+// held until its batch goes: a node's many quiet containers at the full
+// size (and more so under pod churn, each new pod logging its first
+// lines) held more heap than the busy ones. A burst's records never grow
+// a small chunk: it is sent first, and theirs get full-size ones.
+const (
+	quietRead       = 4 << 10
+	quietChunkBytes = 8 << 10
+)
+
 // runTarget reads, parses and encodes one container's log and feeds its
 // stream until the log is drained or ctx ends.
 func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, store *checkpoint.Store) error {
@@ -374,7 +433,8 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		defer k.Keep(fl)()
 	}
 	tg.follower.Store(fl)
-	if tg.drain.Load() {
+	defer tg.follower.Store(nil)
+	if tg.drain.Load() || tg.finished.Load() {
 		fl.Drain()
 	}
 	a.metrics.filesOpen.Inc()
@@ -414,6 +474,10 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		a.meta.Acquire(meta.UID)
 		defer a.meta.Release(meta.UID)
 	}
+	if a.meta.Finished(cmp.Or(meta.UID, t.PodUID)) {
+		// Found after its pod finished (the rescan runs every 10 s).
+		tg.finish()
+	}
 
 	group, name := a.names(t)
 	stream := sender.NewStream(group, name, t.Key(), t.Namespace, func(pos filepos.Position, ts int64) {
@@ -451,6 +515,12 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		stream.Close()
 		if err := <-streamDone; err != nil {
 			return err
+		}
+		if !tg.drain.Load() {
+			// Finished while the file stays: its checkpoint (at the
+			// end) stays with it.
+			logger.Debug("pod finished; container log read to its end")
+			return errParked
 		}
 		if ctx.Err() == nil {
 			if err := store.Delete(ctx, t.Key()); err != nil {
@@ -497,8 +567,10 @@ type reader struct {
 	out     *record.Chunk
 	curPath string
 	curID   filepos.Identity
-	lines   prometheus.Counter
-	bytes   prometheus.Counter
+	// read is the size of the read being parsed: it sizes a new chunk.
+	read  int
+	lines prometheus.Counter
+	bytes prometheus.Counter
 }
 
 func (r *reader) newEncoder() error {
@@ -537,11 +609,15 @@ func (r *reader) newParser() {
 // entry encodes one parsed entry into the current chunk.
 func (r *reader) entry(e parse.Entry) {
 	if r.out == nil {
-		// Full-size buffers from the start, even for a quiet container:
-		// they come from the sender's spares, and the memory budget then
-		// bounds how many readers fill buffers at once. (Starting small
-		// and growing raised the suite's peak RSS from 29 to 35 MiB.)
-		r.out = r.stream.NewChunk(r.curPath, r.curID, chunkBytes+chunkBytes/4)
+		// Full-size buffers for a busy container: they come from the
+		// sender's spares, and the memory budget then bounds how many
+		// readers fill buffers at once. (Starting every chunk small and
+		// growing it raised the suite's peak RSS from 29 to 35 MiB.)
+		size := chunkBytes + chunkBytes/4
+		if r.read <= quietRead {
+			size = quietChunkBytes
+		}
+		r.out = r.stream.NewChunk(r.curPath, r.curID, size)
 		// Every record of the chunk ends with the encoder's tail (the pod's
 		// metadata), held once: a metadata change starts a new chunk.
 		r.out.Tail = r.enc.WireTail()
@@ -657,6 +733,13 @@ func (r *reader) chunk(ctx context.Context, c tail.Chunk, tg *target, version *u
 			return err
 		}
 	}
+	if r.out != nil && cap(r.out.Buf) < chunkBytes && len(c.Data) > cap(r.out.Buf)-len(r.out.Buf) {
+		// A small chunk this read would overflow goes as it is.
+		if err := r.send(ctx); err != nil {
+			return err
+		}
+	}
+	r.read = len(c.Data)
 	n, err := r.scan(ctx, c)
 	end := c.Start + int64(len(c.Data))
 	if err == nil {

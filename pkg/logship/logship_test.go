@@ -402,3 +402,80 @@ func TestNamespaceFilterAndOptOut(t *testing.T) {
 		t.Errorf("read %v lines of an excluded namespace", n)
 	}
 }
+
+// TestFinishedPodsFilesAreLetGo: a pod deleted from the API, or done
+// (Succeeded), writes no more, though the kubelet leaves its files until
+// it removes the container. Its file is read to the end, each line shipped
+// once, and let go; rescans do not follow it again; once the container
+// goes, so does its checkpoint.
+func TestFinishedPodsFilesAreLetGo(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.Tail.RotateWait = 50 * time.Millisecond
+	gone, done := testPod("shop", "gone-1", "uid-gone"), testPod("shop", "job-1", "uid-job")
+	h.meta.OnAdd(gone, false)
+	h.meta.OnAdd(done, false)
+	goneLog := h.n.container("shop", "gone-1", "uid-gone", "app", "a1")
+	doneLog := h.n.container("shop", "job-1", "uid-job", "app", "b2")
+	h.start()
+	for _, c := range []*podlogs.Container{goneLog, doneLog} {
+		appendLog(t, c, criLine("stdout", "F", "first"))
+	}
+	h.records(goneLog.Stream, 1)
+	h.records(doneLog.Stream, 1)
+	// Each container's last line, then its pod finishes.
+	appendLog(t, goneLog, criLine("stdout", "F", "last words"))
+	appendLog(t, doneLog, criLine("stdout", "F", "job done"))
+	h.meta.OnDelete(gone)
+	succeeded := done.DeepCopy()
+	succeeded.Status.Phase = kube.PodSucceeded
+	h.meta.OnUpdate(done, succeeded)
+
+	for _, c := range []*podlogs.Container{goneLog, doneLog} {
+		key := c.Stream + ".log"
+		tg := h.target(key)
+		for deadline := time.Now().Add(30 * time.Second); tg.follower.Load() != nil; time.Sleep(5 * time.Millisecond) {
+			if time.Now().After(deadline) {
+				t.Fatalf("%s: the finished pod's file is still followed", key)
+			}
+		}
+		if recs := h.records(c.Stream, 2); len(recs) != 2 {
+			t.Errorf("%s: shipped %d records, want 2", key, len(recs))
+		}
+	}
+	if n := unlabeled(t, h.reg, "logship_files_open"); n != 0 {
+		t.Errorf("%v files open after both pods finished", n)
+	}
+	// Rescans (every 50 ms) leave the parked targets alone: no file is
+	// opened and read again.
+	time.Sleep(300 * time.Millisecond)
+	if n := unlabeled(t, h.reg, "logship_files_open"); n != 0 {
+		t.Errorf("%v files open again after rescans", n)
+	}
+	for _, c := range []*podlogs.Container{goneLog, doneLog} {
+		if evs := h.emu.Events(group, c.Stream); len(evs) != 2 {
+			t.Errorf("%s: %d events after rescans, want 2", c.Stream, len(evs))
+		}
+	}
+	// The kubelet removes the container: the target and its checkpoint go.
+	if err := os.Remove(goneLog.Link); err != nil {
+		t.Fatal(err)
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(5 * time.Millisecond) {
+		h.agent.mu.Lock()
+		_, kept := h.agent.targets[goneLog.Stream+".log"]
+		h.agent.mu.Unlock()
+		if !kept {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the removed container's target stays")
+		}
+	}
+	st := h.agent.store.Load()
+	if _, ok := st.Get(goneLog.Stream + ".log"); ok {
+		t.Error("the removed container's checkpoint stays")
+	}
+	if _, ok := st.Get(doneLog.Stream + ".log"); !ok {
+		t.Error("the done pod's container (still on disk) lost its checkpoint")
+	}
+}

@@ -10,6 +10,7 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 
 	"github.com/nodekit/nodekit/test/awsemu"
+	"github.com/nodekit/nodekit/test/podlogs"
 )
 
 // gauge returns the value of the series name{namespace=ns} in reg, and
@@ -158,4 +159,67 @@ func gaugeWith(t *testing.T, reg *prometheus.Registry, name, label, value string
 		}
 	}
 	return 0, false
+}
+
+// TestQuietContainersHoldSmallChunks: a quiet container's few lines wait
+// for their batch in a small buffer, not a full-size one (each held until
+// the batch goes, full-size chunks of many quiet containers were most of
+// the heap under pod churn); a burst that follows still ships every line.
+func TestQuietContainersHoldSmallChunks(t *testing.T) {
+	h := newHarness(t)
+	h.cfg.BatchWait = time.Hour // the batches wait: what they hold shows
+	const pods = 20
+	var logs []*podlogs.Container
+	for i := range pods {
+		uid := fmt.Sprintf("uid-%d", i)
+		h.meta.OnAdd(testPod("shop", fmt.Sprintf("web-%d", i), uid), false)
+		logs = append(logs, h.n.container("shop", fmt.Sprintf("web-%d", i), uid, "app", fmt.Sprintf("c%d", i)))
+	}
+	h.start()
+	for _, c := range logs {
+		appendLog(t, c, criLine("stdout", "F", "started"))
+	}
+	for deadline := time.Now().Add(30 * time.Second); ; time.Sleep(10 * time.Millisecond) {
+		if n, _ := gauge(t, h.reg, "logship_lines_read_total", "shop"); n == pods {
+			break
+		}
+		if time.Now().After(deadline) {
+			t.Fatal("the containers' lines were not read")
+		}
+	}
+	if held := unlabeled(t, h.reg, "logship_buffered_bytes"); held > pods*(quietChunkBytes+4<<10) {
+		t.Errorf("%d quiet containers' one line each hold %.0f bytes (small chunks: %d each)", pods, held, quietChunkBytes)
+	}
+	// A burst in one of them: its records overflow the small chunk,
+	// which goes first; the full batches (1 MiB) ship them in order.
+	var burst strings.Builder
+	for i := range 12000 {
+		burst.WriteString(criLine("stdout", "F", fmt.Sprintf("burst line %05d %s", i, strings.Repeat("x", 80))))
+	}
+	appendLog(t, logs[0], burst.String())
+	recs := h.records(logs[0].Stream, 1+8000)
+	for i, r := range recs[1:8001] {
+		if want := fmt.Sprintf("burst line %05d", i); !strings.HasPrefix(r.Log, want) {
+			t.Fatalf("record %d is %q, want %q…", i+1, r.Log, want)
+		}
+	}
+}
+
+// unlabeled returns the value of the unlabeled series name in reg.
+func unlabeled(t *testing.T, reg *prometheus.Registry, name string) float64 {
+	t.Helper()
+	mfs, err := reg.Gather()
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, mf := range mfs {
+		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
+			if m := mf.GetMetric()[0]; m.Gauge != nil {
+				return m.Gauge.GetValue()
+			}
+			return mf.GetMetric()[0].Counter.GetValue()
+		}
+	}
+	t.Fatalf("no series %s", name)
+	return 0
 }

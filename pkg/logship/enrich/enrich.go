@@ -43,7 +43,13 @@ type entry struct {
 	meta    Meta
 	deleted time.Time // zero while the pod exists
 	refs    int       // files of the pod being read
+	// done: the pod's phase is Succeeded or Failed; none of its
+	// containers runs again.
+	done bool
 }
+
+// finished says the pod writes no more logs: deleted, or done.
+func (e *entry) finished() bool { return e.done || !e.deleted.IsZero() }
 
 // Cache holds metadata by pod UID; it is safe for concurrent use.
 type Cache struct {
@@ -57,6 +63,9 @@ type Cache struct {
 	byName  map[string]string // namespace/name -> uid
 	version uint64
 	changed chan struct{} // closed and replaced on every change
+	// onFinished is called, without mu held, when a pod is deleted or
+	// done.
+	onFinished func(uid string)
 }
 
 var _ cache.ResourceEventHandler = (*Cache)(nil)
@@ -80,6 +89,24 @@ func metaOf(pod *kube.Pod) Meta {
 	}
 }
 
+// OnFinished has fn called with a pod's UID when it is deleted or its
+// phase becomes Succeeded or Failed: its containers write no more. fn must
+// not call back into the Cache; it replaces the fn set before.
+func (c *Cache) OnFinished(fn func(uid string)) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.onFinished = fn
+}
+
+// Finished reports whether the pod with uid is known to write no more
+// logs: deleted, or Succeeded or Failed.
+func (c *Cache) Finished(uid string) bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	e, ok := c.byUID[uid]
+	return ok && e.finished()
+}
+
 // OnAdd implements cache.ResourceEventHandler.
 func (c *Cache) OnAdd(obj any, _ bool) { c.set(obj) }
 
@@ -97,11 +124,17 @@ func (c *Cache) OnDelete(obj any) {
 		return
 	}
 	c.mu.Lock()
-	defer c.mu.Unlock()
-	if e, ok := c.byUID[string(pod.UID)]; ok {
+	e, ok := c.byUID[string(pod.UID)]
+	tell := ok && !e.finished()
+	if ok {
 		e.deleted = c.now()
 	}
 	c.gcLocked()
+	fn := c.onFinished
+	c.mu.Unlock()
+	if tell && fn != nil {
+		fn(string(pod.UID))
+	}
 }
 
 func (c *Cache) set(obj any) {
@@ -110,14 +143,26 @@ func (c *Cache) set(obj any) {
 		return
 	}
 	m := metaOf(pod)
+	done := pod.Status.Phase == kube.PodSucceeded || pod.Status.Phase == kube.PodFailed
 	c.mu.Lock()
-	defer c.mu.Unlock()
 	e, ok := c.byUID[m.UID]
 	if !ok {
 		e = &entry{}
 		c.byUID[m.UID] = e
 	}
-	if ok && sameMeta(e.meta, m) {
+	tell := done && !e.finished()
+	e.done = e.done || done
+	fn := c.onFinished
+	c.setLocked(e, ok, m)
+	c.mu.Unlock()
+	if tell && fn != nil {
+		fn(m.UID)
+	}
+}
+
+// setLocked stores m as e's metadata, found says e was cached before.
+func (c *Cache) setLocked(e *entry, found bool, m Meta) {
+	if found && sameMeta(e.meta, m) {
 		return
 	}
 	c.version++

@@ -104,3 +104,47 @@ func TestRunForgetsDeletedPodsWithoutEvents(t *testing.T) {
 		time.Sleep(50 * time.Millisecond)
 	}
 }
+
+// TestFinished: a pod is finished once deleted or Succeeded/Failed, and
+// the hook hears of each pod once.
+func TestFinished(t *testing.T) {
+	withPhase := func(p *kube.Pod, phase kube.PodPhase) *kube.Pod {
+		p = p.DeepCopy()
+		p.Status.Phase = phase
+		return p
+	}
+	tests := []struct {
+		name   string
+		events func(c *Cache, p *kube.Pod)
+		want   bool
+	}{
+		{"running", func(c *Cache, p *kube.Pod) { c.OnUpdate(p, withPhase(p, kube.PodRunning)) }, false},
+		{"deleted", func(c *Cache, p *kube.Pod) { c.OnDelete(p) }, true},
+		{"deleted, final state unknown", func(c *Cache, p *kube.Pod) { c.OnDelete(cache.DeletedFinalStateUnknown{Key: "x", Obj: p}) }, true},
+		{"succeeded", func(c *Cache, p *kube.Pod) { c.OnUpdate(p, withPhase(p, kube.PodSucceeded)) }, true},
+		{"failed, then deleted", func(c *Cache, p *kube.Pod) {
+			c.OnUpdate(p, withPhase(p, kube.PodFailed))
+			c.OnUpdate(p, withPhase(p, kube.PodFailed))
+			c.OnDelete(p)
+		}, true},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := New(time.Minute)
+			var heard []string
+			c.OnFinished(func(uid string) { heard = append(heard, uid) })
+			p := pod("1", "web", nil)
+			c.OnAdd(p, false)
+			tt.events(c, p)
+			if got := c.Finished("u1"); got != tt.want {
+				t.Errorf("Finished = %v, want %v", got, tt.want)
+			}
+			if want := map[bool]int{true: 1, false: 0}[tt.want]; len(heard) != want {
+				t.Errorf("the hook heard %v, want %d call(s)", heard, want)
+			}
+			if c.Finished("uid-unknown") {
+				t.Error("an unknown pod is finished")
+			}
+		})
+	}
+}

@@ -200,9 +200,13 @@ type spare struct {
 	events []record.Event
 }
 
-// maxSpareBuf is the largest chunk buffer kept for reuse; a rare huge
-// record must not pin its buffer.
-const maxSpareBuf = 1 << 20
+// Chunk buffers between minSpareBuf and maxSpareBuf are kept for reuse: a
+// rare huge record must not pin its buffer, and a quiet container's small
+// one is not worth keeping (a busy reader would only throw it away).
+const (
+	minSpareBuf = 64 << 10
+	maxSpareBuf = 1 << 20
+)
 
 // NewChunk returns an empty Chunk of the file path (id) with at least n
 // bytes of buffer, reusing the storage of chunks already sent.
@@ -310,7 +314,7 @@ func (s *Sender) release(q *queued) {
 	// Nothing refers to the buffer any more: its events were sent (or the
 	// stream stopped) and the SDK call that saw it as strings returned.
 	c := q.c
-	if c.Buf != nil && cap(c.Buf) <= maxSpareBuf {
+	if c.Buf != nil && cap(c.Buf) >= minSpareBuf && cap(c.Buf) <= maxSpareBuf {
 		select {
 		case s.spares <- spare{buf: c.Buf[:0], events: c.Events[:0]}:
 		default:

@@ -73,7 +73,8 @@ type endFacts struct {
 	truncated bool
 	// renamedAway: path names another file now.
 	renamedAway bool
-	// draining: the container is gone; nothing more will be written.
+	// draining: the container is gone and its file unwritten for
+	// Config.RotateWait; nothing more will be written.
 	draining bool
 	// settling (a renamed or older file): it was written less than
 	// Config.RotateWait ago and a newer file is held. The runtime keeps
@@ -128,7 +129,10 @@ func (fl *Follower) atEOF() (Chunk, eofAction, error) {
 				return Chunk{}, waitMore, err
 			}
 			facts.renamedAway = len(fl.queue) > 0
-			facts.draining = fl.draining.Load()
+			// The runtime may still be writing what the container's
+			// pipe held when it exited: the file is done once it has
+			// gone RotateWait without a write.
+			facts.draining = fl.draining.Load() && fl.now().Sub(time.Unix(fl.st.Mtim.Unix())) >= fl.cfg.RotateWait
 		}
 	}
 	if fl.state == older || fl.state == renamed {

@@ -6,6 +6,7 @@ import (
 	"os"
 	"path/filepath"
 	"testing"
+	"time"
 )
 
 func TestAfterEnd(t *testing.T) {
@@ -71,6 +72,8 @@ func TestTryNext(t *testing.T) {
 		t.Fatalf("TryNext after a write = %q, %v, %v; want the complete line", c.Data, ok, err)
 	}
 	fl.Drain()
+	// A drained file is done once it has gone RotateWait unwritten.
+	time.Sleep(2 * testConfig().RotateWait)
 	if c, ok, err := fl.TryNext(); err != nil || !ok || !c.Final || c.Continued || string(c.Data) != "partial" {
 		t.Fatalf("TryNext when drained = %q (final %v, continued %v), %v, %v; want the partial line, final, not continued", c.Data, c.Final, c.Continued, ok, err)
 	}
@@ -89,7 +92,8 @@ func TestDrainReadsWhatCameAfterTheLastEnd(t *testing.T) {
 	if err := os.WriteFile(path, []byte("a\n"), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	fl, err := Open(path, nil, testConfig(), discard())
+	cfg := testConfig()
+	fl, err := Open(path, nil, cfg, discard())
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -108,9 +112,15 @@ func TestDrainReadsWhatCameAfterTheLastEnd(t *testing.T) {
 		t.Fatal(err)
 	}
 	f.Close()
+	st, err := os.Stat(path)
+	if err != nil {
+		t.Fatal(err)
+	}
 	fl.Drain()
 	var got string
-	for {
+	// The stream ends once the file has gone RotateWait unwritten: the
+	// runtime may still be flushing the container's pipe.
+	for deadline := time.Now().Add(10 * time.Second); ; {
 		c, ok, err := fl.TryNext()
 		if errors.Is(err, io.EOF) {
 			break
@@ -119,9 +129,16 @@ func TestDrainReadsWhatCameAfterTheLastEnd(t *testing.T) {
 			t.Fatal(err)
 		}
 		if !ok {
-			t.Fatal("TryNext had nothing before the end of a drained stream")
+			if time.Now().After(deadline) {
+				t.Fatal("a drained stream did not end")
+			}
+			time.Sleep(time.Millisecond)
+			continue
 		}
 		got += string(c.Data)
+	}
+	if since := time.Since(st.ModTime()); since < cfg.RotateWait {
+		t.Errorf("the drained stream ended %v after its last write, before RotateWait (%v)", since, cfg.RotateWait)
 	}
 	if got != "done\n" {
 		t.Fatalf("the drain handed out %q, want the last line", got)
