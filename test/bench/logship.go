@@ -302,13 +302,15 @@ func benchLogship(ctx context.Context, r *report, cfg config, logger *slog.Logge
 		// Profiles of the burst for whoever fixes the hot path; they
 		// cost logship some CPU, so figures of a profiled run are not
 		// of record.
-		pctx, stopProfile := context.WithCancel(ctx)
+		// The CPU profile lasts 10 s from logship's start: logship runs
+		// until it is taken, however soon the burst is shipped.
+		pctx, stopProfile := context.WithTimeout(ctx, 2*time.Minute)
 		profDone := make(chan struct{})
 		go func() {
 			defer close(profDone)
 			fetchProfiles(pctx, node.HTTPClient(), "http://127.0.0.1:9182", cfg.profileDir, "logship", logger)
 		}()
-		defer func() { stopProfile(); <-profDone }()
+		defer func() { <-profDone; stopProfile() }()
 	}
 
 	// Done when the emulator has accepted every line; logship exiting or
