@@ -17,26 +17,7 @@ import (
 // whether there is one.
 func gauge(t *testing.T, reg *prometheus.Registry, name, ns string) (float64, bool) {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
-	}
-	for _, mf := range mfs {
-		if mf.GetName() != name {
-			continue
-		}
-		for _, m := range mf.GetMetric() {
-			for _, l := range m.GetLabel() {
-				if l.GetName() == "namespace" && l.GetValue() == ns {
-					if m.Gauge != nil {
-						return m.Gauge.GetValue(), true
-					}
-					return m.Counter.GetValue(), true
-				}
-			}
-		}
-	}
-	return 0, false
+	return gaugeWith(t, reg, name, "namespace", ns)
 }
 
 // TestLagCountsAcrossRotation: right after a rotation the file being read
@@ -136,7 +117,8 @@ func TestDeniedShowsInMetricsAndReadiness(t *testing.T) {
 	}
 }
 
-// gaugeWith returns the value of the series name{label=value} in reg.
+// gaugeWith returns the value of the series name{label=value} in reg (of
+// its only series when label is empty), and whether there is one.
 func gaugeWith(t *testing.T, reg *prometheus.Registry, name, label, value string) (float64, bool) {
 	t.Helper()
 	mfs, err := reg.Gather()
@@ -148,14 +130,17 @@ func gaugeWith(t *testing.T, reg *prometheus.Registry, name, label, value string
 			continue
 		}
 		for _, m := range mf.GetMetric() {
+			match := label == "" && len(mf.GetMetric()) == 1
 			for _, l := range m.GetLabel() {
-				if l.GetName() == label && l.GetValue() == value {
-					if m.Gauge != nil {
-						return m.Gauge.GetValue(), true
-					}
-					return m.Counter.GetValue(), true
-				}
+				match = match || l.GetName() == label && l.GetValue() == value
 			}
+			if !match {
+				continue
+			}
+			if m.Gauge != nil {
+				return m.Gauge.GetValue(), true
+			}
+			return m.Counter.GetValue(), true
 		}
 	}
 	return 0, false
@@ -205,21 +190,12 @@ func TestQuietContainersHoldSmallChunks(t *testing.T) {
 	}
 }
 
-// unlabeled returns the value of the unlabeled series name in reg.
+// unlabeled returns the value of name's only series in reg.
 func unlabeled(t *testing.T, reg *prometheus.Registry, name string) float64 {
 	t.Helper()
-	mfs, err := reg.Gather()
-	if err != nil {
-		t.Fatal(err)
+	v, ok := gaugeWith(t, reg, name, "", "")
+	if !ok {
+		t.Fatalf("no series %s", name)
 	}
-	for _, mf := range mfs {
-		if mf.GetName() == name && len(mf.GetMetric()) == 1 {
-			if m := mf.GetMetric()[0]; m.Gauge != nil {
-				return m.Gauge.GetValue()
-			}
-			return mf.GetMetric()[0].Counter.GetValue()
-		}
-	}
-	t.Fatalf("no series %s", name)
-	return 0
+	return v
 }
