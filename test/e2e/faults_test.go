@@ -598,7 +598,9 @@ sleep 3600`
 		t.Errorf("only %d pods were served their credentials over %d rollouts", len(pods), restarts)
 	}
 	after := b.agentUsage(ctx, t)
+	var memory []string
 	for _, c := range []string{"metaproxy", "logship"} {
+		memory = append(memory, fmt.Sprintf("%s's anonymous memory %.1f → %.1f MiB", c, mib(before[c].Anon), mib(after[c].Anon)))
 		growth := after[c].WorkingSet - before[c].WorkingSet
 		t.Logf("%s working set: %.1f MiB before the churn, %.1f MiB after (anonymous %.1f → %.1f MiB, active page cache %.1f → %.1f MiB, the rest kernel memory)",
 			c, mib(before[c].WorkingSet), mib(after[c].WorkingSet), mib(before[c].Anon), mib(after[c].Anon), mib(before[c].ActiveFile), mib(after[c].ActiveFile))
@@ -613,7 +615,8 @@ sleep 3600`
 	r, ooms := b.nodekitRestarts(ctx, t)
 	recordFault(t, faultRow{
 		Scenario: "pod churn with IP reuse", Duration: d, LostExact: "n/a", Restarts: r, OOMKills: ooms, Creds: creds,
-		Recovery: "n/a", Notes: fmt.Sprintf("%d pods served through %d rollouts on 32 addresses; %d answers naming another pod's role", len(pods), restarts, wrong),
+		Recovery: "n/a", Notes: fmt.Sprintf("%d pods served through %d rollouts on 32 addresses; %d answers naming another pod's role; %s, %v after the last rollout",
+			len(pods), restarts, wrong, strings.Join(memory, ", "), time.Since(churned).Round(time.Second)),
 	})
 }
 
