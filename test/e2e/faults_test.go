@@ -598,6 +598,7 @@ sleep 3600`
 		t.Errorf("only %d pods were served their credentials over %d rollouts", len(pods), restarts)
 	}
 	after := b.agentUsage(ctx, t)
+	measured := time.Since(churned).Round(time.Second)
 	var memory []string
 	for _, c := range []string{"metaproxy", "logship"} {
 		memory = append(memory, fmt.Sprintf("%s's anonymous memory %.1f → %.1f MiB", c, mib(before[c].Anon), mib(after[c].Anon)))
@@ -608,7 +609,7 @@ sleep 3600`
 			t.Errorf("%s grew by %.1f MiB over the churn: a per-pod leak", c, mib(growth))
 		}
 	}
-	t.Logf("memory measured %v after the last rollout", time.Since(churned).Round(time.Second))
+	t.Logf("memory measured %v after the last rollout", measured)
 	if len(open) > 0 {
 		t.Errorf("logship keeps %d deleted pods' log files open: %v", len(open), open)
 	}
@@ -616,7 +617,7 @@ sleep 3600`
 	recordFault(t, faultRow{
 		Scenario: "pod churn with IP reuse", Duration: d, LostExact: "n/a", Restarts: r, OOMKills: ooms, Creds: creds,
 		Recovery: "n/a", Notes: fmt.Sprintf("%d pods served through %d rollouts on 32 addresses; %d answers naming another pod's role; %s, %v after the last rollout",
-			len(pods), restarts, wrong, strings.Join(memory, ", "), time.Since(churned).Round(time.Second)),
+			len(pods), restarts, wrong, strings.Join(memory, ", "), measured),
 	})
 }
 
