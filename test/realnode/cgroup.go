@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -43,17 +44,13 @@ func PodUsage(uid types.UID, container string) (Usage, error) {
 	if err != nil {
 		return u, err
 	}
-	inactive, err := statField(filepath.Join(mem, "memory.stat"), "total_inactive_file")
+	// One read of memory.stat: the three figures come from one moment.
+	stat, err := statFields(filepath.Join(mem, "memory.stat"), "total_inactive_file", "total_rss", "total_active_file")
 	if err != nil {
 		return u, err
 	}
-	u.WorkingSet = max(usage-inactive, 0)
-	if u.Anon, err = statField(filepath.Join(mem, "memory.stat"), "total_rss"); err != nil {
-		return u, err
-	}
-	if u.ActiveFile, err = statField(filepath.Join(mem, "memory.stat"), "total_active_file"); err != nil {
-		return u, err
-	}
+	u.WorkingSet = max(usage-stat["total_inactive_file"], 0)
+	u.Anon, u.ActiveFile = stat["total_rss"], stat["total_active_file"]
 	if u.CPUNanos, err = readInt(filepath.Join(cgroupRoot, "cpuacct", rel, "cpuacct.usage")); err != nil {
 		return u, err
 	}
@@ -83,22 +80,33 @@ func readInt(path string) (int64, error) {
 	return v, nil
 }
 
-func statField(path, key string) (int64, error) {
+// statFields reads the values of keys from a memory.stat file.
+func statFields(path string, keys ...string) (map[string]int64, error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return 0, err
+		return nil, err
 	}
 	defer f.Close()
+	out := make(map[string]int64, len(keys))
 	sc := bufio.NewScanner(f)
 	for sc.Scan() {
-		if v, ok := strings.CutPrefix(sc.Text(), key+" "); ok {
-			return strconv.ParseInt(v, 10, 64)
+		key, v, ok := strings.Cut(sc.Text(), " ")
+		if !ok || !slices.Contains(keys, key) {
+			continue
+		}
+		if out[key], err = strconv.ParseInt(v, 10, 64); err != nil {
+			return nil, fmt.Errorf("%s: %s: %w", path, key, err)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return 0, err
+		return nil, err
 	}
-	return 0, fmt.Errorf("%s has no %s", path, key)
+	for _, key := range keys {
+		if _, ok := out[key]; !ok {
+			return nil, fmt.Errorf("%s has no %s", path, key)
+		}
+	}
+	return out, nil
 }
 
 // ContainerPids lists the processes of a pod's container, from its cgroup.
