@@ -192,9 +192,10 @@ func (a *Agent) podFinished(uid string) {
 	}
 }
 
-// errParked ends a finished target's reader: its file was read to the
-// end, and the target waits for the container to go.
-var errParked = errors.New("pod finished; log read to its end")
+// errReadToEnd ends a reader whose file was read to its end and every
+// record accepted (drained or finished): the target waits for the
+// container to go, then forgets its checkpoint.
+var errReadToEnd = errors.New("container log read to its end")
 
 // filePos is a position in one file.
 type filePos struct {
@@ -346,15 +347,19 @@ func (a *Agent) sync(ctx context.Context, wg *sync.WaitGroup, sender *ship.Sende
 			defer close(tg.done)
 			defer cancel()
 			err := a.runTarget(tctx, tg, sender, store)
-			if errors.Is(err, errParked) {
+			if errors.Is(err, errReadToEnd) {
 				// Kept (so a rescan does not follow the file again),
 				// holding nothing but this goroutine, until the
-				// container goes; then its checkpoint goes too.
+				// container goes (at once when that is what drained
+				// it); then its checkpoint goes: the file is gone for
+				// good.
 				select {
 				case <-tctx.Done():
 				case <-tg.drained:
-					if err := store.Delete(tctx, key); err != nil {
-						a.logger.Warn("removing checkpoint of a finished container", "key", key, "err", err)
+					if tctx.Err() == nil {
+						if err := store.Delete(tctx, key); err != nil {
+							a.logger.Warn("removing checkpoint of a finished container", "key", key, "err", err)
+						}
 					}
 				}
 				err = nil
@@ -510,25 +515,13 @@ func (a *Agent) runTarget(ctx context.Context, tg *target, sender *ship.Sender, 
 		return nil
 	}
 	if errors.Is(err, io.EOF) {
-		// Drained: let the stream send the rest, then forget the
-		// checkpoint (the file is gone for good).
+		// Drained or finished: let the stream send the rest.
 		stream.Close()
 		if err := <-streamDone; err != nil {
 			return err
 		}
-		if !tg.drain.Load() {
-			// Finished while the file stays: its checkpoint (at the
-			// end) stays with it.
-			logger.Debug("pod finished; container log read to its end")
-			return errParked
-		}
-		if ctx.Err() == nil {
-			if err := store.Delete(ctx, t.Key()); err != nil {
-				logger.Warn("removing checkpoint of a finished container", "err", err)
-			}
-			logger.Debug("container log drained")
-		}
-		return nil
+		logger.Debug("container log read to its end")
+		return errReadToEnd
 	}
 	stream.Close()
 	<-streamDone
